@@ -1,0 +1,39 @@
+"""Builds the edge ASGI app from its settings; nothing happens at import time."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from services.edge import errors
+from services.edge.routes import admin, chat, health, models
+from services.edge.settings import EdgeSettings
+from services.edge.state import Edge
+
+
+def create_app(settings: EdgeSettings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        edge = Edge.build(settings)
+        app.state.edge = edge
+        await edge.start()
+        try:
+            yield
+        finally:
+            await edge.stop()
+
+    app = FastAPI(title="Switchyard", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
+    errors.install(app)
+    for prefix in ("/v1", "/ai/v1"):
+        app.include_router(chat.router, prefix=prefix)
+        app.include_router(models.router, prefix=prefix)
+    app.include_router(admin.router, prefix="/ai")
+    app.include_router(health.router)
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for uvicorn's worker processes: each builds its own settings and state."""
+    return create_app(EdgeSettings())

@@ -1,0 +1,74 @@
+"""Who is calling: the admin key, or a client key found in the watched KV mirror.
+
+The check is in-process: a SHA-256 of the presented key looked up in a dict kept fresh by
+the client-keys bucket watcher. No I/O on the request path.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import ValidationError
+
+from shared.apikeys import hash_key
+from shared.bus import Bus, KVMirror
+from shared.errors import INVALID_API_KEY, PERMISSION, GatewayError
+from shared.messages import ClientKeyRecord
+from shared.subjects import CLIENT_KEYS_BUCKET
+
+
+@dataclass(frozen=True)
+class Principal:
+    role: Literal["admin", "user"]
+    key_id: str
+    user: str
+
+
+ADMIN = Principal(role="admin", key_id="admin", user="admin")
+
+
+class ClientKeys:
+    def __init__(self, bus: Bus, admin_key: str) -> None:
+        self._admin_hash = hash_key(admin_key) if admin_key else ""
+        self._by_hash: dict[str, Principal] = {}
+        self.mirror = KVMirror(bus, CLIENT_KEYS_BUCKET, self._rebuild)
+
+    def _rebuild(self, entries: dict[str, bytes]) -> None:
+        index: dict[str, Principal] = {}
+        for raw in entries.values():
+            try:
+                record = ClientKeyRecord.model_validate_json(raw)
+            except ValidationError:
+                continue
+            if record.status == "active":
+                index[record.key_hash] = Principal(role="user", key_id=record.id, user=record.user)
+        self._by_hash = index
+
+    def authenticate(self, authorization: str | None, api_key_header: str | None = None) -> Principal:
+        token = _bearer(authorization) or (api_key_header or "").strip()
+        if not token:
+            raise GatewayError(
+                INVALID_API_KEY,
+                "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.",
+            )
+        digest = hash_key(token)
+        if self._admin_hash and hmac.compare_digest(digest, self._admin_hash):
+            return ADMIN
+        principal = self._by_hash.get(digest)
+        if principal is None:
+            raise GatewayError(INVALID_API_KEY, "Incorrect API key provided.")
+        return principal
+
+
+def require_admin(principal: Principal) -> None:
+    if principal.role != "admin":
+        raise GatewayError(PERMISSION, "This endpoint needs the admin key.")
+
+
+def _bearer(header: str | None) -> str:
+    if not header:
+        return ""
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else ""

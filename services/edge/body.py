@@ -1,0 +1,76 @@
+"""Reading and checking request bodies: size first, then JSON, then the fields we route on.
+
+Rejected early and cheaply: a body over the limit is refused from its Content-Length before
+it is read, or as soon as the bytes read pass the limit.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+
+from shared.errors import INVALID_JSON, INVALID_REQUEST, MISSING_PARAM, TOO_LARGE, GatewayError
+
+
+async def read_json(request: Request, limit: int) -> dict[str, Any]:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise _too_large(limit)
+        except ValueError as exc:
+            raise GatewayError(INVALID_REQUEST, "Content-Length is not a number") from exc
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        raise GatewayError(INVALID_JSON, "The request body is empty; send a JSON object.")
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise GatewayError(
+            INVALID_JSON,
+            "We could not parse the JSON body of your request. The OpenAI API expects a JSON payload.",
+        ) from exc
+    if not isinstance(body, dict):
+        raise GatewayError(INVALID_JSON, "The request body must be a JSON object.")
+    return body
+
+
+def _too_large(limit: int) -> GatewayError:
+    return GatewayError(TOO_LARGE, f"Request body is larger than the gateway's limit of {limit} bytes.")
+
+
+def check_chat(body: dict[str, Any]) -> None:
+    """The fields the gateway itself needs; the provider checks the rest."""
+    model = body.get("model")
+    if model is None:
+        raise GatewayError(MISSING_PARAM, "you must provide a model parameter", param="model")
+    if not isinstance(model, str) or not model.strip():
+        raise GatewayError(INVALID_REQUEST, "model must be a non-empty string", param="model")
+    messages = body.get("messages")
+    if messages is None:
+        raise GatewayError(MISSING_PARAM, "Missing required parameter: 'messages'.", param="messages")
+    if not isinstance(messages, list) or not messages:
+        raise GatewayError(INVALID_REQUEST, "'messages' must be a non-empty array.", param="messages")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise GatewayError(
+                INVALID_REQUEST, f"messages[{i}] must be an object with a string 'role'.", param=f"messages[{i}]"
+            )
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise GatewayError(INVALID_REQUEST, "'stream' must be a boolean.", param="stream")
+    options = body.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise GatewayError(INVALID_REQUEST, "'stream_options' must be an object.", param="stream_options")
+    user = body.get("user")
+    if user is not None and not isinstance(user, str):
+        raise GatewayError(INVALID_REQUEST, "'user' must be a string.", param="user")

@@ -1,0 +1,63 @@
+"""Building the usage event of a request from what the request, the route and the adapter saw."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.edge.auth import Principal
+from services.edge.providers.base import Usage
+from shared.catalog import Route
+from shared.events import UsageEvent
+
+
+@dataclass
+class RequestRecord:
+    request_id: str
+    principal: Principal
+    endpoint: str
+    body: dict[str, Any]
+    instance: str
+    started_wall: float = field(default_factory=time.time)
+    started: float = field(default_factory=time.perf_counter)
+    route: Route | None = None
+    provider_key_id: str = ""
+
+    def event(
+        self,
+        *,
+        status: int,
+        usage: Usage | None = None,
+        error_type: str = "",
+        stream: bool = False,
+        ttft_ms: float = 0.0,
+        upstream_ms: float = 0.0,
+    ) -> UsageEvent:
+        usage = usage or Usage()
+        user_field = self.body.get("user")
+        requested = self.body.get("model")
+        return UsageEvent(
+            event_id=self.request_id,
+            ts=self.started_wall,
+            client_key_id=self.principal.key_id,
+            user=self.principal.user,
+            request_user=user_field if isinstance(user_field, str) else "",
+            requested_model=requested if isinstance(requested, str) else "",
+            model=self.route.model if self.route else "",
+            provider=self.route.provider if self.route else "",
+            provider_key_id=self.provider_key_id,
+            endpoint=self.endpoint,
+            stream=stream,
+            status=status,
+            error_type=error_type,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cached_tokens=usage.cached_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            usage_estimated=usage.estimated,
+            ttft_ms=ttft_ms,
+            latency_ms=(time.perf_counter() - self.started) * 1000,
+            upstream_latency_ms=upstream_ms,
+            edge_instance=self.instance,
+        )

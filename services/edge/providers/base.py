@@ -1,0 +1,140 @@
+"""The adapter interface every provider wire API implements.
+
+The client's schema (OpenAI's) is canonical: an adapter takes the OpenAI-format request body
+and returns OpenAI-format bytes, plus the usage it observed. A wire API that cannot do
+something raises :class:`Unsupported`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import httpx
+
+from shared.catalog import ProviderConfig, Route
+from shared.errors import NOT_IMPLEMENTED, GatewayError
+
+
+class Unsupported(GatewayError):
+    def __init__(self, message: str) -> None:
+        super().__init__(NOT_IMPLEMENTED, message)
+
+
+@dataclass
+class Credential:
+    key_id: str
+    secret: str
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    estimated: bool = False
+
+    @classmethod
+    def from_openai(cls, usage: dict[str, Any] | None) -> Usage | None:
+        if not isinstance(usage, dict):
+            return None
+        prompt_details = usage.get("prompt_tokens_details") or {}
+        completion_details = usage.get("completion_tokens_details") or {}
+        return cls(
+            prompt_tokens=_int(usage.get("prompt_tokens")),
+            completion_tokens=_int(usage.get("completion_tokens")),
+            cached_tokens=_int(prompt_details.get("cached_tokens") if isinstance(prompt_details, dict) else 0),
+            reasoning_tokens=_int(
+                completion_details.get("reasoning_tokens") if isinstance(completion_details, dict) else 0
+            ),
+        )
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and value >= 0 else 0
+
+
+def estimate_tokens(chars: int) -> int:
+    """A provider-neutral estimate (about four characters a token) for when none is reported."""
+    return math.ceil(chars / 4) if chars > 0 else 0
+
+
+def prompt_chars(body: dict[str, Any]) -> int:
+    total = 0
+    for message in body.get("messages") or []:
+        if not isinstance(message, dict):
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            total += len(content)
+        elif isinstance(content, list):
+            for part in content:
+                if isinstance(part, dict) and isinstance(part.get("text"), str):
+                    total += len(part["text"])
+    return total
+
+
+@dataclass
+class Call:
+    """One upstream call: where it goes, with what, for whom."""
+
+    route: Route
+    provider: ProviderConfig
+    credential: Credential | None
+    body: dict[str, Any]
+    request_id: str
+    http: httpx.AsyncClient
+
+    @property
+    def wants_usage_chunk(self) -> bool:
+        opts = self.body.get("stream_options")
+        return isinstance(opts, dict) and opts.get("include_usage") is True
+
+
+@dataclass
+class Completion:
+    body: bytes
+    usage: Usage
+    upstream_ms: float
+
+
+@dataclass
+class StreamMeter:
+    """What a stream delivered so far; filled in by the adapter as events pass."""
+
+    started: float = field(default_factory=time.perf_counter)
+    first_chunk_at: float | None = None
+    upstream_done_at: float | None = None
+    usage: Usage | None = None
+    content_chars: int = 0
+    finished: bool = False
+    error_type: str = ""
+
+    def saw_content(self, chars: int) -> None:
+        if self.first_chunk_at is None:
+            self.first_chunk_at = time.perf_counter()
+        self.content_chars += chars
+
+    def final_usage(self, body: dict[str, Any]) -> Usage:
+        if self.usage is not None:
+            return self.usage
+        return Usage(
+            prompt_tokens=estimate_tokens(prompt_chars(body)),
+            completion_tokens=estimate_tokens(self.content_chars),
+            estimated=True,
+        )
+
+
+class Adapter(Protocol):
+    """One provider wire API."""
+
+    async def chat(self, call: Call) -> Completion: ...
+
+    async def stream(self, call: Call, meter: StreamMeter) -> AsyncIterator[bytes]:
+        """Open the stream (raising a GatewayError if the provider refuses it) and return
+        an iterator of complete SSE events in OpenAI's format, ``data: {...}\\n\\n``."""
+        ...

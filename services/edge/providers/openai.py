@@ -1,0 +1,190 @@
+"""OpenAI's chat wire API, for OpenAI and every OpenAI-compatible vendor (catalog data).
+
+Pass-through: the request goes out as the client sent it (model name resolved), the reply
+comes back byte for byte. Streams are relayed event by event; only what metering needs is
+read from each chunk. The gateway always asks upstream for the usage chunk and hides it from
+clients that did not ask for it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from services.edge.providers.base import Call, Completion, StreamMeter, Usage
+from services.edge.sse import DONE, events, frame
+from services.edge.upstream import transport_error
+from shared.errors import (
+    UPSTREAM,
+    GatewayError,
+    kind_for_status,
+    upstream_status_to_client,
+)
+
+log = logging.getLogger("switchyard.edge.openai")
+
+_RELAYED_HEADERS = ("retry-after", "x-ratelimit-remaining-requests", "x-ratelimit-remaining-tokens")
+
+
+def _headers(call: Call) -> dict[str, str]:
+    headers = {"content-type": "application/json", "accept": "application/json"}
+    if call.credential is not None:
+        cfg = call.provider
+        value = f"{cfg.auth_scheme} {call.credential.secret}" if cfg.auth_scheme else call.credential.secret
+        headers[cfg.auth_header] = value
+    return headers
+
+
+def _url(call: Call, path: str) -> str:
+    return call.provider.base_url.rstrip("/") + path
+
+
+def from_openai_error(status: int, raw: bytes, provider: str, headers: httpx.Headers) -> GatewayError:
+    """An upstream error reply as the OpenAI-shaped error the client gets."""
+    client_status = upstream_status_to_client(status)
+    message = f"provider {provider!r} answered HTTP {status}"
+    err_type, code, param = None, None, None
+    try:
+        body = json.loads(raw)
+        err = body.get("error") if isinstance(body, dict) else None
+        if isinstance(err, dict):
+            message = str(err.get("message") or message)
+            err_type = err.get("type") if isinstance(err.get("type"), str) else None
+            code = err.get("code") if isinstance(err.get("code"), str) else None
+            param = err.get("param") if isinstance(err.get("param"), str) else None
+        elif isinstance(err, str):
+            message = err
+    except (ValueError, AttributeError):
+        pass
+    kind = kind_for_status(client_status)
+    relayed = {h: headers[h] for h in _RELAYED_HEADERS if h in headers}
+    error = GatewayError(kind, message, param=param, code=code, status=client_status, headers=relayed)
+    if err_type and client_status < 500:
+        error.kind = type(kind)(client_status, err_type, code, kind.log_level)
+    return error
+
+
+class OpenAIAdapter:
+    async def chat(self, call: Call) -> Completion:
+        body = dict(call.body, model=call.route.upstream_model)
+        started = time.perf_counter()
+        try:
+            resp = await call.http.post(_url(call, "/chat/completions"), content=json.dumps(body), headers=_headers(call))
+            raw = await resp.aread()
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, call.route.provider) from exc
+        upstream_ms = (time.perf_counter() - started) * 1000
+        if resp.status_code != 200:
+            raise from_openai_error(resp.status_code, raw, call.route.provider, resp.headers)
+        try:
+            parsed = json.loads(raw)
+        except ValueError as exc:
+            raise GatewayError(UPSTREAM, f"provider {call.route.provider!r} sent a reply that is not JSON") from exc
+        usage = Usage.from_openai(parsed.get("usage") if isinstance(parsed, dict) else None)
+        return Completion(body=raw, usage=usage or Usage(estimated=True), upstream_ms=upstream_ms)
+
+    async def stream(self, call: Call, meter: StreamMeter) -> AsyncIterator[bytes]:
+        body: dict[str, Any] = dict(call.body, model=call.route.upstream_model, stream=True)
+        options = dict(body.get("stream_options") or {})
+        options["include_usage"] = True
+        body["stream_options"] = options
+        request = call.http.build_request(
+            "POST", _url(call, "/chat/completions"), content=json.dumps(body), headers=_headers(call)
+        )
+        try:
+            resp = await call.http.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, call.route.provider) from exc
+        if resp.status_code != 200:
+            try:
+                raw = await resp.aread()
+            except httpx.HTTPError:
+                raw = b""
+            finally:
+                await resp.aclose()
+            raise from_openai_error(resp.status_code, raw, call.route.provider, resp.headers)
+        return self._relay(call, resp, meter)
+
+    async def _relay(self, call: Call, resp: httpx.Response, meter: StreamMeter) -> AsyncIterator[bytes]:
+        wants_usage = call.wants_usage_chunk
+        saw_finish = False
+        try:
+            async for data in events(resp.aiter_bytes()):
+                if data == b"[DONE]":
+                    meter.finished = True
+                    yield DONE
+                    return
+                try:
+                    chunk = json.loads(data)
+                except ValueError:
+                    meter.error_type = "upstream_bad_event"
+                    yield _error_event("provider sent an event that is not JSON", "upstream_bad_event")
+                    return
+                if not isinstance(chunk, dict):
+                    continue
+                if "error" in chunk:
+                    meter.error_type = "upstream_error"
+                    yield frame(data)
+                    return
+                usage = Usage.from_openai(chunk.get("usage"))
+                if usage is not None:
+                    meter.usage = usage
+                choices = chunk.get("choices")
+                if isinstance(choices, list):
+                    for choice in choices:
+                        if not isinstance(choice, dict):
+                            continue
+                        delta = choice.get("delta")
+                        if isinstance(delta, dict):
+                            meter.saw_content(_delta_chars(delta))
+                        if choice.get("finish_reason"):
+                            saw_finish = True
+                    if usage is not None and not choices and not wants_usage:
+                        continue  # the usage chunk we asked for on the gateway's behalf
+                yield frame(data)
+        except httpx.HTTPError as exc:
+            err = transport_error(exc, call.route.provider)
+            meter.error_type = "upstream_disconnected"
+            yield _error_event(f"stream from provider interrupted: {err.message}", "upstream_disconnected")
+            return
+        except ValueError as exc:
+            meter.error_type = "upstream_bad_event"
+            yield _error_event(str(exc), "upstream_bad_event")
+            return
+        finally:
+            meter.upstream_done_at = time.perf_counter()
+            await resp.aclose()
+        if saw_finish:
+            # Some compatible servers end without [DONE]; the stream did finish.
+            meter.finished = True
+            yield DONE
+        else:
+            meter.error_type = "upstream_truncated"
+            yield _error_event("stream from provider ended before it finished", "upstream_truncated")
+
+
+def _delta_chars(delta: dict[str, Any]) -> int:
+    n = 0
+    for key in ("content", "reasoning_content", "refusal"):
+        value = delta.get(key)
+        if isinstance(value, str):
+            n += len(value)
+    calls = delta.get("tool_calls")
+    if isinstance(calls, list):
+        for tc in calls:
+            fn = tc.get("function") if isinstance(tc, dict) else None
+            if isinstance(fn, dict):
+                for key in ("name", "arguments"):
+                    if isinstance(fn.get(key), str):
+                        n += len(fn[key])
+    return n
+
+
+def _error_event(message: str, code: str) -> bytes:
+    payload = {"error": {"message": message, "type": "api_error", "param": None, "code": code}}
+    return frame(json.dumps(payload).encode())

@@ -1,0 +1,21 @@
+"""Wire API name -> adapter. New wire APIs register here, not in ``if`` chains."""
+
+from __future__ import annotations
+
+from services.edge.providers.base import Adapter, Unsupported
+from services.edge.providers.echo import EchoAdapter
+from services.edge.providers.openai import OpenAIAdapter
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._adapters: dict[str, Adapter] = {"openai": OpenAIAdapter(), "echo": EchoAdapter()}
+
+    def register(self, api: str, adapter: Adapter) -> None:
+        self._adapters[api] = adapter
+
+    def get(self, api: str, provider: str) -> Adapter:
+        adapter = self._adapters.get(api)
+        if adapter is None:
+            raise Unsupported(f"provider {provider!r} speaks the {api!r} wire API, which this gateway cannot call yet")
+        return adapter

@@ -1,0 +1,108 @@
+"""The admin API (``/ai/...``): thin relays to the service that owns each resource."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, ValidationError
+
+from services.edge.auth import require_admin
+from services.edge.body import read_json
+from services.edge.state import EdgeDep, PrincipalDep
+from shared import subjects
+from shared.errors import INVALID_REQUEST, GatewayError
+from shared.messages import (
+    CatalogListing,
+    ById,
+    ClientKeyCreate,
+    ClientKeyCreated,
+    ClientKeyInfo,
+    ClientKeyList,
+    ProviderKeyCreate,
+    ProviderKeyInfo,
+    ProviderKeyList,
+    UsageSummary,
+    UsageSummaryQuery,
+)
+
+router = APIRouter()
+
+_ADMIN_TIMEOUT = 15.0
+
+
+class _Empty(BaseModel):
+    pass
+
+
+async def _parse(request: Request, model: type[BaseModel]) -> Any:
+    body = await read_json(request, 64 * 1024)
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = ".".join(str(p) for p in first.get("loc", ())) or None
+        raise GatewayError(INVALID_REQUEST, f"{param}: {first.get('msg')}", param=param) from exc
+
+
+@router.post("/providers/keys", status_code=201)
+async def create_provider_key(request: Request, edge: EdgeDep, principal: PrincipalDep) -> ProviderKeyInfo:
+    require_admin(principal)
+    req = await _parse(request, ProviderKeyCreate)
+    return await edge.bus.request(subjects.PROVIDER_KEYS_CREATE, req, ProviderKeyInfo, timeout=_ADMIN_TIMEOUT)
+
+
+@router.get("/providers/keys")
+async def list_provider_keys(edge: EdgeDep, principal: PrincipalDep) -> dict[str, Any]:
+    require_admin(principal)
+    reply = await edge.bus.request(subjects.PROVIDER_KEYS_LIST, _Empty(), ProviderKeyList, timeout=_ADMIN_TIMEOUT)
+    return {"object": "list", "data": [k.model_dump() for k in reply.data]}
+
+
+@router.delete("/providers/keys/{key_id}")
+async def delete_provider_key(key_id: str, edge: EdgeDep, principal: PrincipalDep) -> dict[str, Any]:
+    require_admin(principal)
+    info = await edge.bus.request(subjects.PROVIDER_KEYS_DELETE, ById(id=key_id), ProviderKeyInfo, timeout=_ADMIN_TIMEOUT)
+    return {"id": info.id, "object": "provider_key", "deleted": True}
+
+
+@router.post("/keys", status_code=201)
+async def create_client_key(request: Request, edge: EdgeDep, principal: PrincipalDep) -> ClientKeyCreated:
+    require_admin(principal)
+    req = await _parse(request, ClientKeyCreate)
+    return await edge.bus.request(subjects.CLIENT_KEYS_CREATE, req, ClientKeyCreated, timeout=_ADMIN_TIMEOUT)
+
+
+@router.get("/keys")
+async def list_client_keys(edge: EdgeDep, principal: PrincipalDep, user: str | None = None) -> ClientKeyList:
+    require_admin(principal)
+    reply = await edge.bus.request(subjects.CLIENT_KEYS_LIST, _Empty(), ClientKeyList, timeout=_ADMIN_TIMEOUT)
+    if user is not None:
+        reply.data = [k for k in reply.data if k.user == user]
+    return reply
+
+
+@router.delete("/keys/{key_id}")
+async def delete_client_key(key_id: str, edge: EdgeDep, principal: PrincipalDep) -> dict[str, Any]:
+    require_admin(principal)
+    info = await edge.bus.request(subjects.CLIENT_KEYS_DELETE, ById(id=key_id), ClientKeyInfo, timeout=_ADMIN_TIMEOUT)
+    return {"id": info.id, "object": "api_key", "deleted": True}
+
+
+@router.get("/usage/summary")
+async def usage_summary(
+    edge: EdgeDep,
+    principal: PrincipalDep,
+    period: Literal["24h", "7d", "30d"] = Query("7d"),
+    user: str | None = None,
+) -> UsageSummary:
+    if principal.role != "admin":
+        user = principal.user  # a user key sees only its own usage
+    query = UsageSummaryQuery(period=period, user=user)
+    return await edge.bus.request(subjects.USAGE_SUMMARY, query, UsageSummary, timeout=_ADMIN_TIMEOUT)
+
+
+@router.get("/models")
+async def catalog(edge: EdgeDep, principal: PrincipalDep) -> CatalogListing:
+    require_admin(principal)
+    return await edge.bus.request(subjects.ROUTER_MODELS, _Empty(), CatalogListing, timeout=_ADMIN_TIMEOUT)

@@ -1,0 +1,84 @@
+"""``POST /v1/chat/completions``: auth, route, adapter, respond, meter."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
+
+from services.edge.body import check_chat, read_json
+from services.edge.metered import RequestRecord
+from services.edge.providers.base import Call, StreamMeter
+from services.edge.state import EdgeDep, PrincipalDep
+from shared.errors import GatewayError
+
+router = APIRouter()
+
+
+@router.post("/chat/completions")
+async def chat_completions(request: Request, edge: EdgeDep, principal: PrincipalDep) -> Response:
+    body = await read_json(request, edge.settings.max_body_bytes)
+    check_chat(body)
+    record = RequestRecord(
+        request_id=f"req_{uuid.uuid4().hex}",
+        principal=principal,
+        endpoint="chat.completions",
+        body=body,
+        instance=edge.instance,
+    )
+    stream = bool(body.get("stream"))
+    try:
+        record.route = edge.routes.resolve(body["model"])
+        provider = edge.routes.current().providers[record.route.provider]
+        adapter = edge.registry.get(provider.api, record.route.provider)
+        credential = edge.credentials.pick(record.route.provider) if provider.requires_key else None
+        record.provider_key_id = credential.key_id if credential else ""
+        call = Call(record.route, provider, credential, body, record.request_id, edge.http)
+        if stream:
+            meter = StreamMeter()
+            events = await adapter.stream(call, meter)
+        else:
+            completion = await adapter.chat(call)
+    except GatewayError as exc:
+        edge.usage.submit(record.event(status=exc.status, error_type=exc.type, stream=stream))
+        exc.headers["x-request-id"] = record.request_id
+        raise
+    headers = {"x-request-id": record.request_id}
+    if not stream:
+        edge.usage.submit(record.event(status=200, usage=completion.usage, upstream_ms=completion.upstream_ms))
+        return Response(completion.body, media_type="application/json", headers=headers)
+    headers["cache-control"] = "no-cache"
+    headers["x-accel-buffering"] = "no"
+    return StreamingResponse(_metered(events, meter, record, edge), media_type="text/event-stream", headers=headers)
+
+
+async def _metered(events: AsyncIterator[bytes], meter: StreamMeter, record: RequestRecord, edge: EdgeDep) -> AsyncIterator[bytes]:
+    """Relay events; whatever happens (finish, upstream error, client gone), meter once."""
+    status, error_type = 200, ""
+    try:
+        async for event in events:
+            yield event
+        if not meter.finished:
+            status, error_type = 502, meter.error_type or "upstream_error"
+    except BaseException:  # the client went away (cancellation) or the relay broke
+        status, error_type = 499, "client_disconnected"
+        raise
+    finally:
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            await aclose()  # closes the upstream response: the provider stops generating
+        ttft = ((meter.first_chunk_at or meter.started) - meter.started) * 1000
+        upstream_end = meter.upstream_done_at or time.perf_counter()
+        edge.usage.submit(
+            record.event(
+                status=status,
+                usage=meter.final_usage(record.body),
+                error_type=error_type,
+                stream=True,
+                ttft_ms=ttft,
+                upstream_ms=(upstream_end - meter.started) * 1000,
+            )
+        )

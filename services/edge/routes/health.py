@@ -1,0 +1,51 @@
+"""``/healthz`` (the process is alive) and ``/readyz`` (everything it depends on answers)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from services.edge.state import EdgeDep
+from shared import subjects
+from shared.errors import GatewayError
+from shared.messages import Ping
+
+router = APIRouter()
+
+_PING_TIMEOUT = 1.0
+
+
+class _Empty(BaseModel):
+    pass
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(edge: EdgeDep) -> JSONResponse:
+    checks: dict[str, Any] = {"nats": edge.bus.connected, "route_table": edge.routes.table is not None}
+
+    async def ping(name: str, subject: str) -> None:
+        try:
+            await edge.bus.request(subject, _Empty(), Ping, timeout=_PING_TIMEOUT)
+            checks[name] = True
+        except GatewayError:
+            checks[name] = False
+
+    if edge.bus.connected:
+        await asyncio.gather(
+            ping("router", subjects.ROUTER_PING),
+            ping("keyvault", subjects.KEYVAULT_PING),
+            ping("metering", subjects.METERING_PING),
+        )
+    else:
+        checks.update(router=False, keyvault=False, metering=False)
+    ready = all(checks.values())
+    return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks}, status_code=200 if ready else 503)

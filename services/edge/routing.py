@@ -1,0 +1,44 @@
+"""The route table, mirrored from the router's KV bucket, and model resolution."""
+
+from __future__ import annotations
+
+import logging
+
+from pydantic import ValidationError
+
+from shared.bus import Bus, KVMirror
+from shared.catalog import Route, RouteTable
+from shared.errors import MODEL_NOT_FOUND, UNAVAILABLE, GatewayError
+from shared.subjects import ROUTES_BUCKET, ROUTES_KEY
+
+log = logging.getLogger("switchyard.edge.routing")
+
+
+class Routes:
+    def __init__(self, bus: Bus) -> None:
+        self.table: RouteTable | None = None
+        self.mirror = KVMirror(bus, ROUTES_BUCKET, self._load)
+
+    def _load(self, entries: dict[str, bytes]) -> None:
+        raw = entries.get(ROUTES_KEY)
+        if raw is None:
+            return
+        try:
+            self.table = RouteTable.model_validate_json(raw)
+        except ValidationError as exc:
+            log.error("ignoring an invalid route table: %s", exc)
+
+    def current(self) -> RouteTable:
+        if self.table is None:
+            raise GatewayError(UNAVAILABLE, "the gateway has no route table yet; is the router running?")
+        return self.table
+
+    def resolve(self, model: str) -> Route:
+        route = self.current().resolve(model)
+        if route is None:
+            raise GatewayError(
+                MODEL_NOT_FOUND,
+                f"The model `{model}` does not exist or you do not have access to it.",
+                param="model",
+            )
+        return route

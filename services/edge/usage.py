@@ -1,0 +1,140 @@
+"""Usage events off the request path: an in-memory queue, JetStream, and a disk spool.
+
+A request only puts its event on a queue. A background task publishes to JetStream with the
+event id as ``Nats-Msg-Id`` (the stream drops repeats). If NATS cannot take an event, it is
+appended to a local spool file and replayed, in order, once NATS answers again; metering
+stores each event id once, so a replay never doubles a count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+
+from shared.bus import Bus
+from shared.events import UsageEvent
+from shared.subjects import USAGE_SUBJECT
+
+log = logging.getLogger("switchyard.edge.usage")
+
+_BATCH = 256
+
+
+class UsagePublisher:
+    def __init__(self, bus: Bus, spool_dir: Path, instance: str) -> None:
+        self.bus = bus
+        self.spool_dir = spool_dir
+        self.spool_file = spool_dir / f"usage-{instance}.jsonl"
+        self._queue: asyncio.Queue[UsageEvent] = asyncio.Queue()
+        self.published = 0
+        self.spooled = 0
+
+    def submit(self, event: UsageEvent) -> None:
+        """Called on the request path: never blocks, never fails."""
+        self._queue.put_nowait(event)
+
+    async def run(self) -> None:
+        await asyncio.to_thread(self.spool_dir.mkdir, parents=True, exist_ok=True)
+        replay = asyncio.create_task(self._replay_loop())
+        try:
+            while True:
+                batch = [await self._queue.get()]
+                while len(batch) < _BATCH and not self._queue.empty():
+                    batch.append(self._queue.get_nowait())
+                await self._publish_batch(batch)
+        finally:
+            replay.cancel()
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Publish (or spool) whatever is still queued; used at shutdown."""
+        batch = []
+        while not self._queue.empty():
+            batch.append(self._queue.get_nowait())
+        if batch:
+            await self._publish_batch(batch)
+
+    async def _publish_batch(self, batch: list[UsageEvent]) -> None:
+        if self._has_spool():
+            # Keep order: while a spool exists, new events queue behind it.
+            await self._spool(batch)
+            return
+        results = await asyncio.gather(*(self._publish(e) for e in batch), return_exceptions=True)
+        failed = [e for e, r in zip(batch, results, strict=True) if isinstance(r, BaseException)]
+        self.published += len(batch) - len(failed)
+        if failed:
+            log.warning("NATS did not take %d usage event(s); spooling to %s", len(failed), self.spool_file)
+            await self._spool(failed)
+
+    async def _publish(self, event: UsageEvent) -> None:
+        await self.bus.publish_durable(USAGE_SUBJECT, event.model_dump_json().encode(), msg_id=event.event_id, timeout=2.0)
+
+    def _has_spool(self) -> bool:
+        return self.spooled > 0
+
+    async def _spool(self, events: list[UsageEvent]) -> None:
+        lines = "".join(e.model_dump_json() + "\n" for e in events)
+        await asyncio.to_thread(_append, self.spool_file, lines)
+        self.spooled += len(events)
+
+    async def _replay_loop(self) -> None:
+        # Files left by earlier processes (a crash, a restart) are replayed too.
+        self.spooled = sum(1 for _ in await asyncio.to_thread(_pending_files, self.spool_dir))
+        while True:
+            await asyncio.sleep(1.0)
+            if not self.spooled or not self.bus.connected:
+                continue
+            try:
+                await self._replay()
+            except Exception as exc:
+                log.warning("usage spool replay paused: %s", exc)
+
+    async def _replay(self) -> None:
+        for path in await asyncio.to_thread(_pending_files, self.spool_dir):
+            claimed = path.with_suffix(f".replaying-{os.getpid()}")
+            try:
+                await asyncio.to_thread(path.rename, claimed)
+            except FileNotFoundError:
+                continue  # another worker claimed it
+            text = await asyncio.to_thread(claimed.read_text)
+            lines = [line for line in text.splitlines() if line.strip()]
+            for i, line in enumerate(lines):
+                try:
+                    event = UsageEvent.model_validate_json(line)
+                except ValueError:
+                    log.error("dropping an unreadable spooled usage line")
+                    continue
+                try:
+                    await self._publish(event)
+                except Exception:
+                    rest = "".join(x + "\n" for x in lines[i:])
+                    await asyncio.to_thread(_prepend, path, rest)
+                    await asyncio.to_thread(claimed.unlink)
+                    raise
+            await asyncio.to_thread(claimed.unlink)
+            log.info("replayed %d spooled usage event(s) from %s", len(lines), path.name)
+        self.spooled = len(await asyncio.to_thread(_pending_files, self.spool_dir))
+
+
+def _pending_files(spool_dir: Path) -> list[Path]:
+    if not spool_dir.exists():
+        return []
+    # Also pick up claims of workers that died mid-replay.
+    files = list(spool_dir.glob("usage-*.jsonl")) + list(spool_dir.glob("usage-*.replaying-*"))
+    return sorted(files, key=lambda p: p.stat().st_mtime)
+
+
+def _append(path: Path, text: str) -> None:
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _prepend(path: Path, text: str) -> None:
+    existing = path.read_text(encoding="utf-8") if path.exists() else ""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text + existing, encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,111 @@
+"""The keyvault service: provider keys in Vault, client keys as hashes, over NATS."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+
+from pydantic import BaseModel
+
+from services.keyvault.client_keys import ClientKeyStore
+from services.keyvault.provider_keys import ProviderKeyStore
+from services.keyvault.settings import KeyvaultSettings
+from services.keyvault.vault import Vault, VaultUnavailable
+from shared import subjects
+from shared.bus import Bus
+from shared.catalog import load_catalog
+from shared.messages import (
+    ById,
+    ClientKeyCreate,
+    ClientKeyCreated,
+    ClientKeyInfo,
+    ClientKeyList,
+    Ping,
+    ProviderKeyCreate,
+    ProviderKeyFetch,
+    ProviderKeyInfo,
+    ProviderKeyList,
+    SealedProviderKeys,
+)
+
+log = logging.getLogger("switchyard.keyvault")
+
+
+class Empty(BaseModel):
+    pass
+
+
+class Keyvault:
+    def __init__(self, settings: KeyvaultSettings, bus: Bus, vault: Vault) -> None:
+        self.settings = settings
+        self.bus = bus
+        self.vault = vault
+        self.instance = f"keyvault-{socket.gethostname()}-{os.getpid()}"
+        providers = {name for name, cfg in load_catalog().providers.items() if cfg.requires_key}
+        self.provider_keys = ProviderKeyStore(vault, providers)
+        self.client_keys = ClientKeyStore(bus)
+
+    async def start(self) -> None:
+        await self.bus.kv(subjects.CLIENT_KEYS_BUCKET)
+        serve = self.bus.serve
+        q = subjects.QUEUE_KEYVAULT
+        await serve(subjects.KEYVAULT_PING, q, Empty, self.ping)
+        await serve(subjects.PROVIDER_KEYS_CREATE, q, ProviderKeyCreate, self.create_provider_key)
+        await serve(subjects.PROVIDER_KEYS_LIST, q, Empty, self.list_provider_keys)
+        await serve(subjects.PROVIDER_KEYS_DELETE, q, ById, self.delete_provider_key)
+        await serve(subjects.PROVIDER_KEYS_FETCH, q, ProviderKeyFetch, self.fetch_provider_keys)
+        await serve(subjects.CLIENT_KEYS_CREATE, q, ClientKeyCreate, self.create_client_key)
+        await serve(subjects.CLIENT_KEYS_LIST, q, Empty, self.list_client_keys)
+        await serve(subjects.CLIENT_KEYS_DELETE, q, ById, self.delete_client_key)
+
+    async def prepare_vault(self, stop: asyncio.Event) -> None:
+        """Mount engines and import env keys, retrying until Vault answers."""
+        delay = 0.2
+        while not stop.is_set():
+            try:
+                await self.vault.ensure_engines()
+                imported = await self.provider_keys.import_from_env(self.settings.env_provider_keys())
+                if imported:
+                    log.info("imported %d provider key(s) from the environment", imported)
+                    await self.bus.publish(subjects.PROVIDER_KEYS_CHANGED, Empty())
+                log.info("Vault ready at %s", self.settings.vault_addr)
+                return
+            except (VaultUnavailable, Exception) as exc:  # noqa: BLE001 - keep retrying on anything
+                log.warning("Vault not ready (%s); retrying", exc)
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=delay)
+                except asyncio.TimeoutError:
+                    pass
+                delay = min(delay * 2, 5.0)
+
+    async def ping(self, _: Empty) -> Ping:
+        return Ping(service="keyvault", instance=self.instance)
+
+    async def create_provider_key(self, req: ProviderKeyCreate) -> ProviderKeyInfo:
+        info = await self.provider_keys.create(req)
+        await self.bus.publish(subjects.PROVIDER_KEYS_CHANGED, Empty())
+        return info
+
+    async def list_provider_keys(self, _: Empty) -> ProviderKeyList:
+        return ProviderKeyList(data=await self.provider_keys.list())
+
+    async def delete_provider_key(self, req: ById) -> ProviderKeyInfo:
+        info = await self.provider_keys.delete(req.id)
+        await self.bus.publish(subjects.PROVIDER_KEYS_CHANGED, Empty())
+        return info
+
+    async def fetch_provider_keys(self, req: ProviderKeyFetch) -> SealedProviderKeys:
+        keys = await self.provider_keys.sealed_for(req.public_key)
+        log.info("delivered %d sealed provider key(s) to %s", len(keys), req.edge_instance)
+        return SealedProviderKeys(keys=keys)
+
+    async def create_client_key(self, req: ClientKeyCreate) -> ClientKeyCreated:
+        return await self.client_keys.create(req)
+
+    async def list_client_keys(self, _: Empty) -> ClientKeyList:
+        return ClientKeyList(data=await self.client_keys.list())
+
+    async def delete_client_key(self, req: ById) -> ClientKeyInfo:
+        return await self.client_keys.delete(req.id)

@@ -1,0 +1,134 @@
+"""Provider keys: Transit-encrypted in Vault, listed without secrets, delivered sealed."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import time
+
+from pydantic import SecretStr
+
+from services.keyvault.vault import Vault, VaultUnavailable
+from shared.errors import CONFLICT, INVALID_REQUEST, NOT_FOUND, UNAVAILABLE, GatewayError
+from shared.messages import (
+    ProviderKeyCreate,
+    ProviderKeyInfo,
+    SealedProviderKey,
+)
+from shared.sealing import SealingError, seal
+
+log = logging.getLogger("switchyard.keyvault.provider_keys")
+
+_PREFIX = "provider-keys"
+
+
+class StoredProviderKey(ProviderKeyInfo):
+    """What KV v2 holds per key: metadata and the Transit ciphertext, never the plaintext."""
+
+    ciphertext: str
+
+    def info(self) -> ProviderKeyInfo:
+        return ProviderKeyInfo.model_validate(self.model_dump(exclude={"ciphertext"}))
+
+
+def fingerprint(secret: str) -> str:
+    digest = hashlib.sha256(secret.encode()).hexdigest()
+    return f"sha256:{digest[:12]}"
+
+
+def _context(key_id: str) -> str:
+    return f"switchyard/provider-key/{key_id}"
+
+
+class ProviderKeyStore:
+    def __init__(self, vault: Vault, known_providers: set[str]) -> None:
+        self.vault = vault
+        self.known_providers = known_providers
+
+    async def _guard(self, coro):  # type: ignore[no-untyped-def]
+        try:
+            return await coro
+        except VaultUnavailable as exc:
+            raise GatewayError(UNAVAILABLE, f"secret store unavailable: {exc}") from exc
+
+    async def _all(self) -> list[StoredProviderKey]:
+        ids = await self.vault.list(_PREFIX)
+        out = []
+        for key_id in ids:
+            data = await self.vault.get(f"{_PREFIX}/{key_id}")
+            if data is not None:
+                out.append(StoredProviderKey.model_validate(data))
+        return sorted(out, key=lambda k: (k.provider, k.created_at))
+
+    async def list(self) -> list[ProviderKeyInfo]:
+        stored = await self._guard(self._all())
+        return [k.info() for k in stored]
+
+    async def create(self, request: ProviderKeyCreate, *, source: str = "api") -> ProviderKeyInfo:
+        provider = request.provider.strip().lower()
+        if provider not in self.known_providers:
+            raise GatewayError(
+                INVALID_REQUEST,
+                f"unknown provider {request.provider!r}; known: {', '.join(sorted(self.known_providers))}",
+                param="provider",
+            )
+        secret = request.api_key.strip()
+        if not secret:
+            raise GatewayError(INVALID_REQUEST, "api_key must not be empty", param="api_key")
+        existing = await self._guard(self._all())
+        if any(k.provider == provider and k.label == request.label for k in existing):
+            raise GatewayError(
+                CONFLICT, f"provider {provider!r} already has a key labelled {request.label!r}", param="label"
+            )
+        key_id = "pk_" + secrets.token_hex(8)
+        ciphertext = await self._guard(self.vault.encrypt(secret.encode(), _context(key_id)))
+        stored = StoredProviderKey(
+            id=key_id,
+            provider=provider,
+            label=request.label,
+            fingerprint=fingerprint(secret),
+            created_at=time.time(),
+            source="env" if source == "env" else "api",
+            ciphertext=ciphertext,
+        )
+        await self._guard(self.vault.put(f"{_PREFIX}/{key_id}", stored.model_dump()))
+        log.info("stored provider key %s for %s (%s)", key_id, provider, stored.fingerprint)
+        return stored.info()
+
+    async def delete(self, key_id: str) -> ProviderKeyInfo:
+        data = await self._guard(self.vault.get(f"{_PREFIX}/{key_id}"))
+        if data is None:
+            raise GatewayError(NOT_FOUND, f"no provider key {key_id!r}", param="id")
+        await self._guard(self.vault.delete(f"{_PREFIX}/{key_id}"))
+        log.info("deleted provider key %s", key_id)
+        return StoredProviderKey.model_validate(data).info()
+
+    async def sealed_for(self, public_key: str) -> list[SealedProviderKey]:
+        """Every active key, decrypted by Transit and sealed to one edge's public key."""
+        out = []
+        for key in await self._guard(self._all()):
+            if key.status != "active":
+                continue
+            plaintext = await self._guard(self.vault.decrypt(key.ciphertext, _context(key.id)))
+            try:
+                sealed = seal(public_key, plaintext, context=key.id.encode())
+            except SealingError as exc:
+                raise GatewayError(INVALID_REQUEST, str(exc), param="public_key") from exc
+            finally:
+                del plaintext
+            out.append(SealedProviderKey(id=key.id, provider=key.provider, sealed=sealed))
+        return out
+
+    async def import_from_env(self, keys: dict[str, SecretStr]) -> int:
+        """Import provider keys found in the environment, once: a known fingerprint is skipped."""
+        existing = {(k.provider, k.fingerprint) for k in await self._guard(self._all())}
+        imported = 0
+        for provider, secret in keys.items():
+            value = secret.get_secret_value().strip()
+            if provider not in self.known_providers or (provider, fingerprint(value)) in existing:
+                continue
+            label = f"env-{fingerprint(value)[7:15]}"
+            await self.create(ProviderKeyCreate(provider=provider, api_key=value, label=label), source="env")
+            imported += 1
+        return imported

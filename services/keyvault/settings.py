@@ -1,0 +1,34 @@
+"""Keyvault settings: the bus, Vault, and provider keys to import from the environment."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+
+from shared.settings import ServiceSettings
+
+
+class KeyvaultSettings(ServiceSettings):
+    vault_addr: str = Field(default="http://127.0.0.1:8200", validation_alias="VAULT_ADDR")
+    vault_token: SecretStr = Field(default=SecretStr(""), validation_alias="VAULT_TOKEN")
+    vault_transit_mount: str = Field(default="transit", validation_alias="GATEWAY_VAULT_TRANSIT_MOUNT")
+    vault_transit_key: str = Field(default="switchyard-provider-keys", validation_alias="GATEWAY_VAULT_TRANSIT_KEY")
+    vault_kv_mount: str = Field(default="switchyard", validation_alias="GATEWAY_VAULT_KV_MOUNT")
+
+    # Provider keys found in the environment at start are imported into Vault once.
+    openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")
+    anthropic_api_key: SecretStr | None = Field(default=None, validation_alias="ANTHROPIC_API_KEY")
+    gemini_api_key: SecretStr | None = Field(default=None, validation_alias="GEMINI_API_KEY")
+    xai_api_key: SecretStr | None = Field(default=None, validation_alias="XAI_API_KEY")
+    mistral_api_key: SecretStr | None = Field(default=None, validation_alias="MISTRAL_API_KEY")
+    deepseek_api_key: SecretStr | None = Field(default=None, validation_alias="DEEPSEEK_API_KEY")
+    groq_api_key: SecretStr | None = Field(default=None, validation_alias="GROQ_API_KEY")
+    together_api_key: SecretStr | None = Field(default=None, validation_alias="TOGETHER_API_KEY")
+    fireworks_api_key: SecretStr | None = Field(default=None, validation_alias="FIREWORKS_API_KEY")
+
+    def env_provider_keys(self) -> dict[str, SecretStr]:
+        out: dict[str, SecretStr] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if name.endswith("_api_key") and value is not None and value.get_secret_value():
+                out[name.removesuffix("_api_key")] = value
+        return out

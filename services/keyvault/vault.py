@@ -1,0 +1,119 @@
+"""The one seam to Vault (hvac): Transit for encryption, KV v2 for storage.
+
+hvac is synchronous, so every call runs in a worker thread; the event loop never blocks on
+Vault. Failures (Vault down, sealed, forbidden) surface as :class:`VaultUnavailable`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from typing import Any
+
+import hvac
+import hvac.exceptions
+import requests
+
+
+class VaultUnavailable(Exception):
+    pass
+
+
+class Vault:
+    def __init__(self, addr: str, token: str, *, transit_mount: str, transit_key: str, kv_mount: str) -> None:
+        self._client = hvac.Client(url=addr, token=token, timeout=5)
+        self.transit_mount = transit_mount
+        self.transit_key = transit_key
+        self.kv_mount = kv_mount
+
+    async def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        except (requests.RequestException, hvac.exceptions.VaultDown, hvac.exceptions.InternalServerError) as exc:
+            raise VaultUnavailable(f"Vault is unreachable or sealed ({type(exc).__name__})") from exc
+        except hvac.exceptions.Forbidden as exc:
+            raise VaultUnavailable("Vault refused the keyvault's token") from exc
+
+    # --- setup ----------------------------------------------------------------------------
+
+    async def ensure_engines(self) -> None:
+        """Mount Transit and KV v2 and create the Transit key if they are missing."""
+        mounts = await self._run(self._client.sys.list_mounted_secrets_engines)
+        present = {path.rstrip("/") for path in (mounts.get("data") or mounts)}
+        if self.transit_mount not in present:
+            await self._run(self._client.sys.enable_secrets_engine, "transit", path=self.transit_mount)
+        if self.kv_mount not in present:
+            await self._run(
+                self._client.sys.enable_secrets_engine, "kv", path=self.kv_mount, options={"version": "2"}
+            )
+        try:
+            await self._run(self._client.secrets.transit.read_key, self.transit_key, mount_point=self.transit_mount)
+        except hvac.exceptions.InvalidPath:
+            await self._run(
+                self._client.secrets.transit.create_key,
+                self.transit_key,
+                key_type="aes256-gcm96",
+                mount_point=self.transit_mount,
+            )
+
+    async def healthy(self) -> bool:
+        try:
+            status = await self._run(self._client.sys.read_health_status, method="GET")
+        except VaultUnavailable:
+            return False
+        if isinstance(status, dict):
+            return not status.get("sealed", True)
+        return getattr(status, "status_code", 500) == 200
+
+    # --- transit --------------------------------------------------------------------------
+
+    async def encrypt(self, plaintext: bytes, context: str) -> str:
+        resp = await self._run(
+            self._client.secrets.transit.encrypt_data,
+            self.transit_key,
+            plaintext=base64.b64encode(plaintext).decode(),
+            associated_data=base64.b64encode(context.encode()).decode(),
+            mount_point=self.transit_mount,
+        )
+        return str(resp["data"]["ciphertext"])
+
+    async def decrypt(self, ciphertext: str, context: str) -> bytes:
+        resp = await self._run(
+            self._client.secrets.transit.decrypt_data,
+            self.transit_key,
+            ciphertext=ciphertext,
+            associated_data=base64.b64encode(context.encode()).decode(),
+            mount_point=self.transit_mount,
+        )
+        return base64.b64decode(resp["data"]["plaintext"])
+
+    # --- kv v2 ----------------------------------------------------------------------------
+
+    async def put(self, path: str, data: dict[str, Any]) -> None:
+        await self._run(
+            self._client.secrets.kv.v2.create_or_update_secret, path=path, secret=data, mount_point=self.kv_mount
+        )
+
+    async def get(self, path: str) -> dict[str, Any] | None:
+        try:
+            resp = await self._run(
+                self._client.secrets.kv.v2.read_secret_version,
+                path=path,
+                mount_point=self.kv_mount,
+                raise_on_deleted_version=True,
+            )
+        except hvac.exceptions.InvalidPath:
+            return None
+        return dict(resp["data"]["data"])
+
+    async def list(self, path: str) -> list[str]:
+        try:
+            resp = await self._run(self._client.secrets.kv.v2.list_secrets, path=path, mount_point=self.kv_mount)
+        except hvac.exceptions.InvalidPath:
+            return []
+        return [str(k) for k in resp["data"]["keys"]]
+
+    async def delete(self, path: str) -> None:
+        await self._run(
+            self._client.secrets.kv.v2.delete_metadata_and_all_versions, path=path, mount_point=self.kv_mount
+        )

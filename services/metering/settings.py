@@ -1,0 +1,20 @@
+"""Metering settings: the bus, ClickHouse, and batching."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from shared.settings import ServiceSettings
+
+
+class MeteringSettings(ServiceSettings):
+    clickhouse_dsn: str | None = Field(default=None, validation_alias="GATEWAY_CLICKHOUSE_DSN")
+    batch_size: int = Field(default=1000, ge=1, le=50_000, validation_alias="GATEWAY_METERING_BATCH_SIZE")
+    batch_wait: float = Field(default=0.5, gt=0, le=30, validation_alias="GATEWAY_METERING_BATCH_WAIT_SECONDS")
+    retention_days: int = Field(default=400, ge=1, validation_alias="GATEWAY_USAGE_RETENTION_DAYS")
+
+    def dsn(self) -> str:
+        """The DSN to use: an external server's, or the embedded engine in the data dir."""
+        if self.clickhouse_dsn:
+            return self.clickhouse_dsn
+        return f"chdb://{(self.data_dir / 'clickhouse').resolve()}"

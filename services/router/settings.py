@@ -1,0 +1,28 @@
+"""Router settings: the bus, and the operator's overrides of provider base URLs."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from shared.settings import ServiceSettings
+
+
+class RouterSettings(ServiceSettings):
+    openai_base_url: str | None = Field(default=None, validation_alias="OPENAI_BASE_URL")
+    anthropic_base_url: str | None = Field(default=None, validation_alias="ANTHROPIC_BASE_URL")
+    gemini_base_url: str | None = Field(default=None, validation_alias="GEMINI_BASE_URL")
+    xai_base_url: str | None = Field(default=None, validation_alias="XAI_BASE_URL")
+    mistral_base_url: str | None = Field(default=None, validation_alias="MISTRAL_BASE_URL")
+    deepseek_base_url: str | None = Field(default=None, validation_alias="DEEPSEEK_BASE_URL")
+    groq_base_url: str | None = Field(default=None, validation_alias="GROQ_BASE_URL")
+    together_base_url: str | None = Field(default=None, validation_alias="TOGETHER_BASE_URL")
+    fireworks_base_url: str | None = Field(default=None, validation_alias="FIREWORKS_BASE_URL")
+    republish_interval: float = Field(default=30.0, validation_alias="GATEWAY_ROUTER_REPUBLISH_SECONDS")
+
+    def base_url_overrides(self) -> dict[str, str]:
+        """``{provider: base_url}`` for every ``<PROVIDER>_BASE_URL`` that is set."""
+        out: dict[str, str] = {}
+        for name, value in self.model_dump().items():
+            if name.endswith("_base_url") and value:
+                out[name.removesuffix("_base_url")] = str(value).rstrip("/")
+        return out

@@ -1,0 +1,86 @@
+"""The model catalog (data in ``catalog.toml``) and the route table compiled from it.
+
+The router compiles the catalog and the operator's base-URL overrides into a
+:class:`RouteTable`, publishes it to a KV bucket, and every edge resolves model names
+against its local copy with :meth:`RouteTable.resolve`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+CATALOG_PATH = Path(__file__).with_name("catalog.toml")
+
+
+class ProviderConfig(BaseModel):
+    api: str = Field(description="wire API: openai, anthropic, gemini, echo")
+    base_url: str
+    auth_header: str = "authorization"
+    auth_scheme: str = "Bearer"
+    key_env: str = ""
+    requires_key: bool = True
+    prefixes: list[str] = []
+
+
+class ModelEntry(BaseModel):
+    provider: str
+    upstream_model: str | None = None
+    input: float = 0.0
+    output: float = 0.0
+    cached_input: float | None = None
+    cache_write: float | None = None
+    capabilities: list[str] = []
+
+
+class Catalog(BaseModel):
+    version: str
+    providers: dict[str, ProviderConfig]
+    models: dict[str, ModelEntry]
+    aliases: dict[str, str] = {}
+
+
+def load_catalog(path: Path = CATALOG_PATH) -> Catalog:
+    with path.open("rb") as fh:
+        return Catalog.model_validate(tomllib.load(fh))
+
+
+class Route(BaseModel):
+    """Where one request goes."""
+
+    model: str  # the canonical model name (catalog id, or as requested when not in catalog)
+    provider: str
+    upstream_model: str
+    in_catalog: bool
+
+
+class RouteTable(BaseModel):
+    """The compiled, self-contained routing data every edge holds in memory."""
+
+    revision: int = 0
+    catalog_version: str
+    providers: dict[str, ProviderConfig]
+    models: dict[str, ModelEntry]
+    aliases: dict[str, str]
+
+    def resolve(self, name: str) -> Route | None:
+        """Route ``name``: catalog id or alias, ``provider/model`` pinning, then prefixes."""
+        name = self.aliases.get(name, name)
+        entry = self.models.get(name)
+        if entry is not None:
+            upstream = entry.upstream_model or name
+            return Route(model=name, provider=entry.provider, upstream_model=upstream, in_catalog=True)
+        provider, sep, rest = name.partition("/")
+        if sep and rest and provider in self.providers:
+            pinned = self.models.get(rest)
+            if pinned is not None and pinned.provider == provider:
+                return Route(model=rest, provider=provider, upstream_model=pinned.upstream_model or rest, in_catalog=True)
+            return Route(model=name, provider=provider, upstream_model=rest, in_catalog=False)
+        for pname, cfg in self.providers.items():
+            for pattern in cfg.prefixes:
+                if fnmatch.fnmatchcase(name, pattern):
+                    return Route(model=name, provider=pname, upstream_model=name, in_catalog=False)
+        return None

@@ -1,0 +1,39 @@
+"""Events published on the bus: the usage event, one per request."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+USAGE_SCHEMA_VERSION = 1
+
+
+class UsageEvent(BaseModel):
+    """One request through the edge, as metered. Published with ``event_id`` as Nats-Msg-Id."""
+
+    schema_version: int = USAGE_SCHEMA_VERSION
+    event_id: str
+    ts: float = Field(description="request start, seconds since the epoch (UTC)")
+    client_key_id: str = ""
+    user: str = ""
+    request_user: str = ""
+    requested_model: str = ""
+    model: str = ""
+    provider: str = ""
+    provider_key_id: str = ""
+    endpoint: str = ""
+    stream: bool = False
+    status: int = 200
+    error_type: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    usage_estimated: bool = False
+    ttft_ms: float = 0.0
+    latency_ms: float = 0.0
+    upstream_latency_ms: float = 0.0
+    edge_instance: str = ""
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens

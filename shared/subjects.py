@@ -1,0 +1,39 @@
+"""NATS subject, stream and bucket names: the bus contract between services."""
+
+from __future__ import annotations
+
+PREFIX = "switchyard"
+
+# JetStream: usage events, one message per request.
+USAGE_STREAM = "SWITCHYARD_USAGE"
+USAGE_SUBJECT = f"{PREFIX}.usage.v1"
+USAGE_SUBJECTS = f"{PREFIX}.usage.>"
+USAGE_DEAD_LETTER = f"{PREFIX}.usage_dlq.v1"
+USAGE_DLQ_STREAM = "SWITCHYARD_USAGE_DLQ"
+METERING_DURABLE = "metering"
+
+# KV buckets watched by every edge.
+ROUTES_BUCKET = "switchyard_routes"
+ROUTES_KEY = "table"
+CLIENT_KEYS_BUCKET = "switchyard_client_keys"
+
+# Request-reply (queue groups so each service scales out).
+ROUTER_MODELS = f"{PREFIX}.router.models"
+ROUTER_PING = f"{PREFIX}.router.ping"
+
+KEYVAULT_PING = f"{PREFIX}.keyvault.ping"
+PROVIDER_KEYS_CREATE = f"{PREFIX}.keyvault.provider_keys.create"
+PROVIDER_KEYS_LIST = f"{PREFIX}.keyvault.provider_keys.list"
+PROVIDER_KEYS_DELETE = f"{PREFIX}.keyvault.provider_keys.delete"
+PROVIDER_KEYS_FETCH = f"{PREFIX}.keyvault.provider_keys.fetch"
+PROVIDER_KEYS_CHANGED = f"{PREFIX}.keyvault.provider_keys.changed"
+CLIENT_KEYS_CREATE = f"{PREFIX}.keyvault.client_keys.create"
+CLIENT_KEYS_LIST = f"{PREFIX}.keyvault.client_keys.list"
+CLIENT_KEYS_DELETE = f"{PREFIX}.keyvault.client_keys.delete"
+
+METERING_PING = f"{PREFIX}.metering.ping"
+USAGE_SUMMARY = f"{PREFIX}.metering.usage.summary"
+
+QUEUE_ROUTER = "router"
+QUEUE_KEYVAULT = "keyvault"
+QUEUE_METERING = "metering"
