@@ -118,9 +118,10 @@ class Bus:
         return self._nc is not None and self._nc.is_connected
 
     async def close(self) -> None:
+        """Drain (finish in-flight handlers, flush publishes), but never hang a shutdown."""
         if self._nc is not None and not self._nc.is_closed:
             try:
-                await self._nc.drain()
+                await asyncio.wait_for(self._nc.drain(), timeout=3.0)
             except (nats.errors.Error, asyncio.TimeoutError):
                 await self._nc.close()
 

@@ -23,15 +23,22 @@ def setup_logging(service: str, level: str) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def install_stop_handlers(stop: asyncio.Event) -> None:
+    """SIGTERM/SIGINT set ``stop``. Call again after loading a library that installs its own
+    handlers at the C level (the embedded ClickHouse engine does)."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.remove_signal_handler(sig)
+        loop.add_signal_handler(sig, stop.set)
+
+
 def run_service(service: str, main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
     """Run ``main(stop)`` until SIGTERM/SIGINT sets ``stop``."""
     setup_logging(service, ServiceSettings().log_level)
 
     async def runner() -> None:
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+        install_stop_handlers(stop)
         await main(stop)
 
     asyncio.run(runner())

@@ -8,7 +8,7 @@ from services.metering.app import Metering
 from services.metering.settings import MeteringSettings
 from services.metering.sink import Sink
 from shared.bus import Bus
-from shared.runner import run_service
+from shared.runner import install_stop_handlers, run_service
 
 
 async def main(stop: asyncio.Event) -> None:
@@ -16,6 +16,7 @@ async def main(stop: asyncio.Event) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     sink = Sink(settings.dsn(), settings.retention_days)
     await sink.open()
+    install_stop_handlers(stop)  # the embedded engine replaced them while loading
     bus = Bus(settings.nats_url, "switchyard-metering")
     await bus.connect()
     service = Metering(settings, bus, sink)

@@ -39,6 +39,15 @@ class UsageConsumer:
         sub = await self.bus.pull_consumer(
             subjects.USAGE_STREAM, subjects.USAGE_SUBJECTS, subjects.METERING_DURABLE, ack_wait=60
         )
+        try:
+            await self._loop(sub, stop)
+        finally:
+            try:
+                await sub.unsubscribe()  # the durable consumer stays; only this reader goes
+            except Exception as exc:
+                log.debug("unsubscribe failed: %s", exc)
+
+    async def _loop(self, sub, stop: asyncio.Event) -> None:  # type: ignore[no-untyped-def]
         backoff = 0.5
         while not stop.is_set():
             try:

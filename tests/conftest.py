@@ -1,0 +1,110 @@
+"""Fixtures that start the real stack (nats-server, OpenBao, the four services) the way
+``make up`` does, with an OpenAI-format provider simulator set by ``OPENAI_BASE_URL``."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from openai import OpenAI
+
+from stack.launcher import Stack, StackInfo
+from stack.ports import free_port
+from stack.settings import StackSettings
+from tests.simulators.openai_sim import OpenAISimulator
+
+PROVIDER_KEY = "sk-sim-provider-key-0123456789abcdef"
+
+
+@dataclass
+class Gateway:
+    stack: Stack
+    info: StackInfo
+    sim: OpenAISimulator
+
+    @property
+    def origin(self) -> str:
+        return self.info.base_url.removesuffix("/v1")
+
+    def client(self, key: str | None = None, **kwargs: Any) -> OpenAI:
+        return OpenAI(base_url=self.info.base_url, api_key=key or self.info.admin_key, max_retries=0, **kwargs)
+
+    def admin(self, method: str, path: str, key: str | None = None, **kwargs: Any) -> httpx.Response:
+        headers = {"authorization": f"Bearer {key or self.info.admin_key}"}
+        return httpx.request(method, self.origin + path, headers=headers, timeout=30, **kwargs)
+
+    def new_user_key(self, user: str) -> str:
+        resp = self.admin("POST", "/ai/keys", json={"user": user, "name": "test"})
+        assert resp.status_code == 201, resp.text
+        key = str(resp.json()["key"])
+        wait_until(lambda: self.admin("GET", "/v1/models", key=key).status_code == 200, what="key to reach the edge")
+        return key
+
+    def usage(self, user: str) -> dict[str, Any]:
+        resp = self.admin("GET", "/ai/usage/summary", params={"period": "24h", "user": user})
+        assert resp.status_code == 200, resp.text
+        return dict(resp.json())
+
+
+def wait_until(check: Callable[[], bool], *, timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def stack_environ(sim: OpenAISimulator, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and not k.startswith("GATEWAY_")}
+    env.pop("VAULT_ADDR", None)
+    env.pop("VAULT_TOKEN", None)
+    env.update(
+        {
+            "OPENAI_BASE_URL": sim.base_url,
+            "OPENAI_API_KEY": PROVIDER_KEY,
+            # A provider whose base URL leads nowhere: nothing listens on this loopback port.
+            "GROQ_BASE_URL": f"http://127.0.0.1:{free_port()}/openai/v1",
+            "GROQ_API_KEY": "gsk-sim-unreachable",
+            "GATEWAY_UPSTREAM_TIMEOUT_SECONDS": "1.5",
+            "GATEWAY_MAX_BODY_BYTES": str(1024 * 1024),
+            "GATEWAY_METERING_BATCH_WAIT_SECONDS": "0.2",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+def start_stack(data_dir: Path, sim: OpenAISimulator, **extra: str) -> Stack:
+    settings = StackSettings(GATEWAY_DATA_DIR=data_dir, GATEWAY_PORT=0, GATEWAY_EDGE_WORKERS=1)
+    stack = Stack(settings, environ=stack_environ(sim, **extra))
+    try:
+        stack.start()
+    except Exception:
+        stack.stop()
+        raise
+    return stack
+
+
+@pytest.fixture(scope="session")
+def sim() -> Iterator[OpenAISimulator]:
+    simulator = OpenAISimulator()
+    simulator.start()
+    yield simulator
+    simulator.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway(tmp_path_factory: pytest.TempPathFactory, sim: OpenAISimulator) -> Iterator[Gateway]:
+    stack = start_stack(tmp_path_factory.mktemp("gateway"), sim)
+    assert stack.info is not None
+    try:
+        yield Gateway(stack, stack.info, sim)
+    finally:
+        stack.stop()

@@ -1,0 +1,135 @@
+"""Every error case answers in OpenAI's shape with the right status, so the SDK raises the
+matching exception."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import Gateway
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+def _post(gateway: Gateway, content: bytes | None = None, json: object = None, key: str | None = None) -> httpx.Response:
+    headers = {"authorization": f"Bearer {key or gateway.info.admin_key}", "content-type": "application/json"}
+    return httpx.post(gateway.info.base_url + "/chat/completions", content=content, json=json, headers=headers, timeout=30)
+
+
+def _assert_error(resp: httpx.Response, status: int, code: str | None = None, param: str | None = None) -> dict:
+    assert resp.status_code == status, resp.text
+    body = resp.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"message", "type", "param", "code"}
+    assert body["error"]["message"]
+    if code is not None:
+        assert body["error"]["code"] == code
+    if param is not None:
+        assert body["error"]["param"] == param
+    return body["error"]
+
+
+def test_bad_key_is_401(gateway: Gateway) -> None:
+    with pytest.raises(openai.AuthenticationError) as exc:
+        gateway.client("sk-sy-not-a-real-key").chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert exc.value.code == "invalid_api_key"
+    resp = httpx.get(gateway.info.base_url + "/models")
+    _assert_error(resp, 401, "invalid_api_key")
+
+
+def test_unknown_model_is_404_model_not_found(gateway: Gateway) -> None:
+    with pytest.raises(openai.NotFoundError) as exc:
+        gateway.client().chat.completions.create(model="no-such-model", messages=MESSAGES)
+    assert exc.value.code == "model_not_found"
+    assert exc.value.param == "model"
+
+
+def test_malformed_json_is_400(gateway: Gateway) -> None:
+    _assert_error(_post(gateway, content=b'{"model": "gpt-4o", "messages": ['), 400, "invalid_json")
+    _assert_error(_post(gateway, content=b"[1, 2]"), 400, "invalid_json")
+    _assert_error(_post(gateway, content=b""), 400, "invalid_json")
+
+
+def test_missing_or_wrong_fields_are_400(gateway: Gateway) -> None:
+    _assert_error(_post(gateway, json={"messages": MESSAGES}), 400, "missing_required_parameter", "model")
+    _assert_error(_post(gateway, json={"model": "gpt-4o"}), 400, "missing_required_parameter", "messages")
+    _assert_error(_post(gateway, json={"model": 5, "messages": MESSAGES}), 400, param="model")
+    _assert_error(_post(gateway, json={"model": "gpt-4o", "messages": []}), 400, param="messages")
+    _assert_error(_post(gateway, json={"model": "gpt-4o", "messages": ["hi"]}), 400, param="messages[0]")
+    _assert_error(_post(gateway, json={"model": "gpt-4o", "messages": MESSAGES, "stream": "yes"}), 400, param="stream")
+    with pytest.raises(openai.BadRequestError):
+        gateway.client().chat.completions.create(model="gpt-4o", messages=[])
+
+
+def test_oversized_body_is_413(gateway: Gateway) -> None:
+    big = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x" * (2 * 1024 * 1024)}]}
+    _assert_error(_post(gateway, json=big), 413, "request_too_large")
+    # Without a Content-Length (chunked), the limit holds while reading.
+    def chunks():  # type: ignore[no-untyped-def]
+        yield b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "'
+        for _ in range(40):
+            yield b"y" * 65536
+        yield b'"}]}'
+
+    resp = httpx.post(
+        gateway.info.base_url + "/chat/completions",
+        content=chunks(),
+        headers={"authorization": f"Bearer {gateway.info.admin_key}", "content-type": "application/json"},
+        timeout=30,
+    )
+    _assert_error(resp, 413, "request_too_large")
+
+
+def test_upstream_server_error_is_502(gateway: Gateway) -> None:
+    with pytest.raises(openai.APIStatusError) as exc:
+        gateway.client().chat.completions.create(model="gpt-sim-status-500", messages=MESSAGES)
+    assert exc.value.status_code == 502
+    with pytest.raises(openai.APIStatusError) as exc:
+        gateway.client().chat.completions.create(model="gpt-sim-status-500", messages=MESSAGES, stream=True)
+    assert exc.value.status_code == 502
+
+
+def test_upstream_rate_limit_keeps_status_and_retry_after(gateway: Gateway) -> None:
+    with pytest.raises(openai.RateLimitError) as exc:
+        gateway.client().chat.completions.create(model="gpt-sim-status-429", messages=MESSAGES)
+    assert exc.value.response.headers["retry-after"] == "7"
+    assert exc.value.code == "rate_limit_exceeded"
+
+
+def test_upstream_timeout_is_504(gateway: Gateway) -> None:
+    with pytest.raises(openai.APIStatusError) as exc:
+        gateway.client().chat.completions.create(model="gpt-sim-slow", messages=MESSAGES)
+    assert exc.value.status_code == 504
+    assert exc.value.code == "upstream_timeout"
+
+
+def test_unreachable_upstream_is_502(gateway: Gateway) -> None:
+    # The test stack points GROQ_BASE_URL at a loopback port where nothing listens.
+    with pytest.raises(openai.APIStatusError) as exc:
+        gateway.client().chat.completions.create(model="groq/llama-3.3-70b-versatile", messages=MESSAGES)
+    assert exc.value.status_code == 502
+    assert exc.value.code == "upstream_error"
+
+
+def test_provider_without_a_key_is_a_clear_503(gateway: Gateway) -> None:
+    with pytest.raises(openai.APIStatusError) as exc:
+        gateway.client().chat.completions.create(model="grok-4", messages=MESSAGES)
+    assert exc.value.status_code == 503
+    assert "POST /ai/providers/keys" in exc.value.message
+
+
+def test_truncated_stream_ends_with_an_error_not_a_finish(gateway: Gateway) -> None:
+    stream = gateway.client().chat.completions.create(model="gpt-sim-truncate", messages=MESSAGES, stream=True)
+    seen = []
+    with pytest.raises(openai.APIError) as exc:
+        for chunk in stream:
+            seen.append(chunk)
+    assert "ended before it finished" in str(exc.value)
+    assert seen and all(c.choices[0].finish_reason is None for c in seen)
+
+
+def test_unknown_path_and_method(gateway: Gateway) -> None:
+    _assert_error(httpx.get(gateway.origin + "/v1/nope"), 404)
+    resp = httpx.get(gateway.info.base_url + "/chat/completions", headers={"authorization": f"Bearer {gateway.info.admin_key}"})
+    _assert_error(resp, 405)

@@ -1,0 +1,205 @@
+"""An OpenAI-format provider simulator speaking the Chat Completions wire format.
+
+Behaviour is chosen by the model name, so one simulator serves every test:
+
+- any model: a normal completion; streams follow OpenAI's chunk order (role chunk, content
+  chunks, a finish chunk, the usage chunk with empty ``choices`` when
+  ``stream_options.include_usage`` is set, then ``data: [DONE]``);
+- ``*-slow``: waits before answering (timeout tests);
+- ``*-status-<code>``: answers that HTTP status with an OpenAI error body (429 adds
+  ``retry-after``);
+- ``*-truncate``: a stream that stops mid-answer without a finish reason or ``[DONE]``;
+- ``*-long``: a slow stream of many chunks (client-disconnect tests).
+
+Every request is recorded (path, headers, body), and every stream records whether it ran to
+the end or the peer went away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+REPLY = "Hello from the simulator, friend"
+PROMPT_TOKENS = 11
+CACHED_TOKENS = 3
+
+
+@dataclass
+class Recorded:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+@dataclass
+class StreamLog:
+    model: str
+    chunks_sent: int = 0
+    completed: bool = False
+    cancelled: bool = False
+
+
+@dataclass
+class SimState:
+    requests: list[Recorded] = field(default_factory=list)
+    streams: list[StreamLog] = field(default_factory=list)
+    slow_seconds: float = 5.0
+
+
+def _usage(completion_tokens: int) -> dict[str, Any]:
+    return {
+        "prompt_tokens": PROMPT_TOKENS,
+        "completion_tokens": completion_tokens,
+        "total_tokens": PROMPT_TOKENS + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": CACHED_TOKENS, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 2, "audio_tokens": 0},
+    }
+
+
+def _error(status: int) -> web.Response:
+    kinds = {
+        400: ("invalid_request_error", "invalid_value"),
+        401: ("invalid_request_error", "invalid_api_key"),
+        404: ("invalid_request_error", "model_not_found"),
+        429: ("rate_limit_error", "rate_limit_exceeded"),
+        500: ("server_error", None),
+        503: ("server_error", None),
+    }
+    err_type, code = kinds.get(status, ("server_error", None))
+    body = {"error": {"message": f"simulated {status}", "type": err_type, "param": None, "code": code}}
+    headers = {"retry-after": "7"} if status == 429 else {}
+    return web.json_response(body, status=status, headers=headers)
+
+
+class OpenAISimulator:
+    def __init__(self) -> None:
+        self.state = SimState()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    # --- handlers -------------------------------------------------------------------------
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(400)
+        self.state.requests.append(Recorded(request.path, dict(request.headers), body))
+        if request.headers.get("authorization", "") == "":
+            return _error(401)
+        model = str(body.get("model", ""))
+        status = re.search(r"-status-(\d{3})$", model)
+        if status:
+            return _error(int(status.group(1)))
+        if model.endswith("-slow"):
+            await asyncio.sleep(self.state.slow_seconds)
+        if body.get("stream"):
+            return await self._stream(request, body, model)
+        words = REPLY.split()
+        return web.json_response(
+            {
+                "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": model,
+                "system_fingerprint": "fp_sim",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": REPLY, "refusal": None},
+                        "logprobs": None,
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": _usage(len(words)),
+            }
+        )
+
+    async def _stream(self, request: web.Request, body: dict[str, Any], model: str) -> web.StreamResponse:
+        log = StreamLog(model=model)
+        self.state.streams.append(log)
+        resp = web.StreamResponse(headers={"content-type": "text/event-stream", "cache-control": "no-cache"})
+        await resp.prepare(request)
+        base = {"id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion.chunk", "created": int(time.time()), "model": model, "system_fingerprint": "fp_sim"}
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+
+        async def send(choices: list[dict[str, Any]], **extra: Any) -> None:
+            payload = dict(base, choices=choices, **extra)
+            if include_usage and "usage" not in extra:
+                payload["usage"] = None
+            await resp.write(b"data: " + json.dumps(payload).encode() + b"\n\n")
+            log.chunks_sent += 1
+
+        words = [w + " " for w in REPLY.split()]
+        if model.endswith("-long"):
+            words = [f"w{i} " for i in range(200)]
+        try:
+            await send([{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}])
+            for i, word in enumerate(words):
+                await send([{"index": 0, "delta": {"content": word}, "logprobs": None, "finish_reason": None}])
+                if model.endswith("-truncate") and i == 2:
+                    log.completed = False
+                    return resp  # the connection ends here: no finish_reason, no [DONE]
+                if model.endswith("-long"):
+                    await asyncio.sleep(0.02)
+            await send([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}])
+            if include_usage:
+                await send([], usage=_usage(len(words)))
+            await resp.write(b"data: [DONE]\n\n")
+            log.completed = True
+        except (ConnectionResetError, asyncio.CancelledError):
+            log.cancelled = True
+            raise
+        return resp
+
+    async def models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": "gpt-4o", "object": "model", "created": 0, "owned_by": "sim"}]})
+
+    # --- lifecycle (in a thread of its own, so tests stay synchronous) --------------------
+
+    def start(self) -> None:
+        ready = threading.Event()
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            app = web.Application(client_max_size=64 * 1024 * 1024)
+            app.router.add_post("/v1/chat/completions", self.chat)
+            app.router.add_get("/v1/models", self.models)
+            self._runner = web.AppRunner(app, handler_cancellation=True)
+            loop.run_until_complete(self._runner.setup())
+            site = web.TCPSite(self._runner, "127.0.0.1", 0)
+            loop.run_until_complete(site.start())
+            server = site._server
+            assert server is not None and server.sockets
+            self.port = server.sockets[0].getsockname()[1]
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self._runner.cleanup())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="openai-sim", daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("simulator did not start")
+
+    def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
