@@ -147,7 +147,7 @@ class OpenAISimulator:
 
         words = [w + " " for w in REPLY.split()]
         if model.endswith("-long"):
-            words = [f"w{i} " for i in range(200)]
+            words = [f"{i:03d} " for i in range(200)]  # four characters: about one token each
         try:
             await send([{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}])
             for i, word in enumerate(words):
@@ -190,7 +190,6 @@ class OpenAISimulator:
             self.port = server.sockets[0].getsockname()[1]
             ready.set()
             loop.run_forever()
-            loop.run_until_complete(self._runner.cleanup())
             loop.close()
 
         self._thread = threading.Thread(target=run, name="openai-sim", daemon=True)
@@ -199,7 +198,9 @@ class OpenAISimulator:
             raise RuntimeError("simulator did not start")
 
     def stop(self) -> None:
-        if self._loop is not None:
+        if self._loop is not None and self._runner is not None:
+            # Close the listener and every open connection before the loop goes away.
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=10)
             self._loop.call_soon_threadsafe(self._loop.stop)
         if self._thread is not None:
             self._thread.join(timeout=5)

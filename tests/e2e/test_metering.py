@@ -1,0 +1,89 @@
+"""Metering: every request counted exactly once, including across a metering outage."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+
+from tests.conftest import Gateway, wait_until
+from tests.simulators.openai_sim import PROMPT_TOKENS, REPLY
+
+MESSAGES = [{"role": "user", "content": "count me"}]
+COMPLETION = len(REPLY.split())
+
+
+def _settled(gateway: Gateway, user: str, requests: int) -> dict:
+    wait_until(lambda: gateway.usage(user)["total_requests"] >= requests, timeout=30, what=f"{requests} events for {user}")
+    time.sleep(1.0)  # anything extra (a double count) would arrive now
+    return gateway.usage(user)
+
+
+def test_usage_summary_counts_exactly_what_was_sent(gateway: Gateway) -> None:
+    key = gateway.new_user_key("erin")
+    client = gateway.client(key)
+    for _ in range(3):
+        client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    for _ in range(2):
+        list(client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True))
+    client.chat.completions.create(model="echo/m", messages=[{"role": "user", "content": "one two three"}])
+
+    summary = _settled(gateway, "erin", 6)
+    assert summary["total_requests"] == 6
+    assert summary["prompt_tokens"] == 5 * PROMPT_TOKENS + 3
+    assert summary["completion_tokens"] == 5 * COMPLETION + 3
+    assert summary["total_tokens"] == summary["prompt_tokens"] + summary["completion_tokens"]
+    by_model = {m["model"]: m for m in summary["by_model"]}
+    assert by_model["gpt-4o"]["requests"] == 5
+    assert by_model["echo/m"]["requests"] == 1
+    # Priced from the catalog: gpt-4o is $2.50 / $10 per 1M tokens, cached input $1.25.
+    per_request = ((PROMPT_TOKENS - 3) * 2.5 + 3 * 1.25 + COMPLETION * 10.0) / 1_000_000
+    assert abs(by_model["gpt-4o"]["cost_usd"] - 5 * per_request) < 1e-12
+    assert abs(summary["total_cost_usd"] - 5 * per_request) < 1e-12
+    assert {p["provider"]: p["requests"] for p in summary["by_provider"]} == {"openai": 5, "echo": 1}
+    assert [u["user"] for u in summary["by_user"]] == ["erin"]
+
+
+def test_failed_requests_are_metered_too(gateway: Gateway) -> None:
+    key = gateway.new_user_key("frank")
+    client = gateway.client(key, timeout=10)
+    for model in ("gpt-sim-status-500", "no-such-model"):
+        try:
+            client.chat.completions.create(model=model, messages=MESSAGES)
+        except Exception:
+            pass
+    summary = _settled(gateway, "frank", 2)
+    assert summary["total_requests"] == 2
+    assert summary["total_tokens"] == 0
+
+
+def test_metering_outage_loses_and_doubles_nothing(gateway: Gateway) -> None:
+    key = gateway.new_user_key("grace")
+    client = gateway.client(key)
+    client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    _settled(gateway, "grace", 1)
+
+    gateway.stack.supervisor.stop("metering")
+    try:
+        # /readyz reports the missing service ...
+        wait_until(lambda: httpx.get(gateway.origin + "/readyz").status_code == 503, what="readyz 503")
+        assert httpx.get(gateway.origin + "/readyz").json()["checks"]["metering"] is False
+        # ... while requests keep flowing: chat does not depend on metering.
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda _: client.chat.completions.create(model="gpt-4o", messages=MESSAGES), range(20)))
+    finally:
+        gateway.stack.supervisor.start("metering")
+    wait_until(lambda: httpx.get(gateway.origin + "/readyz").status_code == 200, timeout=60, what="readyz 200")
+
+    summary = _settled(gateway, "grace", 21)
+    assert summary["total_requests"] == 21
+    assert summary["prompt_tokens"] == 21 * PROMPT_TOKENS
+    assert summary["completion_tokens"] == 21 * COMPLETION
+
+
+def test_readyz_and_healthz(gateway: Gateway) -> None:
+    assert httpx.get(gateway.origin + "/healthz").json() == {"status": "ok"}
+    ready = httpx.get(gateway.origin + "/readyz")
+    assert ready.status_code == 200
+    assert all(ready.json()["checks"].values())
