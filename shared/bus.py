@@ -75,7 +75,7 @@ class Bus:
                     reconnected_cb=self._on_reconnect,
                 )
                 break
-            except (OSError, nats.errors.Error, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError, nats.errors.Error) as exc:
                 if give_up is not None and loop.time() > give_up:
                     raise BusUnavailable(f"cannot reach NATS at {self.url}: {exc}") from exc
                 log.info("waiting for NATS at %s (%s)", self.url, type(exc).__name__)
@@ -122,14 +122,12 @@ class Bus:
         if self._nc is not None and not self._nc.is_closed:
             try:
                 await asyncio.wait_for(self._nc.drain(), timeout=3.0)
-            except (nats.errors.Error, asyncio.TimeoutError):
+            except (TimeoutError, nats.errors.Error):
                 await self._nc.close()
 
     # --- request-reply -------------------------------------------------------------------
 
-    async def request(
-        self, subject: str, message: BaseModel, reply_type: type[T], *, timeout: float = 5.0
-    ) -> T:
+    async def request(self, subject: str, message: BaseModel, reply_type: type[T], *, timeout: float = 5.0) -> T:
         """Ask a service; its error replies are raised as the :class:`GatewayError` they carry."""
         data = await self.request_raw(subject, message.model_dump_json().encode(), timeout=timeout)
         reply = Reply.model_validate_json(data)
@@ -142,7 +140,7 @@ class Bus:
             msg = await self.nc.request(subject, payload, timeout=timeout)
         except nats.errors.NoRespondersError as exc:
             raise GatewayError(UNAVAILABLE, f"no service answers {subject}") from exc
-        except (nats.errors.TimeoutError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, nats.errors.TimeoutError) as exc:
             raise GatewayError(UNAVAILABLE, f"timed out waiting for {subject}") from exc
         except (nats.errors.Error, BusUnavailable) as exc:
             raise GatewayError(UNAVAILABLE, f"message bus unavailable: {exc}") from exc
@@ -285,7 +283,7 @@ class KVMirror:
                     self._swap(target)
         finally:
             try:
-                await watcher.stop()
+                await watcher.stop()  # type: ignore[no-untyped-call]
             except Exception:  # the connection may be gone already
                 pass
 

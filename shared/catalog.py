@@ -77,7 +77,9 @@ class RouteTable(BaseModel):
         if sep and rest and provider in self.providers:
             pinned = self.models.get(rest)
             if pinned is not None and pinned.provider == provider:
-                return Route(model=rest, provider=provider, upstream_model=pinned.upstream_model or rest, in_catalog=True)
+                return Route(
+                    model=rest, provider=provider, upstream_model=pinned.upstream_model or rest, in_catalog=True
+                )
             return Route(model=name, provider=provider, upstream_model=rest, in_catalog=False)
         for pname, cfg in self.providers.items():
             for pattern in cfg.prefixes:

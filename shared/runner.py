@@ -8,7 +8,6 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 
-
 from shared.settings import ServiceSettings
 
 

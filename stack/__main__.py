@@ -35,7 +35,7 @@ Switchyard is up.
   base URL   {info.base_url}
   admin key  {info.admin_key}
   data       {info.data_dir}
-  logs       {info.data_dir / 'logs'}
+  logs       {info.data_dir / "logs"}
 
 Try it:  curl {info.base_url}/chat/completions -H "Authorization: Bearer {info.admin_key}" \\
            -H "Content-Type: application/json" \\

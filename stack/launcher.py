@@ -104,7 +104,9 @@ class Stack:
         def unseal() -> None:
             self.vault_token = vault.prepare(alive=lambda: self.supervisor.pid("vault") is not None)
 
-        spec = ChildSpec("vault", bao_argv(config), self._base_env(), self.data_dir / "logs" / "vault.log", after_start=unseal)
+        spec = ChildSpec(
+            "vault", bao_argv(config), self._base_env(), self.data_dir / "logs" / "vault.log", after_start=unseal
+        )
         self.supervisor.add(spec)
         self.supervisor.start("vault")
         if not self.vault_token:
@@ -143,7 +145,9 @@ class Stack:
         self._wait_ready(origin)
         self.info = StackInfo(f"{origin}/v1", admin_key, nats_url, vault_addr, self.data_dir)
         (self.data_dir / "stack.json").write_text(
-            json.dumps({"base_url": self.info.base_url, "nats_url": nats_url, "vault_addr": vault_addr, "pid": os.getpid()})
+            json.dumps(
+                {"base_url": self.info.base_url, "nats_url": nats_url, "vault_addr": vault_addr, "pid": os.getpid()}
+            )
         )
         return self.info
 

@@ -16,7 +16,9 @@ class StackSettings(BaseSettings):
     port: int = Field(default=8080, ge=0, le=65535, validation_alias="GATEWAY_PORT")
     data_dir: Path = Field(default=Path(".data"), validation_alias="GATEWAY_DATA_DIR")
     admin_key: SecretStr | None = Field(default=None, validation_alias="GATEWAY_ADMIN_KEY")
-    edge_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=64, validation_alias="GATEWAY_EDGE_WORKERS")
+    edge_workers: int = Field(
+        default_factory=lambda: os.cpu_count() or 1, ge=1, le=64, validation_alias="GATEWAY_EDGE_WORKERS"
+    )
     nats_url: str | None = Field(default=None, validation_alias="GATEWAY_NATS_URL")
     vault_addr: str | None = Field(default=None, validation_alias="VAULT_ADDR")
     vault_token: SecretStr | None = Field(default=None, validation_alias="VAULT_TOKEN")

@@ -13,11 +13,15 @@ from shared.settings import ServiceSettings
 class EdgeSettings(ServiceSettings):
     host: str = Field(default="127.0.0.1", validation_alias="GATEWAY_HOST")
     port: int = Field(default=8080, ge=0, le=65535, validation_alias="GATEWAY_PORT")
-    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=64, validation_alias="GATEWAY_EDGE_WORKERS")
+    workers: int = Field(
+        default_factory=lambda: os.cpu_count() or 1, ge=1, le=64, validation_alias="GATEWAY_EDGE_WORKERS"
+    )
     admin_key: SecretStr = Field(default=SecretStr(""), validation_alias="GATEWAY_ADMIN_KEY")
     max_body_bytes: int = Field(default=20 * 1024 * 1024, ge=1024, validation_alias="GATEWAY_MAX_BODY_BYTES")
     upstream_timeout: float = Field(default=600.0, gt=0, validation_alias="GATEWAY_UPSTREAM_TIMEOUT_SECONDS")
-    upstream_connect_timeout: float = Field(default=10.0, gt=0, validation_alias="GATEWAY_UPSTREAM_CONNECT_TIMEOUT_SECONDS")
+    upstream_connect_timeout: float = Field(
+        default=10.0, gt=0, validation_alias="GATEWAY_UPSTREAM_CONNECT_TIMEOUT_SECONDS"
+    )
     upstream_max_connections: int = Field(default=1000, ge=1, validation_alias="GATEWAY_UPSTREAM_MAX_CONNECTIONS")
     provider_key_ttl: float = Field(default=300.0, gt=0, validation_alias="GATEWAY_PROVIDER_KEY_TTL_SECONDS")
     instance_name: str = Field(default_factory=socket.gethostname, validation_alias="GATEWAY_INSTANCE_NAME")

@@ -65,11 +65,11 @@ class Edge:
         waits = [self.client_keys.mirror.ready.wait(), self.routes.mirror.ready.wait()]
         try:
             await asyncio.wait_for(asyncio.gather(*waits), timeout=30)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("serving before the route table / client keys arrived; is the router up?")
         try:
             await asyncio.wait_for(self.credentials.loaded.wait(), timeout=5)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("serving without provider keys yet; is keyvault up?")
 
     async def stop(self) -> None:

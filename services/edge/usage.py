@@ -69,7 +69,9 @@ class UsagePublisher:
             await self._spool(failed)
 
     async def _publish(self, event: UsageEvent) -> None:
-        await self.bus.publish_durable(USAGE_SUBJECT, event.model_dump_json().encode(), msg_id=event.event_id, timeout=2.0)
+        await self.bus.publish_durable(
+            USAGE_SUBJECT, event.model_dump_json().encode(), msg_id=event.event_id, timeout=2.0
+        )
 
     def _has_spool(self) -> bool:
         return self.spooled > 0

@@ -72,11 +72,11 @@ class Keyvault:
                     await self.bus.publish(subjects.PROVIDER_KEYS_CHANGED, Empty())
                 log.info("Vault ready at %s", self.settings.vault_addr)
                 return
-            except (VaultUnavailable, Exception) as exc:  # noqa: BLE001 - keep retrying on anything
+            except (VaultUnavailable, Exception) as exc:
                 log.warning("Vault not ready (%s); retrying", exc)
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=delay)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 delay = min(delay * 2, 5.0)
 
@@ -89,7 +89,7 @@ class Keyvault:
         return info
 
     async def list_provider_keys(self, _: Empty) -> ProviderKeyList:
-        return ProviderKeyList(data=await self.provider_keys.list())
+        return ProviderKeyList(data=await self.provider_keys.list_all())
 
     async def delete_provider_key(self, req: ById) -> ProviderKeyInfo:
         info = await self.provider_keys.delete(req.id)
@@ -105,7 +105,7 @@ class Keyvault:
         return await self.client_keys.create(req)
 
     async def list_client_keys(self, _: Empty) -> ClientKeyList:
-        return ClientKeyList(data=await self.client_keys.list())
+        return ClientKeyList(data=await self.client_keys.list_all())
 
     async def delete_client_key(self, req: ById) -> ClientKeyInfo:
         return await self.client_keys.delete(req.id)

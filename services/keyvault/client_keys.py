@@ -45,7 +45,7 @@ class ClientKeyStore:
         log.info("created client key %s for user %s", record.id, record.user)
         return ClientKeyCreated(key=key, **_info(record).model_dump(exclude={"object"}))
 
-    async def list(self) -> list[ClientKeyInfo]:
+    async def list_all(self) -> list[ClientKeyInfo]:
         kv = await self.bus.kv(CLIENT_KEYS_BUCKET)
         try:
             ids = await kv.keys()

@@ -6,6 +6,8 @@ import hashlib
 import logging
 import secrets
 import time
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from pydantic import SecretStr
 
@@ -17,6 +19,8 @@ from shared.messages import (
     SealedProviderKey,
 )
 from shared.sealing import SealingError, seal
+
+T = TypeVar("T")
 
 log = logging.getLogger("switchyard.keyvault.provider_keys")
 
@@ -46,7 +50,7 @@ class ProviderKeyStore:
         self.vault = vault
         self.known_providers = known_providers
 
-    async def _guard(self, coro):  # type: ignore[no-untyped-def]
+    async def _guard(self, coro: Awaitable[T]) -> T:
         try:
             return await coro
         except VaultUnavailable as exc:
@@ -61,7 +65,7 @@ class ProviderKeyStore:
                 out.append(StoredProviderKey.model_validate(data))
         return sorted(out, key=lambda k: (k.provider, k.created_at))
 
-    async def list(self) -> list[ProviderKeyInfo]:
+    async def list_all(self) -> list[ProviderKeyInfo]:
         stored = await self._guard(self._all())
         return [k.info() for k in stored]
 

@@ -43,9 +43,7 @@ class Vault:
         if self.transit_mount not in present:
             await self._run(self._client.sys.enable_secrets_engine, "transit", path=self.transit_mount)
         if self.kv_mount not in present:
-            await self._run(
-                self._client.sys.enable_secrets_engine, "kv", path=self.kv_mount, options={"version": "2"}
-            )
+            await self._run(self._client.sys.enable_secrets_engine, "kv", path=self.kv_mount, options={"version": "2"})
         try:
             await self._run(self._client.secrets.transit.read_key, self.transit_key, mount_point=self.transit_mount)
         except hvac.exceptions.InvalidPath:

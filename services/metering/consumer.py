@@ -54,7 +54,7 @@ class UsageConsumer:
                 msgs = await sub.fetch(self.batch_size, timeout=self.batch_wait)
             except nats.errors.TimeoutError:
                 continue
-            except (nats.errors.Error, asyncio.TimeoutError) as exc:
+            except (TimeoutError, nats.errors.Error) as exc:
                 log.warning("fetch failed (%s); retrying", exc)
                 await asyncio.sleep(0.5)
                 continue

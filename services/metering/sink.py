@@ -152,13 +152,13 @@ class Sink:
 
     async def query(self, sql: str, parameters: dict[str, Any]) -> list[tuple[Any, ...]]:
         def _query() -> list[tuple[Any, ...]]:
-            return list(self._connect().query(sql, parameters=parameters).result_rows)
+            return [tuple(row) for row in self._connect().query(sql, parameters=parameters).result_rows]
 
         return list(await self._run(_query))
 
 
 def _utc(ts: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ts, tz=dt.timezone.utc)
+    return dt.datetime.fromtimestamp(ts, tz=dt.UTC)
 
 
 def _row(e: UsageEvent, cost: float, version: str) -> list[Any]:

@@ -57,7 +57,7 @@ class Router:
         while not stop.is_set():
             try:
                 await asyncio.wait_for(stop.wait(), timeout=self.settings.republish_interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 try:
                     await self.publish_table()
                 except Exception as exc:  # bus down: try again next round

@@ -14,7 +14,9 @@ MESSAGES = [{"role": "user", "content": "hi"}]
 
 def test_provider_keys_are_listed_without_secrets(gateway: Gateway) -> None:
     secret = "sk-mistral-test-secret-value-42"
-    created = gateway.admin("POST", "/ai/providers/keys", json={"provider": "mistral", "api_key": secret, "label": "team-a"})
+    created = gateway.admin(
+        "POST", "/ai/providers/keys", json={"provider": "mistral", "api_key": secret, "label": "team-a"}
+    )
     assert created.status_code == 201, created.text
     info = created.json()
     assert info["provider"] == "mistral" and info["label"] == "team-a"
@@ -27,7 +29,9 @@ def test_provider_keys_are_listed_without_secrets(gateway: Gateway) -> None:
     # The key imported from OPENAI_API_KEY at start is there, marked as from the environment.
     assert any(k["provider"] == "openai" and k["source"] == "env" for k in rows.values())
 
-    dup = gateway.admin("POST", "/ai/providers/keys", json={"provider": "mistral", "api_key": "other", "label": "team-a"})
+    dup = gateway.admin(
+        "POST", "/ai/providers/keys", json={"provider": "mistral", "api_key": "other", "label": "team-a"}
+    )
     assert dup.status_code == 409 and dup.json()["error"]["param"] == "label"
 
     deleted = gateway.admin("DELETE", f"/ai/providers/keys/{info['id']}")
@@ -50,7 +54,9 @@ def test_new_provider_key_reaches_the_edge(gateway: Gateway) -> None:
     with pytest.raises(openai.APIStatusError) as exc:
         gateway.client().chat.completions.create(model="grok-4", messages=MESSAGES)
     assert exc.value.status_code == 503
-    created = gateway.admin("POST", "/ai/providers/keys", json={"provider": "xai", "api_key": "xai-secret", "label": "x"})
+    created = gateway.admin(
+        "POST", "/ai/providers/keys", json={"provider": "xai", "api_key": "xai-secret", "label": "x"}
+    )
     assert created.status_code == 201
     try:
         # Its base URL is the real xAI address, unreachable here: the edge now gets past the

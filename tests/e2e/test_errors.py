@@ -12,9 +12,13 @@ from tests.conftest import Gateway
 MESSAGES = [{"role": "user", "content": "hi"}]
 
 
-def _post(gateway: Gateway, content: bytes | None = None, json: object = None, key: str | None = None) -> httpx.Response:
+def _post(
+    gateway: Gateway, content: bytes | None = None, json: object = None, key: str | None = None
+) -> httpx.Response:
     headers = {"authorization": f"Bearer {key or gateway.info.admin_key}", "content-type": "application/json"}
-    return httpx.post(gateway.info.base_url + "/chat/completions", content=content, json=json, headers=headers, timeout=30)
+    return httpx.post(
+        gateway.info.base_url + "/chat/completions", content=content, json=json, headers=headers, timeout=30
+    )
 
 
 def _assert_error(resp: httpx.Response, status: int, code: str | None = None, param: str | None = None) -> dict:
@@ -65,6 +69,7 @@ def test_missing_or_wrong_fields_are_400(gateway: Gateway) -> None:
 def test_oversized_body_is_413(gateway: Gateway) -> None:
     big = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x" * (2 * 1024 * 1024)}]}
     _assert_error(_post(gateway, json=big), 413, "request_too_large")
+
     # Without a Content-Length (chunked), the limit holds while reading.
     def chunks():  # type: ignore[no-untyped-def]
         yield b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "'
@@ -131,5 +136,7 @@ def test_truncated_stream_ends_with_an_error_not_a_finish(gateway: Gateway) -> N
 
 def test_unknown_path_and_method(gateway: Gateway) -> None:
     _assert_error(httpx.get(gateway.origin + "/v1/nope"), 404)
-    resp = httpx.get(gateway.info.base_url + "/chat/completions", headers={"authorization": f"Bearer {gateway.info.admin_key}"})
+    resp = httpx.get(
+        gateway.info.base_url + "/chat/completions", headers={"authorization": f"Bearer {gateway.info.admin_key}"}
+    )
     _assert_error(resp, 405)

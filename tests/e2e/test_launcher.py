@@ -61,7 +61,9 @@ class Launcher:
         self.data_dir = data_dir
         self.out_path = out
         self.out = out.open("wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "stack"], cwd=REPO_ROOT, env=env, stdout=self.out, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "stack"], cwd=REPO_ROOT, env=env, stdout=self.out, stderr=subprocess.STDOUT
+        )
         wait_until(self._up, timeout=120, what="make up to print the base URL")
         self.base_url = json.loads((data_dir / "stack.json").read_text())["base_url"]
         self.admin_key = (data_dir / "admin_key").read_text().strip()
@@ -78,7 +80,9 @@ class Launcher:
 
     def admin(self, method: str, path: str, **kwargs) -> httpx.Response:  # type: ignore[no-untyped-def]
         origin = self.base_url.removesuffix("/v1")
-        return httpx.request(method, origin + path, headers={"authorization": f"Bearer {self.admin_key}"}, timeout=30, **kwargs)
+        return httpx.request(
+            method, origin + path, headers={"authorization": f"Bearer {self.admin_key}"}, timeout=30, **kwargs
+        )
 
     def service_pid(self, name: str) -> int:
         for pid in _children(self.proc.pid):
@@ -107,7 +111,13 @@ def test_make_up_supervises_stops_cleanly_and_keeps_data(tmp_path: Path, sim: Op
         created = first.admin("POST", "/ai/keys", json={"user": "ivan", "name": "laptop"}).json()
         user_key = created["key"]
         wait_until(lambda: first.admin("GET", "/ai/usage/summary").status_code == 200, what="usage API")
-        wait_until(lambda: httpx.get(first.base_url + "/models", headers={"authorization": f"Bearer {user_key}"}).status_code == 200, what="key")
+        wait_until(
+            lambda: (
+                httpx.get(first.base_url + "/models", headers={"authorization": f"Bearer {user_key}"}).status_code
+                == 200
+            ),
+            what="key",
+        )
         for _ in range(4):
             first.client(user_key).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
 
@@ -121,7 +131,10 @@ def test_make_up_supervises_stops_cleanly_and_keeps_data(tmp_path: Path, sim: Op
         router = first.service_pid("router")
         os.kill(router, signal.SIGKILL)
         wait_until(lambda: "router exited with code -9; restarting" in first.output(), what="the restart log line")
-        wait_until(lambda: any("services.router" in _cmdline(p) and p != router for p in _children(first.proc.pid)), what="a new router")
+        wait_until(
+            lambda: any("services.router" in _cmdline(p) and p != router for p in _children(first.proc.pid)),
+            what="a new router",
+        )
     finally:
         tree = first.stop()
     assert len(tree) >= 7  # nats, vault, four services, edge workers
@@ -131,7 +144,9 @@ def test_make_up_supervises_stops_cleanly_and_keeps_data(tmp_path: Path, sim: Op
     # A second start reuses the data: client keys, provider keys and usage are all there.
     second = Launcher(data, sim, tmp_path / "second.out")
     try:
-        reply = second.client(user_key).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "again"}])
+        reply = second.client(user_key).chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "again"}]
+        )
         assert reply.choices[0].message.content
         keys = second.admin("GET", "/ai/providers/keys").json()["data"]
         # OPENAI_API_KEY was imported once, not once per start.

@@ -15,7 +15,9 @@ COMPLETION = len(REPLY.split())
 
 
 def _settled(gateway: Gateway, user: str, requests: int) -> dict:
-    wait_until(lambda: gateway.usage(user)["total_requests"] >= requests, timeout=30, what=f"{requests} events for {user}")
+    wait_until(
+        lambda: gateway.usage(user)["total_requests"] >= requests, timeout=30, what=f"{requests} events for {user}"
+    )
     time.sleep(1.0)  # anything extra (a double count) would arrive now
     return gateway.usage(user)
 

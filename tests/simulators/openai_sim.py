@@ -135,7 +135,13 @@ class OpenAISimulator:
         self.state.streams.append(log)
         resp = web.StreamResponse(headers={"content-type": "text/event-stream", "cache-control": "no-cache"})
         await resp.prepare(request)
-        base = {"id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion.chunk", "created": int(time.time()), "model": model, "system_fingerprint": "fp_sim"}
+        base = {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+            "system_fingerprint": "fp_sim",
+        }
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
 
         async def send(choices: list[dict[str, Any]], **extra: Any) -> None:
@@ -149,7 +155,9 @@ class OpenAISimulator:
         if model.endswith("-long"):
             words = [f"{i:03d} " for i in range(200)]  # four characters: about one token each
         try:
-            await send([{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}])
+            await send(
+                [{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}]
+            )
             for i, word in enumerate(words):
                 await send([{"index": 0, "delta": {"content": word}, "logprobs": None, "finish_reason": None}])
                 if model.endswith("-truncate") and i == 2:
@@ -168,7 +176,9 @@ class OpenAISimulator:
         return resp
 
     async def models(self, request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [{"id": "gpt-4o", "object": "model", "created": 0, "owned_by": "sim"}]})
+        return web.json_response(
+            {"object": "list", "data": [{"id": "gpt-4o", "object": "model", "created": 0, "owned_by": "sim"}]}
+        )
 
     # --- lifecycle (in a thread of its own, so tests stay synchronous) --------------------
 

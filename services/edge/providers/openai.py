@@ -74,7 +74,9 @@ class OpenAIAdapter:
         body = dict(call.body, model=call.route.upstream_model)
         started = time.perf_counter()
         try:
-            resp = await call.http.post(_url(call, "/chat/completions"), content=json.dumps(body), headers=_headers(call))
+            resp = await call.http.post(
+                _url(call, "/chat/completions"), content=json.dumps(body), headers=_headers(call)
+            )
             raw = await resp.aread()
         except httpx.HTTPError as exc:
             raise transport_error(exc, call.route.provider) from exc

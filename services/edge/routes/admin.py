@@ -13,8 +13,8 @@ from services.edge.state import EdgeDep, PrincipalDep
 from shared import subjects
 from shared.errors import INVALID_REQUEST, GatewayError
 from shared.messages import (
-    CatalogListing,
     ById,
+    CatalogListing,
     ClientKeyCreate,
     ClientKeyCreated,
     ClientKeyInfo,
@@ -62,7 +62,9 @@ async def list_provider_keys(edge: EdgeDep, principal: PrincipalDep) -> dict[str
 @router.delete("/providers/keys/{key_id}")
 async def delete_provider_key(key_id: str, edge: EdgeDep, principal: PrincipalDep) -> dict[str, Any]:
     require_admin(principal)
-    info = await edge.bus.request(subjects.PROVIDER_KEYS_DELETE, ById(id=key_id), ProviderKeyInfo, timeout=_ADMIN_TIMEOUT)
+    info = await edge.bus.request(
+        subjects.PROVIDER_KEYS_DELETE, ById(id=key_id), ProviderKeyInfo, timeout=_ADMIN_TIMEOUT
+    )
     return {"id": info.id, "object": "provider_key", "deleted": True}
 
 

@@ -55,7 +55,9 @@ async def chat_completions(request: Request, edge: EdgeDep, principal: Principal
     return StreamingResponse(_metered(events, meter, record, edge), media_type="text/event-stream", headers=headers)
 
 
-async def _metered(events: AsyncIterator[bytes], meter: StreamMeter, record: RequestRecord, edge: EdgeDep) -> AsyncIterator[bytes]:
+async def _metered(
+    events: AsyncIterator[bytes], meter: StreamMeter, record: RequestRecord, edge: EdgeDep
+) -> AsyncIterator[bytes]:
     """Relay events; whatever happens (finish, upstream error, client gone), meter once."""
     status, error_type = 200, ""
     try:

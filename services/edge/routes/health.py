@@ -48,4 +48,6 @@ async def readyz(edge: EdgeDep) -> JSONResponse:
     else:
         checks.update(router=False, keyvault=False, metering=False)
     ready = all(checks.values())
-    return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks}, status_code=200 if ready else 503)
+    return JSONResponse(
+        {"status": "ready" if ready else "not_ready", "checks": checks}, status_code=200 if ready else 503
+    )

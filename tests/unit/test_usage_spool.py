@@ -1,0 +1,121 @@
+"""The edge's usage publisher against a real nats-server that goes away and comes back."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.edge.usage import UsagePublisher
+from shared import subjects
+from shared.bus import Bus
+from shared.events import UsageEvent
+from stack.nats import nats_argv
+from stack.ports import free_port, wait_port
+
+
+class NatsServer:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            nats_argv(self.data_dir, self.port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        assert wait_port("127.0.0.1", self.port, 10)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+
+@pytest.fixture()
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    server = NatsServer(tmp_path / "nats")
+    server.start()
+    yield server
+    server.stop()
+
+
+def _event(i: int) -> UsageEvent:
+    return UsageEvent(event_id=f"req_{i:04d}", ts=time.time(), prompt_tokens=i)
+
+
+async def _stored_ids(bus: Bus) -> list[str]:
+    info = await bus.js.stream_info(subjects.USAGE_STREAM)
+    ids = []
+    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+        msg = await bus.js.get_msg(subjects.USAGE_STREAM, seq)
+        ids.append(UsageEvent.model_validate_json(msg.data or b"").event_id)
+    return ids
+
+
+async def _wait(check, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.1)
+
+
+def test_spools_while_nats_is_down_and_replays_in_order_once(nats_server: NatsServer, tmp_path: Path) -> None:
+    async def run() -> None:
+        bus = Bus(nats_server.url, "test-edge")
+        await bus.connect(deadline=10)
+        await bus.ensure_stream(subjects.USAGE_STREAM, [subjects.USAGE_SUBJECTS])
+        publisher = UsagePublisher(bus, tmp_path / "spool", "test")
+        task = asyncio.create_task(publisher.run())
+        try:
+            for i in range(5):
+                publisher.submit(_event(i))
+            await _wait(lambda: _done(publisher.published == 5))
+
+            nats_server.stop()
+            for i in range(5, 25):
+                publisher.submit(_event(i))
+            await _wait(
+                lambda: _done(
+                    publisher.spool_file.exists() and len(publisher.spool_file.read_text().splitlines()) == 20
+                )
+            )
+
+            nats_server.start()  # same port, same JetStream store
+            await _wait(lambda: _done(bus.connected), timeout=30)
+            for i in range(25, 30):
+                publisher.submit(_event(i))
+            await _wait(lambda: _count(bus, 30), timeout=30)
+            ids = await _stored_ids(bus)
+            assert ids == [f"req_{i:04d}" for i in range(30)]
+            assert not list((tmp_path / "spool").glob("usage-*"))
+
+            # A repeat of an id inside the duplicate window is dropped by the stream.
+            await publisher._publish(_event(3))
+            assert len(await _stored_ids(bus)) == 30
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await bus.close()
+
+    asyncio.run(run())
+
+
+async def _done(value: bool) -> bool:
+    return value
+
+
+async def _count(bus: Bus, n: int) -> bool:
+    try:
+        return len(await _stored_ids(bus)) >= n
+    except Exception:
+        return False
