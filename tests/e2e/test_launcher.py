@@ -156,3 +156,9 @@ def test_make_up_supervises_stops_cleanly_and_keeps_data(tmp_path: Path, sim: Op
         tree = second.stop()
     time.sleep(0.5)
     assert [p for p in tree if _alive(p)] == []
+
+    # The provider key from the environment is nowhere in the data dir in plaintext: not in a
+    # log, the NATS store, ClickHouse, the spool, nor Vault's own (encrypted) storage.
+    needle = PROVIDER_KEY.encode()
+    leaks = [p for p in data.rglob("*") if p.is_file() and needle in p.read_bytes()]
+    assert leaks == []

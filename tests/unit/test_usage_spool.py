@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,31 +13,7 @@ from services.edge.usage import UsagePublisher
 from shared import subjects
 from shared.bus import Bus
 from shared.events import UsageEvent
-from stack.nats import nats_argv
-from stack.ports import free_port, wait_port
-
-
-class NatsServer:
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            nats_argv(self.data_dir, self.port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        assert wait_port("127.0.0.1", self.port, 10)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-            self.proc = None
+from tests.servers import NatsServer
 
 
 @pytest.fixture()

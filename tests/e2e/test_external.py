@@ -1,0 +1,42 @@
+"""GATEWAY_NATS_URL, VAULT_ADDR/VAULT_TOKEN and GATEWAY_CLICKHOUSE_DSN switch each part to
+a server the operator runs: the launcher then starts none of its own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from stack.launcher import Stack
+from stack.settings import StackSettings
+from tests.conftest import Gateway, stack_environ
+from tests.servers import NatsServer
+
+
+def test_external_nats_vault_and_clickhouse(tmp_path: Path, gateway: Gateway) -> None:
+    nats = NatsServer(tmp_path / "external-nats")
+    nats.start()
+    vault_token = gateway.stack.vault_token  # the session stack's OpenBao, external to this one
+    dsn = f"chdb://{tmp_path / 'external-clickhouse'}"
+    settings = StackSettings(
+        GATEWAY_DATA_DIR=tmp_path / "data",
+        GATEWAY_PORT=0,
+        GATEWAY_EDGE_WORKERS=1,
+        GATEWAY_NATS_URL=nats.url,
+        VAULT_ADDR=gateway.info.vault_addr,
+        VAULT_TOKEN=vault_token,
+        GATEWAY_CLICKHOUSE_DSN=dsn,
+    )
+    stack = Stack(settings, environ=stack_environ(gateway.sim))
+    try:
+        info = stack.start()
+        assert set(stack.supervisor.children) == {"router", "keyvault", "metering", "edge"}
+        assert info.nats_url == nats.url and info.vault_addr == gateway.info.vault_addr
+        # Provider keys come from the external Vault: the OpenAI key stored there works.
+        client = Gateway(stack, info, gateway.sim).client()
+        reply = client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+        assert reply.choices[0].message.content
+        assert (tmp_path / "external-clickhouse").is_dir()
+        assert not (tmp_path / "data" / "clickhouse").exists()
+        assert not (tmp_path / "data" / "nats").exists()
+    finally:
+        stack.stop()
+        nats.stop()
