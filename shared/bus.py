@@ -208,6 +208,14 @@ class Bus:
         """Publish to JetStream and wait for the ack; ``msg_id`` lets the stream drop repeats."""
         await self.js.publish(subject, payload, timeout=timeout, headers={"Nats-Msg-Id": msg_id})
 
+    async def consumer_pending(self, stream: str, durable: str) -> int:
+        """Messages the consumer has not had acknowledged yet (waiting plus in flight)."""
+        info = await self.js.consumer_info(stream, durable)
+        return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+
+    async def stream_messages(self, stream: str) -> int:
+        return int((await self.js.stream_info(stream)).state.messages or 0)
+
     async def ensure_stream(self, name: str, subjects: list[str], *, duplicate_window: float = 600.0) -> None:
         config = StreamConfig(
             name=name,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import tomllib
+from datetime import date
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -33,14 +34,31 @@ class ModelEntry(BaseModel):
     output: float = 0.0
     cached_input: float | None = None
     cache_write: float | None = None
+    reasoning: float | None = None  # only where reasoning tokens are billed unlike output
     capabilities: list[str] = []
+
+
+class PastPrice(BaseModel):
+    """A price a model had before the catalog's current one (USD per million tokens)."""
+
+    model: str
+    provider: str
+    effective_from: date
+    version: str
+    input: float
+    output: float
+    cached_input: float | None = None
+    cache_write: float | None = None
+    reasoning: float | None = None
 
 
 class Catalog(BaseModel):
     version: str
+    prices_effective_from: date = date(2024, 1, 1)
     providers: dict[str, ProviderConfig]
     models: dict[str, ModelEntry]
     aliases: dict[str, str] = {}
+    price_history: list[PastPrice] = []
 
 
 def load_catalog(path: Path = CATALOG_PATH) -> Catalog:
@@ -80,7 +98,7 @@ class RouteTable(BaseModel):
                 return Route(
                     model=rest, provider=provider, upstream_model=pinned.upstream_model or rest, in_catalog=True
                 )
-            return Route(model=name, provider=provider, upstream_model=rest, in_catalog=False)
+            return Route(model=rest, provider=provider, upstream_model=rest, in_catalog=False)
         for pname, cfg in self.providers.items():
             for pattern in cfg.prefixes:
                 if fnmatch.fnmatchcase(name, pattern):

@@ -26,8 +26,9 @@ class UsageEvent(BaseModel):
     error_type: str = ""
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    cached_tokens: int = 0
-    reasoning_tokens: int = 0
+    cached_tokens: int = 0  # cache reads, part of prompt_tokens
+    cache_write_tokens: int = 0  # cache writes, part of prompt_tokens
+    reasoning_tokens: int = 0  # part of completion_tokens
     usage_estimated: bool = False
     ttft_ms: float = 0.0
     latency_ms: float = 0.0

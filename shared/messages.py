@@ -118,29 +118,51 @@ class ClientKeyList(BaseModel):
 
 # --- usage ---------------------------------------------------------------------------------
 
+PERIOD_SECONDS = {"24h": 86_400, "7d": 7 * 86_400, "30d": 30 * 86_400}
 
-class UsageSummaryQuery(BaseModel):
-    period: Literal["24h", "7d", "30d"] = "7d"
+
+class UsageFilter(BaseModel):
+    """Which usage: a period back from now, or ``start``/``end``; and optional filters."""
+
+    period: Literal["24h", "7d", "30d"] | None = None
+    start: float | None = Field(default=None, ge=0)
+    end: float | None = Field(default=None, ge=0)
     user: str | None = None
+    client_key_id: str | None = None
+    model: str | None = None
+    provider: str | None = None
+
+    def window(self, now: float) -> tuple[float, float]:
+        end = self.end if self.end is not None else now
+        if self.start is not None:
+            start = self.start
+        else:
+            start = end - PERIOD_SECONDS[self.period or "7d"]
+        return start, end
 
 
-class UsageGroup(BaseModel):
-    requests: int
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-    cost_usd: float
+class TokenCounts(BaseModel):
+    requests: int = 0
+    errors: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    total_tokens: int = 0
+    cost_usd: float = 0.0
 
 
-class ModelUsage(UsageGroup):
+class ModelUsage(TokenCounts):
     model: str
-
-
-class ProviderUsage(UsageGroup):
     provider: str
 
 
-class UserUsage(UsageGroup):
+class ProviderUsage(TokenCounts):
+    provider: str
+
+
+class UserUsage(TokenCounts):
     user: str
 
 
@@ -150,10 +172,112 @@ class UsageSummary(BaseModel):
     start: float
     end: float
     total_requests: int
+    total_errors: int
     total_tokens: int
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int
+    cache_write_tokens: int
+    reasoning_tokens: int
     total_cost_usd: float
     by_model: list[ModelUsage]
     by_provider: list[ProviderUsage]
     by_user: list[UserUsage]
+
+
+class TimeseriesQuery(UsageFilter):
+    granularity: Literal["hour", "day"] = "hour"
+
+
+class TimeseriesPoint(TokenCounts):
+    start: float
+
+
+class UsageTimeseries(BaseModel):
+    object: Literal["usage.timeseries"] = "usage.timeseries"
+    granularity: str
+    start: float
+    end: float
+    data: list[TimeseriesPoint]
+
+
+class RequestsQuery(UsageFilter):
+    limit: int = Field(default=50, ge=1, le=1000)
+    before: str | None = Field(default=None, max_length=512, description="cursor from a previous page")
+    status: int | None = Field(default=None, ge=100, le=599)
+
+
+class RequestLogEntry(BaseModel):
+    id: str
+    ts: float
+    user: str
+    client_key_id: str
+    request_user: str
+    requested_model: str
+    model: str
+    provider: str
+    provider_key_id: str
+    endpoint: str
+    stream: bool
+    status: int
+    error_type: str
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    cache_write_tokens: int
+    reasoning_tokens: int
+    total_tokens: int
+    usage_estimated: bool
+    cost_usd: float
+    price_version: str
+    ttft_ms: float
+    latency_ms: float
+    upstream_latency_ms: float
+    edge_instance: str
+
+
+class RequestLog(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[RequestLogEntry]
+    has_more: bool
+    next_cursor: str | None = None
+
+
+class PriceIn(BaseModel):
+    """An admin's price for a model, effective from a time (default: now)."""
+
+    model: str = Field(min_length=1, max_length=256)
+    provider: str | None = Field(default=None, min_length=1, max_length=64)
+    input: float = Field(ge=0, le=100_000)
+    output: float = Field(ge=0, le=100_000)
+    cached_input: float | None = Field(default=None, ge=0, le=100_000)
+    cache_write: float | None = Field(default=None, ge=0, le=100_000)
+    reasoning: float | None = Field(default=None, ge=0, le=100_000)
+    effective_from: float | None = Field(default=None, ge=0)
+
+
+class PriceOut(BaseModel):
+    provider: str
+    model: str
+    effective_from: float
+    version: str
+    input: float
+    output: float
+    cached_input: float | None
+    cache_write: float | None
+    reasoning: float | None
+    source: str
+
+
+class PriceList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[PriceOut]
+
+
+class MeteringStatus(BaseModel):
+    inserted: int
+    duplicates_skipped: int
+    dead_lettered: int
+    dead_letter_stream_messages: int
+    pending: int
+    clickhouse: bool

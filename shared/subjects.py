@@ -33,6 +33,12 @@ CLIENT_KEYS_DELETE = f"{PREFIX}.keyvault.client_keys.delete"
 
 METERING_PING = f"{PREFIX}.metering.ping"
 USAGE_SUMMARY = f"{PREFIX}.metering.usage.summary"
+USAGE_TIMESERIES = f"{PREFIX}.metering.usage.timeseries"
+USAGE_REQUESTS = f"{PREFIX}.metering.usage.requests"
+METERING_STATUS = f"{PREFIX}.metering.status"
+PRICES_LIST = f"{PREFIX}.metering.prices.list"
+PRICES_SET = f"{PREFIX}.metering.prices.set"
+PRICES_CHANGED = f"{PREFIX}.metering.prices.changed"
 
 QUEUE_ROUTER = "router"
 QUEUE_KEYVAULT = "keyvault"

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.edge import errors
-from services.edge.routes import admin, chat, health, models
+from services.edge.routes import admin, chat, health, models, usage
 from services.edge.settings import EdgeSettings
 from services.edge.state import Edge
 
@@ -30,6 +30,7 @@ def create_app(settings: EdgeSettings) -> FastAPI:
         app.include_router(chat.router, prefix=prefix)
         app.include_router(models.router, prefix=prefix)
     app.include_router(admin.router, prefix="/ai")
+    app.include_router(usage.router, prefix="/ai")
     app.include_router(health.router)
     return app
 

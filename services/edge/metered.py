@@ -54,6 +54,7 @@ class RequestRecord:
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
             cached_tokens=usage.cached_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
             reasoning_tokens=usage.reasoning_tokens,
             usage_estimated=usage.estimated,
             ttft_ms=ttft_ms,

@@ -1,29 +1,56 @@
-"""The metering service: usage events from JetStream into ClickHouse, and usage queries."""
+"""The metering service: usage events from JetStream into ClickHouse, prices, usage queries."""
 
 from __future__ import annotations
 
 import logging
 import os
 import socket
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from pydantic import BaseModel
 
 from services.metering.consumer import UsageConsumer
-from services.metering.pricing import Pricer
+from services.metering.prices import Prices
+from services.metering.queries import request_log, usage_summary, usage_timeseries
 from services.metering.settings import MeteringSettings
 from services.metering.sink import Sink
-from services.metering.summary import usage_summary
 from shared import subjects
-from shared.bus import Bus
+from shared.bus import Bus, Msg
 from shared.catalog import load_catalog
 from shared.errors import UNAVAILABLE, GatewayError
-from shared.messages import Ping, UsageSummary, UsageSummaryQuery
+from shared.messages import (
+    MeteringStatus,
+    Ping,
+    PriceIn,
+    PriceList,
+    PriceOut,
+    RequestLog,
+    RequestsQuery,
+    TimeseriesQuery,
+    UsageFilter,
+    UsageSummary,
+    UsageTimeseries,
+)
 
 log = logging.getLogger("switchyard.metering")
+
+T = TypeVar("T")
 
 
 class Empty(BaseModel):
     pass
+
+
+async def _store(call: Callable[[], Awaitable[T]]) -> T:
+    """A ClickHouse query for a client: an unreachable store is a 503, not a 500."""
+    try:
+        return await call()
+    except GatewayError:
+        raise
+    except Exception as exc:
+        log.warning("usage store query failed: %s", exc)
+        raise GatewayError(UNAVAILABLE, "usage store unavailable") from exc
 
 
 class Metering:
@@ -32,23 +59,62 @@ class Metering:
         self.bus = bus
         self.sink = sink
         self.instance = f"metering-{socket.gethostname()}-{os.getpid()}"
+        self.prices = Prices(load_catalog(), sink)
         self.consumer = UsageConsumer(
-            bus, sink, Pricer(load_catalog()), batch_size=settings.batch_size, batch_wait=settings.batch_wait
+            bus, sink, self.prices, batch_size=settings.batch_size, batch_wait=settings.batch_wait
         )
 
     async def start(self) -> None:
+        await self.prices.reload()
         await self.consumer.setup()
-        await self.bus.serve(subjects.METERING_PING, subjects.QUEUE_METERING, Empty, self.ping)
-        await self.bus.serve(subjects.USAGE_SUMMARY, subjects.QUEUE_METERING, UsageSummaryQuery, self.summary)
+        q = subjects.QUEUE_METERING
+        await self.bus.serve(subjects.METERING_PING, q, Empty, self.ping)
+        await self.bus.serve(subjects.USAGE_SUMMARY, q, UsageFilter, self.summary)
+        await self.bus.serve(subjects.USAGE_TIMESERIES, q, TimeseriesQuery, self.timeseries)
+        await self.bus.serve(subjects.USAGE_REQUESTS, q, RequestsQuery, self.requests)
+        await self.bus.serve(subjects.METERING_STATUS, q, Empty, self.status)
+        await self.bus.serve(subjects.PRICES_LIST, q, Empty, self.list_prices)
+        await self.bus.serve(subjects.PRICES_SET, q, PriceIn, self.set_price)
+        await self.bus.subscribe(subjects.PRICES_CHANGED, self._prices_changed)
 
     async def ping(self, _: Empty) -> Ping:
         return Ping(service="metering", instance=self.instance)
 
-    async def summary(self, query: UsageSummaryQuery) -> UsageSummary:
+    async def summary(self, query: UsageFilter) -> UsageSummary:
+        return await _store(lambda: usage_summary(self.sink, query))
+
+    async def timeseries(self, query: TimeseriesQuery) -> UsageTimeseries:
+        return await _store(lambda: usage_timeseries(self.sink, query))
+
+    async def requests(self, query: RequestsQuery) -> RequestLog:
+        return await _store(lambda: request_log(self.sink, query))
+
+    async def list_prices(self, _: Empty) -> PriceList:
+        return PriceList(data=self.prices.current())
+
+    async def set_price(self, request: PriceIn) -> PriceOut:
+        price = await _store(lambda: self.prices.add(request))
+        await self.bus.publish(subjects.PRICES_CHANGED, Empty())  # other metering replicas reload
+        return price
+
+    async def _prices_changed(self, _: Msg) -> None:
         try:
-            return await usage_summary(self.sink, query)
-        except GatewayError:
-            raise
+            await self.prices.reload()
         except Exception as exc:
-            log.warning("usage query failed: %s", exc)
-            raise GatewayError(UNAVAILABLE, "usage store unavailable") from exc
+            log.warning("could not reload prices: %s", exc)
+
+    async def status(self, _: Empty) -> MeteringStatus:
+        pending, dlq = 0, 0
+        try:
+            pending = await self.bus.consumer_pending(subjects.USAGE_STREAM, subjects.METERING_DURABLE)
+            dlq = await self.bus.stream_messages(subjects.USAGE_DLQ_STREAM)
+        except Exception as exc:
+            log.warning("could not read consumer state: %s", exc)
+        return MeteringStatus(
+            inserted=self.consumer.inserted,
+            duplicates_skipped=self.consumer.duplicates,
+            dead_lettered=self.consumer.dead_lettered,
+            dead_letter_stream_messages=dlq,
+            pending=pending,
+            clickhouse=await self.sink.ping(),
+        )

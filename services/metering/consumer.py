@@ -12,7 +12,7 @@ import logging
 import nats.errors
 from pydantic import ValidationError
 
-from services.metering.pricing import Pricer
+from services.metering.prices import Prices
 from services.metering.sink import Sink
 from shared import subjects
 from shared.bus import Bus, Msg
@@ -22,13 +22,14 @@ log = logging.getLogger("switchyard.metering.consumer")
 
 
 class UsageConsumer:
-    def __init__(self, bus: Bus, sink: Sink, pricer: Pricer, *, batch_size: int, batch_wait: float) -> None:
+    def __init__(self, bus: Bus, sink: Sink, prices: Prices, *, batch_size: int, batch_wait: float) -> None:
         self.bus = bus
         self.sink = sink
-        self.pricer = pricer
+        self.prices = prices
         self.batch_size = batch_size
         self.batch_wait = batch_wait
         self.inserted = 0
+        self.duplicates = 0
         self.dead_lettered = 0
 
     async def setup(self) -> None:
@@ -48,7 +49,7 @@ class UsageConsumer:
                 log.debug("unsubscribe failed: %s", exc)
 
     async def _loop(self, sub, stop: asyncio.Event) -> None:  # type: ignore[no-untyped-def]
-        backoff = 0.5
+        backoff = 1.0
         while not stop.is_set():
             try:
                 msgs = await sub.fetch(self.batch_size, timeout=self.batch_wait)
@@ -58,13 +59,13 @@ class UsageConsumer:
                 log.warning("fetch failed (%s); retrying", exc)
                 await asyncio.sleep(0.5)
                 continue
-            if await self.handle(msgs):
-                backoff = 0.5
+            if await self.handle(msgs, retry_in=backoff):
+                backoff = 1.0
             else:
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
+                backoff = min(backoff * 2, 30.0)
 
-    async def handle(self, msgs: list[Msg]) -> bool:
+    async def handle(self, msgs: list[Msg], retry_in: float = 1.0) -> bool:
         """Write one batch; True when it was stored (or held nothing storable)."""
         rows: list[tuple[UsageEvent, float, str]] = []
         good: list[Msg] = []
@@ -74,7 +75,7 @@ class UsageConsumer:
             except ValidationError as exc:
                 await self._dead_letter(msg, str(exc.errors()[0].get("msg")))
                 continue
-            cost, version = self.pricer.cost(event)
+            cost, version = self.prices.book.cost(event)
             rows.append((event, cost, version))
             good.append(msg)
         if not good:
@@ -84,9 +85,10 @@ class UsageConsumer:
         except Exception as exc:
             log.warning("ClickHouse insert of %d event(s) failed (%s); will redeliver", len(rows), exc)
             for msg in good:
-                await _quiet(msg.nak(delay=2.0))
+                await _quiet(msg.nak(delay=retry_in))
             return False
         self.inserted += new
+        self.duplicates += len(rows) - new
         for msg in good:
             await _quiet(msg.ack())
         if new != len(rows):

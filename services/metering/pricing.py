@@ -1,6 +1,18 @@
-"""Cost of a usage event from the catalog's price table (USD per million tokens)."""
+"""Prices with effective dates, and the cost of a usage event (USD per million tokens).
+
+The price book holds the catalog's current prices, the catalog's price history, and prices
+admins added; for an event it picks the newest price of that provider and model that took
+effect at or before the event's time. Cost is computed once, when the event is written, and
+the row keeps the version of the price used.
+"""
 
 from __future__ import annotations
+
+import bisect
+import datetime as dt
+from typing import Literal
+
+from pydantic import BaseModel, Field
 
 from shared.catalog import Catalog
 from shared.events import UsageEvent
@@ -8,20 +20,91 @@ from shared.events import UsageEvent
 UNPRICED = "unpriced"
 
 
-class Pricer:
-    def __init__(self, catalog: Catalog) -> None:
-        self.catalog = catalog
+class Price(BaseModel):
+    provider: str = Field(min_length=1, max_length=64)
+    model: str = Field(min_length=1, max_length=256)
+    effective_from: float = Field(ge=0, description="seconds since the epoch (UTC)")
+    version: str = Field(min_length=1, max_length=128)
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cached_input: float | None = Field(default=None, ge=0)
+    cache_write: float | None = Field(default=None, ge=0)
+    reasoning: float | None = Field(default=None, ge=0)
+    source: Literal["catalog", "admin"] = "catalog"
+
+
+def _epoch(day: dt.date) -> float:
+    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp()
+
+
+def catalog_prices(catalog: Catalog) -> list[Price]:
+    prices = [
+        Price(
+            provider=p.provider,
+            model=p.model,
+            effective_from=_epoch(p.effective_from),
+            version=p.version,
+            input=p.input,
+            output=p.output,
+            cached_input=p.cached_input,
+            cache_write=p.cache_write,
+            reasoning=p.reasoning,
+        )
+        for p in catalog.price_history
+    ]
+    since = _epoch(catalog.prices_effective_from)
+    for model, entry in catalog.models.items():
+        prices.append(
+            Price(
+                provider=entry.provider,
+                model=model,
+                effective_from=since,
+                version=catalog.version,
+                input=entry.input,
+                output=entry.output,
+                cached_input=entry.cached_input,
+                cache_write=entry.cache_write,
+                reasoning=entry.reasoning,
+            )
+        )
+    return prices
+
+
+class PriceBook:
+    def __init__(self, prices: list[Price]) -> None:
+        self._by_model: dict[tuple[str, str], list[Price]] = {}
+        for price in sorted(prices, key=lambda p: (p.effective_from, p.source == "admin")):
+            self._by_model.setdefault((price.provider, price.model), []).append(price)
+        self._starts = {k: [p.effective_from for p in v] for k, v in self._by_model.items()}
+
+    def price_at(self, provider: str, model: str, ts: float) -> Price | None:
+        key = (provider, model)
+        starts = self._starts.get(key)
+        if not starts:
+            return None
+        i = bisect.bisect_right(starts, ts) - 1
+        return self._by_model[key][i] if i >= 0 else None
+
+    def current(self) -> list[Price]:
+        """The price in force now for every priced model."""
+        now = dt.datetime.now(dt.UTC).timestamp()
+        out = [self.price_at(provider, model, now) for provider, model in self._by_model]
+        return sorted((p for p in out if p is not None), key=lambda p: (p.provider, p.model))
 
     def cost(self, event: UsageEvent) -> tuple[float, str]:
-        """``(cost_usd, price_version)``; models outside the catalog cost 0 and say so."""
-        entry = self.catalog.models.get(event.model)
-        if entry is None or entry.provider != event.provider:
+        """``(cost_usd, price_version)``; a model without a price costs 0 and says so."""
+        price = self.price_at(event.provider, event.model, event.ts)
+        if price is None:
             return 0.0, UNPRICED
-        cached = min(event.cached_tokens, event.prompt_tokens)
-        cached_price = entry.cached_input if entry.cached_input is not None else entry.input
+        prompt = event.prompt_tokens
+        cached = min(event.cached_tokens, prompt)
+        cache_write = min(event.cache_write_tokens, prompt - cached)
+        reasoning = min(event.reasoning_tokens, event.completion_tokens)
         micro = (
-            (event.prompt_tokens - cached) * entry.input
-            + cached * cached_price
-            + event.completion_tokens * entry.output
+            (prompt - cached - cache_write) * price.input
+            + cached * (price.cached_input if price.cached_input is not None else price.input)
+            + cache_write * (price.cache_write if price.cache_write is not None else price.input)
+            + (event.completion_tokens - reasoning) * price.output
+            + reasoning * (price.reasoning if price.reasoning is not None else price.output)
         )
-        return micro / 1_000_000, self.catalog.version
+        return micro / 1_000_000, price.version

@@ -15,76 +15,9 @@ from typing import Any
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
+from services.metering.pricing import Price
+from services.metering.schema import PRICE_COLUMNS, PRICES_TABLE, USAGE_COLUMNS, USAGE_TABLE, ddl
 from shared.events import UsageEvent
-
-TABLE = "usage_events"
-
-COLUMNS = [
-    "event_id",
-    "ts",
-    "schema_version",
-    "client_key_id",
-    "user",
-    "request_user",
-    "requested_model",
-    "model",
-    "provider",
-    "provider_key_id",
-    "endpoint",
-    "stream",
-    "status",
-    "error_type",
-    "prompt_tokens",
-    "completion_tokens",
-    "cached_tokens",
-    "reasoning_tokens",
-    "total_tokens",
-    "usage_estimated",
-    "cost_usd",
-    "price_version",
-    "ttft_ms",
-    "latency_ms",
-    "upstream_latency_ms",
-    "edge_instance",
-]
-
-
-def schema(retention_days: int) -> str:
-    return f"""
-CREATE TABLE IF NOT EXISTS {TABLE} (
-    event_id String,
-    ts DateTime64(3, 'UTC'),
-    schema_version UInt8,
-    client_key_id String,
-    user String,
-    request_user String,
-    requested_model String,
-    model LowCardinality(String),
-    provider LowCardinality(String),
-    provider_key_id String,
-    endpoint LowCardinality(String),
-    stream Bool,
-    status UInt16,
-    error_type LowCardinality(String),
-    prompt_tokens UInt64,
-    completion_tokens UInt64,
-    cached_tokens UInt64,
-    reasoning_tokens UInt64,
-    total_tokens UInt64,
-    usage_estimated Bool,
-    cost_usd Float64,
-    price_version LowCardinality(String),
-    ttft_ms Float32,
-    latency_ms Float32,
-    upstream_latency_ms Float32,
-    edge_instance LowCardinality(String),
-    inserted_at DateTime64(3, 'UTC') DEFAULT now64(3)
-)
-ENGINE = ReplacingMergeTree(inserted_at)
-PARTITION BY toYYYYMM(ts)
-ORDER BY (toDate(ts), event_id)
-TTL toDateTime(ts) + INTERVAL {int(retention_days)} DAY
-"""
 
 
 class Sink:
@@ -100,7 +33,8 @@ class Sink:
     def _connect(self) -> Client:
         if self._client is None:
             client = clickhouse_connect.get_client(dsn=self.dsn)
-            client.command(schema(self.retention_days))
+            for statement in ddl(self.retention_days):
+                client.command(statement)
             self._client = client
         return self._client
 
@@ -138,7 +72,7 @@ class Sink:
             return 0
         days = sorted({_utc(r[0].ts).date() for r in unique.values()})
         present = client.query(
-            f"SELECT event_id FROM {TABLE} WHERE toDate(ts) IN {{days:Array(Date)}} "
+            f"SELECT event_id FROM {USAGE_TABLE} WHERE toDate(ts) IN {{days:Array(Date)}} "
             "AND event_id IN {ids:Array(String)}",
             parameters={"days": days, "ids": list(unique)},
         ).result_rows
@@ -147,8 +81,48 @@ class Sink:
         if not unique:
             return 0
         data = [_row(event, cost, version) for event, cost, version in unique.values()]
-        client.insert(TABLE, data, column_names=COLUMNS)
+        client.insert(USAGE_TABLE, data, column_names=USAGE_COLUMNS)
         return len(data)
+
+    async def insert_price(self, price: Price) -> None:
+        def _insert() -> None:
+            row = [
+                price.provider,
+                price.model,
+                _utc(price.effective_from),
+                price.version,
+                price.input,
+                price.output,
+                price.cached_input,
+                price.cache_write,
+                price.reasoning,
+                dt.datetime.now(dt.UTC),
+            ]
+            self._connect().insert(PRICES_TABLE, [row], column_names=PRICE_COLUMNS)
+
+        await self._run(_insert)
+
+    async def stored_prices(self) -> list[Price]:
+        rows = await self.query(
+            f"SELECT provider, model, toUnixTimestamp64Milli(effective_from), version, input, output, "
+            f"cached_input, cache_write, reasoning FROM {PRICES_TABLE} FINAL",
+            {},
+        )
+        return [
+            Price(
+                provider=r[0],
+                model=r[1],
+                effective_from=r[2] / 1000,
+                version=r[3],
+                input=r[4],
+                output=r[5],
+                cached_input=r[6],
+                cache_write=r[7],
+                reasoning=r[8],
+                source="admin",
+            )
+            for r in rows
+        ]
 
     async def query(self, sql: str, parameters: dict[str, Any]) -> list[tuple[Any, ...]]:
         def _query() -> list[tuple[Any, ...]]:
@@ -180,6 +154,7 @@ def _row(e: UsageEvent, cost: float, version: str) -> list[Any]:
         e.prompt_tokens,
         e.completion_tokens,
         e.cached_tokens,
+        e.cache_write_tokens,
         e.reasoning_tokens,
         e.total_tokens,
         e.usage_estimated,

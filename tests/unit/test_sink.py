@@ -7,9 +7,10 @@ import time
 from pathlib import Path
 
 from services.metering.sink import Sink
-from services.metering.summary import usage_summary
+from services.metering.queries import request_log, usage_summary, usage_timeseries
 from shared.events import UsageEvent
-from shared.messages import UsageSummaryQuery
+from shared.messages import RequestsQuery, TimeseriesQuery
+from shared.messages import UsageFilter as UsageSummaryQuery
 
 
 def _event(i: int, user: str = "u", ts: float | None = None) -> UsageEvent:
@@ -44,6 +45,22 @@ def test_insert_is_idempotent_and_summary_exact(tmp_path: Path) -> None:
             week = await usage_summary(sink, UsageSummaryQuery(period="7d"))
             assert week.total_requests == 52
             assert (await usage_summary(sink, UsageSummaryQuery(period="7d", user="nobody"))).total_requests == 0
+
+            # The hourly rollup holds the same totals as the raw table.
+            series = await usage_timeseries(sink, TimeseriesQuery(period="7d", granularity="day"))
+            assert sum(p.requests for p in series.data) == 52
+            assert sum(p.prompt_tokens for p in series.data) == 520
+
+            # The request log pages backwards through every event exactly once.
+            seen: list[str] = []
+            cursor = None
+            while True:
+                page = await request_log(sink, RequestsQuery(period="7d", limit=20, before=cursor))
+                seen += [r.id for r in page.data]
+                if not page.has_more:
+                    break
+                cursor = page.next_cursor
+            assert len(seen) == len(set(seen)) == 52
         finally:
             await sink.close()
 

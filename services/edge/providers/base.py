@@ -35,6 +35,7 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
+    cache_write_tokens: int = 0
     reasoning_tokens: int = 0
     estimated: bool = False
 
@@ -48,6 +49,9 @@ class Usage:
             prompt_tokens=_int(usage.get("prompt_tokens")),
             completion_tokens=_int(usage.get("completion_tokens")),
             cached_tokens=_int(prompt_details.get("cached_tokens") if isinstance(prompt_details, dict) else 0),
+            cache_write_tokens=_int(
+                prompt_details.get("cache_write_tokens") if isinstance(prompt_details, dict) else 0
+            ),
             reasoning_tokens=_int(
                 completion_details.get("reasoning_tokens") if isinstance(completion_details, dict) else 0
             ),

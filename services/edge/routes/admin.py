@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ValidationError
 
 from services.edge.auth import require_admin
@@ -22,8 +22,6 @@ from shared.messages import (
     ProviderKeyCreate,
     ProviderKeyInfo,
     ProviderKeyList,
-    UsageSummary,
-    UsageSummaryQuery,
 )
 
 router = APIRouter()
@@ -35,7 +33,7 @@ class _Empty(BaseModel):
     pass
 
 
-async def _parse(request: Request, model: type[BaseModel]) -> Any:
+async def parse_body(request: Request, model: type[BaseModel]) -> Any:
     body = await read_json(request, 64 * 1024)
     try:
         return model.model_validate(body)
@@ -48,7 +46,7 @@ async def _parse(request: Request, model: type[BaseModel]) -> Any:
 @router.post("/providers/keys", status_code=201)
 async def create_provider_key(request: Request, edge: EdgeDep, principal: PrincipalDep) -> ProviderKeyInfo:
     require_admin(principal)
-    req = await _parse(request, ProviderKeyCreate)
+    req = await parse_body(request, ProviderKeyCreate)
     return await edge.bus.request(subjects.PROVIDER_KEYS_CREATE, req, ProviderKeyInfo, timeout=_ADMIN_TIMEOUT)
 
 
@@ -71,7 +69,7 @@ async def delete_provider_key(key_id: str, edge: EdgeDep, principal: PrincipalDe
 @router.post("/keys", status_code=201)
 async def create_client_key(request: Request, edge: EdgeDep, principal: PrincipalDep) -> ClientKeyCreated:
     require_admin(principal)
-    req = await _parse(request, ClientKeyCreate)
+    req = await parse_body(request, ClientKeyCreate)
     return await edge.bus.request(subjects.CLIENT_KEYS_CREATE, req, ClientKeyCreated, timeout=_ADMIN_TIMEOUT)
 
 
@@ -89,19 +87,6 @@ async def delete_client_key(key_id: str, edge: EdgeDep, principal: PrincipalDep)
     require_admin(principal)
     info = await edge.bus.request(subjects.CLIENT_KEYS_DELETE, ById(id=key_id), ClientKeyInfo, timeout=_ADMIN_TIMEOUT)
     return {"id": info.id, "object": "api_key", "deleted": True}
-
-
-@router.get("/usage/summary")
-async def usage_summary(
-    edge: EdgeDep,
-    principal: PrincipalDep,
-    period: Literal["24h", "7d", "30d"] = Query("7d"),
-    user: str | None = None,
-) -> UsageSummary:
-    if principal.role != "admin":
-        user = principal.user  # a user key sees only its own usage
-    query = UsageSummaryQuery(period=period, user=user)
-    return await edge.bus.request(subjects.USAGE_SUMMARY, query, UsageSummary, timeout=_ADMIN_TIMEOUT)
 
 
 @router.get("/models")

@@ -1,0 +1,138 @@
+"""Usage, prices and metering state (``/ai/usage/...``, ``/ai/prices``), answered by metering.
+
+Admin keys see everything; a user key sees only its own usage, whatever filter it sends.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel
+
+from services.edge.auth import Principal, require_admin
+from services.edge.routes.admin import parse_body
+from services.edge.state import EdgeDep, PrincipalDep
+from shared import subjects
+from shared.messages import (
+    MeteringStatus,
+    PriceIn,
+    PriceList,
+    PriceOut,
+    RequestLog,
+    RequestsQuery,
+    TimeseriesQuery,
+    UsageFilter,
+    UsageSummary,
+    UsageTimeseries,
+)
+
+router = APIRouter()
+
+_TIMEOUT = 30.0
+
+Period = Annotated[Literal["24h", "7d", "30d"] | None, Query()]
+From = Annotated[datetime | None, Query(alias="from", description="ISO 8601 or seconds since the epoch")]
+To = Annotated[datetime | None, Query(alias="to")]
+Opt = Annotated[str | None, Query(max_length=256)]
+
+
+class _Empty(BaseModel):
+    pass
+
+
+def _filter(
+    principal: Principal,
+    period: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    user: str | None,
+    key: str | None,
+    model: str | None,
+    provider: str | None,
+) -> dict[str, object]:
+    if principal.role != "admin":
+        user, key = principal.user, None  # own usage only
+    return {
+        "period": period,
+        "start": start.timestamp() if start else None,
+        "end": end.timestamp() if end else None,
+        "user": user,
+        "client_key_id": key,
+        "model": model,
+        "provider": provider,
+    }
+
+
+@router.get("/usage/summary")
+async def summary(
+    edge: EdgeDep,
+    principal: PrincipalDep,
+    period: Period = None,
+    start: From = None,
+    end: To = None,
+    user: Opt = None,
+    key: Opt = None,
+    model: Opt = None,
+    provider: Opt = None,
+) -> UsageSummary:
+    query = UsageFilter.model_validate(_filter(principal, period, start, end, user, key, model, provider))
+    return await edge.bus.request(subjects.USAGE_SUMMARY, query, UsageSummary, timeout=_TIMEOUT)
+
+
+@router.get("/usage/timeseries")
+async def timeseries(
+    edge: EdgeDep,
+    principal: PrincipalDep,
+    granularity: Literal["hour", "day"] = "hour",
+    period: Period = None,
+    start: From = None,
+    end: To = None,
+    user: Opt = None,
+    key: Opt = None,
+    model: Opt = None,
+    provider: Opt = None,
+) -> UsageTimeseries:
+    fields = _filter(principal, period, start, end, user, key, model, provider)
+    query = TimeseriesQuery.model_validate(fields | {"granularity": granularity})
+    return await edge.bus.request(subjects.USAGE_TIMESERIES, query, UsageTimeseries, timeout=_TIMEOUT)
+
+
+@router.get("/usage/requests")
+async def requests(
+    edge: EdgeDep,
+    principal: PrincipalDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    before: Annotated[str | None, Query(max_length=512)] = None,
+    status: Annotated[int | None, Query(ge=100, le=599)] = None,
+    period: Period = None,
+    start: From = None,
+    end: To = None,
+    user: Opt = None,
+    key: Opt = None,
+    model: Opt = None,
+    provider: Opt = None,
+) -> RequestLog:
+    fields = _filter(principal, period, start, end, user, key, model, provider)
+    query = RequestsQuery.model_validate(fields | {"limit": limit, "before": before, "status": status})
+    return await edge.bus.request(subjects.USAGE_REQUESTS, query, RequestLog, timeout=_TIMEOUT)
+
+
+@router.get("/usage/status")
+async def status(edge: EdgeDep, principal: PrincipalDep) -> MeteringStatus:
+    require_admin(principal)
+    return await edge.bus.request(subjects.METERING_STATUS, _Empty(), MeteringStatus, timeout=_TIMEOUT)
+
+
+@router.get("/prices")
+async def list_prices(edge: EdgeDep, principal: PrincipalDep) -> PriceList:
+    require_admin(principal)
+    return await edge.bus.request(subjects.PRICES_LIST, _Empty(), PriceList, timeout=_TIMEOUT)
+
+
+@router.post("/prices", status_code=201)
+async def set_price(request: Request, edge: EdgeDep, principal: PrincipalDep) -> PriceOut:
+    require_admin(principal)
+    body = await parse_body(request, PriceIn)
+    return await edge.bus.request(subjects.PRICES_SET, body, PriceOut, timeout=_TIMEOUT)

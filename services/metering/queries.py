@@ -1,0 +1,193 @@
+"""Usage queries the admin API serves: summary and timeseries from the hourly rollup, the
+request log from the raw events."""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any
+
+from services.metering.schema import HOURLY_TABLE, USAGE_TABLE
+from services.metering.sink import Sink
+from shared.errors import INVALID_REQUEST, GatewayError
+from shared.messages import (
+    ModelUsage,
+    ProviderUsage,
+    RequestLog,
+    RequestLogEntry,
+    RequestsQuery,
+    TimeseriesPoint,
+    TimeseriesQuery,
+    UsageFilter,
+    UsageSummary,
+    UsageTimeseries,
+    UserUsage,
+)
+
+_SUMS = (
+    "sum(requests), sum(errors), sum(prompt_tokens), sum(completion_tokens), sum(cached_tokens), "
+    "sum(cache_write_tokens), sum(reasoning_tokens), sum(total_tokens), sum(cost_usd)"
+)
+_KEYS = (
+    "requests",
+    "errors",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "total_tokens",
+    "cost_usd",
+)
+
+
+def _counts(row: tuple[Any, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {k: int(v or 0) for k, v in zip(_KEYS[:-1], row[:-1], strict=True)}
+    out["cost_usd"] = round(float(row[-1] or 0.0), 10)
+    return out
+
+
+def _window(query: UsageFilter) -> tuple[float, float]:
+    start, end = query.window(time.time())
+    if start >= end:
+        raise GatewayError(INVALID_REQUEST, "'from' must be before 'to'", param="from")
+    return start, end
+
+
+def _filters(query: UsageFilter, params: dict[str, Any]) -> str:
+    clauses = []
+    for column, value in (
+        ("user", query.user),
+        ("client_key_id", query.client_key_id),
+        ("model", query.model),
+        ("provider", query.provider),
+    ):
+        if value is not None:
+            clauses.append(f"{column} = {{{column}:String}}")
+            params[column] = value
+    return "".join(f" AND {c}" for c in clauses)
+
+
+def _rollup_where(query: UsageFilter) -> tuple[str, dict[str, Any], float, float]:
+    """Hours overlapping the window (the rollup's grain is one hour)."""
+    start, end = _window(query)
+    params: dict[str, Any] = {"start": int(start), "end": int(end)}
+    where = "hour >= toStartOfHour(toDateTime({start:UInt32}, 'UTC')) AND hour <= toDateTime({end:UInt32}, 'UTC')"
+    return where + _filters(query, params), params, start, end
+
+
+async def usage_summary(sink: Sink, query: UsageFilter) -> UsageSummary:
+    where, params, start, end = _rollup_where(query)
+    base = f"FROM {HOURLY_TABLE} WHERE {where}"
+    totals = await sink.query(f"SELECT {_SUMS} {base}", params)
+    by_model = await sink.query(
+        f"SELECT model, provider, {_SUMS} {base} GROUP BY model, provider ORDER BY sum(cost_usd) DESC, model",
+        params,
+    )
+    by_provider = await sink.query(
+        f"SELECT provider, {_SUMS} {base} GROUP BY provider ORDER BY sum(cost_usd) DESC, provider", params
+    )
+    by_user = await sink.query(f"SELECT user, {_SUMS} {base} GROUP BY user ORDER BY sum(cost_usd) DESC, user", params)
+    total = _counts(totals[0]) if totals else _counts((0,) * 9)
+    return UsageSummary(
+        period=query.period or ("custom" if query.start is not None else "7d"),
+        start=start,
+        end=end,
+        total_requests=total["requests"],
+        total_errors=total["errors"],
+        total_tokens=total["total_tokens"],
+        prompt_tokens=total["prompt_tokens"],
+        completion_tokens=total["completion_tokens"],
+        cached_tokens=total["cached_tokens"],
+        cache_write_tokens=total["cache_write_tokens"],
+        reasoning_tokens=total["reasoning_tokens"],
+        total_cost_usd=total["cost_usd"],
+        by_model=[ModelUsage(model=r[0], provider=r[1], **_counts(r[2:])) for r in by_model],
+        by_provider=[ProviderUsage(provider=r[0], **_counts(r[1:])) for r in by_provider],
+        by_user=[UserUsage(user=r[0], **_counts(r[1:])) for r in by_user],
+    )
+
+
+async def usage_timeseries(sink: Sink, query: TimeseriesQuery) -> UsageTimeseries:
+    where, params, start, end = _rollup_where(query)
+    bucket = "hour" if query.granularity == "hour" else "toStartOfDay(hour)"
+    rows = await sink.query(
+        f"SELECT toUnixTimestamp({bucket}) AS b, {_SUMS} FROM {HOURLY_TABLE} WHERE {where} GROUP BY b ORDER BY b",
+        params,
+    )
+    points = [TimeseriesPoint(start=float(r[0]), **_counts(r[1:])) for r in rows]
+    return UsageTimeseries(granularity=query.granularity, start=start, end=end, data=points)
+
+
+_LOG_COLUMNS = (
+    "event_id, toUnixTimestamp64Milli(ts), user, client_key_id, request_user, requested_model, model, provider, "
+    "provider_key_id, endpoint, stream, status, error_type, prompt_tokens, completion_tokens, cached_tokens, "
+    "cache_write_tokens, reasoning_tokens, total_tokens, usage_estimated, cost_usd, price_version, ttft_ms, "
+    "latency_ms, upstream_latency_ms, edge_instance"
+)
+
+
+def _cursor(ts_ms: int, event_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{ts_ms}:{event_id}".encode()).decode()
+
+
+def _parse_cursor(cursor: str) -> tuple[int, str]:
+    try:
+        ts, _, event_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
+        return int(ts), event_id
+    except ValueError as exc:
+        raise GatewayError(INVALID_REQUEST, "'before' is not a cursor this API gave out", param="before") from exc
+
+
+async def request_log(sink: Sink, query: RequestsQuery) -> RequestLog:
+    start, end = _window(query)
+    params: dict[str, Any] = {"start": int(start * 1000), "end": int(end * 1000), "limit": query.limit + 1}
+    where = "ts >= fromUnixTimestamp64Milli({start:Int64}) AND ts <= fromUnixTimestamp64Milli({end:Int64})"
+    where += _filters(query, params)
+    if query.status is not None:
+        where += " AND status = {status:UInt16}"
+        params["status"] = query.status
+    if query.before:
+        ts_ms, event_id = _parse_cursor(query.before)
+        where += " AND (toUnixTimestamp64Milli(ts), event_id) < ({cts:Int64}, {cid:String})"
+        params.update(cts=ts_ms, cid=event_id)
+    rows = await sink.query(
+        f"SELECT {_LOG_COLUMNS} FROM {USAGE_TABLE} FINAL WHERE {where} "
+        "ORDER BY ts DESC, event_id DESC LIMIT {limit:UInt32}",
+        params,
+    )
+    page = rows[: query.limit]
+    entries = [
+        RequestLogEntry(
+            id=r[0],
+            ts=r[1] / 1000,
+            user=r[2],
+            client_key_id=r[3],
+            request_user=r[4],
+            requested_model=r[5],
+            model=r[6],
+            provider=r[7],
+            provider_key_id=r[8],
+            endpoint=r[9],
+            stream=bool(r[10]),
+            status=r[11],
+            error_type=r[12],
+            prompt_tokens=r[13],
+            completion_tokens=r[14],
+            cached_tokens=r[15],
+            cache_write_tokens=r[16],
+            reasoning_tokens=r[17],
+            total_tokens=r[18],
+            usage_estimated=bool(r[19]),
+            cost_usd=r[20],
+            price_version=r[21],
+            ttft_ms=r[22],
+            latency_ms=r[23],
+            upstream_latency_ms=r[24],
+            edge_instance=r[25],
+        )
+        for r in page
+    ]
+    more = len(rows) > query.limit
+    cursor = _cursor(page[-1][1], page[-1][0]) if more and page else None
+    return RequestLog(data=entries, has_more=more, next_cursor=cursor)
