@@ -202,6 +202,7 @@ class Bus:
             max_ack_pending=-1,
             filter_subject=subject,
         )
+        await self.js.add_consumer(stream, config)  # create, or update an existing one's settings
         return await self.js.pull_subscribe(subject, durable=durable, stream=stream, config=config)
 
     async def publish_durable(self, subject: str, payload: bytes, *, msg_id: str, timeout: float = 5.0) -> None:

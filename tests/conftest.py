@@ -51,6 +51,11 @@ class Gateway:
         assert resp.status_code == 200, resp.text
         return dict(resp.json())
 
+    def requests_metered(self, user: str) -> int:
+        """How many requests of ``user`` are stored; -1 while metering does not answer."""
+        resp = self.admin("GET", "/ai/usage/summary", params={"period": "24h", "user": user})
+        return int(resp.json()["total_requests"]) if resp.status_code == 200 else -1
+
 
 def wait_until(check: Callable[[], bool], *, timeout: float = 30.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
@@ -75,6 +80,8 @@ def stack_environ(sim: OpenAISimulator, **extra: str) -> dict[str, str]:
             "GATEWAY_UPSTREAM_TIMEOUT_SECONDS": "1.5",
             "GATEWAY_MAX_BODY_BYTES": str(1024 * 1024),
             "GATEWAY_METERING_BATCH_WAIT_SECONDS": "0.2",
+            # A metering process killed mid-batch leaves its batch unacknowledged: redeliver soon.
+            "GATEWAY_METERING_ACK_WAIT_SECONDS": "3",
         }
     )
     env.update(extra)

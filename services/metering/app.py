@@ -61,7 +61,12 @@ class Metering:
         self.instance = f"metering-{socket.gethostname()}-{os.getpid()}"
         self.prices = Prices(load_catalog(), sink)
         self.consumer = UsageConsumer(
-            bus, sink, self.prices, batch_size=settings.batch_size, batch_wait=settings.batch_wait
+            bus,
+            sink,
+            self.prices,
+            batch_size=settings.batch_size,
+            batch_wait=settings.batch_wait,
+            ack_wait=settings.ack_wait,
         )
 
     async def start(self) -> None:

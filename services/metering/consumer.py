@@ -22,7 +22,10 @@ log = logging.getLogger("switchyard.metering.consumer")
 
 
 class UsageConsumer:
-    def __init__(self, bus: Bus, sink: Sink, prices: Prices, *, batch_size: int, batch_wait: float) -> None:
+    def __init__(
+        self, bus: Bus, sink: Sink, prices: Prices, *, batch_size: int, batch_wait: float, ack_wait: float = 30.0
+    ) -> None:
+        self.ack_wait = ack_wait
         self.bus = bus
         self.sink = sink
         self.prices = prices
@@ -38,7 +41,7 @@ class UsageConsumer:
 
     async def run(self, stop: asyncio.Event) -> None:
         sub = await self.bus.pull_consumer(
-            subjects.USAGE_STREAM, subjects.USAGE_SUBJECTS, subjects.METERING_DURABLE, ack_wait=60
+            subjects.USAGE_STREAM, subjects.USAGE_SUBJECTS, subjects.METERING_DURABLE, ack_wait=self.ack_wait
         )
         try:
             await self._loop(sub, stop)

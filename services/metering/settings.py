@@ -11,6 +11,7 @@ class MeteringSettings(ServiceSettings):
     clickhouse_dsn: str | None = Field(default=None, validation_alias="GATEWAY_CLICKHOUSE_DSN")
     batch_size: int = Field(default=1000, ge=1, le=50_000, validation_alias="GATEWAY_METERING_BATCH_SIZE")
     batch_wait: float = Field(default=0.5, gt=0, le=30, validation_alias="GATEWAY_METERING_BATCH_WAIT_SECONDS")
+    ack_wait: float = Field(default=30.0, ge=1, le=3600, validation_alias="GATEWAY_METERING_ACK_WAIT_SECONDS")
     retention_days: int = Field(default=400, ge=1, validation_alias="GATEWAY_USAGE_RETENTION_DAYS")
 
     def dsn(self) -> str:

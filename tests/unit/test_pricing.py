@@ -6,7 +6,7 @@ from services.metering.pricing import UNPRICED, Price, PriceBook, catalog_prices
 from shared.catalog import load_catalog
 from shared.events import UsageEvent
 
-NOW = dt.datetime(2026, 11, 20, tzinfo=dt.timezone.utc).timestamp()
+NOW = dt.datetime(2026, 11, 20, tzinfo=dt.UTC).timestamp()
 
 
 def _event(ts: float = NOW, **kw: object) -> UsageEvent:
@@ -53,10 +53,10 @@ def test_cache_writes_and_reasoning_use_their_own_prices() -> None:
 
 def test_effective_dates_pick_the_price_in_force_at_the_event() -> None:
     book = _book()
-    may_2024 = dt.datetime(2024, 6, 1, tzinfo=dt.timezone.utc).timestamp()
+    may_2024 = dt.datetime(2024, 6, 1, tzinfo=dt.UTC).timestamp()
     cost, version = book.cost(_event(ts=may_2024, model="gpt-4o", provider="openai", prompt_tokens=1_000_000))
     assert (round(cost, 9), version) == (5.0, "2024-05-13")
-    before_any = dt.datetime(2023, 1, 1, tzinfo=dt.timezone.utc).timestamp()
+    before_any = dt.datetime(2023, 1, 1, tzinfo=dt.UTC).timestamp()
     assert book.cost(_event(ts=before_any, model="gpt-4o", provider="openai", prompt_tokens=5)) == (0.0, UNPRICED)
     override = Price(
         provider="openai", model="gpt-4o", effective_from=NOW - 10, version="admin-x", input=1, output=2, source="admin"

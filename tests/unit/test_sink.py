@@ -6,11 +6,10 @@ import asyncio
 import time
 from pathlib import Path
 
-from services.metering.sink import Sink
 from services.metering.queries import request_log, usage_summary, usage_timeseries
+from services.metering.sink import Sink
 from shared.events import UsageEvent
-from shared.messages import RequestsQuery, TimeseriesQuery
-from shared.messages import UsageFilter as UsageSummaryQuery
+from shared.messages import RequestsQuery, TimeseriesQuery, UsageFilter
 
 
 def _event(i: int, user: str = "u", ts: float | None = None) -> UsageEvent:
@@ -38,13 +37,13 @@ def test_insert_is_idempotent_and_summary_exact(tmp_path: Path) -> None:
             old = (_event(99, ts=time.time() - 3 * 86_400), 0.5, "v1")
             assert await sink.insert([old]) == 1
 
-            day = await usage_summary(sink, UsageSummaryQuery(period="24h"))
+            day = await usage_summary(sink, UsageFilter(period="24h"))
             assert day.total_requests == 51
             assert day.prompt_tokens == 510 and day.completion_tokens == 255
             assert abs(day.total_cost_usd - 0.051) < 1e-9
-            week = await usage_summary(sink, UsageSummaryQuery(period="7d"))
+            week = await usage_summary(sink, UsageFilter(period="7d"))
             assert week.total_requests == 52
-            assert (await usage_summary(sink, UsageSummaryQuery(period="7d", user="nobody"))).total_requests == 0
+            assert (await usage_summary(sink, UsageFilter(period="7d", user="nobody"))).total_requests == 0
 
             # The hourly rollup holds the same totals as the raw table.
             series = await usage_timeseries(sink, TimeseriesQuery(period="7d", granularity="day"))
@@ -72,9 +71,9 @@ def test_data_survives_reopening(tmp_path: Path) -> None:
         sink = Sink(f"chdb://{tmp_path / 'ch'}", retention_days=30)
         await sink.open()
         try:
-            if not (await usage_summary(sink, UsageSummaryQuery(period="24h"))).total_requests:
+            if not (await usage_summary(sink, UsageFilter(period="24h"))).total_requests:
                 await sink.insert([(_event(1), 0.0, "v1")])
-            return (await usage_summary(sink, UsageSummaryQuery(period="24h"))).total_requests
+            return (await usage_summary(sink, UsageFilter(period="24h"))).total_requests
         finally:
             await sink.close()
 

@@ -1,0 +1,135 @@
+"""The metering consumer on a real nats-server and the real embedded ClickHouse engine."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from services.metering.consumer import UsageConsumer
+from services.metering.prices import Prices
+from services.metering.queries import usage_summary
+from services.metering.sink import Sink
+from shared import subjects
+from shared.bus import Bus
+from shared.catalog import load_catalog
+from shared.events import UsageEvent
+from shared.messages import UsageFilter
+from tests.servers import NatsServer
+
+
+def _event(i: int) -> UsageEvent:
+    return UsageEvent(
+        event_id=f"req_{i:04d}",
+        ts=time.time(),
+        user="u",
+        model="gpt-4o",
+        provider="openai",
+        prompt_tokens=100,
+        completion_tokens=10,
+    )
+
+
+async def _publish(bus: Bus, events: list[UsageEvent]) -> None:
+    for e in events:
+        await bus.publish_durable(subjects.USAGE_SUBJECT, e.model_dump_json().encode(), msg_id=e.event_id)
+
+
+def test_crash_after_insert_before_ack_is_stored_once(tmp_path: Path) -> None:
+    nats = NatsServer(tmp_path / "nats")
+    nats.start()
+
+    async def run() -> None:
+        bus = Bus(nats.url, "test-metering")
+        await bus.connect(deadline=10)
+        sink = Sink(f"chdb://{tmp_path / 'ch'}", retention_days=30)
+        await sink.open()
+        prices = Prices(load_catalog(), sink)
+        consumer = UsageConsumer(bus, sink, prices, batch_size=100, batch_wait=0.2, ack_wait=1.0)
+        await consumer.setup()
+        await _publish(bus, [_event(i) for i in range(10)])
+        # Publishing the same ids again is dropped by the stream (Nats-Msg-Id).
+        await _publish(bus, [_event(i) for i in range(5)])
+
+        # A first metering process takes the batch, writes it, and dies before acking.
+        sub = await bus.pull_consumer(
+            subjects.USAGE_STREAM, subjects.USAGE_SUBJECTS, subjects.METERING_DURABLE, ack_wait=1.0
+        )
+        msgs = await sub.fetch(100, timeout=2)
+        assert len(msgs) == 10
+        rows = [
+            (UsageEvent.model_validate_json(m.data), *prices.book.cost(UsageEvent.model_validate_json(m.data)))
+            for m in msgs
+        ]
+        assert await sink.insert(rows) == 10
+        await sub.unsubscribe()
+
+        # The restarted consumer gets the batch again after ack_wait and stores nothing twice.
+        stop = asyncio.Event()
+        task = asyncio.create_task(consumer.run(stop))
+        deadline = time.monotonic() + 15
+        while consumer.duplicates < 10:
+            assert time.monotonic() < deadline, "the unacknowledged batch was not redelivered"
+            await asyncio.sleep(0.1)
+        await _publish(bus, [_event(i) for i in range(10, 12)])
+        while consumer.inserted < 2:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.1)
+        stop.set()
+        await task
+
+        summary = await usage_summary(sink, UsageFilter(period="24h"))
+        assert summary.total_requests == 12
+        assert summary.prompt_tokens == 1200
+        assert await bus.consumer_pending(subjects.USAGE_STREAM, subjects.METERING_DURABLE) == 0
+        await bus.close()
+        await sink.close()
+
+    try:
+        asyncio.run(run())
+    finally:
+        nats.stop()
+
+
+def test_clickhouse_down_keeps_events_in_jetstream(tmp_path: Path) -> None:
+    nats = NatsServer(tmp_path / "nats")
+    nats.start()
+
+    class BrokenSink(Sink):
+        """The real sink whose inserts fail until ``healed``: ClickHouse unreachable."""
+
+        healed = False
+
+        async def insert(self, rows):  # type: ignore[no-untyped-def]
+            if not self.healed:
+                raise ConnectionError("clickhouse unreachable")
+            return await super().insert(rows)
+
+    async def run() -> None:
+        bus = Bus(nats.url, "test-metering")
+        await bus.connect(deadline=10)
+        sink = BrokenSink(f"chdb://{tmp_path / 'ch'}", retention_days=30)
+        await sink.open()
+        consumer = UsageConsumer(bus, sink, Prices(load_catalog(), sink), batch_size=100, batch_wait=0.2, ack_wait=5.0)
+        await consumer.setup()
+        await _publish(bus, [_event(i) for i in range(7)])
+        stop = asyncio.Event()
+        task = asyncio.create_task(consumer.run(stop))
+        await asyncio.sleep(1.5)
+        assert consumer.inserted == 0
+        assert await bus.consumer_pending(subjects.USAGE_STREAM, subjects.METERING_DURABLE) == 7
+        sink.healed = True
+        deadline = time.monotonic() + 20
+        while consumer.inserted < 7:
+            assert time.monotonic() < deadline, "events were not written after ClickHouse came back"
+            await asyncio.sleep(0.1)
+        stop.set()
+        await task
+        assert (await usage_summary(sink, UsageFilter(period="24h"))).total_requests == 7
+        await bus.close()
+        await sink.close()
+
+    try:
+        asyncio.run(run())
+    finally:
+        nats.stop()
