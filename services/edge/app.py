@@ -27,7 +27,7 @@ def create_app(settings: EdgeSettings) -> FastAPI:
     app = FastAPI(title="Switchyard", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     errors.install(app)
     for prefix in ("/v1", "/ai/v1"):
-        app.include_router(chat.router, prefix=prefix)
+        app.router.add_route(f"{prefix}/chat/completions", chat.chat_completions, methods=["POST"])
         app.include_router(models.router, prefix=prefix)
     app.include_router(admin.router, prefix="/ai")
     app.include_router(usage.router, prefix="/ai")

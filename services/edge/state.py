@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Annotated
 
-import httpx
+import aiohttp
 from fastapi import Depends, Request
 
 from services.edge.auth import ClientKeys, Principal
@@ -32,7 +32,7 @@ class Edge:
     credentials: Credentials
     usage: UsagePublisher
     registry: Registry
-    http: httpx.AsyncClient
+    http: aiohttp.ClientSession
     instance: str
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -48,7 +48,7 @@ class Edge:
             credentials=Credentials(bus, instance, settings.provider_key_ttl),
             usage=UsagePublisher(bus, settings.spool_dir, instance),
             registry=Registry(),
-            http=upstream_client(settings),
+            http=upstream_client(settings),  # built inside the running loop (lifespan)
             instance=instance,
         )
 
@@ -76,11 +76,11 @@ class Edge:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
-        await self.http.aclose()
+        await self.http.close()
         await self.bus.close()
 
 
-def get_edge(request: Request) -> Edge:
+async def get_edge(request: Request) -> Edge:
     edge: Edge = request.app.state.edge
     return edge
 
@@ -88,7 +88,7 @@ def get_edge(request: Request) -> Edge:
 EdgeDep = Annotated[Edge, Depends(get_edge)]
 
 
-def get_principal(request: Request, edge: EdgeDep) -> Principal:
+async def get_principal(request: Request, edge: EdgeDep) -> Principal:
     return edge.client_keys.authenticate(request.headers.get("authorization"), request.headers.get("api-key"))
 
 

@@ -1,7 +1,9 @@
-"""The HTTP client for provider calls: httpx's API over the aiohttp transport.
+"""The HTTP client for provider calls: aiohttp, chosen by the benchmark (docs/performance.md).
 
-httpx's own connection pool collapses under concurrency (see docs/performance.md), so the hot
-path uses ``httpx-aiohttp``; everything else may use plain httpx.
+httpx's own connection pool collapses under concurrency, and httpx's API over the aiohttp
+transport still spends more per request in httpx than in the transport, so the hot path uses
+aiohttp directly. Transport failures are mapped here, once: a timeout is 504, anything else
+on the way to the provider 502.
 """
 
 from __future__ import annotations
@@ -9,44 +11,37 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
-import httpx
-from httpx_aiohttp import AiohttpTransport
 
 from services.edge.settings import EdgeSettings
 from shared.errors import UPSTREAM, UPSTREAM_TIMEOUT, GatewayError
 
+TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
 
-def upstream_client(settings: EdgeSettings) -> httpx.AsyncClient:
-    limits = httpx.Limits(
-        max_connections=settings.upstream_max_connections,
-        max_keepalive_connections=min(256, settings.upstream_max_connections),
-        keepalive_expiry=30.0,
+
+def upstream_client(settings: EdgeSettings) -> aiohttp.ClientSession:
+    """One pooled session per edge process; call inside the running event loop."""
+    connector = aiohttp.TCPConnector(
+        limit=settings.upstream_max_connections,
+        limit_per_host=0,
+        keepalive_timeout=30.0,
+        ttl_dns_cache=300,
     )
-    timeout = httpx.Timeout(
+    timeout = aiohttp.ClientTimeout(
+        total=None,
         connect=settings.upstream_connect_timeout,
-        read=settings.upstream_timeout,
-        write=60.0,
-        pool=settings.upstream_connect_timeout,
+        sock_connect=settings.upstream_connect_timeout,
+        sock_read=settings.upstream_timeout,
     )
-    return httpx.AsyncClient(
-        transport=AiohttpTransport(limits=limits, trust_env=False),
+    return aiohttp.ClientSession(
+        connector=connector,
         timeout=timeout,
         headers={"user-agent": "switchyard/0.1"},
-        follow_redirects=False,
         trust_env=False,
+        raise_for_status=False,
     )
 
 
-def transport_error(exc: httpx.HTTPError, provider: str) -> GatewayError:
-    """Map a transport failure once: a timeout is 504, anything else reaching the provider 502.
-
-    httpx-aiohttp files some aiohttp connection errors (a server that hangs up) under
-    ``ConnectTimeout``, so the original aiohttp exception decides.
-    """
-    cause = exc.__cause__
-    timed_out = isinstance(cause, (aiohttp.ServerTimeoutError, asyncio.TimeoutError)) or (
-        cause is None and isinstance(exc, httpx.TimeoutException)
-    )
-    if timed_out:
+def transport_error(exc: BaseException, provider: str) -> GatewayError:
+    if isinstance(exc, asyncio.TimeoutError):  # aiohttp's ServerTimeoutError is one too
         return GatewayError(UPSTREAM_TIMEOUT, f"provider {provider!r} did not answer in time")
-    return GatewayError(UPSTREAM, f"could not reach provider {provider!r}: {type(cause or exc).__name__}")
+    return GatewayError(UPSTREAM, f"could not reach provider {provider!r}: {type(exc).__name__}")

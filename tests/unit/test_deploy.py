@@ -99,7 +99,7 @@ def _locked_deps(package: str) -> str:
 
 def test_each_service_installs_only_what_it_uses() -> None:
     edge = _locked_deps("switchyard-edge")
-    assert "fastapi==" in edge and "httpx-aiohttp==" in edge and "nats-py==" in edge
+    assert "fastapi==" in edge and "aiohttp==" in edge and "nats-py==" in edge
     assert "chdb" not in edge and "clickhouse-connect" not in edge and "hvac" not in edge
     metering = _locked_deps("switchyard-metering")
     assert "clickhouse-connect==" in metering and "chdb==" in metering

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import httpx
+import aiohttp
 
 from shared.catalog import ProviderConfig, Route
 from shared.errors import NOT_IMPLEMENTED, GatewayError
@@ -91,7 +91,7 @@ class Call:
     credential: Credential | None
     body: dict[str, Any]
     request_id: str
-    http: httpx.AsyncClient
+    http: aiohttp.ClientSession
 
     @property
     def wants_usage_chunk(self) -> bool:

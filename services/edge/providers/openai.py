@@ -11,14 +11,14 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import httpx
+import aiohttp
 
 from services.edge.providers.base import Call, Completion, StreamMeter, Usage
 from services.edge.sse import DONE, events, frame
-from services.edge.upstream import transport_error
+from services.edge.upstream import TRANSPORT_ERRORS, transport_error
 from shared.errors import (
     UPSTREAM,
     GatewayError,
@@ -44,7 +44,7 @@ def _url(call: Call, path: str) -> str:
     return call.provider.base_url.rstrip("/") + path
 
 
-def from_openai_error(status: int, raw: bytes, provider: str, headers: httpx.Headers) -> GatewayError:
+def from_openai_error(status: int, raw: bytes, provider: str, headers: Mapping[str, str]) -> GatewayError:
     """An upstream error reply as the OpenAI-shaped error the client gets."""
     client_status = upstream_status_to_client(status)
     message = f"provider {provider!r} answered HTTP {status}"
@@ -74,15 +74,16 @@ class OpenAIAdapter:
         body = dict(call.body, model=call.route.upstream_model)
         started = time.perf_counter()
         try:
-            resp = await call.http.post(
-                _url(call, "/chat/completions"), content=json.dumps(body), headers=_headers(call)
-            )
-            raw = await resp.aread()
-        except httpx.HTTPError as exc:
+            async with call.http.post(
+                _url(call, "/chat/completions"), data=json.dumps(body), headers=_headers(call)
+            ) as resp:
+                raw = await resp.read()
+                status, headers = resp.status, resp.headers
+        except TRANSPORT_ERRORS as exc:
             raise transport_error(exc, call.route.provider) from exc
         upstream_ms = (time.perf_counter() - started) * 1000
-        if resp.status_code != 200:
-            raise from_openai_error(resp.status_code, raw, call.route.provider, resp.headers)
+        if status != 200:
+            raise from_openai_error(status, raw, call.route.provider, headers)
         try:
             parsed = json.loads(raw)
         except ValueError as exc:
@@ -95,28 +96,25 @@ class OpenAIAdapter:
         options = dict(body.get("stream_options") or {})
         options["include_usage"] = True
         body["stream_options"] = options
-        request = call.http.build_request(
-            "POST", _url(call, "/chat/completions"), content=json.dumps(body), headers=_headers(call)
-        )
         try:
-            resp = await call.http.send(request, stream=True)
-        except httpx.HTTPError as exc:
+            resp = await call.http.post(_url(call, "/chat/completions"), data=json.dumps(body), headers=_headers(call))
+        except TRANSPORT_ERRORS as exc:
             raise transport_error(exc, call.route.provider) from exc
-        if resp.status_code != 200:
+        if resp.status != 200:
             try:
-                raw = await resp.aread()
-            except httpx.HTTPError:
+                raw = await resp.read()
+            except TRANSPORT_ERRORS:
                 raw = b""
             finally:
-                await resp.aclose()
-            raise from_openai_error(resp.status_code, raw, call.route.provider, resp.headers)
+                resp.release()
+            raise from_openai_error(resp.status, raw, call.route.provider, resp.headers)
         return self._relay(call, resp, meter)
 
-    async def _relay(self, call: Call, resp: httpx.Response, meter: StreamMeter) -> AsyncIterator[bytes]:
+    async def _relay(self, call: Call, resp: aiohttp.ClientResponse, meter: StreamMeter) -> AsyncIterator[bytes]:
         wants_usage = call.wants_usage_chunk
         saw_finish = False
         try:
-            async for data in events(resp.aiter_bytes()):
+            async for data in events(resp.content.iter_any()):
                 if data == b"[DONE]":
                     meter.finished = True
                     yield DONE
@@ -149,7 +147,7 @@ class OpenAIAdapter:
                     if usage is not None and not choices and not wants_usage:
                         continue  # the usage chunk we asked for on the gateway's behalf
                 yield frame(data)
-        except httpx.HTTPError as exc:
+        except TRANSPORT_ERRORS as exc:
             err = transport_error(exc, call.route.provider)
             meter.error_type = "upstream_disconnected"
             yield _error_event(f"stream from provider interrupted: {err.message}", "upstream_disconnected")
@@ -160,7 +158,10 @@ class OpenAIAdapter:
             return
         finally:
             meter.upstream_done_at = time.perf_counter()
-            await resp.aclose()
+            if meter.finished:
+                resp.release()  # back to the pool
+            else:
+                resp.close()  # cut the connection: the provider stops generating
         if saw_finish:
             # Some compatible servers end without [DONE]; the stream did finish.
             meter.finished = True

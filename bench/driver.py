@@ -1,0 +1,222 @@
+"""Load drivers and process measurements for the gateway benchmark.
+
+- ``throughput``: wrk at full speed (non-streaming), with the CPU the target used per request;
+- ``fixed_rate``: an open-loop asyncio driver at a moderate rate, for latency percentiles;
+- ``streams``: many concurrent streaming requests, for streams/s and first-chunk delay;
+- ``tree_cpu`` / ``tree_rss``: CPU seconds and resident memory of a process and its children.
+
+All traffic goes to loopback; every run is bounded in time and count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+BODY = '{"model": "gpt-4o", "messages": [{"role": "user", "content": "Say hello in three words."}]}'
+STREAM_BODY = (
+    '{"model": "gpt-4o", "stream": true, "stream_options": {"include_usage": true}, '
+    '"messages": [{"role": "user", "content": "Count to twenty."}]}'
+)
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+# --- processes ------------------------------------------------------------------------------
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def tree(pid: int) -> list[int]:
+    found, todo = [pid], [pid]
+    while todo:
+        for child in _children(todo.pop()):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by ``pid`` and its live descendants."""
+    total = 0
+    for p in tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / _TICK
+
+
+def tree_rss(pid: int) -> float:
+    """Resident memory of ``pid`` and its descendants, in MiB."""
+    kib = 0
+    for p in tree(pid):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    kib += int(line.split()[1])
+        except OSError:
+            continue
+    return kib / 1024
+
+
+# --- drivers --------------------------------------------------------------------------------
+
+
+@dataclass
+class Throughput:
+    rps: float
+    requests: int
+    cpu_ms_per_request: float
+
+
+def wrk_binary() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "update", "-qq"], check=False, capture_output=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, capture_output=True)
+        found = shutil.which("wrk")
+    if not found:
+        raise RuntimeError("wrk is needed for the throughput run: apt-get install wrk")
+    return found
+
+
+def throughput(url: str, key: str, pid: int, *, seconds: int, connections: int) -> Throughput:
+    script = f"""
+wrk.method = "POST"
+wrk.body = '{BODY}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer {key}"
+"""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
+        fh.write(script)
+    try:
+        cpu0 = tree_cpu(pid)
+        out = subprocess.run(
+            [wrk_binary(), "-t1", f"-c{connections}", f"-d{seconds}s", "-s", fh.name, f"{url}/chat/completions"],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=seconds + 30,
+        ).stdout
+        cpu = tree_cpu(pid) - cpu0
+    finally:
+        os.unlink(fh.name)
+    if "Non-2xx" in out:
+        raise RuntimeError(f"errors during the throughput run:\n{out}")
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    return Throughput(rps=rps, requests=requests, cpu_ms_per_request=cpu * 1000 / max(requests, 1))
+
+
+@dataclass
+class Latency:
+    p50_ms: float
+    p99_ms: float
+    samples: int
+
+
+async def _fixed_rate(url: str, key: str, rate: float, seconds: float) -> Latency:
+    headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
+    latencies: list[float] = []
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100)) as session:
+
+        async def one() -> None:
+            t0 = time.perf_counter()
+            async with session.post(f"{url}/chat/completions", data=BODY, headers=headers) as resp:
+                await resp.read()
+                if resp.status != 200:
+                    raise RuntimeError(f"HTTP {resp.status}")
+            latencies.append((time.perf_counter() - t0) * 1000)
+
+        for _ in range(10):  # warm the connection pool
+            await one()
+        latencies.clear()
+        tasks = []
+        start = time.perf_counter()
+        n = int(rate * seconds)
+        for i in range(n):
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one()))
+        await asyncio.gather(*tasks)
+    q = statistics.quantiles(latencies, n=100)
+    return Latency(p50_ms=statistics.median(latencies), p99_ms=q[98], samples=len(latencies))
+
+
+def fixed_rate(url: str, key: str, *, rate: float, seconds: float) -> Latency:
+    return asyncio.run(_fixed_rate(url, key, rate, seconds))
+
+
+@dataclass
+class Streams:
+    per_second: float
+    first_chunk_p50_ms: float
+    completed: int
+    cpu_ms_per_stream: float
+
+
+async def _streams(url: str, key: str, concurrency: int, total: int, seconds: float) -> tuple[int, float, list[float]]:
+    headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
+    first: list[float] = []
+    done = 0
+    deadline = time.perf_counter() + seconds
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+
+        async def worker() -> None:
+            nonlocal done
+            while done < total and time.perf_counter() < deadline:
+                t0 = time.perf_counter()
+                async with session.post(f"{url}/chat/completions", data=STREAM_BODY, headers=headers) as resp:
+                    if resp.status != 200:
+                        raise RuntimeError(f"HTTP {resp.status}")
+                    got_first = False
+                    body = b""
+                    async for chunk in resp.content.iter_any():
+                        if not got_first and b'"content": "tok' in chunk:
+                            first.append((time.perf_counter() - t0) * 1000)
+                            got_first = True
+                        body += chunk
+                    if not body.endswith(b"data: [DONE]\n\n"):
+                        raise RuntimeError("stream did not finish")
+                done += 1
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    return done, elapsed, first
+
+
+def streams(url: str, key: str, pid: int, *, concurrency: int, total: int, seconds: float) -> Streams:
+    cpu0 = tree_cpu(pid)
+    done, elapsed, first = asyncio.run(_streams(url, key, concurrency, total, seconds))
+    cpu = tree_cpu(pid) - cpu0
+    return Streams(
+        per_second=done / elapsed,
+        first_chunk_p50_ms=statistics.median(first),
+        completed=done,
+        cpu_ms_per_stream=cpu * 1000 / max(done, 1),
+    )

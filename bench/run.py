@@ -1,0 +1,175 @@
+"""The side-by-side gateway benchmark: direct, the pass-through reference and Switchyard,
+measured in one run on this machine, printed as a table of ratios.
+
+    make bench            (or: python -m bench.run [--seconds 10])
+
+Switchyard runs as `make up` runs it (NATS, OpenBao, router, keyvault, metering, one edge
+worker), with every hot-path feature on: client-key check, routing, provider key from the
+cache, usage event publish. The upstream is a fake OpenAI server (bench/upstream.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from bench import driver
+from stack.launcher import Stack
+from stack.ports import free_port, wait_port
+from stack.settings import StackSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Result:
+    name: str
+    rss_mib: float
+    throughput: driver.Throughput
+    latency: driver.Latency
+    streams: driver.Streams
+
+
+def _spawn(module: str, *args: str) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+
+
+def _warm(url: str, key: str) -> None:
+    with httpx.Client(timeout=10) as client:
+        for _ in range(50):
+            resp = client.post(
+                f"{url}/chat/completions",
+                content=driver.BODY,
+                headers={"authorization": f"Bearer {key}", "content-type": "application/json"},
+            )
+            resp.raise_for_status()
+
+
+def measure(name: str, url: str, key: str, pid: int, args: argparse.Namespace) -> Result:
+    _warm(url, key)
+    time.sleep(2)
+    rss = driver.tree_rss(pid)
+    print(f"  {name}: throughput ...", flush=True)
+    tp = driver.throughput(url, key, pid, seconds=args.seconds, connections=args.connections)
+    time.sleep(1)
+    print(f"  {name}: latency at {args.rate:g} req/s ...", flush=True)
+    lat = driver.fixed_rate(url, key, rate=args.rate, seconds=args.seconds)
+    print(f"  {name}: {args.concurrency} concurrent streams ...", flush=True)
+    st = driver.streams(url, key, pid, concurrency=args.concurrency, total=args.streams, seconds=args.seconds * 2)
+    return Result(name, rss, tp, lat, st)
+
+
+def table(results: dict[str, Result]) -> str:
+    d, p, s = results["direct"], results["pass-through"], results["switchyard"]
+    rows = [
+        "| target | req/s, 1 worker | CPU per request | added p50 / p99 at fixed rate "
+        "| streams/s at 50 concurrent (vs direct) | first chunk p50 | CPU per stream | idle RSS |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in (d, p, s):
+        added = (
+            "-"
+            if r is d
+            else f"+{r.latency.p50_ms - d.latency.p50_ms:.2f} / +{r.latency.p99_ms - d.latency.p99_ms:.2f} ms"
+        )
+        rows.append(
+            f"| {r.name} | {r.throughput.rps:,.0f} | {r.throughput.cpu_ms_per_request:.2f} ms | {added} | "
+            f"{r.streams.per_second:,.1f} ({r.streams.per_second / d.streams.per_second:.2f}x) | "
+            f"{r.streams.first_chunk_p50_ms:.1f} ms | {r.streams.cpu_ms_per_stream:.2f} ms | {r.rss_mib:.0f} MiB |"
+        )
+
+    def added(r: Result, q: str) -> float:
+        return max(getattr(r.latency, q) - getattr(d.latency, q), 0.01)
+
+    goals = [
+        ("throughput per edge worker vs pass-through", s.throughput.rps / p.throughput.rps, ">=", 0.6),
+        ("added latency p50 vs pass-through", added(s, "p50_ms") / added(p, "p50_ms"), "<=", 1.5),
+        ("added latency p99 vs pass-through", added(s, "p99_ms") / added(p, "p99_ms"), "<=", 1.5),
+        ("streams/s at 50 concurrent vs direct", s.streams.per_second / d.streams.per_second, ">=", 0.9),
+        ("first-chunk delay vs pass-through", s.streams.first_chunk_p50_ms / p.streams.first_chunk_p50_ms, "<=", 1.5),
+        ("idle RSS per edge worker vs pass-through", s.rss_mib / p.rss_mib, "<=", 1.5),
+        (
+            "CPU per request vs pass-through (information)",
+            s.throughput.cpu_ms_per_request / p.throughput.cpu_ms_per_request,
+            "",
+            0,
+        ),
+    ]
+    rows += ["", "| goal | ratio | target | met |", "| --- | --- | --- | --- |"]
+    for label, ratio, op, target in goals:
+        met = "" if not op else ("yes" if (ratio >= target if op == ">=" else ratio <= target) else "**no**")
+        rows.append(f"| {label} | {ratio:.2f}x | {op + ' ' + str(target) + 'x' if op else '-'} | {met} |")
+    rows.append(
+        "| translated (Anthropic, Gemini) stream CPU per chunk vs pass-through | n/a | <= 1.3x | "
+        "not measurable yet: translation is not built |"
+    )
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=10, help="length of each throughput and latency run")
+    parser.add_argument("--connections", type=int, default=50, help="wrk connections")
+    parser.add_argument("--rate", type=float, default=20.0, help="fixed request rate for the latency run")
+    parser.add_argument("--concurrency", type=int, default=50, help="concurrent streams")
+    parser.add_argument("--streams", type=int, default=2000, help="streams per target, at most")
+    args = parser.parse_args()
+    driver.wrk_binary()
+
+    procs: list[subprocess.Popen[bytes]] = []
+    stack: Stack | None = None
+    results: dict[str, Result] = {}
+    with tempfile.TemporaryDirectory(prefix="switchyard-bench-") as tmp:
+        try:
+            up_port, pt_port = free_port(), free_port()
+            upstream = _spawn("bench.upstream", "--port", str(up_port))
+            procs.append(upstream)
+            assert wait_port("127.0.0.1", up_port, 20)
+            upstream_url = f"http://127.0.0.1:{up_port}/v1"
+            passthrough = _spawn("bench.passthrough", "--port", str(pt_port), "--upstream", upstream_url)
+            procs.append(passthrough)
+            assert wait_port("127.0.0.1", pt_port, 20)
+
+            print("starting Switchyard (one edge worker) ...", flush=True)
+            environ = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+            environ.update(
+                OPENAI_BASE_URL=upstream_url, OPENAI_API_KEY="sk-bench-provider", GATEWAY_LOG_LEVEL="WARNING"
+            )
+            settings = StackSettings(
+                GATEWAY_DATA_DIR=Path(tmp) / "data", GATEWAY_PORT=0, GATEWAY_EDGE_WORKERS=1, GATEWAY_LOG_LEVEL="WARNING"
+            )
+            stack = Stack(settings, environ=environ)
+            info = stack.start()
+            edge_pid = stack.supervisor.pid("edge")
+            assert edge_pid is not None
+
+            print("measuring ...", flush=True)
+            results["direct"] = measure("direct", upstream_url, "none", upstream.pid, args)
+            results["pass-through"] = measure(
+                "pass-through", f"http://127.0.0.1:{pt_port}/v1", "none", passthrough.pid, args
+            )
+            results["switchyard"] = measure("switchyard", info.base_url, info.admin_key, edge_pid, args)
+        finally:
+            if stack is not None:
+                stack.stop()
+            for proc in procs:
+                proc.terminate()
+                proc.wait(timeout=10)
+    out = table(results)
+    print("\n" + out)
+    results_dir = ROOT / "bench" / "results"
+    results_dir.mkdir(exist_ok=True)
+    (results_dir / "latest.md").write_text(out + "\n")
+
+
+if __name__ == "__main__":
+    main()

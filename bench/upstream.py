@@ -1,0 +1,87 @@
+"""A fake OpenAI upstream fast enough never to be the bottleneck.
+
+Replies are pre-encoded; a stream sends ``--chunks`` content chunks ``--interval`` seconds
+apart (a model generating), then the finish chunk,
+the usage chunk when asked, and ``[DONE]``, in OpenAI's order.
+
+    python -m bench.upstream --port 9000 [--chunks 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+
+import uvloop
+from aiohttp import web
+
+COMPLETION = json.dumps(
+    {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "gpt-4o",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello there!"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15},
+    }
+).encode()
+
+
+def _chunk(delta: dict[str, object], finish: str | None = None, usage: object = None, choices: bool = True) -> bytes:
+    body: dict[str, object] = {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "gpt-4o",
+    }
+    body["choices"] = [{"index": 0, "delta": delta, "finish_reason": finish}] if choices else []
+    if usage is not None:
+        body["usage"] = usage
+    return b"data: " + json.dumps(body).encode() + b"\n\n"
+
+
+def build_app(chunks: int, interval: float) -> web.Application:
+    head = _chunk({"role": "assistant", "content": ""})
+    words = [_chunk({"content": f"tok{i} "}) for i in range(chunks)]
+    finish = _chunk({}, "stop")
+    usage = _chunk(
+        {}, usage={"prompt_tokens": 12, "completion_tokens": chunks, "total_tokens": 12 + chunks}, choices=False
+    )
+    done = b"data: [DONE]\n\n"
+
+    async def chat(request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        if b'"stream": true' not in raw and b'"stream":true' not in raw:
+            return web.Response(body=COMPLETION, content_type="application/json")
+        resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(head)
+        for word in words:
+            if interval:
+                await asyncio.sleep(interval)  # a model generating tokens
+            await resp.write(word)
+        await resp.write(finish)
+        if b"include_usage" in raw:
+            await resp.write(usage)
+        await resp.write(done)
+        await resp.write_eof()
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--chunks", type=int, default=20)
+    parser.add_argument("--interval", type=float, default=0.01, help="seconds between stream chunks")
+    args = parser.parse_args()
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    web.run_app(build_app(args.chunks, args.interval), host="127.0.0.1", port=args.port, access_log=None, print=None)
+
+
+if __name__ == "__main__":
+    main()
