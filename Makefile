@@ -5,7 +5,7 @@ PYTHON ?= python3
 UV      = $(PYTHON) -m uv
 RUN     = $(UV) run --frozen --no-sync
 
-.PHONY: install up test lint typecheck unit e2e bench-metering clean
+.PHONY: install up test lint typecheck unit e2e bench bench-metering clean
 
 install:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check "uv>=0.5"
@@ -29,6 +29,9 @@ e2e: install
 
 test: install lint typecheck
 	$(RUN) pytest
+
+bench: install
+	$(RUN) python -m bench.run
 
 bench-metering: install
 	$(RUN) python -m bench.metering

@@ -16,7 +16,7 @@ import nats.js.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, KeyValueConfig, StorageType, StreamConfig
+from nats.js.api import AckPolicy, ConsumerConfig, KeyValueConfig, PubAck, StorageType, StreamConfig
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ValidationError
 
@@ -208,6 +208,27 @@ class Bus:
     async def publish_durable(self, subject: str, payload: bytes, *, msg_id: str, timeout: float = 5.0) -> None:
         """Publish to JetStream and wait for the ack; ``msg_id`` lets the stream drop repeats."""
         await self.js.publish(subject, payload, timeout=timeout, headers={"Nats-Msg-Id": msg_id})
+
+    async def publish_durable_many(
+        self, subject: str, messages: list[tuple[bytes, str]], *, timeout: float = 5.0
+    ) -> list[BaseException | None]:
+        """Publish ``(payload, msg_id)`` pairs without a round trip each; one result per message
+        (None once the stream has stored it, else the error)."""
+
+        async def one(future: asyncio.Future[PubAck]) -> None:
+            await asyncio.wait_for(future, timeout)
+
+        futures: list[asyncio.Future[PubAck] | BaseException] = []
+        for payload, msg_id in messages:
+            try:
+                futures.append(
+                    await self.js.publish_async(subject, payload, wait_stall=timeout, headers={"Nats-Msg-Id": msg_id})
+                )
+            except Exception as exc:
+                futures.append(exc)
+        waits = [one(f) for f in futures if not isinstance(f, BaseException)]
+        outcomes = iter(await asyncio.gather(*waits, return_exceptions=True))
+        return [f if isinstance(f, BaseException) else next(outcomes) for f in futures]
 
     async def consumer_pending(self, stream: str, durable: str) -> int:
         """Messages the consumer has not had acknowledged yet (waiting plus in flight)."""

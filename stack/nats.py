@@ -17,7 +17,7 @@ def nats_binary() -> str:
     return found
 
 
-def nats_argv(data_dir: Path, port: int) -> list[str]:
+def nats_argv(data_dir: Path, port: int, monitor_port: int | None = None) -> list[str]:
     store = data_dir / "nats"
     store.mkdir(parents=True, exist_ok=True)
     return [
@@ -31,4 +31,5 @@ def nats_argv(data_dir: Path, port: int) -> list[str]:
         str(store.resolve()),
         "--server_name",
         "switchyard",
+        *(["--http_port", str(monitor_port)] if monitor_port else []),  # binds --addr too
     ]

@@ -31,6 +31,15 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
     os.setpgrp()  # its own group: Ctrl-C reaches the launcher, which stops children in order
 
 
+def _preexec(nice: int) -> Callable[[], None]:
+    def run() -> None:
+        _die_with_parent()
+        if nice:
+            os.nice(nice)
+
+    return run
+
+
 @dataclass
 class ChildSpec:
     name: str
@@ -40,6 +49,8 @@ class ChildSpec:
     # Called (in the monitor thread) after every start, e.g. to unseal Vault; raising is logged.
     after_start: Callable[[], None] | None = None
     stop_timeout: float = 15.0
+    # Scheduling priority (os.nice increment): background services yield the CPU to the edge.
+    nice: int = 0
 
 
 @dataclass
@@ -96,7 +107,7 @@ class Supervisor:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                preexec_fn=_preexec(spec.nice),
                 close_fds=True,
             )
         child.started_at = time.monotonic()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -19,6 +20,10 @@ def create_app(settings: EdgeSettings) -> FastAPI:
         edge = Edge.build(settings)
         app.state.edge = edge
         await edge.start()
+        # Start-up objects (routes, models, caches) are long-lived: keep them out of the
+        # collector's way so its pauses stay short on the request path.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:

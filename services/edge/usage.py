@@ -61,7 +61,11 @@ class UsagePublisher:
             # Keep order: while a spool exists, new events queue behind it.
             await self._spool(batch)
             return
-        results = await asyncio.gather(*(self._publish(e) for e in batch), return_exceptions=True)
+        try:
+            payloads = [(e.model_dump_json().encode(), e.event_id) for e in batch]
+            results = await self.bus.publish_durable_many(USAGE_SUBJECT, payloads, timeout=2.0)
+        except Exception as exc:  # not connected at all
+            results = [exc] * len(batch)
         failed = [e for e, r in zip(batch, results, strict=True) if isinstance(r, BaseException)]
         self.published += len(batch) - len(failed)
         if failed:

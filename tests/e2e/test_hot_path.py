@@ -1,0 +1,52 @@
+"""The hot path's contract, checked by counting, not timing: a request's only network call
+is the upstream one. The edge talks to NATS once per request, to hand over its usage event,
+and never asks keyvault, the router or metering anything; it has no Vault or ClickHouse
+client at all (tests/unit/test_deploy.py checks its dependencies)."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.conftest import Gateway, wait_until
+
+N = 40
+
+
+def _edge_connections(gateway: Gateway) -> dict[str, dict]:  # type: ignore[type-arg]
+    assert gateway.info.nats_monitor_url
+    connz = httpx.get(gateway.info.nats_monitor_url + "/connz", params={"limit": 1024}).json()
+    return {c["name"]: c for c in connz["connections"] if c.get("name", "").startswith("switchyard-edge-")}
+
+
+def test_one_bus_message_per_request_and_no_service_calls(gateway: Gateway) -> None:
+    client = gateway.client()
+    client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "warm"}])
+    before = _edge_connections(gateway)
+    assert before, "the edge has no NATS connection"
+
+    for i in range(N):
+        if i % 2:
+            client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+        else:
+            list(client.chat.completions.create(model="echo/x", messages=[{"role": "user", "content": "x"}], stream=True))
+
+    def sent() -> int:
+        after = _edge_connections(gateway)
+        # Messages the server received from the edge's connection(s): usage events only.
+        return sum(after[name]["in_msgs"] - before[name]["in_msgs"] for name in before if name in after)
+
+    wait_until(lambda: sent() >= N, timeout=10, what="the usage events to be published")
+    assert sent() == N
+
+
+def test_overhead_header_reports_gateway_time(gateway: Gateway) -> None:
+    resp = httpx.post(
+        gateway.info.base_url + "/chat/completions",
+        headers={"authorization": f"Bearer {gateway.info.admin_key}"},
+        json={"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]},
+        timeout=10,
+    )
+    assert resp.status_code == 200
+    overhead = float(resp.headers["x-switchyard-overhead-ms"])
+    assert 0.0 <= overhead < float(resp.elapsed.total_seconds() * 1000)
+    assert resp.headers["x-request-id"].startswith("req_")
