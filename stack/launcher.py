@@ -69,7 +69,7 @@ class Stack:
         provider_key_vars = {p.key_env for p in load_catalog().providers.values() if p.key_env}
         hidden = provider_key_vars | {"VAULT_TOKEN", "GATEWAY_ADMIN_KEY"}
         env = {k: v for k, v in self.environ.items() if k not in hidden}
-        env["PYTHONPATH"] = str(REPO_ROOT)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
         env["PYTHONUNBUFFERED"] = "1"
         env["GATEWAY_DATA_DIR"] = str(self.data_dir)
         env["GATEWAY_LOG_LEVEL"] = self.settings.log_level
