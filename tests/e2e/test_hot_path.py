@@ -24,11 +24,12 @@ def test_one_bus_message_per_request_and_no_service_calls(gateway: Gateway) -> N
     before = _edge_connections(gateway)
     assert before, "the edge has no NATS connection"
 
+    say = [{"role": "user", "content": "x"}]
     for i in range(N):
         if i % 2:
-            client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+            client.chat.completions.create(model="gpt-4o", messages=say)
         else:
-            list(client.chat.completions.create(model="echo/x", messages=[{"role": "user", "content": "x"}], stream=True))
+            list(client.chat.completions.create(model="echo/x", messages=say, stream=True))
 
     def sent() -> int:
         after = _edge_connections(gateway)
