@@ -80,6 +80,24 @@ def tree_rss(pid: int) -> float:
     return kib / 1024
 
 
+def _cpu_times() -> tuple[int, int]:
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return fields[3] + fields[4], sum(fields)  # idle + iowait, total
+
+
+def wait_quiet(*, idle: float = 0.85, timeout: float = 90.0) -> float:
+    """Wait until the machine is mostly idle (the work a previous run left behind, such as
+    metering a burst of usage events, is done); returns the seconds waited."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        idle0, total0 = _cpu_times()
+        time.sleep(1.0)
+        idle1, total1 = _cpu_times()
+        if (idle1 - idle0) / max(total1 - total0, 1) >= idle:
+            break
+    return time.monotonic() - start
+
+
 # --- drivers --------------------------------------------------------------------------------
 
 
