@@ -23,61 +23,19 @@ from pathlib import Path
 
 import aiohttp
 
+from stack import procs
+
 BODY = '{"model": "gpt-4o", "messages": [{"role": "user", "content": "Say hello in three words."}]}'
 STREAM_BODY = (
     '{"model": "gpt-4o", "stream": true, "stream_options": {"include_usage": true}, '
     '"messages": [{"role": "user", "content": "Count to twenty."}]}'
 )
-_TICK = os.sysconf("SC_CLK_TCK")
 
 
 # --- processes ------------------------------------------------------------------------------
 
-
-def _children(pid: int) -> list[int]:
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            out.append(int(stat.parent.name))
-    return out
-
-
-def tree(pid: int) -> list[int]:
-    found, todo = [pid], [pid]
-    while todo:
-        for child in _children(todo.pop()):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def tree_cpu(pid: int) -> float:
-    """CPU seconds (user + system) used so far by ``pid`` and its live descendants."""
-    total = 0
-    for p in tree(pid):
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / _TICK
-
-
-def tree_rss(pid: int) -> float:
-    """Resident memory of ``pid`` and its descendants, in MiB."""
-    kib = 0
-    for p in tree(pid):
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    kib += int(line.split()[1])
-        except OSError:
-            continue
-    return kib / 1024
+tree_cpu = procs.cpu_seconds
+tree_rss = procs.rss_mib
 
 
 def _cpu_times() -> tuple[int, int]:

@@ -119,12 +119,10 @@ async def usage_timeseries(sink: Sink, query: TimeseriesQuery) -> UsageTimeserie
     return UsageTimeseries(granularity=query.granularity, start=start, end=end, data=points)
 
 
-_LOG_COLUMNS = (
-    "event_id, toUnixTimestamp64Milli(ts), user, client_key_id, request_user, requested_model, model, provider, "
-    "provider_key_id, endpoint, stream, status, error_type, prompt_tokens, completion_tokens, cached_tokens, "
-    "cache_write_tokens, reasoning_tokens, total_tokens, usage_estimated, cost_usd, price_version, ttft_ms, "
-    "latency_ms, upstream_latency_ms, edge_instance"
-)
+# The request log: every RequestLogEntry field, read straight from its column, except these two.
+_LOG_EXPRESSIONS = {"id": "event_id", "ts": "toUnixTimestamp64Milli(ts) / 1000"}
+_LOG_FIELDS = list(RequestLogEntry.model_fields)
+_LOG_COLUMNS = ", ".join(_LOG_EXPRESSIONS.get(f, f) for f in _LOG_FIELDS)
 
 
 def _cursor(ts_ms: int, event_id: str) -> str:
@@ -156,38 +154,7 @@ async def request_log(sink: Sink, query: RequestsQuery) -> RequestLog:
         "ORDER BY ts DESC, event_id DESC LIMIT {limit:UInt32}",
         params,
     )
-    page = rows[: query.limit]
-    entries = [
-        RequestLogEntry(
-            id=r[0],
-            ts=r[1] / 1000,
-            user=r[2],
-            client_key_id=r[3],
-            request_user=r[4],
-            requested_model=r[5],
-            model=r[6],
-            provider=r[7],
-            provider_key_id=r[8],
-            endpoint=r[9],
-            stream=bool(r[10]),
-            status=r[11],
-            error_type=r[12],
-            prompt_tokens=r[13],
-            completion_tokens=r[14],
-            cached_tokens=r[15],
-            cache_write_tokens=r[16],
-            reasoning_tokens=r[17],
-            total_tokens=r[18],
-            usage_estimated=bool(r[19]),
-            cost_usd=r[20],
-            price_version=r[21],
-            ttft_ms=r[22],
-            latency_ms=r[23],
-            upstream_latency_ms=r[24],
-            edge_instance=r[25],
-        )
-        for r in page
-    ]
+    entries = [RequestLogEntry(**dict(zip(_LOG_FIELDS, r, strict=True))) for r in rows[: query.limit]]
     more = len(rows) > query.limit
-    cursor = _cursor(page[-1][1], page[-1][0]) if more and page else None
+    cursor = _cursor(round(entries[-1].ts * 1000), entries[-1].id) if more and entries else None
     return RequestLog(data=entries, has_more=more, next_cursor=cursor)

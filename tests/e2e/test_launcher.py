@@ -13,46 +13,18 @@ from pathlib import Path
 import httpx
 from openai import OpenAI
 
+from stack import procs
 from stack.launcher import REPO_ROOT
 from tests.conftest import PROVIDER_KEY, stack_environ, wait_until
 from tests.simulators.openai_sim import OpenAISimulator
 
-
-def _children(pid: int) -> list[int]:
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            out.append(int(stat.parent.name))
-    return out
+_children = procs.children
+_cmdline = procs.cmdline
+_alive = procs.alive
 
 
 def _tree(pid: int) -> set[int]:
-    found, todo = set(), [pid]
-    while todo:
-        for child in _children(todo.pop()):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+    return set(procs.descendants(pid))
 
 
 class Launcher:

@@ -8,10 +8,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 
-from services.edge.auth import Principal, require_admin
+from services.edge.auth import require_admin
 from services.edge.routes.admin import parse_body
 from services.edge.state import EdgeDep, PrincipalDep
 from shared import subjects
@@ -42,16 +42,17 @@ class _Empty(BaseModel):
     pass
 
 
-def _filter(
-    principal: Principal,
-    period: str | None,
-    start: datetime | None,
-    end: datetime | None,
-    user: str | None,
-    key: str | None,
-    model: str | None,
-    provider: str | None,
+async def usage_filter(
+    principal: PrincipalDep,
+    period: Period = None,
+    start: From = None,
+    end: To = None,
+    user: Opt = None,
+    key: Opt = None,
+    model: Opt = None,
+    provider: Opt = None,
 ) -> dict[str, object]:
+    """The query parameters every usage endpoint shares."""
     if principal.role != "admin":
         user, key = principal.user, None  # own usage only
     return {
@@ -65,36 +66,17 @@ def _filter(
     }
 
 
+FilterDep = Annotated[dict[str, object], Depends(usage_filter)]
+
+
 @router.get("/usage/summary")
-async def summary(
-    edge: EdgeDep,
-    principal: PrincipalDep,
-    period: Period = None,
-    start: From = None,
-    end: To = None,
-    user: Opt = None,
-    key: Opt = None,
-    model: Opt = None,
-    provider: Opt = None,
-) -> UsageSummary:
-    query = UsageFilter.model_validate(_filter(principal, period, start, end, user, key, model, provider))
+async def summary(edge: EdgeDep, fields: FilterDep) -> UsageSummary:
+    query = UsageFilter.model_validate(fields)
     return await edge.bus.request(subjects.USAGE_SUMMARY, query, UsageSummary, timeout=_TIMEOUT)
 
 
 @router.get("/usage/timeseries")
-async def timeseries(
-    edge: EdgeDep,
-    principal: PrincipalDep,
-    granularity: Literal["hour", "day"] = "hour",
-    period: Period = None,
-    start: From = None,
-    end: To = None,
-    user: Opt = None,
-    key: Opt = None,
-    model: Opt = None,
-    provider: Opt = None,
-) -> UsageTimeseries:
-    fields = _filter(principal, period, start, end, user, key, model, provider)
+async def timeseries(edge: EdgeDep, fields: FilterDep, granularity: Literal["hour", "day"] = "hour") -> UsageTimeseries:
     query = TimeseriesQuery.model_validate(fields | {"granularity": granularity})
     return await edge.bus.request(subjects.USAGE_TIMESERIES, query, UsageTimeseries, timeout=_TIMEOUT)
 
@@ -102,19 +84,11 @@ async def timeseries(
 @router.get("/usage/requests")
 async def requests(
     edge: EdgeDep,
-    principal: PrincipalDep,
+    fields: FilterDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     before: Annotated[str | None, Query(max_length=512)] = None,
     status: Annotated[int | None, Query(ge=100, le=599)] = None,
-    period: Period = None,
-    start: From = None,
-    end: To = None,
-    user: Opt = None,
-    key: Opt = None,
-    model: Opt = None,
-    provider: Opt = None,
 ) -> RequestLog:
-    fields = _filter(principal, period, start, end, user, key, model, provider)
     query = RequestsQuery.model_validate(fields | {"limit": limit, "before": before, "status": status})
     return await edge.bus.request(subjects.USAGE_REQUESTS, query, RequestLog, timeout=_TIMEOUT)
 
