@@ -6,7 +6,7 @@ and its HTTP status, so an error raised in a service reaches the client unchange
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -83,6 +83,10 @@ class SealedProviderKeys(BaseModel):
 class ClientKeyCreate(BaseModel):
     user: str = Field(min_length=1, max_length=256)
     name: str = Field(default="default", min_length=1, max_length=256)
+    expires_at: float | None = Field(default=None, gt=0, description="seconds since the epoch")
+    allowed_models: list[Annotated[str, Field(min_length=1, max_length=256)]] | None = Field(
+        default=None, max_length=256, description="model names or glob patterns this key may call"
+    )
 
 
 class ClientKeyRecord(BaseModel):
@@ -95,6 +99,8 @@ class ClientKeyRecord(BaseModel):
     name: str
     created_at: float
     status: Literal["active", "revoked"] = "active"
+    expires_at: float | None = None
+    allowed_models: list[str] | None = None
 
 
 class ClientKeyInfo(BaseModel):
@@ -104,7 +110,9 @@ class ClientKeyInfo(BaseModel):
     name: str
     prefix: str
     created_at: float
-    status: str
+    status: str  # active, expired (revoked keys are deleted)
+    expires_at: float | None = None
+    allowed_models: list[str] | None = None
 
 
 class ClientKeyCreated(ClientKeyInfo):

@@ -48,6 +48,7 @@ class Stack:
         self.supervisor = Supervisor()
         self.vault_token = ""
         self.nats_monitor_url: str | None = None
+        self._edge_env: dict[str, str] = {}
         self.info: StackInfo | None = None
 
     # --- pieces --------------------------------------------------------------------------
@@ -142,6 +143,7 @@ class Stack:
         metering_env = dict(base)
         if self.settings.clickhouse_dsn:
             metering_env["GATEWAY_CLICKHOUSE_DSN"] = self.settings.clickhouse_dsn
+        self._edge_env = edge_env
         envs = {"router": base, "keyvault": keyvault_env, "metering": metering_env, "edge": edge_env}
         for name in SERVICES:
             self.supervisor.add(self._service(name, envs[name]))
@@ -172,6 +174,19 @@ class Stack:
                     last = type(exc).__name__
                 time.sleep(0.2)
         raise RuntimeError(f"the gateway did not become ready in {self.settings.ready_timeout:.0f}s: {last}")
+
+    def add_edge(self, name: str) -> str:
+        """Start one more edge process on its own port (a second replica on this machine);
+        returns its origin URL once it is ready."""
+        port = free_port()
+        env = self._edge_env | {"GATEWAY_PORT": str(port), "GATEWAY_EDGE_WORKERS": "1"}
+        spec = self._service("edge", env)
+        spec.name, spec.log_file = name, self.data_dir / "logs" / f"{name}.log"
+        self.supervisor.add(spec)
+        self.supervisor.start(name)
+        origin = f"http://127.0.0.1:{port}"
+        self._wait_ready(origin)
+        return origin
 
     def stop(self) -> None:
         self.supervisor.stop_all()

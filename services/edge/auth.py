@@ -6,7 +6,9 @@ the client-keys bucket watcher. No I/O on the request path.
 
 from __future__ import annotations
 
+import fnmatch
 import hmac
+import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -24,6 +26,14 @@ class Principal:
     role: Literal["admin", "user"]
     key_id: str
     user: str
+    expires_at: float | None = None
+    allowed_models: tuple[str, ...] | None = None
+
+    def may_use(self, *names: str) -> bool:
+        """Whether this key may call a model known by any of ``names`` (glob patterns allowed)."""
+        if self.allowed_models is None:
+            return True
+        return any(fnmatch.fnmatchcase(n, p) for n in names for p in self.allowed_models)
 
 
 ADMIN = Principal(role="admin", key_id="admin", user="admin")
@@ -43,7 +53,14 @@ class ClientKeys:
             except ValidationError:
                 continue
             if record.status == "active":
-                index[record.key_hash] = Principal(role="user", key_id=record.id, user=record.user)
+                allowed = tuple(record.allowed_models) if record.allowed_models is not None else None
+                index[record.key_hash] = Principal(
+                    role="user",
+                    key_id=record.id,
+                    user=record.user,
+                    expires_at=record.expires_at,
+                    allowed_models=allowed,
+                )
         self._by_hash = index
 
     def authenticate(self, authorization: str | None, api_key_header: str | None = None) -> Principal:
@@ -59,7 +76,14 @@ class ClientKeys:
         principal = self._by_hash.get(digest)
         if principal is None:
             raise GatewayError(INVALID_API_KEY, "Incorrect API key provided.")
+        if principal.expires_at is not None and principal.expires_at <= time.time():
+            raise GatewayError(INVALID_API_KEY, "This API key has expired.", code="expired_api_key")
         return principal
+
+
+def require_model(principal: Principal, requested: str, resolved: str) -> None:
+    if not principal.may_use(requested, resolved):
+        raise GatewayError(PERMISSION, f"This API key may not use the model `{requested}`.", param="model")
 
 
 def require_admin(principal: Principal) -> None:

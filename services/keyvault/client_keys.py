@@ -8,7 +8,7 @@ import time
 
 from shared.apikeys import display_prefix, hash_key, new_client_key
 from shared.bus import Bus
-from shared.errors import NOT_FOUND, GatewayError
+from shared.errors import INVALID_REQUEST, NOT_FOUND, GatewayError
 from shared.messages import ClientKeyCreate, ClientKeyCreated, ClientKeyInfo, ClientKeyRecord
 from shared.subjects import CLIENT_KEYS_BUCKET
 
@@ -16,13 +16,16 @@ log = logging.getLogger("switchyard.keyvault.client_keys")
 
 
 def _info(record: ClientKeyRecord) -> ClientKeyInfo:
+    expired = record.expires_at is not None and record.expires_at <= time.time()
     return ClientKeyInfo(
         id=record.id,
         user=record.user,
         name=record.name,
         prefix=record.prefix,
         created_at=record.created_at,
-        status=record.status,
+        status="expired" if expired and record.status == "active" else record.status,
+        expires_at=record.expires_at,
+        allowed_models=record.allowed_models,
     )
 
 
@@ -31,6 +34,8 @@ class ClientKeyStore:
         self.bus = bus
 
     async def create(self, request: ClientKeyCreate) -> ClientKeyCreated:
+        if request.expires_at is not None and request.expires_at <= time.time():
+            raise GatewayError(INVALID_REQUEST, "expires_at is in the past", param="expires_at")
         key = new_client_key()
         record = ClientKeyRecord(
             id="key_" + secrets.token_hex(8),
@@ -39,6 +44,8 @@ class ClientKeyStore:
             user=request.user,
             name=request.name,
             created_at=time.time(),
+            expires_at=request.expires_at,
+            allowed_models=request.allowed_models,
         )
         kv = await self.bus.kv(CLIENT_KEYS_BUCKET)
         await kv.put(record.id, record.model_dump_json().encode())

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from services.edge.auth import require_model
 from services.edge.body import check_chat, read_json
 from services.edge.metered import RequestRecord
 from services.edge.providers.base import Call, StreamMeter
@@ -38,6 +39,7 @@ async def chat_completions(request: Request) -> Response:
     stream = bool(body.get("stream"))
     try:
         record.route = edge.routes.resolve(body["model"])
+        require_model(principal, body["model"], record.route.model)
         provider = edge.routes.current().providers[record.route.provider]
         adapter = edge.registry.get(provider.api, record.route.provider)
         credential = edge.credentials.pick(record.route.provider) if provider.requires_key else None

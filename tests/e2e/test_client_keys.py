@@ -1,0 +1,91 @@
+"""Client keys: expiry, allowed models, and revocation reaching every edge within a second."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import Gateway, wait_until
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+def _create(gateway: Gateway, **body: object) -> dict:  # type: ignore[type-arg]
+    resp = gateway.admin("POST", "/ai/keys", json={"user": "quinn", "name": "k", **body})
+    assert resp.status_code == 201, resp.text
+    created = dict(resp.json())
+    key = created["key"]
+    wait_until(lambda: gateway.admin("GET", "/v1/models", key=key).status_code in (200, 401) and _known(gateway, key))
+    return created
+
+
+def _known(gateway: Gateway, key: str) -> bool:
+    resp = gateway.admin("GET", "/v1/models", key=key)
+    return resp.status_code == 200 or resp.json()["error"]["code"] == "expired_api_key"
+
+
+def test_key_expires_on_time(gateway: Gateway) -> None:
+    created = _create(gateway, expires_at=time.time() + 3)
+    assert created["expires_at"] is not None
+    client = gateway.client(created["key"])
+    assert client.chat.completions.create(model="echo/e", messages=MESSAGES).choices[0].message.content == "hi"
+    time.sleep(max(0.0, created["expires_at"] - time.time()) + 0.05)
+    with pytest.raises(openai.AuthenticationError) as exc:
+        client.chat.completions.create(model="echo/e", messages=MESSAGES)
+    assert exc.value.code == "expired_api_key"
+    listed = gateway.admin("GET", "/ai/keys", params={"user": "quinn"}).json()["data"]
+    assert {k["id"]: k["status"] for k in listed}[created["id"]] == "expired"
+    past = gateway.admin("POST", "/ai/keys", json={"user": "quinn", "expires_at": time.time() - 10})
+    assert past.status_code == 400 and past.json()["error"]["param"] == "expires_at"
+
+
+def test_allowed_models(gateway: Gateway) -> None:
+    created = _create(gateway, allowed_models=["echo/*", "gpt-4o"])
+    client = gateway.client(created["key"])
+    client.chat.completions.create(model="echo/anything", messages=MESSAGES)
+    client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    client.chat.completions.create(model="gpt-4o-latest", messages=MESSAGES)  # an alias of an allowed model
+    with pytest.raises(openai.PermissionDeniedError) as exc:
+        client.chat.completions.create(model="gpt-4.1", messages=MESSAGES)
+    assert exc.value.param == "model"
+
+
+def test_revocation_reaches_two_edges_within_a_second(gateway: Gateway) -> None:
+    second = gateway.stack.add_edge("edge-2")
+    try:
+        created = _create(gateway)
+        key = created["key"]
+        origins = [gateway.origin, second]
+        wait_until(
+            lambda: all(
+                httpx.get(o + "/v1/models", headers={"authorization": f"Bearer {key}"}).status_code == 200
+                for o in origins
+            ),
+            what="the key on both edges",
+        )
+        refused_at: dict[str, float] = {}
+
+        def watch(origin: str) -> None:
+            with httpx.Client(timeout=5) as http:
+                deadline = time.monotonic() + 5
+                while time.monotonic() < deadline:
+                    if http.get(origin + "/v1/models", headers={"authorization": f"Bearer {key}"}).status_code == 401:
+                        refused_at[origin] = time.monotonic()
+                        return
+
+        watchers = [threading.Thread(target=watch, args=(o,)) for o in origins]
+        for t in watchers:
+            t.start()
+        revoked = time.monotonic()
+        assert gateway.admin("DELETE", f"/ai/keys/{created['id']}").status_code == 200
+        for t in watchers:
+            t.join()
+        delays = {o: refused_at[o] - revoked for o in origins}
+        assert all(d < 1.0 for d in delays.values()), delays
+        print(f"revocation delay per edge: {', '.join(f'{d * 1000:.0f} ms' for d in delays.values())}")
+    finally:
+        gateway.stack.supervisor.stop("edge-2")
