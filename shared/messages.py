@@ -40,6 +40,22 @@ class ProviderKeyCreate(BaseModel):
     label: str = Field(default="default", min_length=1, max_length=128)
 
 
+PROVIDER_KEY_CREATE_CONTEXT = b"switchyard provider key create v1"
+
+
+class ProviderKeyCreateSealed(BaseModel):
+    """An admin's new provider key on its way to keyvault: sealed to keyvault's transport key,
+    so the secret never crosses the bus in plaintext."""
+
+    provider: str = Field(min_length=1, max_length=64)
+    label: str = Field(min_length=1, max_length=128)
+    sealed_api_key: str = Field(min_length=1, max_length=16384)
+
+
+class TransportKey(BaseModel):
+    public_key: str
+
+
 class ProviderKeyInfo(BaseModel):
     """What an admin may see of a provider key: never the secret."""
 

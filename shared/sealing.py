@@ -37,9 +37,24 @@ def _derive(shared: bytes, sender_pub: bytes, recipient_pub: bytes) -> bytes:
 class Recipient:
     """An ephemeral key pair that can open secrets sealed to its public key."""
 
-    def __init__(self) -> None:
-        self._private = X25519PrivateKey.generate()
+    def __init__(self, private: X25519PrivateKey | None = None) -> None:
+        self._private = private or X25519PrivateKey.generate()
         self._public = _raw_public(self._private.public_key())
+
+    @classmethod
+    def from_private_b64(cls, value: str) -> Recipient:
+        try:
+            raw = base64.b64decode(value, validate=True)
+            return cls(X25519PrivateKey.from_private_bytes(raw))
+        except ValueError as exc:
+            raise SealingError("not a base64 X25519 private key") from exc
+
+    def private_b64(self) -> str:
+        """For storing the key pair in Vault only (keyvault's transport key)."""
+        raw = self._private.private_bytes(
+            serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+        )
+        return base64.b64encode(raw).decode()
 
     @property
     def public_key_b64(self) -> str:

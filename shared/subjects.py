@@ -23,6 +23,7 @@ ROUTER_PING = f"{PREFIX}.router.ping"
 
 KEYVAULT_PING = f"{PREFIX}.keyvault.ping"
 PROVIDER_KEYS_CREATE = f"{PREFIX}.keyvault.provider_keys.create"
+KEYVAULT_TRANSPORT_KEY = f"{PREFIX}.keyvault.transport_key"
 PROVIDER_KEYS_LIST = f"{PREFIX}.keyvault.provider_keys.list"
 PROVIDER_KEYS_DELETE = f"{PREFIX}.keyvault.provider_keys.delete"
 PROVIDER_KEYS_FETCH = f"{PREFIX}.keyvault.provider_keys.fetch"

@@ -16,7 +16,9 @@ from services.keyvault.vault import Vault, VaultUnavailable
 from shared import subjects
 from shared.bus import Bus
 from shared.catalog import load_catalog
+from shared.errors import INVALID_REQUEST, UNAVAILABLE, GatewayError
 from shared.messages import (
+    PROVIDER_KEY_CREATE_CONTEXT,
     ById,
     ClientKeyCreate,
     ClientKeyCreated,
@@ -24,13 +26,18 @@ from shared.messages import (
     ClientKeyList,
     Ping,
     ProviderKeyCreate,
+    ProviderKeyCreateSealed,
     ProviderKeyFetch,
     ProviderKeyInfo,
     ProviderKeyList,
     SealedProviderKeys,
+    TransportKey,
 )
+from shared.sealing import Recipient, SealingError
 
 log = logging.getLogger("switchyard.keyvault")
+
+_TRANSPORT_KEY_PATH = "keyvault/transport-key"
 
 
 class Empty(BaseModel):
@@ -46,13 +53,15 @@ class Keyvault:
         providers = {name for name, cfg in load_catalog().providers.items() if cfg.requires_key}
         self.provider_keys = ProviderKeyStore(vault, providers)
         self.client_keys = ClientKeyStore(bus)
+        self.transport: Recipient | None = None
 
     async def start(self) -> None:
         await self.bus.kv(subjects.CLIENT_KEYS_BUCKET)
         serve = self.bus.serve
         q = subjects.QUEUE_KEYVAULT
         await serve(subjects.KEYVAULT_PING, q, Empty, self.ping)
-        await serve(subjects.PROVIDER_KEYS_CREATE, q, ProviderKeyCreate, self.create_provider_key)
+        await serve(subjects.KEYVAULT_TRANSPORT_KEY, q, Empty, self.transport_key)
+        await serve(subjects.PROVIDER_KEYS_CREATE, q, ProviderKeyCreateSealed, self.create_provider_key)
         await serve(subjects.PROVIDER_KEYS_LIST, q, Empty, self.list_provider_keys)
         await serve(subjects.PROVIDER_KEYS_DELETE, q, ById, self.delete_provider_key)
         await serve(subjects.PROVIDER_KEYS_FETCH, q, ProviderKeyFetch, self.fetch_provider_keys)
@@ -61,11 +70,12 @@ class Keyvault:
         await serve(subjects.CLIENT_KEYS_DELETE, q, ById, self.delete_client_key)
 
     async def prepare_vault(self, stop: asyncio.Event) -> None:
-        """Mount engines and import env keys, retrying until Vault answers."""
+        """Mount engines, load the transport key and import env keys, retrying until Vault answers."""
         delay = 0.2
         while not stop.is_set():
             try:
                 await self.vault.ensure_engines()
+                self.transport = await self._transport_key()
                 imported = await self.provider_keys.import_from_env(self.settings.env_provider_keys())
                 if imported:
                     log.info("imported %d provider key(s) from the environment", imported)
@@ -80,11 +90,36 @@ class Keyvault:
                     pass
                 delay = min(delay * 2, 5.0)
 
+    async def _transport_key(self) -> Recipient:
+        """The X25519 key pair admins' new provider keys are sealed to, shared by every
+        keyvault replica through Vault (so any replica in the queue group can open them)."""
+        stored = await self.vault.get(_TRANSPORT_KEY_PATH)
+        if stored is not None:
+            return Recipient.from_private_b64(str(stored["private_key"]))
+        fresh = Recipient()
+        await self.vault.put(_TRANSPORT_KEY_PATH, {"private_key": fresh.private_b64()})
+        # Another replica may have won the race: use whatever Vault now holds.
+        stored = await self.vault.get(_TRANSPORT_KEY_PATH)
+        return Recipient.from_private_b64(str(stored["private_key"])) if stored else fresh
+
+    async def transport_key(self, _: Empty) -> TransportKey:
+        if self.transport is None:
+            raise GatewayError(UNAVAILABLE, "keyvault is waiting for Vault")
+        return TransportKey(public_key=self.transport.public_key_b64)
+
     async def ping(self, _: Empty) -> Ping:
         return Ping(service="keyvault", instance=self.instance)
 
-    async def create_provider_key(self, req: ProviderKeyCreate) -> ProviderKeyInfo:
-        info = await self.provider_keys.create(req)
+    async def create_provider_key(self, req: ProviderKeyCreateSealed) -> ProviderKeyInfo:
+        if self.transport is None:
+            raise GatewayError(UNAVAILABLE, "keyvault is waiting for Vault")
+        try:
+            secret = self.transport.open(req.sealed_api_key, context=PROVIDER_KEY_CREATE_CONTEXT).decode()
+        except (SealingError, UnicodeDecodeError) as exc:
+            raise GatewayError(INVALID_REQUEST, "api_key could not be unsealed", param="api_key") from exc
+        info = await self.provider_keys.create(
+            ProviderKeyCreate(provider=req.provider, api_key=secret, label=req.label)
+        )
         await self.bus.publish(subjects.PROVIDER_KEYS_CHANGED, Empty())
         return info
 

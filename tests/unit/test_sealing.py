@@ -35,3 +35,12 @@ def test_each_seal_is_fresh_and_tampering_is_detected() -> None:
         edge.open("not base64!!")
     with pytest.raises(SealingError):
         seal("AAAA", b"x")
+
+
+def test_a_stored_key_pair_opens_what_was_sealed_to_it() -> None:
+    keyvault = Recipient()
+    restored = Recipient.from_private_b64(keyvault.private_b64())
+    assert restored.public_key_b64 == keyvault.public_key_b64
+    assert restored.open(seal(keyvault.public_key_b64, b"new key", context=b"c"), context=b"c") == b"new key"
+    with pytest.raises(SealingError):
+        Recipient.from_private_b64("short")

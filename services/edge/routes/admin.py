@@ -13,6 +13,7 @@ from services.edge.state import EdgeDep, PrincipalDep
 from shared import subjects
 from shared.errors import INVALID_REQUEST, GatewayError
 from shared.messages import (
+    PROVIDER_KEY_CREATE_CONTEXT,
     ById,
     CatalogListing,
     ClientKeyCreate,
@@ -20,9 +21,12 @@ from shared.messages import (
     ClientKeyInfo,
     ClientKeyList,
     ProviderKeyCreate,
+    ProviderKeyCreateSealed,
     ProviderKeyInfo,
     ProviderKeyList,
+    TransportKey,
 )
+from shared.sealing import seal
 
 router = APIRouter()
 
@@ -47,7 +51,14 @@ async def parse_body(request: Request, model: type[BaseModel]) -> Any:
 async def create_provider_key(request: Request, edge: EdgeDep, principal: PrincipalDep) -> ProviderKeyInfo:
     require_admin(principal)
     req = await parse_body(request, ProviderKeyCreate)
-    return await edge.bus.request(subjects.PROVIDER_KEYS_CREATE, req, ProviderKeyInfo, timeout=_ADMIN_TIMEOUT)
+    # The secret crosses the bus sealed to keyvault's transport key, never in plaintext.
+    transport = await edge.bus.request(subjects.KEYVAULT_TRANSPORT_KEY, _Empty(), TransportKey, timeout=_ADMIN_TIMEOUT)
+    sealed = ProviderKeyCreateSealed(
+        provider=req.provider,
+        label=req.label,
+        sealed_api_key=seal(transport.public_key, req.api_key.encode(), context=PROVIDER_KEY_CREATE_CONTEXT),
+    )
+    return await edge.bus.request(subjects.PROVIDER_KEYS_CREATE, sealed, ProviderKeyInfo, timeout=_ADMIN_TIMEOUT)
 
 
 @router.get("/providers/keys")

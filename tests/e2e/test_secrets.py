@@ -1,0 +1,122 @@
+"""Provider keys never leak, and Vault going away does not stop traffic."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import httpx
+
+from shared.bus import Bus, Msg
+from tests.conftest import PROVIDER_KEY, Gateway, wait_until
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+CANARY = "sk-canary-7f3a9c1e5b2d4f6a8c0e1b3d5f7a9c1e"
+
+
+class BusRecorder:
+    """A subscriber to every subject on the bus, in a thread of its own."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.seen: list[bytes] = []
+        self.ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+
+    async def _run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        bus = Bus(self.url, "test-recorder")
+        await bus.connect(deadline=10)
+
+        async def record(msg: Msg) -> None:
+            self.seen.append(msg.subject.encode() + b" " + repr(msg.headers).encode() + b" " + msg.data)
+
+        await bus.subscribe(">", record)
+        self.ready.set()
+        await self._stop.wait()
+        await bus.close()
+
+    def __enter__(self) -> BusRecorder:
+        self._thread.start()
+        assert self.ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._loop is not None and self._stop is not None
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+
+def test_canary_provider_key_never_leaves_vault_in_plaintext(gateway: Gateway) -> None:
+    responses: list[str] = []
+    with BusRecorder(gateway.info.nats_url) as recorder:
+        created = gateway.admin(
+            "POST", "/ai/providers/keys", json={"provider": "openai", "api_key": CANARY, "label": "canary"}
+        )
+        assert created.status_code == 201
+        responses.append(created.text)
+        key_id = created.json()["id"]
+        try:
+            client = gateway.client()
+            seen_before = len(gateway.sim.state.requests)
+            wait_until(
+                lambda: (
+                    client.chat.completions.create(model="gpt-4o", messages=MESSAGES) is not None
+                    and any(
+                        r.headers.get("Authorization") == f"Bearer {CANARY}"
+                        for r in gateway.sim.state.requests[seen_before:]
+                    )
+                ),
+                what="the canary key to be used upstream",
+            )
+            for _ in range(10):  # real traffic, streams too, spread over both OpenAI keys
+                client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+                list(client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True))
+            for path in ("/ai/providers/keys", "/ai/keys", "/ai/usage/requests", "/ai/usage/summary", "/ai/models"):
+                responses.append(gateway.admin("GET", path).text)
+        finally:
+            responses.append(gateway.admin("DELETE", f"/ai/providers/keys/{key_id}").text)
+
+        def only_env_key() -> bool:
+            start = len(gateway.sim.state.requests)
+            for _ in range(4):
+                gateway.client().chat.completions.create(model="gpt-4o", messages=MESSAGES)
+            return all(
+                r.headers.get("Authorization") == f"Bearer {PROVIDER_KEY}" for r in gateway.sim.state.requests[start:]
+            )
+
+        wait_until(only_env_key, what="the edge to drop the deleted key")
+
+    assert recorder.seen, "the recorder saw no bus traffic"
+    assert any(b"provider_keys.fetch" in m for m in recorder.seen), "no key delivery was observed"
+    assert not [m for m in recorder.seen if CANARY.encode() in m], "the canary crossed the bus in plaintext"
+    assert not [r for r in responses if CANARY in r], "an admin API response showed the canary"
+    needle = CANARY.encode()
+    leaks = [p for p in gateway.info.data_dir.rglob("*") if p.is_file() and needle in p.read_bytes()]
+    assert leaks == [], f"the canary is in plaintext in {leaks}"
+
+
+def test_vault_down_traffic_flows_admin_503_then_recovers(gateway: Gateway) -> None:
+    client = gateway.client()
+    client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    gateway.stack.supervisor.stop("vault")
+    try:
+        # Chat keeps working with the provider keys the edge holds.
+        for _ in range(5):
+            assert client.chat.completions.create(model="gpt-4o", messages=MESSAGES).choices[0].message.content
+        resp = gateway.admin("GET", "/ai/providers/keys")
+        assert resp.status_code == 503, resp.text
+        assert resp.json()["error"]["code"] == "service_unavailable"
+        created = gateway.admin(
+            "POST", "/ai/providers/keys", json={"provider": "mistral", "api_key": "x", "label": "v"}
+        )
+        assert created.status_code == 503
+    finally:
+        gateway.stack.supervisor.start("vault")  # the launcher unseals it again
+    # No service restarted: keyvault answers again by itself.
+    wait_until(lambda: gateway.admin("GET", "/ai/providers/keys").status_code == 200, timeout=30, what="keyvault")
+    assert client.chat.completions.create(model="gpt-4o", messages=MESSAGES).choices[0].message.content
+    assert httpx.get(gateway.origin + "/readyz").status_code == 200
