@@ -68,6 +68,11 @@ class ProviderKeyInfo(BaseModel):
     source: Literal["api", "env"] = "api"
 
 
+class EncryptionRotated(BaseModel):
+    key_version: int
+    rewrapped: int
+
+
 class ProviderKeyList(BaseModel):
     data: list[ProviderKeyInfo]
 

@@ -23,6 +23,7 @@ ROUTER_PING = f"{PREFIX}.router.ping"
 
 KEYVAULT_PING = f"{PREFIX}.keyvault.ping"
 PROVIDER_KEYS_CREATE = f"{PREFIX}.keyvault.provider_keys.create"
+PROVIDER_KEYS_ROTATE = f"{PREFIX}.keyvault.provider_keys.rotate_encryption"
 KEYVAULT_TRANSPORT_KEY = f"{PREFIX}.keyvault.transport_key"
 PROVIDER_KEYS_LIST = f"{PREFIX}.keyvault.provider_keys.list"
 PROVIDER_KEYS_DELETE = f"{PREFIX}.keyvault.provider_keys.delete"

@@ -24,6 +24,7 @@ from shared.messages import (
     ClientKeyCreated,
     ClientKeyInfo,
     ClientKeyList,
+    EncryptionRotated,
     Ping,
     ProviderKeyCreate,
     ProviderKeyCreateSealed,
@@ -63,6 +64,7 @@ class Keyvault:
         await serve(subjects.KEYVAULT_TRANSPORT_KEY, q, Empty, self.transport_key)
         await serve(subjects.PROVIDER_KEYS_CREATE, q, ProviderKeyCreateSealed, self.create_provider_key)
         await serve(subjects.PROVIDER_KEYS_LIST, q, Empty, self.list_provider_keys)
+        await serve(subjects.PROVIDER_KEYS_ROTATE, q, Empty, self.rotate_encryption)
         await serve(subjects.PROVIDER_KEYS_DELETE, q, ById, self.delete_provider_key)
         await serve(subjects.PROVIDER_KEYS_FETCH, q, ProviderKeyFetch, self.fetch_provider_keys)
         await serve(subjects.CLIENT_KEYS_CREATE, q, ClientKeyCreate, self.create_client_key)
@@ -122,6 +124,10 @@ class Keyvault:
         )
         await self.bus.publish(subjects.PROVIDER_KEYS_CHANGED, Empty())
         return info
+
+    async def rotate_encryption(self, _: Empty) -> EncryptionRotated:
+        version, count = await self.provider_keys.rotate_encryption()
+        return EncryptionRotated(key_version=version, rewrapped=count)
 
     async def list_provider_keys(self, _: Empty) -> ProviderKeyList:
         return ProviderKeyList(data=await self.provider_keys.list_all())

@@ -124,6 +124,27 @@ class ProviderKeyStore:
             out.append(SealedProviderKey(id=key.id, provider=key.provider, sealed=sealed))
         return out
 
+    async def rotate_encryption(self) -> tuple[int, int]:
+        """Rotate the Transit key and re-encrypt every stored key under the new version, then
+        retire the old versions. Returns ``(new_version, keys_rewrapped)``.
+
+        OpenBao's rewrap endpoint takes no associated data, so each key is decrypted and
+        encrypted again here, inside keyvault, the one service allowed to see plaintext.
+        Edges keep serving from the keys they hold; a fetch during the rotation still works
+        because every version stays usable until all keys are rewrapped.
+        """
+        version = await self._guard(self.vault.rotate())
+        stored = await self._guard(self._all())
+        for key in stored:
+            plaintext = await self._guard(self.vault.decrypt(key.ciphertext, _context(key.id)))
+            ciphertext = await self._guard(self.vault.encrypt(plaintext, _context(key.id)))
+            del plaintext
+            updated = key.model_copy(update={"ciphertext": ciphertext})
+            await self._guard(self.vault.put(f"{_PREFIX}/{key.id}", updated.model_dump()))
+        await self._guard(self.vault.retire_versions_below(version))
+        log.info("rotated the provider-key encryption key to version %d; re-encrypted %d key(s)", version, len(stored))
+        return version, len(stored)
+
     async def import_from_env(self, keys: dict[str, SecretStr]) -> int:
         """Import provider keys found in the environment, once: a known fingerprint is skipped."""
         existing = {(k.provider, k.fingerprint) for k in await self._guard(self._all())}

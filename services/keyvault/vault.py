@@ -85,6 +85,20 @@ class Vault:
         )
         return base64.b64decode(resp["data"]["plaintext"])
 
+    async def rotate(self) -> int:
+        """A new version of the Transit key; returns it. New encryptions use it at once."""
+        await self._run(self._client.secrets.transit.rotate_key, self.transit_key, mount_point=self.transit_mount)
+        info = await self._run(self._client.secrets.transit.read_key, self.transit_key, mount_point=self.transit_mount)
+        return int(info["data"]["latest_version"])
+
+    async def retire_versions_below(self, version: int) -> None:
+        await self._run(
+            self._client.secrets.transit.update_key_configuration,
+            self.transit_key,
+            min_decryption_version=version,
+            mount_point=self.transit_mount,
+        )
+
     # --- kv v2 ----------------------------------------------------------------------------
 
     async def put(self, path: str, data: dict[str, Any]) -> None:

@@ -7,7 +7,10 @@ import threading
 
 import httpx
 
+from shared import subjects
 from shared.bus import Bus, Msg
+from shared.messages import ProviderKeyFetch, SealedProviderKeys
+from shared.sealing import Recipient
 from tests.conftest import PROVIDER_KEY, Gateway, wait_until
 
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -120,3 +123,72 @@ def test_vault_down_traffic_flows_admin_503_then_recovers(gateway: Gateway) -> N
     wait_until(lambda: gateway.admin("GET", "/ai/providers/keys").status_code == 200, timeout=30, what="keyvault")
     assert client.chat.completions.create(model="gpt-4o", messages=MESSAGES).choices[0].message.content
     assert httpx.get(gateway.origin + "/readyz").status_code == 200
+
+
+def _deliver(gateway: Gateway) -> dict[str, list[str]]:
+    """Ask keyvault for the provider keys as an edge does, and open them."""
+
+    async def run() -> dict[str, list[str]]:
+        me = Recipient()
+        bus = Bus(gateway.info.nats_url, "test-edge")
+        await bus.connect(deadline=10)
+        try:
+            reply = await bus.request(
+                subjects.PROVIDER_KEYS_FETCH,
+                ProviderKeyFetch(public_key=me.public_key_b64, edge_instance="test"),
+                SealedProviderKeys,
+            )
+        finally:
+            await bus.close()
+        out: dict[str, list[str]] = {}
+        for item in reply.keys:
+            out.setdefault(item.provider, []).append(me.open(item.sealed, context=item.id.encode()).decode())
+        return out
+
+    return asyncio.run(run())
+
+
+def test_rotate_encryption_under_load(gateway: Gateway) -> None:
+    extra = gateway.admin(
+        "POST", "/ai/providers/keys", json={"provider": "mistral", "api_key": "sk-m-rot", "label": "rot"}
+    )
+    assert extra.status_code == 201
+    client = gateway.client()
+    failures: list[BaseException] = []
+    done = threading.Event()
+    served = 0
+
+    def traffic() -> None:
+        nonlocal served
+        while not done.is_set():
+            try:
+                client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+                served += 1
+            except Exception as exc:  # every request before, during and after must succeed
+                failures.append(exc)
+
+    threads = [threading.Thread(target=traffic) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        first = gateway.admin("POST", "/ai/providers/keys/rotate-encryption")
+        assert first.status_code == 200, first.text
+        second = gateway.admin("POST", "/ai/providers/keys/rotate-encryption").json()
+        assert second["key_version"] == first.json()["key_version"] + 1
+        assert second["rewrapped"] == len(gateway.admin("GET", "/ai/providers/keys").json()["data"])
+        # Keys still decrypt after the old versions were retired: a fresh sealed delivery opens.
+        assert PROVIDER_KEY in _deliver(gateway).get("openai", [])
+        assert "sk-m-rot" in _deliver(gateway).get("mistral", [])
+        gateway.admin("DELETE", f"/ai/providers/keys/{extra.json()['id']}")  # a change event: edges refetch
+        before = served
+        wait_until(lambda: served > before + 5, what="traffic after the rotation")
+    finally:
+        done.set()
+        for t in threads:
+            t.join()
+    assert failures == []
+    assert served > 0
+    assert (
+        gateway.admin("POST", "/ai/providers/keys/rotate-encryption", key=gateway.new_user_key("rot")).status_code
+        == 403
+    )

@@ -20,6 +20,7 @@ from shared.messages import (
     ClientKeyCreated,
     ClientKeyInfo,
     ClientKeyList,
+    EncryptionRotated,
     ProviderKeyCreate,
     ProviderKeyCreateSealed,
     ProviderKeyInfo,
@@ -59,6 +60,12 @@ async def create_provider_key(request: Request, edge: EdgeDep, principal: Princi
         sealed_api_key=seal(transport.public_key, req.api_key.encode(), context=PROVIDER_KEY_CREATE_CONTEXT),
     )
     return await edge.bus.request(subjects.PROVIDER_KEYS_CREATE, sealed, ProviderKeyInfo, timeout=_ADMIN_TIMEOUT)
+
+
+@router.post("/providers/keys/rotate-encryption")
+async def rotate_encryption(edge: EdgeDep, principal: PrincipalDep) -> EncryptionRotated:
+    require_admin(principal)
+    return await edge.bus.request(subjects.PROVIDER_KEYS_ROTATE, _Empty(), EncryptionRotated, timeout=120.0)
 
 
 @router.get("/providers/keys")
