@@ -85,6 +85,7 @@ class GatewayError(Exception):
         self.code = code if code is not None else kind.code
         self.status = status if status is not None else kind.status
         self.headers = headers or {}
+        self.upstream_status: int | None = None  # set when a provider answered with this error
 
     @property
     def type(self) -> str:

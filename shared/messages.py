@@ -52,6 +52,20 @@ class ProviderKeyCreateSealed(BaseModel):
     sealed_api_key: str = Field(min_length=1, max_length=16384)
 
 
+class ProviderKeyPatch(BaseModel):
+    status: Literal["active", "disabled"]
+
+
+class ProviderKeyStatusChange(BaseModel):
+    id: str = Field(min_length=1, max_length=128)
+    status: Literal["active", "disabled", "invalid"]
+    reason: str = Field(default="", max_length=512)
+
+
+class KeysLastUsed(BaseModel):
+    last_used: dict[str, float]
+
+
 class TransportKey(BaseModel):
     public_key: str
 
@@ -64,7 +78,9 @@ class ProviderKeyInfo(BaseModel):
     label: str
     fingerprint: str
     created_at: float
-    status: Literal["active", "disabled"] = "active"
+    status: Literal["active", "disabled", "invalid"] = "active"
+    status_reason: str = ""
+    last_used_at: float | None = None
     source: Literal["api", "env"] = "api"
 
 

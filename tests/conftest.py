@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +27,24 @@ class Gateway:
     stack: Stack
     info: StackInfo
     sim: OpenAISimulator
+    _clients: dict[str, OpenAI] = field(default_factory=dict)
 
     @property
     def origin(self) -> str:
         return self.info.base_url.removesuffix("/v1")
 
     def client(self, key: str | None = None, **kwargs: Any) -> OpenAI:
-        return OpenAI(base_url=self.info.base_url, api_key=key or self.info.admin_key, max_retries=0, **kwargs)
+        """One SDK client per key and options for the whole session (closed at its end)."""
+        cache_key = repr((key, sorted(kwargs.items())))
+        if cache_key not in self._clients:
+            self._clients[cache_key] = OpenAI(
+                base_url=self.info.base_url, api_key=key or self.info.admin_key, max_retries=0, **kwargs
+            )
+        return self._clients[cache_key]
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
 
     def admin(self, method: str, path: str, key: str | None = None, **kwargs: Any) -> httpx.Response:
         headers = {"authorization": f"Bearer {key or self.info.admin_key}"}
@@ -111,7 +122,9 @@ def sim() -> Iterator[OpenAISimulator]:
 def gateway(tmp_path_factory: pytest.TempPathFactory, sim: OpenAISimulator) -> Iterator[Gateway]:
     stack = start_stack(tmp_path_factory.mktemp("gateway"), sim)
     assert stack.info is not None
+    gw = Gateway(stack, stack.info, sim)
     try:
-        yield Gateway(stack, stack.info, sim)
+        yield gw
     finally:
+        gw.close()
         stack.stop()

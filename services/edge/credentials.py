@@ -10,16 +10,20 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import time
 
 from services.edge.providers.base import Credential
 from shared import subjects
 from shared.bus import Bus, Msg
-from shared.errors import NO_PROVIDER_KEY, GatewayError
-from shared.messages import ProviderKeyFetch, SealedProviderKeys
+from shared.errors import NO_PROVIDER_KEY, RATE_LIMITED, GatewayError
+from shared.messages import ProviderKeyFetch, ProviderKeyInfo, ProviderKeyStatusChange, SealedProviderKeys
 from shared.sealing import Recipient, SealingError
 
 log = logging.getLogger("switchyard.edge.credentials")
+
+_DEFAULT_COOLDOWN = 10.0
+_MAX_COOLDOWN = 600.0
 
 
 class Credentials:
@@ -34,9 +38,12 @@ class Credentials:
         self._refresh_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self.loaded = asyncio.Event()
+        self._reports: set[asyncio.Task[None]] = set()
+        self._refused: set[str] = set()  # refused upstream; kept out until keyvault has heard
 
-    def pick(self, provider: str) -> Credential:
-        """A key for ``provider``, spread round-robin over its active keys. No I/O."""
+    def pick(self, provider: str, model: str, exclude: frozenset[str] = frozenset()) -> Credential:
+        """A key for ``provider``, round-robin over its active keys, skipping keys cooling down
+        after a 429 for ``model`` and those in ``exclude`` (already tried). No I/O."""
         keys = self._keys.get(provider)
         if not keys:
             self._wake.set()  # maybe one was added and the change event is in flight
@@ -45,7 +52,51 @@ class Credentials:
                 f"No API key is configured for provider {provider!r}. "
                 "An admin can add one with POST /ai/providers/keys.",
             )
-        return keys[next(self._cursors[provider]) % len(keys)]
+        now = time.monotonic()
+        for _ in range(len(keys)):
+            key = keys[next(self._cursors[provider]) % len(keys)]
+            if key.key_id not in exclude and not key.cooling(model, now):
+                return key
+        waits = [k.cooldown_until[model] - now for k in keys if k.key_id not in exclude and k.cooling(model, now)]
+        retry = max(1, math.ceil(min(waits))) if waits else 1
+        raise GatewayError(
+            RATE_LIMITED,
+            f"Every API key for provider {provider!r} is rate limited for `{model}`; retry in {retry} s.",
+            headers={"retry-after": str(retry)},
+        )
+
+    def has_other(self, provider: str, model: str, exclude: frozenset[str]) -> bool:
+        now = time.monotonic()
+        return any(k.key_id not in exclude and not k.cooling(model, now) for k in self._keys.get(provider, []))
+
+    def cool_down(self, key: Credential, model: str, retry_after: str | None) -> None:
+        try:
+            seconds = float(retry_after) if retry_after else _DEFAULT_COOLDOWN
+        except ValueError:
+            seconds = _DEFAULT_COOLDOWN
+        key.cooldown_until[model] = time.monotonic() + min(max(seconds, 1.0), _MAX_COOLDOWN)
+        log.warning("provider key %s is rate limited for %s; cooling down for %.0f s", key.key_id, model, seconds)
+
+    def mark_invalid(self, provider: str, key: Credential, reason: str) -> None:
+        """The provider refused this key: stop using it here at once, and tell keyvault (off the
+        request path), which marks it invalid for every edge and in the admin listing."""
+        self._refused.add(key.key_id)
+        self._keys[provider] = [k for k in self._keys.get(provider, []) if k.key_id != key.key_id]
+        self._cursors[provider] = itertools.cycle(range(max(len(self._keys[provider]), 1)))
+        log.warning("provider key %s was refused by %s (%s); not using it", key.key_id, provider, reason)
+        task = asyncio.get_running_loop().create_task(self._report_invalid(key.key_id, reason))
+        self._reports.add(task)
+        task.add_done_callback(self._reports.discard)
+
+    async def _report_invalid(self, key_id: str, reason: str) -> None:
+        try:
+            change = ProviderKeyStatusChange(id=key_id, status="invalid", reason=reason)
+            await self.bus.request(subjects.PROVIDER_KEYS_STATUS, change, ProviderKeyInfo, timeout=10.0)
+        except Exception as exc:
+            log.warning("could not report provider key %s as invalid: %s", key_id, exc)
+        finally:
+            # From now on keyvault's deliveries tell the truth (an admin may re-enable the key).
+            self._refused.discard(key_id)
 
     async def refresh(self) -> None:
         async with self._refresh_lock:
@@ -56,13 +107,17 @@ class Credentials:
                 timeout=10.0,
             )
             keys: dict[str, list[Credential]] = {}
+            cooling = {k.key_id: k.cooldown_until for v in self._keys.values() for k in v}  # survives a refresh
             for item in reply.keys:
+                if item.id in self._refused:
+                    continue
                 try:
                     secret = self._recipient.open(item.sealed, context=item.id.encode()).decode()
                 except (SealingError, UnicodeDecodeError):
                     log.error("could not open sealed provider key %s; skipping it", item.id)
                     continue
-                keys.setdefault(item.provider, []).append(Credential(key_id=item.id, secret=secret))
+                cred = Credential(key_id=item.id, secret=secret, cooldown_until=cooling.get(item.id, {}))
+                keys.setdefault(item.provider, []).append(cred)
             self._keys = keys
             self._cursors = {p: itertools.cycle(range(len(v))) for p, v in keys.items()}
             self._fetched_at = time.monotonic()

@@ -31,6 +31,7 @@ from shared.messages import (
     ProviderKeyFetch,
     ProviderKeyInfo,
     ProviderKeyList,
+    ProviderKeyStatusChange,
     SealedProviderKeys,
     TransportKey,
 )
@@ -65,6 +66,7 @@ class Keyvault:
         await serve(subjects.PROVIDER_KEYS_CREATE, q, ProviderKeyCreateSealed, self.create_provider_key)
         await serve(subjects.PROVIDER_KEYS_LIST, q, Empty, self.list_provider_keys)
         await serve(subjects.PROVIDER_KEYS_ROTATE, q, Empty, self.rotate_encryption)
+        await serve(subjects.PROVIDER_KEYS_STATUS, q, ProviderKeyStatusChange, self.set_provider_key_status)
         await serve(subjects.PROVIDER_KEYS_DELETE, q, ById, self.delete_provider_key)
         await serve(subjects.PROVIDER_KEYS_FETCH, q, ProviderKeyFetch, self.fetch_provider_keys)
         await serve(subjects.CLIENT_KEYS_CREATE, q, ClientKeyCreate, self.create_client_key)
@@ -122,6 +124,11 @@ class Keyvault:
         info = await self.provider_keys.create(
             ProviderKeyCreate(provider=req.provider, api_key=secret, label=req.label)
         )
+        await self.bus.publish(subjects.PROVIDER_KEYS_CHANGED, Empty())
+        return info
+
+    async def set_provider_key_status(self, change: ProviderKeyStatusChange) -> ProviderKeyInfo:
+        info = await self.provider_keys.set_status(change)
         await self.bus.publish(subjects.PROVIDER_KEYS_CHANGED, Empty())
         return info
 

@@ -16,6 +16,7 @@ from shared.errors import CONFLICT, INVALID_REQUEST, NOT_FOUND, UNAVAILABLE, Gat
 from shared.messages import (
     ProviderKeyCreate,
     ProviderKeyInfo,
+    ProviderKeyStatusChange,
     SealedProviderKey,
 )
 from shared.sealing import SealingError, seal
@@ -99,6 +100,18 @@ class ProviderKeyStore:
         await self._guard(self.vault.put(f"{_PREFIX}/{key_id}", stored.model_dump()))
         log.info("stored provider key %s for %s (%s)", key_id, provider, stored.fingerprint)
         return stored.info()
+
+    async def set_status(self, change: ProviderKeyStatusChange) -> ProviderKeyInfo:
+        data = await self._guard(self.vault.get(f"{_PREFIX}/{change.id}"))
+        if data is None:
+            raise GatewayError(NOT_FOUND, f"no provider key {change.id!r}", param="id")
+        key = StoredProviderKey.model_validate(data)
+        if change.status == "invalid" and key.status != "active":
+            return key.info()  # an admin's decision (disabled) stands; already invalid stays so
+        updated = key.model_copy(update={"status": change.status, "status_reason": change.reason})
+        await self._guard(self.vault.put(f"{_PREFIX}/{key.id}", updated.model_dump()))
+        log.info("provider key %s is now %s%s", key.id, change.status, f" ({change.reason})" if change.reason else "")
+        return updated.info()
 
     async def delete(self, key_id: str) -> ProviderKeyInfo:
         data = await self._guard(self.vault.get(f"{_PREFIX}/{key_id}"))

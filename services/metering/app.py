@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from services.metering.consumer import UsageConsumer
 from services.metering.prices import Prices
-from services.metering.queries import request_log, usage_summary, usage_timeseries
+from services.metering.queries import provider_keys_last_used, request_log, usage_summary, usage_timeseries
 from services.metering.settings import MeteringSettings
 from services.metering.sink import Sink
 from shared import subjects
@@ -20,6 +20,7 @@ from shared.bus import Bus, Msg
 from shared.catalog import load_catalog
 from shared.errors import UNAVAILABLE, GatewayError
 from shared.messages import (
+    KeysLastUsed,
     MeteringStatus,
     Ping,
     PriceIn,
@@ -78,6 +79,7 @@ class Metering:
         await self.bus.serve(subjects.USAGE_TIMESERIES, q, TimeseriesQuery, self.timeseries)
         await self.bus.serve(subjects.USAGE_REQUESTS, q, RequestsQuery, self.requests)
         await self.bus.serve(subjects.METERING_STATUS, q, Empty, self.status)
+        await self.bus.serve(subjects.USAGE_KEYS_LAST_USED, q, Empty, self.keys_last_used)
         await self.bus.serve(subjects.PRICES_LIST, q, Empty, self.list_prices)
         await self.bus.serve(subjects.PRICES_SET, q, PriceIn, self.set_price)
         await self.bus.subscribe(subjects.PRICES_CHANGED, self._prices_changed)
@@ -93,6 +95,9 @@ class Metering:
 
     async def requests(self, query: RequestsQuery) -> RequestLog:
         return await _store(lambda: request_log(self.sink, query))
+
+    async def keys_last_used(self, _: Empty) -> KeysLastUsed:
+        return KeysLastUsed(last_used=await _store(lambda: provider_keys_last_used(self.sink)))
 
     async def list_prices(self, _: Empty) -> PriceList:
         return PriceList(data=self.prices.current())

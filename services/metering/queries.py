@@ -158,3 +158,13 @@ async def request_log(sink: Sink, query: RequestsQuery) -> RequestLog:
     more = len(rows) > query.limit
     cursor = _cursor(round(entries[-1].ts * 1000), entries[-1].id) if more and entries else None
     return RequestLog(data=entries, has_more=more, next_cursor=cursor)
+
+
+async def provider_keys_last_used(sink: Sink) -> dict[str, float]:
+    """When each provider key last served a request that succeeded."""
+    rows = await sink.query(
+        f"SELECT provider_key_id, max(toUnixTimestamp64Milli(ts)) FROM {USAGE_TABLE} "
+        "WHERE provider_key_id != '' AND status < 400 GROUP BY provider_key_id",
+        {},
+    )
+    return {str(r[0]): r[1] / 1000 for r in rows}

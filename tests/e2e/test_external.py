@@ -31,9 +31,14 @@ def test_external_nats_vault_and_clickhouse(tmp_path: Path, gateway: Gateway) ->
         assert set(stack.supervisor.children) == {"router", "keyvault", "metering", "edge"}
         assert info.nats_url == nats.url and info.vault_addr == gateway.info.vault_addr
         # Provider keys come from the external Vault: the OpenAI key stored there works.
-        client = Gateway(stack, info, gateway.sim).client()
-        reply = client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
-        assert reply.choices[0].message.content
+        external = Gateway(stack, info, gateway.sim)
+        try:
+            reply = external.client().chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": "hi"}]
+            )
+            assert reply.choices[0].message.content
+        finally:
+            external.close()
         assert (tmp_path / "external-clickhouse").is_dir()
         assert not (tmp_path / "data" / "clickhouse").exists()
         assert not (tmp_path / "data" / "nats").exists()

@@ -11,6 +11,8 @@ Behaviour is chosen by the model name, so one simulator serves every test:
 - ``*-truncate``: a stream that stops mid-answer without a finish reason or ``[DONE]``;
 - ``*-long``: a slow stream of many chunks (client-disconnect tests).
 
+Provider keys starting ``sk-invalid`` get 401 and ``sk-ratelimited`` get 429, whatever the model.
+
 Every request is recorded (path, headers, body), and every stream records whether it ran to
 the end or the peer went away.
 """
@@ -100,8 +102,11 @@ class OpenAISimulator:
         except ValueError:
             return _error(400)
         self.state.requests.append(Recorded(request.path, dict(request.headers), body))
-        if request.headers.get("authorization", "") == "":
+        auth = request.headers.get("authorization", "")
+        if auth == "" or auth.startswith("Bearer sk-invalid"):
             return _error(401)
+        if auth.startswith("Bearer sk-ratelimited"):
+            return _error(429)
         model = str(body.get("model", ""))
         status = re.search(r"-status-(\d{3})$", model)
         if status:

@@ -28,6 +28,11 @@ class Unsupported(GatewayError):
 class Credential:
     key_id: str
     secret: str
+    # Per model (providers rate-limit per model): monotonic time until which not to use it.
+    cooldown_until: dict[str, float] = field(default_factory=dict)
+
+    def cooling(self, model: str, now: float) -> bool:
+        return self.cooldown_until.get(model, 0.0) > now
 
 
 @dataclass

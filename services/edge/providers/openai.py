@@ -64,6 +64,7 @@ def from_openai_error(status: int, raw: bytes, provider: str, headers: Mapping[s
     kind = kind_for_status(client_status)
     relayed = {h: headers[h] for h in _RELAYED_HEADERS if h in headers}
     error = GatewayError(kind, message, param=param, code=code, status=client_status, headers=relayed)
+    error.upstream_status = status
     if err_type and client_status < 500:
         error.kind = type(kind)(client_status, err_type, code, kind.log_level)
     return error

@@ -21,10 +21,13 @@ from shared.messages import (
     ClientKeyInfo,
     ClientKeyList,
     EncryptionRotated,
+    KeysLastUsed,
     ProviderKeyCreate,
     ProviderKeyCreateSealed,
     ProviderKeyInfo,
     ProviderKeyList,
+    ProviderKeyPatch,
+    ProviderKeyStatusChange,
     TransportKey,
 )
 from shared.sealing import seal
@@ -72,7 +75,22 @@ async def rotate_encryption(edge: EdgeDep, principal: PrincipalDep) -> Encryptio
 async def list_provider_keys(edge: EdgeDep, principal: PrincipalDep) -> dict[str, Any]:
     require_admin(principal)
     reply = await edge.bus.request(subjects.PROVIDER_KEYS_LIST, _Empty(), ProviderKeyList, timeout=_ADMIN_TIMEOUT)
+    try:  # when each key last served a request, from metering; the listing works without it
+        used = await edge.bus.request(subjects.USAGE_KEYS_LAST_USED, _Empty(), KeysLastUsed, timeout=5.0)
+        for key in reply.data:
+            key.last_used_at = used.last_used.get(key.id)
+    except GatewayError:
+        pass
     return {"object": "list", "data": [k.model_dump() for k in reply.data]}
+
+
+@router.patch("/providers/keys/{key_id}")
+async def patch_provider_key(key_id: str, request: Request, edge: EdgeDep, principal: PrincipalDep) -> ProviderKeyInfo:
+    """Disable or (re-)enable a provider key; re-enabling also clears an ``invalid`` mark."""
+    require_admin(principal)
+    patch = await parse_body(request, ProviderKeyPatch)
+    change = ProviderKeyStatusChange(id=key_id, status=patch.status, reason="set by an admin")
+    return await edge.bus.request(subjects.PROVIDER_KEYS_STATUS, change, ProviderKeyInfo, timeout=_ADMIN_TIMEOUT)
 
 
 @router.delete("/providers/keys/{key_id}")

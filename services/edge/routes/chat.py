@@ -17,8 +17,9 @@ from starlette.responses import Response, StreamingResponse
 from services.edge.auth import require_model
 from services.edge.body import check_chat, read_json
 from services.edge.metered import RequestRecord
-from services.edge.providers.base import Call, StreamMeter
+from services.edge.providers.base import Call, Credential, StreamMeter
 from services.edge.state import Edge
+from shared.catalog import Route
 from shared.errors import GatewayError
 
 OVERHEAD_HEADER = "x-switchyard-overhead-ms"
@@ -42,16 +43,29 @@ async def chat_completions(request: Request) -> Response:
         require_model(principal, body["model"], record.route.model)
         provider = edge.routes.current().providers[record.route.provider]
         adapter = edge.registry.get(provider.api, record.route.provider)
-        credential = edge.credentials.pick(record.route.provider) if provider.requires_key else None
-        record.provider_key_id = credential.key_id if credential else ""
-        call = Call(record.route, provider, credential, body, record.request_id, edge.http)
-        if stream:
-            meter = StreamMeter()
-            events = await adapter.stream(call, meter)
-            upstream_ms = (time.perf_counter() - meter.started) * 1000  # until the provider answered
-        else:
-            completion = await adapter.chat(call)
-            upstream_ms = completion.upstream_ms
+        tried: frozenset[str] = frozenset()
+        while True:  # one attempt per provider key, while the provider refuses keys
+            route = record.route
+            credential = (
+                edge.credentials.pick(route.provider, route.upstream_model, tried) if provider.requires_key else None
+            )
+            record.provider_key_id = credential.key_id if credential else ""
+            call = Call(record.route, provider, credential, body, record.request_id, edge.http)
+            try:
+                if stream:
+                    meter = StreamMeter()
+                    events = await adapter.stream(call, meter)
+                    upstream_ms = (time.perf_counter() - meter.started) * 1000  # until the provider answered
+                else:
+                    completion = await adapter.chat(call)
+                    upstream_ms = completion.upstream_ms
+                break
+            except GatewayError as exc:
+                if credential is None or not _key_refused(edge, route, credential, exc):
+                    raise
+                tried |= {credential.key_id}
+                if not edge.credentials.has_other(route.provider, route.upstream_model, tried):
+                    raise
     except GatewayError as exc:
         edge.usage.submit(record.event(status=exc.status, error_type=exc.type, stream=stream))
         exc.headers["x-request-id"] = record.request_id
@@ -64,6 +78,18 @@ async def chat_completions(request: Request) -> Response:
     headers["cache-control"] = "no-cache"
     headers["x-accel-buffering"] = "no"
     return StreamingResponse(_metered(events, meter, record, edge), media_type="text/event-stream", headers=headers)
+
+
+def _key_refused(edge: Edge, route: Route, credential: Credential, exc: GatewayError) -> bool:
+    """Whether the provider refused this key (not the request): 429 cools it down, 401/403
+    take it out of service. Either way another key may do."""
+    if exc.upstream_status == 429:
+        edge.credentials.cool_down(credential, route.upstream_model, exc.headers.get("retry-after"))
+        return True
+    if exc.upstream_status in (401, 403):
+        edge.credentials.mark_invalid(route.provider, credential, f"HTTP {exc.upstream_status}: {exc.message[:200]}")
+        return True
+    return False
 
 
 async def _metered(
