@@ -48,7 +48,7 @@ class Stack:
         self.supervisor = Supervisor()
         self.vault_token = ""
         self.nats_monitor_url: str | None = None
-        self._edge_env: dict[str, str] = {}
+        self._envs: dict[str, dict[str, str]] = {}
         self.info: StackInfo | None = None
 
     # --- pieces --------------------------------------------------------------------------
@@ -143,8 +143,8 @@ class Stack:
         metering_env = dict(base)
         if self.settings.clickhouse_dsn:
             metering_env["GATEWAY_CLICKHOUSE_DSN"] = self.settings.clickhouse_dsn
-        self._edge_env = edge_env
         envs = {"router": base, "keyvault": keyvault_env, "metering": metering_env, "edge": edge_env}
+        self._envs = envs
         for name in SERVICES:
             self.supervisor.add(self._service(name, envs[name]))
             self.supervisor.start(name)
@@ -175,15 +175,24 @@ class Stack:
                 time.sleep(0.2)
         raise RuntimeError(f"the gateway did not become ready in {self.settings.ready_timeout:.0f}s: {last}")
 
-    def add_edge(self, name: str) -> str:
-        """Start one more edge process on its own port (a second replica on this machine);
-        returns its origin URL once it is ready."""
-        port = free_port()
-        env = self._edge_env | {"GATEWAY_PORT": str(port), "GATEWAY_EDGE_WORKERS": "1"}
-        spec = self._service("edge", env)
+    def add_replica(self, service: str, name: str, env: dict[str, str | None]) -> None:
+        """Start one more process of ``service`` (a replica on this machine), its environment
+        changed by ``env`` (None removes a variable)."""
+        changed = dict(self._envs[service])
+        for key, value in env.items():
+            if value is None:
+                changed.pop(key, None)
+            else:
+                changed[key] = value
+        spec = self._service(service, changed)
         spec.name, spec.log_file = name, self.data_dir / "logs" / f"{name}.log"
         self.supervisor.add(spec)
         self.supervisor.start(name)
+
+    def add_edge(self, name: str) -> str:
+        """A second edge on its own port; returns its origin URL once it is ready."""
+        port = free_port()
+        self.add_replica("edge", name, {"GATEWAY_PORT": str(port), "GATEWAY_EDGE_WORKERS": "1"})
         origin = f"http://127.0.0.1:{port}"
         self._wait_ready(origin)
         return origin

@@ -22,9 +22,14 @@ async def main(stop: asyncio.Event) -> None:
         transit_key=settings.vault_transit_key,
         kv_mount=settings.vault_kv_mount,
     )
+    if settings.vault_role_id and settings.vault_secret_id:
+        vault.use_approle(
+            settings.vault_role_id, settings.vault_secret_id.get_secret_value(), settings.vault_approle_mount
+        )
     service = Keyvault(settings, bus, vault)
     await service.start()
     await service.prepare_vault(stop)
+    await service.keep_token_alive(stop)
     await stop.wait()
     await bus.close()
 

@@ -56,6 +56,7 @@ class Keyvault:
         self.provider_keys = ProviderKeyStore(vault, providers)
         self.client_keys = ClientKeyStore(bus)
         self.transport: Recipient | None = None
+        self.token_ttl = 0.0
 
     async def start(self) -> None:
         await self.bus.kv(subjects.CLIENT_KEYS_BUCKET)
@@ -78,6 +79,7 @@ class Keyvault:
         delay = 0.2
         while not stop.is_set():
             try:
+                self.token_ttl = await self.vault.login()
                 await self.vault.ensure_engines()
                 self.transport = await self._transport_key()
                 imported = await self.provider_keys.import_from_env(self.settings.env_provider_keys())
@@ -93,6 +95,20 @@ class Keyvault:
                 except TimeoutError:
                     pass
                 delay = min(delay * 2, 5.0)
+
+    async def keep_token_alive(self, stop: asyncio.Event) -> None:
+        """Renew an AppRole token at two thirds of its lifetime (log in again past its max)."""
+        while not stop.is_set() and self.token_ttl > 0:
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=max(self.token_ttl * 2 / 3, 1.0))
+                return
+            except TimeoutError:
+                pass
+            try:
+                self.token_ttl = await self.vault.renew()
+            except VaultUnavailable as exc:
+                log.warning("Vault token renewal failed (%s); retrying", exc)
+                self.token_ttl = 3.0  # try again soon
 
     async def _transport_key(self) -> Recipient:
         """The X25519 key pair admins' new provider keys are sealed to, shared by every

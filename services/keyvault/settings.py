@@ -10,6 +10,10 @@ from shared.settings import ServiceSettings
 class KeyvaultSettings(ServiceSettings):
     vault_addr: str = Field(default="http://127.0.0.1:8200", validation_alias="VAULT_ADDR")
     vault_token: SecretStr = Field(default=SecretStr(""), validation_alias="VAULT_TOKEN")
+    # Production: AppRole instead of a static token (the token is then obtained and renewed).
+    vault_role_id: str | None = Field(default=None, validation_alias="VAULT_ROLE_ID")
+    vault_secret_id: SecretStr | None = Field(default=None, validation_alias="VAULT_SECRET_ID")
+    vault_approle_mount: str = Field(default="approle", validation_alias="VAULT_APPROLE_MOUNT")
     vault_transit_mount: str = Field(default="transit", validation_alias="GATEWAY_VAULT_TRANSIT_MOUNT")
     vault_transit_key: str = Field(default="switchyard-provider-keys", validation_alias="GATEWAY_VAULT_TRANSIT_KEY")
     vault_kv_mount: str = Field(default="switchyard", validation_alias="GATEWAY_VAULT_KV_MOUNT")

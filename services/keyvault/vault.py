@@ -21,24 +21,72 @@ class VaultUnavailable(Exception):
 
 class Vault:
     def __init__(self, addr: str, token: str, *, transit_mount: str, transit_key: str, kv_mount: str) -> None:
-        self._client = hvac.Client(url=addr, token=token, timeout=5)
+        self._client = hvac.Client(url=addr, token=token or None, timeout=5)
         self.transit_mount = transit_mount
         self.transit_key = transit_key
         self.kv_mount = kv_mount
+        self._approle: tuple[str, str, str] | None = None
+
+    # --- authentication -------------------------------------------------------------------
+
+    def use_approle(self, role_id: str, secret_id: str, mount: str = "approle") -> None:
+        self._approle = (role_id, secret_id, mount)
+
+    async def login(self) -> float:
+        """Log in with AppRole (if configured); returns the token's lifetime in seconds
+        (0 for a static token, which is not renewed here)."""
+        if self._approle is None:
+            return 0.0
+        role_id, secret_id, mount = self._approle
+        try:
+            resp = await self._call(self._client.auth.approle.login, role_id, secret_id=secret_id, mount_point=mount)
+        except (hvac.exceptions.InvalidRequest, hvac.exceptions.Forbidden, VaultUnavailable) as exc:
+            raise VaultUnavailable("AppRole login refused: check VAULT_ROLE_ID / VAULT_SECRET_ID") from exc
+        return float(resp["auth"]["lease_duration"])
+
+    async def renew(self) -> float:
+        """Renew the AppRole token, or log in again once it cannot be renewed any more;
+        returns the new lifetime."""
+        try:
+            resp = await self._call(self._client.auth.token.renew_self)
+            ttl = float(resp["auth"]["lease_duration"])
+            granted = float(resp["auth"].get("token_ttl") or 0) or ttl
+            # Near its maximum lifetime Vault grants less than asked: start a fresh token now.
+            if ttl >= 2.0 and ttl >= granted * 0.5:
+                return ttl
+        except (VaultUnavailable, hvac.exceptions.VaultError):
+            pass
+        return await self.login()
 
     async def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await self._call(fn, *args, **kwargs)
+        except hvac.exceptions.Forbidden:
+            if self._approle is not None:
+                # The AppRole token ran out (a renewal lost a race with its expiry): log in, retry once.
+                await self.login()
+                try:
+                    return await self._call(fn, *args, **kwargs)
+                except hvac.exceptions.Forbidden:
+                    pass
+            raise VaultUnavailable("Vault refused the keyvault's token") from None
+
+    async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return await asyncio.to_thread(fn, *args, **kwargs)
         except (requests.RequestException, hvac.exceptions.VaultDown, hvac.exceptions.InternalServerError) as exc:
             raise VaultUnavailable(f"Vault is unreachable or sealed ({type(exc).__name__})") from exc
-        except hvac.exceptions.Forbidden as exc:
-            raise VaultUnavailable("Vault refused the keyvault's token") from exc
 
     # --- setup ----------------------------------------------------------------------------
 
     async def ensure_engines(self) -> None:
         """Mount Transit and KV v2 and create the Transit key if they are missing."""
-        mounts = await self._run(self._client.sys.list_mounted_secrets_engines)
+        try:
+            mounts = await self._run(self._client.sys.list_mounted_secrets_engines)
+        except VaultUnavailable as exc:
+            if self._approle is not None and "refused" in str(exc):
+                return  # a least-privilege AppRole: the operator mounted the engines
+            raise
         present = {path.rstrip("/") for path in (mounts.get("data") or mounts)}
         if self.transit_mount not in present:
             await self._run(self._client.sys.enable_secrets_engine, "transit", path=self.transit_mount)
