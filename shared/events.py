@@ -38,3 +38,19 @@ class UsageEvent(BaseModel):
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+
+class AuditEvent(BaseModel):
+    """Who did what, when, from where: every admin call and every provider-key decryption.
+    Never carries a secret."""
+
+    schema_version: int = 1
+    event_id: str
+    ts: float
+    actor: str  # a client key id, "admin", or the service instance that acted
+    actor_user: str = ""
+    action: str  # e.g. "POST /ai/providers/keys", "provider_key.decrypt"
+    target: str = ""
+    status: int = 200
+    source: str = ""  # the client address, or the edge a key was delivered to
+    instance: str = ""

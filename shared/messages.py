@@ -326,3 +326,26 @@ class MeteringStatus(BaseModel):
     dead_letter_stream_messages: int
     pending: int
     clickhouse: bool
+
+
+class AuditQuery(BaseModel):
+    limit: int = Field(default=100, ge=1, le=1000)
+    action: str | None = Field(default=None, max_length=256)
+    actor: str | None = Field(default=None, max_length=256)
+
+
+class AuditEntry(BaseModel):
+    id: str
+    ts: float
+    actor: str
+    actor_user: str
+    action: str
+    target: str
+    status: int
+    source: str
+    instance: str
+
+
+class AuditLog(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[AuditEntry]

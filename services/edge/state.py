@@ -18,6 +18,7 @@ from services.edge.routing import Routes
 from services.edge.settings import EdgeSettings
 from services.edge.upstream import upstream_client
 from services.edge.usage import UsagePublisher
+from shared.audit import Auditor
 from shared.bus import Bus
 
 log = logging.getLogger("switchyard.edge")
@@ -33,6 +34,7 @@ class Edge:
     usage: UsagePublisher
     registry: Registry
     http: aiohttp.ClientSession
+    auditor: Auditor
     instance: str
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -49,11 +51,13 @@ class Edge:
             usage=UsagePublisher(bus, settings.spool_dir, instance),
             registry=Registry(),
             http=upstream_client(settings),  # built inside the running loop (lifespan)
+            auditor=Auditor(bus, instance),
             instance=instance,
         )
 
     async def start(self) -> None:
         await self.bus.connect()
+        await self.auditor.setup()
         for coro in (
             self.client_keys.mirror.run(),
             self.routes.mirror.run(),
@@ -73,6 +77,7 @@ class Edge:
             log.warning("serving without provider keys yet; is keyvault up?")
 
     async def stop(self) -> None:
+        await self.auditor.flush()
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -89,7 +94,9 @@ EdgeDep = Annotated[Edge, Depends(get_edge)]
 
 
 async def get_principal(request: Request, edge: EdgeDep) -> Principal:
-    return edge.client_keys.authenticate(request.headers.get("authorization"), request.headers.get("api-key"))
+    principal = edge.client_keys.authenticate(request.headers.get("authorization"), request.headers.get("api-key"))
+    request.state.principal = principal  # for the audit record
+    return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

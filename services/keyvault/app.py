@@ -14,6 +14,7 @@ from services.keyvault.provider_keys import ProviderKeyStore
 from services.keyvault.settings import KeyvaultSettings
 from services.keyvault.vault import Vault, VaultUnavailable
 from shared import subjects
+from shared.audit import Auditor
 from shared.bus import Bus
 from shared.catalog import load_catalog
 from shared.errors import INVALID_REQUEST, UNAVAILABLE, GatewayError
@@ -53,13 +54,15 @@ class Keyvault:
         self.vault = vault
         self.instance = f"keyvault-{socket.gethostname()}-{os.getpid()}"
         providers = {name for name, cfg in load_catalog().providers.items() if cfg.requires_key}
-        self.provider_keys = ProviderKeyStore(vault, providers)
+        self.auditor = Auditor(bus, self.instance)
+        self.provider_keys = ProviderKeyStore(vault, providers, self.auditor)
         self.client_keys = ClientKeyStore(bus)
         self.transport: Recipient | None = None
         self.token_ttl = 0.0
 
     async def start(self) -> None:
         await self.bus.kv(subjects.CLIENT_KEYS_BUCKET)
+        await self.auditor.setup()
         serve = self.bus.serve
         q = subjects.QUEUE_KEYVAULT
         await serve(subjects.KEYVAULT_PING, q, Empty, self.ping)
@@ -161,7 +164,7 @@ class Keyvault:
         return info
 
     async def fetch_provider_keys(self, req: ProviderKeyFetch) -> SealedProviderKeys:
-        keys = await self.provider_keys.sealed_for(req.public_key)
+        keys = await self.provider_keys.sealed_for(req.public_key, req.edge_instance)
         log.info("delivered %d sealed provider key(s) to %s", len(keys), req.edge_instance)
         return SealedProviderKeys(keys=keys)
 

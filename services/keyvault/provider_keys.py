@@ -12,6 +12,7 @@ from typing import TypeVar
 from pydantic import SecretStr
 
 from services.keyvault.vault import Vault, VaultUnavailable
+from shared.audit import Auditor
 from shared.errors import CONFLICT, INVALID_REQUEST, NOT_FOUND, UNAVAILABLE, GatewayError
 from shared.messages import (
     ProviderKeyCreate,
@@ -47,9 +48,10 @@ def _context(key_id: str) -> str:
 
 
 class ProviderKeyStore:
-    def __init__(self, vault: Vault, known_providers: set[str]) -> None:
+    def __init__(self, vault: Vault, known_providers: set[str], auditor: Auditor) -> None:
         self.vault = vault
         self.known_providers = known_providers
+        self.auditor = auditor
 
     async def _guard(self, coro: Awaitable[T]) -> T:
         try:
@@ -121,13 +123,16 @@ class ProviderKeyStore:
         log.info("deleted provider key %s", key_id)
         return StoredProviderKey.model_validate(data).info()
 
-    async def sealed_for(self, public_key: str) -> list[SealedProviderKey]:
+    async def sealed_for(self, public_key: str, edge_instance: str) -> list[SealedProviderKey]:
         """Every active key, decrypted by Transit and sealed to one edge's public key."""
         out = []
         for key in await self._guard(self._all()):
             if key.status != "active":
                 continue
             plaintext = await self._guard(self.vault.decrypt(key.ciphertext, _context(key.id)))
+            self.auditor.record(
+                actor=self.auditor.instance, action="provider_key.decrypt", target=key.id, source=edge_instance
+            )
             try:
                 sealed = seal(public_key, plaintext, context=key.id.encode())
             except SealingError as exc:
@@ -150,6 +155,7 @@ class ProviderKeyStore:
         stored = await self._guard(self._all())
         for key in stored:
             plaintext = await self._guard(self.vault.decrypt(key.ciphertext, _context(key.id)))
+            self.auditor.record(actor=self.auditor.instance, action="provider_key.reencrypt", target=key.id)
             ciphertext = await self._guard(self.vault.encrypt(plaintext, _context(key.id)))
             del plaintext
             updated = key.model_copy(update={"ciphertext": ciphertext})

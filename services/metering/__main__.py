@@ -21,9 +21,9 @@ async def main(stop: asyncio.Event) -> None:
     await bus.connect()
     service = Metering(settings, bus, sink)
     await service.start()
-    consumer = asyncio.create_task(service.consumer.run(stop))
+    consumers = [asyncio.create_task(service.consumer.run(stop)), asyncio.create_task(service.audit.run(stop))]
     await stop.wait()
-    await consumer  # finishes the batch in hand, then returns
+    await asyncio.gather(*consumers)  # each finishes the batch in hand, then returns
     await bus.close()
     await sink.close()
 

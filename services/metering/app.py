@@ -10,9 +10,9 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 
-from services.metering.consumer import UsageConsumer
+from services.metering.consumer import AuditConsumer, UsageConsumer
 from services.metering.prices import Prices
-from services.metering.queries import provider_keys_last_used, request_log, usage_summary, usage_timeseries
+from services.metering.queries import audit_log, provider_keys_last_used, request_log, usage_summary, usage_timeseries
 from services.metering.settings import MeteringSettings
 from services.metering.sink import Sink
 from shared import subjects
@@ -20,6 +20,8 @@ from shared.bus import Bus, Msg
 from shared.catalog import load_catalog
 from shared.errors import UNAVAILABLE, GatewayError
 from shared.messages import (
+    AuditLog,
+    AuditQuery,
     KeysLastUsed,
     MeteringStatus,
     Ping,
@@ -61,6 +63,9 @@ class Metering:
         self.sink = sink
         self.instance = f"metering-{socket.gethostname()}-{os.getpid()}"
         self.prices = Prices(load_catalog(), sink)
+        self.audit = AuditConsumer(
+            bus, sink, batch_size=settings.batch_size, batch_wait=settings.batch_wait, ack_wait=settings.ack_wait
+        )
         self.consumer = UsageConsumer(
             bus,
             sink,
@@ -73,6 +78,8 @@ class Metering:
     async def start(self) -> None:
         await self.prices.reload()
         await self.consumer.setup()
+        await self.audit.setup()
+        await self.bus.serve(subjects.AUDIT_LIST, subjects.QUEUE_METERING, AuditQuery, self.audit_log)
         q = subjects.QUEUE_METERING
         await self.bus.serve(subjects.METERING_PING, q, Empty, self.ping)
         await self.bus.serve(subjects.USAGE_SUMMARY, q, UsageFilter, self.summary)
@@ -95,6 +102,9 @@ class Metering:
 
     async def requests(self, query: RequestsQuery) -> RequestLog:
         return await _store(lambda: request_log(self.sink, query))
+
+    async def audit_log(self, query: AuditQuery) -> AuditLog:
+        return await _store(lambda: audit_log(self.sink, query))
 
     async def keys_last_used(self, _: Empty) -> KeysLastUsed:
         return KeysLastUsed(last_used=await _store(lambda: provider_keys_last_used(self.sink)))

@@ -1,4 +1,4 @@
-"""The durable JetStream consumer that writes usage events into ClickHouse.
+"""Durable JetStream consumers that write events into ClickHouse: usage and audit.
 
 Batches by size and time, acks only after the insert, naks with backoff while ClickHouse is
 unavailable (events wait in JetStream), and moves poison messages to a dead-letter subject.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import nats.errors
 from pydantic import ValidationError
@@ -16,33 +17,41 @@ from services.metering.prices import Prices
 from services.metering.sink import Sink
 from shared import subjects
 from shared.bus import Bus, Msg
-from shared.events import UsageEvent
+from shared.events import AuditEvent, UsageEvent
 
 log = logging.getLogger("switchyard.metering.consumer")
 
 
-class UsageConsumer:
-    def __init__(
-        self, bus: Bus, sink: Sink, prices: Prices, *, batch_size: int, batch_wait: float, ack_wait: float = 30.0
-    ) -> None:
-        self.ack_wait = ack_wait
+class BatchConsumer:
+    """The loop shared by every event table: subclasses say how to parse and write a batch."""
+
+    stream = ""
+    subject = ""
+    durable = ""
+
+    def __init__(self, bus: Bus, sink: Sink, *, batch_size: int, batch_wait: float, ack_wait: float = 30.0) -> None:
         self.bus = bus
         self.sink = sink
-        self.prices = prices
         self.batch_size = batch_size
         self.batch_wait = batch_wait
+        self.ack_wait = ack_wait
         self.inserted = 0
         self.duplicates = 0
         self.dead_lettered = 0
 
+    def parse(self, data: bytes) -> Any:
+        raise NotImplementedError
+
+    async def write(self, rows: list[Any]) -> int:
+        """Store the rows not stored yet; returns how many were new."""
+        raise NotImplementedError
+
     async def setup(self) -> None:
-        await self.bus.ensure_stream(subjects.USAGE_STREAM, [subjects.USAGE_SUBJECTS])
+        await self.bus.ensure_stream(self.stream, [self.subject])
         await self.bus.ensure_stream(subjects.USAGE_DLQ_STREAM, [subjects.USAGE_DEAD_LETTER])
 
     async def run(self, stop: asyncio.Event) -> None:
-        sub = await self.bus.pull_consumer(
-            subjects.USAGE_STREAM, subjects.USAGE_SUBJECTS, subjects.METERING_DURABLE, ack_wait=self.ack_wait
-        )
+        sub = await self.bus.pull_consumer(self.stream, self.subject, self.durable, ack_wait=self.ack_wait)
         try:
             await self._loop(sub, stop)
         finally:
@@ -70,21 +79,19 @@ class UsageConsumer:
 
     async def handle(self, msgs: list[Msg], retry_in: float = 1.0) -> bool:
         """Write one batch; True when it was stored (or held nothing storable)."""
-        rows: list[tuple[UsageEvent, float, str]] = []
+        rows: list[Any] = []
         good: list[Msg] = []
         for msg in msgs:
             try:
-                event = UsageEvent.model_validate_json(msg.data)
+                rows.append(self.parse(msg.data))
             except ValidationError as exc:
                 await self._dead_letter(msg, str(exc.errors()[0].get("msg")))
                 continue
-            cost, version = self.prices.book.cost(event)
-            rows.append((event, cost, version))
             good.append(msg)
         if not good:
             return True
         try:
-            new = await self.sink.insert(rows)
+            new = await self.write(rows)
         except Exception as exc:
             log.warning("ClickHouse insert of %d event(s) failed (%s); will redeliver", len(rows), exc)
             for msg in good:
@@ -99,7 +106,9 @@ class UsageConsumer:
         return True
 
     async def _dead_letter(self, msg: Msg, reason: str) -> None:
-        log.error("usage message is not a valid event (%s); moved to %s", reason, subjects.USAGE_DEAD_LETTER)
+        log.error(
+            "message on %s is not a valid event (%s); moved to %s", self.subject, reason, subjects.USAGE_DEAD_LETTER
+        )
         msg_id = (msg.headers or {}).get("Nats-Msg-Id", "")
         try:
             await self.bus.publish_durable(subjects.USAGE_DEAD_LETTER, msg.data, msg_id=msg_id or f"dlq-{id(msg)}")
@@ -109,6 +118,37 @@ class UsageConsumer:
             return
         self.dead_lettered += 1
         await _quiet(msg.term())
+
+
+class UsageConsumer(BatchConsumer):
+    stream = subjects.USAGE_STREAM
+    subject = subjects.USAGE_SUBJECTS
+    durable = subjects.METERING_DURABLE
+
+    def __init__(
+        self, bus: Bus, sink: Sink, prices: Prices, *, batch_size: int, batch_wait: float, ack_wait: float = 30.0
+    ) -> None:
+        super().__init__(bus, sink, batch_size=batch_size, batch_wait=batch_wait, ack_wait=ack_wait)
+        self.prices = prices
+
+    def parse(self, data: bytes) -> tuple[UsageEvent, float, str]:
+        event = UsageEvent.model_validate_json(data)
+        return (event, *self.prices.book.cost(event))
+
+    async def write(self, rows: list[Any]) -> int:
+        return await self.sink.insert(rows)
+
+
+class AuditConsumer(BatchConsumer):
+    stream = subjects.AUDIT_STREAM
+    subject = subjects.AUDIT_SUBJECT
+    durable = subjects.AUDIT_DURABLE
+
+    def parse(self, data: bytes) -> AuditEvent:
+        return AuditEvent.model_validate_json(data)
+
+    async def write(self, rows: list[Any]) -> int:
+        return await self.sink.insert_audit(rows)
 
 
 async def _quiet(coro) -> None:  # type: ignore[no-untyped-def]

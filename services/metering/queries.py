@@ -7,10 +7,13 @@ import base64
 import time
 from typing import Any
 
-from services.metering.schema import HOURLY_TABLE, USAGE_TABLE
+from services.metering.schema import AUDIT_TABLE, HOURLY_TABLE, USAGE_TABLE
 from services.metering.sink import Sink
 from shared.errors import INVALID_REQUEST, GatewayError
 from shared.messages import (
+    AuditEntry,
+    AuditLog,
+    AuditQuery,
     ModelUsage,
     ProviderUsage,
     RequestLog,
@@ -168,3 +171,22 @@ async def provider_keys_last_used(sink: Sink) -> dict[str, float]:
         {},
     )
     return {str(r[0]): r[1] / 1000 for r in rows}
+
+
+async def audit_log(sink: Sink, query: AuditQuery) -> AuditLog:
+    """The most recent audit events, newest first."""
+    params: dict[str, Any] = {"limit": query.limit}
+    where = "1"
+    if query.action is not None:
+        where += " AND action = {action:String}"
+        params["action"] = query.action
+    if query.actor is not None:
+        where += " AND actor = {actor:String}"
+        params["actor"] = query.actor
+    rows = await sink.query(
+        "SELECT event_id, toUnixTimestamp64Milli(ts) / 1000, actor, actor_user, action, target, status, source, "
+        f"instance FROM {AUDIT_TABLE} FINAL WHERE {where} ORDER BY ts DESC, event_id DESC LIMIT {{limit:UInt32}}",
+        params,
+    )
+    fields = list(AuditEntry.model_fields)
+    return AuditLog(data=[AuditEntry(**dict(zip(fields, r, strict=True))) for r in rows])

@@ -13,6 +13,8 @@ USAGE_TABLE = "usage_events"
 HOURLY_TABLE = "usage_hourly"
 HOURLY_VIEW = "usage_hourly_mv"
 PRICES_TABLE = "prices"
+AUDIT_TABLE = "audit_events"
+AUDIT_COLUMNS = ["event_id", "ts", "actor", "actor_user", "action", "target", "status", "source", "instance"]
 
 USAGE_COLUMNS = [
     "event_id",
@@ -154,5 +156,22 @@ CREATE TABLE IF NOT EXISTS {PRICES_TABLE} (
 )
 ENGINE = ReplacingMergeTree(created_at)
 ORDER BY (provider, model, effective_from)
+""",
+        f"""
+CREATE TABLE IF NOT EXISTS {AUDIT_TABLE} (
+    event_id String,
+    ts DateTime64(3, 'UTC'),
+    actor String,
+    actor_user String,
+    action LowCardinality(String),
+    target String,
+    status UInt16,
+    source String,
+    instance LowCardinality(String),
+    inserted_at DateTime64(3, 'UTC') DEFAULT now64(3)
+)
+ENGINE = ReplacingMergeTree(inserted_at)
+PARTITION BY toYYYYMM(ts)
+ORDER BY (toDate(ts), event_id)
 """,
     ]

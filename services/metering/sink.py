@@ -16,8 +16,16 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
 from services.metering.pricing import Price
-from services.metering.schema import PRICE_COLUMNS, PRICES_TABLE, USAGE_COLUMNS, USAGE_TABLE, ddl
-from shared.events import UsageEvent
+from services.metering.schema import (
+    AUDIT_COLUMNS,
+    AUDIT_TABLE,
+    PRICE_COLUMNS,
+    PRICES_TABLE,
+    USAGE_COLUMNS,
+    USAGE_TABLE,
+    ddl,
+)
+from shared.events import AuditEvent, UsageEvent
 
 
 class Sink:
@@ -83,6 +91,28 @@ class Sink:
         data = [_row(event, cost, version) for event, cost, version in unique.values()]
         client.insert(USAGE_TABLE, data, column_names=USAGE_COLUMNS)
         return len(data)
+
+    async def insert_audit(self, events: list[AuditEvent]) -> int:
+        """Insert audit events not stored yet; idempotent per event id."""
+
+        def _insert() -> int:
+            client = self._connect()
+            unique = {e.event_id: e for e in events}
+            present = client.query(
+                f"SELECT event_id FROM {AUDIT_TABLE} WHERE event_id IN {{ids:Array(String)}}",
+                parameters={"ids": list(unique)},
+            ).result_rows
+            for (event_id,) in present:
+                unique.pop(event_id, None)
+            rows = [
+                [e.event_id, _utc(e.ts), e.actor, e.actor_user, e.action, e.target, e.status, e.source, e.instance]
+                for e in unique.values()
+            ]
+            if rows:
+                client.insert(AUDIT_TABLE, rows, column_names=AUDIT_COLUMNS)
+            return len(rows)
+
+        return int(await self._run(_insert))
 
     async def insert_price(self, price: Price) -> None:
         def _insert() -> None:

@@ -16,6 +16,8 @@ from services.edge.routes.admin import parse_body
 from services.edge.state import EdgeDep, PrincipalDep
 from shared import subjects
 from shared.messages import (
+    AuditLog,
+    AuditQuery,
     MeteringStatus,
     PriceIn,
     PriceList,
@@ -110,3 +112,17 @@ async def set_price(request: Request, edge: EdgeDep, principal: PrincipalDep) ->
     require_admin(principal)
     body = await parse_body(request, PriceIn)
     return await edge.bus.request(subjects.PRICES_SET, body, PriceOut, timeout=_TIMEOUT)
+
+
+@router.get("/audit")
+async def audit(
+    edge: EdgeDep,
+    principal: PrincipalDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    action: Annotated[str | None, Query(max_length=256)] = None,
+    actor: Annotated[str | None, Query(max_length=256)] = None,
+) -> AuditLog:
+    """Recent admin actions and provider-key decryptions (admin only)."""
+    require_admin(principal)
+    query = AuditQuery(limit=limit, action=action, actor=actor)
+    return await edge.bus.request(subjects.AUDIT_LIST, query, AuditLog, timeout=_TIMEOUT)

@@ -1,0 +1,41 @@
+"""Every call to the admin API (``/ai/...``) becomes an audit event: who, what, when, from
+where, and the status it got. Pure ASGI, so the hot path (``/v1``) passes with one prefix check."""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from services.edge.auth import Principal
+
+
+class AuditMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        if scope["type"] != "http" or not path.startswith("/ai/") or path.startswith("/ai/v1/"):
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            edge = getattr(scope["app"].state, "edge", None)
+            if edge is not None:
+                principal: Principal | None = scope.get("state", {}).get("principal")
+                client = scope.get("client")
+                edge.auditor.record(
+                    actor=principal.key_id if principal else "anonymous",
+                    actor_user=principal.user if principal else "",
+                    action=f"{scope['method']} {path}",
+                    status=status,
+                    source=client[0] if client else "",
+                )
