@@ -97,6 +97,9 @@ class GatewayError(Exception):
     def envelope(self) -> dict[str, Any]:
         return {"error": self.body().model_dump()}
 
+    def model_json(self) -> bytes:
+        return ErrorEnvelope(error=self.body()).model_dump_json().encode()
+
     @classmethod
     def from_body(cls, status: int, body: ErrorBody) -> GatewayError:
         """Rebuild an error that crossed the bus (or came from an OpenAI-shaped upstream)."""

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from services.edge import errors
 from services.edge.audit import AuditMiddleware
+from services.edge.limits import HeaderLimitMiddleware
 from services.edge.routes import admin, chat, health, models, usage
 from services.edge.settings import EdgeSettings
 from services.edge.state import Edge
@@ -33,6 +34,7 @@ def create_app(settings: EdgeSettings) -> FastAPI:
     app = FastAPI(title="Switchyard", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     errors.install(app)
     app.add_middleware(AuditMiddleware)
+    app.add_middleware(HeaderLimitMiddleware, max_header_bytes=settings.max_header_bytes)
     for prefix in ("/v1", "/ai/v1"):
         app.router.add_route(f"{prefix}/chat/completions", chat.chat_completions, methods=["POST"])
         app.include_router(models.router, prefix=prefix)

@@ -18,6 +18,7 @@ class EdgeSettings(ServiceSettings):
     )
     admin_key: SecretStr = Field(default=SecretStr(""), validation_alias="GATEWAY_ADMIN_KEY")
     max_body_bytes: int = Field(default=20 * 1024 * 1024, ge=1024, validation_alias="GATEWAY_MAX_BODY_BYTES")
+    max_header_bytes: int = Field(default=32 * 1024, ge=1024, validation_alias="GATEWAY_MAX_HEADER_BYTES")
     upstream_timeout: float = Field(default=600.0, gt=0, validation_alias="GATEWAY_UPSTREAM_TIMEOUT_SECONDS")
     upstream_connect_timeout: float = Field(
         default=10.0, gt=0, validation_alias="GATEWAY_UPSTREAM_CONNECT_TIMEOUT_SECONDS"

@@ -140,3 +140,29 @@ def test_unknown_path_and_method(gateway: Gateway) -> None:
         gateway.info.base_url + "/chat/completions", headers={"authorization": f"Bearer {gateway.info.admin_key}"}
     )
     _assert_error(resp, 405)
+
+
+def test_oversized_headers_are_413(gateway: Gateway) -> None:
+    resp = httpx.post(
+        gateway.info.base_url + "/chat/completions",
+        headers={"authorization": f"Bearer {gateway.info.admin_key}", "x-padding": "p" * 40_000},
+        json={"model": "echo/x", "messages": MESSAGES},
+    )
+    _assert_error(resp, 413, "request_too_large")
+
+
+def test_deeply_nested_json_is_400_not_500(gateway: Gateway) -> None:
+    deep = b'{"model": "echo/x", "messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    _assert_error(_post(gateway, content=deep), 400, "invalid_json")
+
+
+def test_hostile_shapes_get_clear_errors(gateway: Gateway) -> None:
+    for body in (
+        {"model": "echo/x", "messages": [{"role": 5}]},
+        {"model": "echo/x", "messages": {"role": "user"}},
+        {"model": ["gpt-4o"], "messages": MESSAGES},
+        {"model": "echo/x", "messages": MESSAGES, "user": 42},
+        {"model": "echo/x", "messages": MESSAGES, "stream_options": "yes"},
+    ):
+        _assert_error(_post(gateway, json=body), 400)
+    _assert_error(_post(gateway, content=b"\xff\xfe garbage"), 400, "invalid_json")

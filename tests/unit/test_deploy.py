@@ -29,7 +29,7 @@ SETTINGS: dict[str, type[BaseSettings]] = {
 REQUIRED = {
     "edge": {"GATEWAY_NATS_URL", "GATEWAY_ADMIN_KEY", "GATEWAY_HOST", "GATEWAY_PORT"},
     "router": {"GATEWAY_NATS_URL"},
-    "keyvault": {"GATEWAY_NATS_URL", "VAULT_ADDR", "VAULT_TOKEN"},
+    "keyvault": {"GATEWAY_NATS_URL", "VAULT_ADDR", "VAULT_TOKEN", "VAULT_ROLE_ID", "VAULT_SECRET_ID"},
     "metering": {"GATEWAY_NATS_URL", "GATEWAY_CLICKHOUSE_DSN"},
 }
 
