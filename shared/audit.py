@@ -25,7 +25,7 @@ class Auditor:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def setup(self) -> None:
-        await self.bus.ensure_stream(AUDIT_STREAM, [AUDIT_SUBJECT])
+        await self.bus.ensure_stream(AUDIT_STREAM, [AUDIT_SUBJECT], work_queue=True)
 
     def record(
         self, *, actor: str, action: str, target: str = "", status: int = 200, source: str = "", actor_user: str = ""

@@ -16,7 +16,15 @@ import nats.js.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, KeyValueConfig, PubAck, StorageType, StreamConfig
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    KeyValueConfig,
+    PubAck,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ValidationError
 
@@ -238,18 +246,30 @@ class Bus:
     async def stream_messages(self, stream: str) -> int:
         return int((await self.js.stream_info(stream)).state.messages or 0)
 
-    async def ensure_stream(self, name: str, subjects: list[str], *, duplicate_window: float = 600.0) -> None:
+    async def ensure_stream(
+        self, name: str, subjects: list[str], *, work_queue: bool = False, duplicate_window: float = 600.0
+    ) -> None:
+        """Create the stream, or bring an existing one's settings up to date.
+
+        A work queue keeps each message until its consumer acknowledges it, then drops it: events
+        wait as long as their writer is down, and the stream does not grow once they are stored.
+        """
         config = StreamConfig(
             name=name,
             subjects=subjects,
             storage=StorageType.FILE,
             duplicate_window=duplicate_window,
+            retention=RetentionPolicy.WORK_QUEUE if work_queue else RetentionPolicy.LIMITS,
         )
         try:
             await self.js.stream_info(name)
-            await self.js.update_stream(config)
         except nats.js.errors.NotFoundError:
             await self.js.add_stream(config)
+            return
+        try:
+            await self.js.update_stream(config)
+        except nats.js.errors.APIError as exc:  # e.g. a retention policy cannot change in place
+            log.warning("stream %s keeps its existing settings: %s", name, exc)
 
 
 def _unknown_error() -> ErrorBody:

@@ -325,6 +325,7 @@ class MeteringStatus(BaseModel):
     dead_lettered: int
     dead_letter_stream_messages: int
     pending: int
+    usage_stream_messages: int  # events not yet stored (the stream drops them once stored)
     clickhouse: bool
 
 

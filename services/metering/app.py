@@ -124,10 +124,11 @@ class Metering:
             log.warning("could not reload prices: %s", exc)
 
     async def status(self, _: Empty) -> MeteringStatus:
-        pending, dlq = 0, 0
+        pending, dlq, waiting = 0, 0, 0
         try:
             pending = await self.bus.consumer_pending(subjects.USAGE_STREAM, subjects.METERING_DURABLE)
             dlq = await self.bus.stream_messages(subjects.USAGE_DLQ_STREAM)
+            waiting = await self.bus.stream_messages(subjects.USAGE_STREAM)
         except Exception as exc:
             log.warning("could not read consumer state: %s", exc)
         return MeteringStatus(
@@ -136,5 +137,6 @@ class Metering:
             dead_lettered=self.consumer.dead_lettered,
             dead_letter_stream_messages=dlq,
             pending=pending,
+            usage_stream_messages=waiting,
             clickhouse=await self.sink.ping(),
         )

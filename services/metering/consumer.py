@@ -47,7 +47,7 @@ class BatchConsumer:
         raise NotImplementedError
 
     async def setup(self) -> None:
-        await self.bus.ensure_stream(self.stream, [self.subject])
+        await self.bus.ensure_stream(self.stream, [self.subject], work_queue=True)
         await self.bus.ensure_stream(subjects.USAGE_DLQ_STREAM, [subjects.USAGE_DEAD_LETTER])
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -44,6 +44,11 @@ def test_usage_summary_counts_exactly_what_was_sent(gateway: Gateway) -> None:
     assert abs(summary["total_cost_usd"] - 5 * per_request) < 1e-12
     assert {p["provider"]: p["requests"] for p in summary["by_provider"]} == {"openai": 5, "echo": 1}
     assert [u["user"] for u in summary["by_user"]] == ["erin"]
+    # Stored events leave the JetStream work queue: it holds only what is not in ClickHouse yet.
+    wait_until(
+        lambda: gateway.admin("GET", "/ai/usage/status").json()["usage_stream_messages"] == 0,
+        what="the usage stream to drain",
+    )
 
 
 def test_failed_requests_are_metered_too(gateway: Gateway) -> None:

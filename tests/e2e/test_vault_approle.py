@@ -54,14 +54,15 @@ def test_keyvault_replica_on_approle_keeps_working_past_token_max_ttl(gateway: G
         served = [
             datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
             for line in log.read_text().splitlines()
-            if "stored provider key" in line
+            if any(m in line for m in ("stored provider key", "deleted provider key", "delivered"))
         ]
         ready = next(
             datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
             for line in log.read_text().splitlines()
             if "Vault ready" in line
         )
-        # The replica served requests after its first token's maximum lifetime (5 s) had passed.
+        # The replica served requests (each a Vault call) after its first token's maximum
+        # lifetime (5 s) had passed; the queue group shares the calls between the replicas.
         assert any(t - ready > 5.5 for t in served), served
         assert "token renewal failed" not in log.read_text()
         assert "AppRole login refused" not in log.read_text()
