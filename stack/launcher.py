@@ -20,7 +20,7 @@ import httpx
 from shared.catalog import load_catalog
 from stack.nats import nats_argv
 from stack.openbao import EmbeddedVault, bao_argv, write_config
-from stack.ports import free_port, wait_port
+from stack.ports import free_port, port_free, wait_port
 from stack.settings import StackSettings
 from stack.supervisor import ChildSpec, Supervisor
 
@@ -124,6 +124,10 @@ class Stack:
     # --- the stack -----------------------------------------------------------------------
 
     def start(self) -> StackInfo:
+        if self.settings.port and not port_free(self.settings.host, self.settings.port):
+            raise RuntimeError(
+                f"{self.settings.host}:{self.settings.port} is already in use; set GATEWAY_PORT to another port"
+            )
         self.data_dir.mkdir(parents=True, exist_ok=True)
         admin_key = self._admin_key()
         nats_url = self._start_nats()

@@ -134,3 +134,19 @@ def test_make_up_supervises_stops_cleanly_and_keeps_data(tmp_path: Path, sim: Op
     needle = PROVIDER_KEY.encode()
     leaks = [p for p in data.rglob("*") if p.is_file() and needle in p.read_bytes()]
     assert leaks == []
+
+
+def test_make_up_refuses_a_busy_port_clearly(tmp_path: Path, sim: OpenAISimulator) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = stack_environ(sim, GATEWAY_DATA_DIR=str(tmp_path / "d"), GATEWAY_PORT=str(port))
+        out = subprocess.run(
+            [sys.executable, "-m", "stack"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60
+        )
+    assert out.returncode == 1
+    assert f"127.0.0.1:{port} is already in use; set GATEWAY_PORT" in out.stdout + out.stderr
+    assert not (tmp_path / "d" / "nats").exists()  # nothing was started
