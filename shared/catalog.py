@@ -72,7 +72,6 @@ class Route(BaseModel):
     model: str  # the canonical model name (catalog id, or as requested when not in catalog)
     provider: str
     upstream_model: str
-    in_catalog: bool
 
 
 class RouteTable(BaseModel):
@@ -90,17 +89,15 @@ class RouteTable(BaseModel):
         entry = self.models.get(name)
         if entry is not None:
             upstream = entry.upstream_model or name
-            return Route(model=name, provider=entry.provider, upstream_model=upstream, in_catalog=True)
+            return Route(model=name, provider=entry.provider, upstream_model=upstream)
         provider, sep, rest = name.partition("/")
         if sep and rest and provider in self.providers:
             pinned = self.models.get(rest)
             if pinned is not None and pinned.provider == provider:
-                return Route(
-                    model=rest, provider=provider, upstream_model=pinned.upstream_model or rest, in_catalog=True
-                )
-            return Route(model=rest, provider=provider, upstream_model=rest, in_catalog=False)
+                return Route(model=rest, provider=provider, upstream_model=pinned.upstream_model or rest)
+            return Route(model=rest, provider=provider, upstream_model=rest)
         for pname, cfg in self.providers.items():
             for pattern in cfg.prefixes:
                 if fnmatch.fnmatchcase(name, pattern):
-                    return Route(model=name, provider=pname, upstream_model=name, in_catalog=False)
+                    return Route(model=name, provider=pname, upstream_model=name)
         return None

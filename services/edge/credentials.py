@@ -34,7 +34,6 @@ class Credentials:
         self._recipient = Recipient()
         self._keys: dict[str, list[Credential]] = {}
         self._cursors: dict[str, itertools.cycle[int]] = {}
-        self._fetched_at = 0.0
         self._refresh_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self.loaded = asyncio.Event()
@@ -120,7 +119,6 @@ class Credentials:
                 keys.setdefault(item.provider, []).append(cred)
             self._keys = keys
             self._cursors = {p: itertools.cycle(range(len(v))) for p, v in keys.items()}
-            self._fetched_at = time.monotonic()
             self.loaded.set()
             log.info("holding %d provider key(s) for %d provider(s)", len(reply.keys), len(keys))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 from pydantic import Field, SecretStr
 
@@ -28,5 +29,5 @@ class EdgeSettings(ServiceSettings):
     instance_name: str = Field(default_factory=socket.gethostname, validation_alias="GATEWAY_INSTANCE_NAME")
 
     @property
-    def spool_dir(self):  # type: ignore[no-untyped-def]
+    def spool_dir(self) -> Path:
         return self.data_dir / "spool"

@@ -29,6 +29,7 @@ def test_completion_through_openai_provider(gateway: Gateway) -> None:
     assert sent.body["model"] == "gpt-4o"
     assert sent.body["temperature"] == 0.2
     assert sent.body["messages"] == MESSAGES
+    assert sent.headers["x-client-request-id"].startswith("req_")
 
 
 def test_stream_relays_every_chunk_and_usage_when_asked(gateway: Gateway) -> None:

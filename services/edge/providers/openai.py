@@ -32,7 +32,8 @@ _RELAYED_HEADERS = ("retry-after", "x-ratelimit-remaining-requests", "x-ratelimi
 
 
 def _headers(call: Call) -> dict[str, str]:
-    headers = {"content-type": "application/json", "accept": "application/json"}
+    # The request id travels upstream too, so a provider's logs can be matched to ours.
+    headers = {"content-type": "application/json", "accept": "application/json", "x-client-request-id": call.request_id}
     if call.credential is not None:
         cfg = call.provider
         value = f"{cfg.auth_scheme} {call.credential.secret}" if cfg.auth_scheme else call.credential.secret
