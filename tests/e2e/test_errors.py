@@ -7,7 +7,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import Gateway
+from tests.conftest import Gateway, wait_until
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -166,3 +166,20 @@ def test_hostile_shapes_get_clear_errors(gateway: Gateway) -> None:
     ):
         _assert_error(_post(gateway, json=body), 400)
     _assert_error(_post(gateway, content=b"\xff\xfe garbage"), 400, "invalid_json")
+
+
+def test_upstream_error_mid_stream_reaches_the_client_as_an_error(gateway: Gateway) -> None:
+    key = gateway.new_user_key("uma")
+    stream = gateway.client(key).chat.completions.create(
+        model="gpt-sim-midstream-error", messages=MESSAGES, stream=True
+    )
+    seen = []
+    with pytest.raises(openai.APIError) as exc:
+        for chunk in stream:
+            seen.append(chunk)
+    assert "simulated overload" in str(exc.value)
+    assert len(seen) == 4 and all(c.choices[0].finish_reason is None for c in seen)  # role + three words
+    # Metered as a failed stream, not a success.
+    wait_until(lambda: gateway.requests_metered("uma") == 1, what="the event")
+    row = gateway.admin("GET", "/ai/usage/requests", params={"user": "uma"}).json()["data"][0]
+    assert row["status"] == 502 and row["error_type"] == "upstream_error" and row["stream"] is True

@@ -9,6 +9,7 @@ Behaviour is chosen by the model name, so one simulator serves every test:
 - ``*-status-<code>``: answers that HTTP status with an OpenAI error body (429 adds
   ``retry-after``);
 - ``*-truncate``: a stream that stops mid-answer without a finish reason or ``[DONE]``;
+- ``*-midstream-error``: a stream that sends an error event mid-answer;
 - ``*-long``: a slow stream of many chunks (client-disconnect tests).
 
 Provider keys starting ``sk-invalid`` get 401 and ``sk-ratelimited`` get 429, whatever the model.
@@ -168,6 +169,12 @@ class OpenAISimulator:
                 if model.endswith("-truncate") and i == 2:
                     log.completed = False
                     return resp  # the connection ends here: no finish_reason, no [DONE]
+                if model.endswith("-midstream-error") and i == 2:
+                    error = {
+                        "error": {"message": "simulated overload", "type": "server_error", "param": None, "code": None}
+                    }
+                    await resp.write(b"data: " + json.dumps(error).encode() + b"\n\n")
+                    return resp  # OpenAI's way to fail a stream it already started
                 if model.endswith("-long"):
                     await asyncio.sleep(0.02)
             await send([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}])
