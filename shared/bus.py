@@ -213,6 +213,16 @@ class Bus:
         await self.js.add_consumer(stream, config)  # create, or update an existing one's settings
         return await self.js.pull_subscribe(subject, durable=durable, stream=stream, config=config)
 
+    async def fetch(self, sub: JetStreamContext.PullSubscription, batch: int, *, timeout: float) -> list[Msg]:
+        """Up to ``batch`` messages; none when nothing arrived in ``timeout``.
+        Raises BusUnavailable when the bus itself failed."""
+        try:
+            return list(await sub.fetch(batch, timeout=timeout))
+        except nats.errors.TimeoutError:
+            return []
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise BusUnavailable(str(exc)) from exc
+
     async def publish_durable(self, subject: str, payload: bytes, *, msg_id: str, timeout: float = 5.0) -> None:
         """Publish to JetStream and wait for the ack; ``msg_id`` lets the stream drop repeats."""
         await self.js.publish(subject, payload, timeout=timeout, headers={"Nats-Msg-Id": msg_id})

@@ -33,7 +33,7 @@ class UsagePublisher:
         self.spool_file = spool_dir / f"usage-{instance}.jsonl"
         self._queue: asyncio.Queue[UsageEvent] = asyncio.Queue()
         self.published = 0
-        self.spooled = 0
+        self._spool_pending = False  # a spool file may exist: new events queue behind it
 
     def submit(self, event: UsageEvent) -> None:
         """Called on the request path: never blocks, never fails."""
@@ -62,7 +62,7 @@ class UsagePublisher:
             await self._publish_batch(batch)
 
     async def _publish_batch(self, batch: list[UsageEvent]) -> None:
-        if self._has_spool():
+        if self._spool_pending:
             # Keep order: while a spool exists, new events queue behind it.
             await self._spool(batch)
             return
@@ -82,20 +82,17 @@ class UsagePublisher:
             USAGE_SUBJECT, event.model_dump_json().encode(), msg_id=event.event_id, timeout=2.0
         )
 
-    def _has_spool(self) -> bool:
-        return self.spooled > 0
-
     async def _spool(self, events: list[UsageEvent]) -> None:
         lines = "".join(e.model_dump_json() + "\n" for e in events)
         await asyncio.to_thread(_append, self.spool_file, lines)
-        self.spooled += len(events)
+        self._spool_pending = True
 
     async def _replay_loop(self) -> None:
         # Files left by earlier processes (a crash, a restart) are replayed too.
-        self.spooled = sum(1 for _ in await asyncio.to_thread(_pending_files, self.spool_dir))
+        self._spool_pending = bool(await asyncio.to_thread(_pending_files, self.spool_dir))
         while True:
             await asyncio.sleep(1.0)
-            if not self.spooled or not self.bus.connected:
+            if not self._spool_pending or not self.bus.connected:
                 continue
             try:
                 await self._replay()
@@ -126,7 +123,7 @@ class UsagePublisher:
                     raise
             await asyncio.to_thread(claimed.unlink)
             log.info("replayed %d spooled usage event(s) from %s", len(lines), path.name)
-        self.spooled = len(await asyncio.to_thread(_pending_files, self.spool_dir))
+        self._spool_pending = bool(await asyncio.to_thread(_pending_files, self.spool_dir))
 
 
 def _pending_files(spool_dir: Path) -> list[Path]:

@@ -91,7 +91,7 @@ class Keyvault:
                     await self.bus.publish(subjects.PROVIDER_KEYS_CHANGED, Empty())
                 log.info("Vault ready at %s", self.settings.vault_addr)
                 return
-            except (VaultUnavailable, Exception) as exc:
+            except Exception as exc:  # Vault down, sealed or still starting: keep retrying
                 log.warning("Vault not ready (%s); retrying", exc)
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=delay)

@@ -10,13 +10,12 @@ import asyncio
 import logging
 from typing import Any
 
-import nats.errors
 from pydantic import ValidationError
 
 from services.metering.prices import Prices
 from services.metering.sink import Sink
 from shared import subjects
-from shared.bus import Bus, Msg
+from shared.bus import Bus, BusUnavailable, Msg
 from shared.events import AuditEvent, UsageEvent
 
 log = logging.getLogger("switchyard.metering.consumer")
@@ -64,12 +63,12 @@ class BatchConsumer:
         backoff = 1.0
         while not stop.is_set():
             try:
-                msgs = await sub.fetch(self.batch_size, timeout=self.batch_wait)
-            except nats.errors.TimeoutError:
-                continue
-            except (TimeoutError, nats.errors.Error) as exc:
+                msgs = await self.bus.fetch(sub, self.batch_size, timeout=self.batch_wait)
+            except BusUnavailable as exc:
                 log.warning("fetch failed (%s); retrying", exc)
                 await asyncio.sleep(0.5)
+                continue
+            if not msgs:
                 continue
             if await self.handle(msgs, retry_in=backoff):
                 backoff = 1.0

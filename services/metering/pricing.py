@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -37,36 +37,30 @@ def _epoch(day: dt.date) -> float:
     return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp()
 
 
+_RATES = ("input", "output", "cached_input", "cache_write", "reasoning")
+
+
+def _rates(source: object) -> dict[str, Any]:
+    return {name: getattr(source, name) for name in _RATES}
+
+
 def catalog_prices(catalog: Catalog) -> list[Price]:
+    """The catalog's price history, then its current prices from ``prices_effective_from``."""
     prices = [
         Price(
             provider=p.provider,
             model=p.model,
             effective_from=_epoch(p.effective_from),
             version=p.version,
-            input=p.input,
-            output=p.output,
-            cached_input=p.cached_input,
-            cache_write=p.cache_write,
-            reasoning=p.reasoning,
+            **_rates(p),
         )
         for p in catalog.price_history
     ]
     since = _epoch(catalog.prices_effective_from)
-    for model, entry in catalog.models.items():
-        prices.append(
-            Price(
-                provider=entry.provider,
-                model=model,
-                effective_from=since,
-                version=catalog.version,
-                input=entry.input,
-                output=entry.output,
-                cached_input=entry.cached_input,
-                cache_write=entry.cache_write,
-                reasoning=entry.reasoning,
-            )
-        )
+    prices += [
+        Price(provider=e.provider, model=model, effective_from=since, version=catalog.version, **_rates(e))
+        for model, e in catalog.models.items()
+    ]
     return prices
 
 

@@ -21,27 +21,16 @@ from shared.messages import (
     RequestsQuery,
     TimeseriesPoint,
     TimeseriesQuery,
+    TokenCounts,
     UsageFilter,
     UsageSummary,
     UsageTimeseries,
     UserUsage,
 )
 
-_SUMS = (
-    "sum(requests), sum(errors), sum(prompt_tokens), sum(completion_tokens), sum(cached_tokens), "
-    "sum(cache_write_tokens), sum(reasoning_tokens), sum(total_tokens), sum(cost_usd)"
-)
-_KEYS = (
-    "requests",
-    "errors",
-    "prompt_tokens",
-    "completion_tokens",
-    "cached_tokens",
-    "cache_write_tokens",
-    "reasoning_tokens",
-    "total_tokens",
-    "cost_usd",
-)
+# The rollup's columns are named like TokenCounts' fields: sum each, in that order.
+_KEYS = tuple(TokenCounts.model_fields)
+_SUMS = ", ".join(f"sum({k})" for k in _KEYS)
 
 
 def _counts(row: tuple[Any, ...]) -> dict[str, Any]:
