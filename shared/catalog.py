@@ -25,6 +25,7 @@ class ProviderConfig(BaseModel):
     key_env: str = ""
     requires_key: bool = True
     prefixes: list[str] = []
+    api_version: str = ""  # Azure OpenAI's api-version query parameter
 
 
 class ModelEntry(BaseModel):

@@ -17,6 +17,9 @@ from openai import OpenAI
 from stack.launcher import Stack, StackInfo
 from stack.ports import free_port
 from stack.settings import StackSettings
+from tests.simulators.anthropic_sim import AnthropicSimulator
+from tests.simulators.gemini_sim import GeminiSimulator
+from tests.simulators.images import ImageServer
 from tests.simulators.openai_sim import OpenAISimulator
 
 PROVIDER_KEY = "sk-sim-provider-key-0123456789abcdef"
@@ -27,6 +30,9 @@ class Gateway:
     stack: Stack
     info: StackInfo
     sim: OpenAISimulator
+    anthropic: AnthropicSimulator
+    gemini: GeminiSimulator
+    images: ImageServer
     _clients: dict[str, OpenAI] = field(default_factory=dict)
 
     @property
@@ -77,6 +83,32 @@ def wait_until(check: Callable[[], bool], *, timeout: float = 30.0, what: str = 
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@dataclass
+class Simulators:
+    openai: OpenAISimulator
+    anthropic: AnthropicSimulator
+    gemini: GeminiSimulator
+    images: ImageServer
+
+    def environ(self) -> dict[str, str]:
+        return {
+            "ANTHROPIC_BASE_URL": self.anthropic.base_url,
+            "ANTHROPIC_API_KEY": PROVIDER_KEY,
+            "GEMINI_BASE_URL": self.gemini.base_url,
+            "GEMINI_API_KEY": PROVIDER_KEY,
+            # Azure OpenAI and Mistral speak OpenAI's wire format: the OpenAI simulator serves them.
+            "AZURE_BASE_URL": self.openai.base_url.removesuffix("/v1"),
+            "AZURE_API_KEY": PROVIDER_KEY,
+            "MISTRAL_BASE_URL": self.openai.base_url,
+            "MISTRAL_API_KEY": PROVIDER_KEY,
+            "GATEWAY_OPENAI_COMPATIBLE": f"selfhosted=http://127.0.0.1:{self.openai.port}/selfhosted/v1",
+            # The image server is on loopback: allow exactly it, so every other private
+            # address (the redirect target included) is still refused.
+            "GATEWAY_MEDIA_FETCH_ALLOW": f"127.0.0.1:{self.images.port}",
+            "GATEWAY_MEDIA_FETCH_MAX_BYTES": str(1024 * 1024),
+        }
+
+
 def stack_environ(sim: OpenAISimulator, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and not k.startswith("GATEWAY_")}
     env.pop("VAULT_ADDR", None)
@@ -119,10 +151,25 @@ def sim() -> Iterator[OpenAISimulator]:
 
 
 @pytest.fixture(scope="session")
-def gateway(tmp_path_factory: pytest.TempPathFactory, sim: OpenAISimulator) -> Iterator[Gateway]:
-    stack = start_stack(tmp_path_factory.mktemp("gateway"), sim)
+def sims(sim: OpenAISimulator) -> Iterator[Simulators]:
+    anthropic, gemini, images = AnthropicSimulator(), GeminiSimulator(), ImageServer()
+    started: list[AnthropicSimulator | GeminiSimulator | ImageServer] = []
+    try:
+        for server in (anthropic, gemini, images):
+            server.start()
+            started.append(server)
+        images.private_target = f"http://127.0.0.1:{sim.port}/v1/models"  # loopback, not allowed
+        yield Simulators(sim, anthropic, gemini, images)
+    finally:
+        for server in started:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway(tmp_path_factory: pytest.TempPathFactory, sims: Simulators) -> Iterator[Gateway]:
+    stack = start_stack(tmp_path_factory.mktemp("gateway"), sims.openai, **sims.environ())
     assert stack.info is not None
-    gw = Gateway(stack, stack.info, sim)
+    gw = Gateway(stack, stack.info, sims.openai, sims.anthropic, sims.gemini, sims.images)
     try:
         yield gw
     finally:

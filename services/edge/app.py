@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from services.edge import errors
 from services.edge.audit import AuditMiddleware
 from services.edge.limits import HeaderLimitMiddleware
-from services.edge.routes import admin, chat, health, models, usage
+from services.edge.routes import admin, chat, embeddings, health, models, usage
 from services.edge.settings import EdgeSettings
 from services.edge.state import Edge
 
@@ -37,6 +37,7 @@ def create_app(settings: EdgeSettings) -> FastAPI:
     app.add_middleware(HeaderLimitMiddleware, max_header_bytes=settings.max_header_bytes)
     for prefix in ("/v1", "/ai/v1"):
         app.router.add_route(f"{prefix}/chat/completions", chat.chat_completions, methods=["POST"])
+        app.router.add_route(f"{prefix}/embeddings", embeddings.embeddings, methods=["POST"])
         app.include_router(models.router, prefix=prefix)
     app.include_router(admin.router, prefix="/ai")
     app.include_router(usage.router, prefix="/ai")

@@ -27,6 +27,22 @@ class EdgeSettings(ServiceSettings):
     upstream_max_connections: int = Field(default=1000, ge=1, validation_alias="GATEWAY_UPSTREAM_MAX_CONNECTIONS")
     provider_key_ttl: float = Field(default=300.0, gt=0, validation_alias="GATEWAY_PROVIDER_KEY_TTL_SECONDS")
     instance_name: str = Field(default_factory=socket.gethostname, validation_alias="GATEWAY_INSTANCE_NAME")
+    # Image URLs the gateway fetches itself for providers that cannot (Gemini): public
+    # addresses only, within these limits; GATEWAY_MEDIA_FETCH_ALLOW lists host:port pairs
+    # that may be fetched although not public (an internal image server).
+    media_fetch_max_bytes: int = Field(
+        default=20 * 1024 * 1024, ge=1024, validation_alias="GATEWAY_MEDIA_FETCH_MAX_BYTES"
+    )
+    media_fetch_timeout: float = Field(default=10.0, gt=0, validation_alias="GATEWAY_MEDIA_FETCH_TIMEOUT_SECONDS")
+    media_fetch_allow: str = Field(default="", validation_alias="GATEWAY_MEDIA_FETCH_ALLOW")
+
+    def media_fetch_allowed(self) -> frozenset[tuple[str, int]]:
+        pairs = set()
+        for item in self.media_fetch_allow.split(","):
+            host, sep, port = item.strip().rpartition(":")
+            if sep and host and port.isdigit():
+                pairs.add((host.strip("[]"), int(port)))
+        return frozenset(pairs)
 
     @property
     def spool_dir(self) -> Path:

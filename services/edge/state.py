@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 
 from services.edge.auth import ClientKeys, Principal
 from services.edge.credentials import Credentials
+from services.edge.media import MediaFetcher
 from services.edge.providers.registry import Registry
 from services.edge.routing import Routes
 from services.edge.settings import EdgeSettings
@@ -35,6 +36,7 @@ class Edge:
     registry: Registry
     http: aiohttp.ClientSession
     auditor: Auditor
+    media: MediaFetcher
     instance: str
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -52,6 +54,9 @@ class Edge:
             registry=Registry(),
             http=upstream_client(settings),  # built inside the running loop (lifespan)
             auditor=Auditor(bus, instance),
+            media=MediaFetcher(
+                settings.media_fetch_max_bytes, settings.media_fetch_timeout, settings.media_fetch_allowed()
+            ),
             instance=instance,
         )
 
@@ -82,6 +87,7 @@ class Edge:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         await self.http.close()
+        await self.media.close()
         await self.bus.close()
 
 

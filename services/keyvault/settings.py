@@ -28,6 +28,8 @@ class KeyvaultSettings(ServiceSettings):
     groq_api_key: SecretStr | None = Field(default=None, validation_alias="GROQ_API_KEY")
     together_api_key: SecretStr | None = Field(default=None, validation_alias="TOGETHER_API_KEY")
     fireworks_api_key: SecretStr | None = Field(default=None, validation_alias="FIREWORKS_API_KEY")
+    openrouter_api_key: SecretStr | None = Field(default=None, validation_alias="OPENROUTER_API_KEY")
+    azure_api_key: SecretStr | None = Field(default=None, validation_alias="AZURE_API_KEY")
 
     def env_provider_keys(self) -> dict[str, SecretStr]:
         out: dict[str, SecretStr] = {}

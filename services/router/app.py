@@ -28,7 +28,12 @@ class Router:
         self.settings = settings
         self.bus = bus
         self.instance = f"router-{socket.gethostname()}-{os.getpid()}"
-        self.table: RouteTable = compile_routes(load_catalog(), settings.base_url_overrides())
+        self.table: RouteTable = compile_routes(
+            load_catalog(),
+            settings.base_url_overrides(),
+            settings.self_hosted(),
+            {"azure": settings.azure_api_version} if settings.azure_api_version else None,
+        )
 
     async def start(self) -> None:
         await self.bus.serve(subjects.ROUTER_PING, subjects.QUEUE_ROUTER, Empty, self.ping)

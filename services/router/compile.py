@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
-from shared.catalog import Catalog, RouteTable
+from shared.catalog import Catalog, ProviderConfig, RouteTable
 
 
-def compile_routes(catalog: Catalog, base_urls: dict[str, str]) -> RouteTable:
+def compile_routes(
+    catalog: Catalog,
+    base_urls: dict[str, str],
+    self_hosted: dict[str, str] | None = None,
+    api_versions: dict[str, str] | None = None,
+) -> RouteTable:
     providers = {}
     for name, cfg in catalog.providers.items():
-        override = base_urls.get(name)
-        providers[name] = cfg.model_copy(update={"base_url": override}) if override else cfg
+        update: dict[str, str] = {}
+        if base_urls.get(name):
+            update["base_url"] = base_urls[name]
+        if (api_versions or {}).get(name):
+            update["api_version"] = (api_versions or {})[name]
+        providers[name] = cfg.model_copy(update=update) if update else cfg
+    for name, url in (self_hosted or {}).items():
+        if name in providers:
+            raise ValueError(f"self-hosted provider {name!r} has the name of a catalog provider")
+        providers[name] = ProviderConfig(api="openai", base_url=url, requires_key=False)
     for alias, target in catalog.aliases.items():
         if target not in catalog.models:
             raise ValueError(f"alias {alias!r} points at unknown model {target!r}")

@@ -31,7 +31,7 @@ def test_external_nats_vault_and_clickhouse(tmp_path: Path, gateway: Gateway) ->
         assert set(stack.supervisor.children) == {"router", "keyvault", "metering", "edge"}
         assert info.nats_url == nats.url and info.vault_addr == gateway.info.vault_addr
         # Provider keys come from the external Vault: the OpenAI key stored there works.
-        external = Gateway(stack, info, gateway.sim)
+        external = Gateway(stack, info, gateway.sim, gateway.anthropic, gateway.gemini, gateway.images)
         try:
             reply = external.client().chat.completions.create(
                 model="gpt-4o", messages=[{"role": "user", "content": "hi"}]

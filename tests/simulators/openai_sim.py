@@ -31,6 +31,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.simulators import script
+
 REPLY = "Hello from the simulator, friend"
 PROMPT_TOKENS = 11
 CACHED_TOKENS = 3
@@ -102,8 +104,18 @@ class OpenAISimulator:
             body = await request.json()
         except ValueError:
             return _error(400)
-        self.state.requests.append(Recorded(request.path, dict(request.headers), body))
+        self.state.requests.append(Recorded(request.path_qs, dict(request.headers), body))
         auth = request.headers.get("authorization", "")
+        deployment = request.match_info.get("deployment")
+        if deployment is not None:  # Azure OpenAI: deployment in the path, key in api-key
+            if not request.query.get("api-version"):
+                return _error(400)
+            if "model" in body:
+                return _error(400)
+            auth = "Bearer " + request.headers.get("api-key", "") if request.headers.get("api-key") else ""
+            body["model"] = deployment
+        if request.path.startswith("/selfhosted/"):
+            auth = "Bearer keyless"  # a self-hosted server without keys (vLLM, Ollama)
         if auth == "" or auth.startswith("Bearer sk-invalid"):
             return _error(401)
         if auth.startswith("Bearer sk-ratelimited"):
@@ -114,6 +126,8 @@ class OpenAISimulator:
             return _error(int(status.group(1)))
         if model.endswith("-slow"):
             await asyncio.sleep(self.state.slow_seconds)
+        if model.startswith(SCRIPTED) and not re.search(r"-(truncate|midstream-error|long)$", model):
+            return await scripted_reply(request, body)
         if body.get("stream"):
             return await self._stream(request, body, model)
         words = REPLY.split()
@@ -187,6 +201,38 @@ class OpenAISimulator:
             raise
         return resp
 
+    async def embeddings(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.state.requests.append(Recorded(request.path_qs, dict(request.headers), body))
+        inputs = body.get("input")
+        texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
+        dims = int(body.get("dimensions") or 8)
+        data = []
+        for k, text in enumerate(texts):
+            values = [round(((hash(str(text)) >> (d % 32)) & 0xFF) / 255, 6) for d in range(dims)]
+            if body.get("encoding_format") == "base64":
+                import base64
+                import struct
+
+                data.append(
+                    {
+                        "object": "embedding",
+                        "index": k,
+                        "embedding": base64.b64encode(struct.pack(f"<{dims}f", *values)).decode(),
+                    }
+                )
+            else:
+                data.append({"object": "embedding", "index": k, "embedding": values})
+        tokens = sum(len(str(t).split()) for t in texts)
+        return web.json_response(
+            {
+                "object": "list",
+                "data": data,
+                "model": body.get("model"),
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
+
     async def models(self, request: web.Request) -> web.Response:
         return web.json_response(
             {"object": "list", "data": [{"id": "gpt-4o", "object": "model", "created": 0, "owned_by": "sim"}]}
@@ -202,6 +248,10 @@ class OpenAISimulator:
             self._loop = loop
             app = web.Application(client_max_size=64 * 1024 * 1024)
             app.router.add_post("/v1/chat/completions", self.chat)
+            app.router.add_post("/selfhosted/v1/chat/completions", self.chat)
+            app.router.add_post("/openai/deployments/{deployment}/chat/completions", self.chat)
+            app.router.add_post("/v1/embeddings", self.embeddings)
+            app.router.add_post("/openai/deployments/{deployment}/embeddings", self.embeddings)
             app.router.add_get("/v1/models", self.models)
             self._runner = web.AppRunner(app, handler_cancellation=True)
             loop.run_until_complete(self._runner.setup())
@@ -226,3 +276,139 @@ class OpenAISimulator:
             self._loop.call_soon_threadsafe(self._loop.stop)
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+
+# --- the scripted model, in OpenAI's wire format (models gpt-4.1*, mistral-*, llama*) ------------
+
+SCRIPTED = ("gpt-4.1", "mistral-", "llama")
+
+
+def scripted_prompt(body: dict[str, Any]) -> script.Prompt:
+    prompt = script.Prompt(model=str(body.get("model")))
+    tool_names: dict[str, str] = {}
+    for message in body.get("messages") or []:
+        role, content = message.get("role"), message.get("content")
+        parts = [{"type": "text", "text": content}] if isinstance(content, str) else content or []
+        if role in ("system", "developer"):
+            prompt.system = " ".join([prompt.system, *(p.get("text", "") for p in parts)]).strip()
+        elif role == "user":
+            prompt.tool_results = []
+            texts = [p["text"] for p in parts if p.get("type") == "text"]
+            for p in parts:
+                if p.get("type") == "image_url":
+                    url = p["image_url"]["url"]
+                    if url.startswith("data:"):
+                        mime, _, data = url[5:].partition(";base64,")
+                        prompt.media.append(script.Media("image", mime, script.decoded_size(data)))
+                    else:
+                        prompt.media.append(script.Media("image", "url", 0, url=url))
+                elif p.get("type") == "file":
+                    mime, _, data = p["file"]["file_data"][5:].partition(";base64,")
+                    prompt.media.append(script.Media("document", mime, script.decoded_size(data)))
+            if texts:
+                prompt.user_texts.append(" ".join(texts))
+            prompt.prompt_chars += sum(len(t) for t in texts)
+        elif role == "assistant":
+            prompt.tool_results = []
+            for tc in message.get("tool_calls") or []:
+                tool_names[tc["id"]] = tc["function"]["name"]
+        elif role == "tool":
+            name = tool_names.get(message.get("tool_call_id"), message.get("tool_call_id"))
+            prompt.tool_results.append((str(name), str(content)))
+    prompt.tools = [
+        {"name": t["function"]["name"], "schema": t["function"].get("parameters")} for t in body.get("tools") or []
+    ]
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict):
+        prompt.tool_choice = ("function", choice["function"]["name"])
+    elif isinstance(choice, str):
+        prompt.tool_choice = choice
+    fmt = body.get("response_format") or {}
+    prompt.json_mode = fmt.get("type") in ("json_object", "json_schema")
+    if fmt.get("type") == "json_schema":
+        prompt.json_schema = fmt["json_schema"]["schema"]
+    prompt.thinking = body.get("reasoning_effort") not in (None, "none")
+    stop = body.get("stop")
+    prompt.stop = [stop] if isinstance(stop, str) else list(stop or [])
+    prompt.max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
+    prompt.n = int(body.get("n") or 1)
+    return prompt
+
+
+_OPENAI_FINISH = {"stop_sequence": "stop"}
+
+
+def scripted_usage(reply: script.Answer) -> dict[str, Any]:
+    out = sum(c.output_tokens + c.thinking_tokens for c in reply.candidates)
+    reasoning = sum(c.thinking_tokens for c in reply.candidates)
+    return {
+        "prompt_tokens": reply.prompt_tokens,
+        "completion_tokens": out,
+        "total_tokens": reply.prompt_tokens + out,
+        "prompt_tokens_details": {"cached_tokens": CACHED_TOKENS, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": reasoning, "audio_tokens": 0},
+    }
+
+
+def scripted_message(cand: script.Candidate) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": cand.text if not cand.tool_calls else None,
+        "refusal": None,
+    }
+    if cand.tool_calls:
+        message["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": json.dumps(c.args)}}
+            for c in cand.tool_calls
+        ]
+    return message
+
+
+async def scripted_reply(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+    reply = script.answer(scripted_prompt(body))
+    model = str(body.get("model"))
+    base = {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
+        "created": int(time.time()),
+        "model": model,
+        "system_fingerprint": "fp_sim",
+    }
+    if not body.get("stream"):
+        choices = [
+            {
+                "index": k,
+                "message": scripted_message(c),
+                "logprobs": None,
+                "finish_reason": _OPENAI_FINISH.get(c.finish, c.finish),
+            }
+            for k, c in enumerate(reply.candidates)
+        ]
+        return web.json_response(dict(base, object="chat.completion", choices=choices, usage=scripted_usage(reply)))
+    resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+    await resp.prepare(request)
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+
+    async def send(choices: list[dict[str, Any]], **extra: Any) -> None:
+        payload = dict(base, object="chat.completion.chunk", choices=choices, **extra)
+        await resp.write(b"data: " + json.dumps(payload).encode() + b"\n\n")
+
+    for k, cand in enumerate(reply.candidates):
+        await send(
+            [{"index": k, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}]
+        )
+        for piece in script.words(cand.text if not cand.tool_calls else ""):
+            await send([{"index": k, "delta": {"content": piece}, "logprobs": None, "finish_reason": None}])
+        for t, call in enumerate(cand.tool_calls):
+            args = json.dumps(call.args)
+            head = {"index": t, "id": call.id, "type": "function", "function": {"name": call.name, "arguments": ""}}
+            await send([{"index": k, "delta": {"tool_calls": [head]}, "logprobs": None, "finish_reason": None}])
+            half = len(args) // 2
+            for piece in (args[:half], args[half:]):
+                delta = {"tool_calls": [{"index": t, "function": {"arguments": piece}}]}
+                await send([{"index": k, "delta": delta, "logprobs": None, "finish_reason": None}])
+        finish = _OPENAI_FINISH.get(cand.finish, cand.finish)
+        await send([{"index": k, "delta": {}, "logprobs": None, "finish_reason": finish}])
+    if include_usage:
+        await send([], usage=scripted_usage(reply))
+    await resp.write(b"data: [DONE]\n\n")
+    return resp

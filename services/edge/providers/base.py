@@ -11,12 +11,15 @@ import math
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import aiohttp
 
 from shared.catalog import ProviderConfig, Route
-from shared.errors import NOT_IMPLEMENTED, GatewayError
+
+if TYPE_CHECKING:
+    from services.edge.media import MediaFetcher
+from shared.errors import NOT_IMPLEMENTED, UNSUPPORTED, GatewayError
 
 
 class Unsupported(GatewayError):
@@ -97,6 +100,24 @@ class Call:
     body: dict[str, Any]
     request_id: str
     http: aiohttp.ClientSession
+    # The client asked to drop parameters this provider cannot honour instead of failing.
+    drop_params: bool = False
+    dropped: list[str] = field(default_factory=list)
+    media: MediaFetcher | None = None
+
+    def unsupported(self, param: str, why: str = "") -> None:
+        """A parameter this provider cannot honour: a 400 naming it, or dropped on request."""
+        if self.drop_params:
+            if param not in self.dropped:
+                self.dropped.append(param)
+            return
+        reason = f" ({why})" if why else ""
+        raise GatewayError(
+            UNSUPPORTED,
+            f"Parameter '{param}' is not supported by provider {self.route.provider!r}{reason}. "
+            "Remove it, or send the header 'x-switchyard-drop-params: true' to have it dropped.",
+            param=param,
+        )
 
     @property
     def wants_usage_chunk(self) -> bool:
@@ -147,3 +168,10 @@ class Adapter(Protocol):
         """Open the stream (raising a GatewayError if the provider refuses it) and return
         an iterator of complete SSE events in OpenAI's format, ``data: {...}\\n\\n``."""
         ...
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """A wire API with an embeddings endpoint: OpenAI-format request in, OpenAI-format reply out."""
+
+    async def embed(self, call: Call) -> Completion: ...

@@ -72,13 +72,25 @@ def from_openai_error(status: int, raw: bytes, provider: str, headers: Mapping[s
 
 
 class OpenAIAdapter:
+    def url(self, call: Call, path: str) -> str:
+        return _url(call, path)
+
+    def headers(self, call: Call) -> dict[str, str]:
+        return _headers(call)
+
+    def body(self, call: Call, **extra: Any) -> dict[str, Any]:
+        return dict(call.body, model=call.route.upstream_model, **extra)
+
     async def chat(self, call: Call) -> Completion:
-        body = dict(call.body, model=call.route.upstream_model)
+        return await self._post(call, "/chat/completions", self.body(call))
+
+    async def embed(self, call: Call) -> Completion:
+        return await self._post(call, "/embeddings", self.body(call))
+
+    async def _post(self, call: Call, path: str, body: dict[str, Any]) -> Completion:
         started = time.perf_counter()
         try:
-            async with call.http.post(
-                _url(call, "/chat/completions"), data=json.dumps(body), headers=_headers(call)
-            ) as resp:
+            async with call.http.post(self.url(call, path), data=json.dumps(body), headers=self.headers(call)) as resp:
                 raw = await resp.read()
                 status, headers = resp.status, resp.headers
         except TRANSPORT_ERRORS as exc:
@@ -94,12 +106,14 @@ class OpenAIAdapter:
         return Completion(body=raw, usage=usage or Usage(estimated=True), upstream_ms=upstream_ms)
 
     async def stream(self, call: Call, meter: StreamMeter) -> AsyncIterator[bytes]:
-        body: dict[str, Any] = dict(call.body, model=call.route.upstream_model, stream=True)
+        body = self.body(call, stream=True)
         options = dict(body.get("stream_options") or {})
         options["include_usage"] = True
         body["stream_options"] = options
         try:
-            resp = await call.http.post(_url(call, "/chat/completions"), data=json.dumps(body), headers=_headers(call))
+            resp = await call.http.post(
+                self.url(call, "/chat/completions"), data=json.dumps(body), headers=self.headers(call)
+            )
         except TRANSPORT_ERRORS as exc:
             raise transport_error(exc, call.route.provider) from exc
         if resp.status != 200:
@@ -193,3 +207,18 @@ def _delta_chars(delta: dict[str, Any]) -> int:
 def _error_event(message: str, code: str) -> bytes:
     payload = {"error": {"message": message, "type": "api_error", "param": None, "code": code}}
     return frame(json.dumps(payload).encode())
+
+
+class AzureAdapter(OpenAIAdapter):
+    """Azure OpenAI: OpenAI's wire format at deployment URLs. The model name is the
+    deployment; the key goes in ``api-key``; ``api-version`` is catalog data."""
+
+    def url(self, call: Call, path: str) -> str:
+        base = call.provider.base_url.rstrip("/")
+        version = call.provider.api_version or "2024-10-21"
+        return f"{base}/openai/deployments/{call.route.upstream_model}{path}?api-version={version}"
+
+    def body(self, call: Call, **extra: Any) -> dict[str, Any]:
+        body = dict(call.body, **extra)
+        body.pop("model", None)  # the deployment in the URL names the model
+        return body

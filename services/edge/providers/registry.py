@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from services.edge.providers.base import Adapter, Unsupported
+from services.edge.providers.anthropic import AnthropicAdapter
+from services.edge.providers.base import Adapter, Embedder, Unsupported
 from services.edge.providers.echo import EchoAdapter
-from services.edge.providers.openai import OpenAIAdapter
+from services.edge.providers.gemini import GeminiAdapter
+from services.edge.providers.openai import AzureAdapter, OpenAIAdapter
 
 
 class Registry:
     def __init__(self) -> None:
-        self._adapters: dict[str, Adapter] = {"openai": OpenAIAdapter(), "echo": EchoAdapter()}
+        self._adapters: dict[str, Adapter] = {
+            "openai": OpenAIAdapter(),
+            "azure": AzureAdapter(),
+            "anthropic": AnthropicAdapter(),
+            "gemini": GeminiAdapter(),
+            "echo": EchoAdapter(),
+        }
 
     def register(self, api: str, adapter: Adapter) -> None:
         self._adapters[api] = adapter
@@ -18,4 +26,12 @@ class Registry:
         adapter = self._adapters.get(api)
         if adapter is None:
             raise Unsupported(f"provider {provider!r} speaks the {api!r} wire API, which this gateway cannot call yet")
+        return adapter
+
+    def embedder(self, api: str, provider: str) -> Embedder:
+        adapter = self._adapters.get(api)
+        if adapter is None or not isinstance(adapter, Embedder):
+            raise Unsupported(
+                f"provider {provider!r} ({api!r} wire API) has no embeddings endpoint this gateway can call"
+            )
         return adapter

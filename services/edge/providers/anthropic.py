@@ -1,0 +1,561 @@
+"""Anthropic's Messages API (``POST /v1/messages``) behind OpenAI's chat schema.
+
+Request: system and developer messages become ``system``; consecutive tool results become one
+user turn of ``tool_result`` blocks; images (base64 or URL) and PDFs become ``image`` and
+``document`` blocks; tools and ``tool_choice`` map one to one; ``reasoning_effort`` becomes a
+thinking budget; ``response_format`` becomes a forced tool whose input is the JSON answer.
+
+Reply: text, ``reasoning_content`` (thinking), ``thinking_blocks`` (thinking with its
+signature, to send back on the next turn) and ``tool_calls``; usage with cached tokens;
+``finish_reason`` mapped. Streams are translated event by event by :class:`AnthropicStream`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from services.edge.providers import common
+from services.edge.providers.base import Call, Completion, StreamMeter, Usage
+from services.edge.providers.common import ChunkWriter, invalid
+from services.edge.providers.wire import open_stream, post_json, relay
+from services.edge.sse import DONE
+from shared.errors import GatewayError
+
+API_VERSION = "2023-06-01"
+JSON_TOOL = "json_response"  # the forced tool that carries a response_format answer
+DEFAULT_MAX_TOKENS = 4096
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+
+SUPPORTED = common.BASE_PARAMS | {
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "stop",
+    "user",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "response_format",
+    "reasoning_effort",
+    "metadata",
+}
+
+FINISH = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+_ERROR_CODES = {
+    "invalid_request_error": None,
+    "authentication_error": "invalid_api_key",
+    "permission_error": None,
+    "not_found_error": "model_not_found",
+    "request_too_large": "request_too_large",
+    "rate_limit_error": "rate_limit_exceeded",
+    "api_error": "upstream_error",
+    "overloaded_error": "overloaded",
+}
+
+_ID_CHARS = re.compile(r"[^a-zA-Z0-9_-]")
+
+
+def _tool_id(value: Any) -> str:
+    """Anthropic tool ids allow ``[a-zA-Z0-9_-]``; ids from other providers are mapped the
+    same way on the tool call and on its result, so they still match."""
+    return _ID_CHARS.sub("_", str(value)) or "toolu_0"
+
+
+# --- request -------------------------------------------------------------------------------
+
+
+def to_anthropic(call: Call) -> dict[str, Any]:
+    body = call.body
+    for name in body:
+        if name not in SUPPORTED:
+            call.unsupported(name)
+    n = body.get("n")
+    if n not in (None, 1):
+        call.unsupported("n", "Anthropic returns one choice")
+    out: dict[str, Any] = {"model": call.route.upstream_model}
+    system, messages = _messages(call)
+    if system:
+        out["system"] = [{"type": "text", "text": text} for text in system]
+    out["messages"] = messages
+
+    effort = common.reasoning_effort(body)
+    limit = common.max_tokens(body)
+    if effort not in (None, "none"):
+        assert effort is not None
+        budget = common.REASONING_BUDGETS[effort]
+        if limit is not None and limit <= 1024:
+            raise invalid("with reasoning_effort, max_completion_tokens must be over 1024 on Anthropic.", "max_tokens")
+        if limit is not None and limit <= budget:
+            budget = max(1024, limit // 2)
+        out["thinking"] = {"type": "enabled", "budget_tokens": budget}
+        out["max_tokens"] = limit or budget + DEFAULT_MAX_TOKENS
+    else:
+        out["max_tokens"] = limit or DEFAULT_MAX_TOKENS
+
+    for src, dst in (("temperature", "temperature"), ("top_p", "top_p")):
+        if body.get(src) is not None:
+            out[dst] = body[src]
+    stops = common.stop_sequences(body)
+    if stops:
+        out["stop_sequences"] = stops
+    if isinstance(body.get("user"), str):
+        out["metadata"] = {"user_id": body["user"]}
+
+    tools = common.tools_of(body)
+    names = [t["name"] for t in tools]
+    choice = common.tool_choice_of(body, names)
+    if tools:
+        out["tools"] = [_tool(t) for t in tools]
+    kind, schema, _ = common.response_format_of(body)
+    if kind in ("json_object", "json_schema"):
+        if tools:
+            call.unsupported(
+                "response_format", "Anthropic answers in JSON through a tool, which cannot be combined with tools"
+            )
+        elif "thinking" in out:
+            call.unsupported("response_format", "Anthropic cannot force its JSON tool while thinking")
+        else:
+            root = schema if schema is not None else {"type": "object"}
+            out["tools"] = [
+                {
+                    "name": JSON_TOOL,
+                    "description": "Answer with this tool; its input is the answer.",
+                    "input_schema": root,
+                }
+            ]
+            out["tool_choice"] = {"type": "tool", "name": JSON_TOOL}
+            return out
+    if choice is not None and tools:
+        if choice in ("required", "function") or isinstance(choice, tuple):
+            if "thinking" in out:
+                call.unsupported("tool_choice", "Anthropic cannot force a tool call while thinking")
+        mapped: dict[str, Any]
+        if choice == "auto":
+            mapped = {"type": "auto"}
+        elif choice == "none":
+            mapped = {"type": "none"}
+        elif choice == "required":
+            mapped = {"type": "any"}
+        else:
+            mapped = {"type": "tool", "name": choice[1]}
+        out["tool_choice"] = mapped
+    if body.get("parallel_tool_calls") is False and tools:
+        out.setdefault("tool_choice", {"type": "auto"})
+        if out["tool_choice"]["type"] != "none":
+            out["tool_choice"]["disable_parallel_tool_use"] = True
+    return out
+
+
+def _tool(tool: dict[str, Any]) -> dict[str, Any]:
+    schema = dict(tool["parameters"])
+    schema.setdefault("type", "object")
+    out = {"name": tool["name"], "input_schema": schema}
+    if tool["description"]:
+        out["description"] = tool["description"]
+    return out
+
+
+def _messages(call: Call) -> tuple[list[str], list[dict[str, Any]]]:
+    system: list[str] = []
+    turns: list[dict[str, Any]] = []
+
+    def add(role: str, blocks: list[dict[str, Any]]) -> None:
+        if not blocks:
+            return
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"].extend(blocks)  # Anthropic alternates roles: merge
+        else:
+            turns.append({"role": role, "content": blocks})
+
+    for i, message in enumerate(call.body["messages"]):
+        where = f"messages[{i}]"
+        role = message["role"]
+        if message.get("name") is not None and role in ("user", "assistant", "system", "developer"):
+            call.unsupported(f"{where}.name", "Anthropic messages have no author name")
+        if role in ("system", "developer"):
+            text = common.text_of(message.get("content"), where)
+            if text:
+                system.append(text)
+        elif role == "user":
+            add("user", _user_blocks(message.get("content"), where))
+        elif role == "assistant":
+            add("assistant", _assistant_blocks(message, where))
+        elif role == "tool":
+            if not isinstance(message.get("tool_call_id"), str):
+                raise invalid(f"{where}.tool_call_id is required for a tool message.", f"{where}.tool_call_id")
+            add(
+                "user",
+                [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": _tool_id(message["tool_call_id"]),
+                        "content": common.text_of(message.get("content"), where),
+                    }
+                ],
+            )
+        else:
+            raise invalid(f"{where}.role {role!r} is not one of system, developer, user, assistant, tool.", where)
+    if not turns:
+        raise invalid("Anthropic needs at least one user or assistant message besides system messages.", "messages")
+    return system, turns
+
+
+def _user_blocks(content: Any, where: str) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
+    for j, part in enumerate(common.content_parts(content, where)):
+        param = f"{where}.content[{j}]"
+        kind = part["type"]
+        if kind == "text":
+            if not isinstance(part.get("text"), str):
+                raise invalid("a text part needs a string 'text'.", param)
+            if part["text"]:
+                blocks.append({"type": "text", "text": part["text"]})
+        elif kind == "image_url":
+            url, _detail = common.image_url_of(part, param)  # Anthropic chooses resolution itself
+            if url.startswith("data:"):
+                media = common.data_uri(url, param)
+                if media.mime not in IMAGE_TYPES:
+                    raise invalid(f"Anthropic takes images as {', '.join(IMAGE_TYPES)}, not {media.mime}.", param)
+                blocks.append(
+                    {"type": "image", "source": {"type": "base64", "media_type": media.mime, "data": media.data}}
+                )
+            elif url.startswith(("http://", "https://")):
+                blocks.append({"type": "image", "source": {"type": "url", "url": url}})
+            else:
+                raise invalid("image_url.url must be an http(s) URL or a data URI.", param, "invalid_image_url")
+        elif kind == "file":
+            media, filename = common.file_of(part, param)
+            if media.mime == "application/pdf":
+                block: dict[str, Any] = {
+                    "type": "document",
+                    "source": {"type": "base64", "media_type": "application/pdf", "data": media.data},
+                }
+            elif media.mime == "text/plain":
+                import base64
+
+                text = base64.b64decode(media.data).decode("utf-8", errors="replace")
+                block = {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": text}}
+            else:
+                raise invalid(f"Anthropic takes PDF and plain-text files, not {media.mime}.", param)
+            if filename:
+                block["title"] = filename
+            blocks.append(block)
+        else:
+            raise invalid(f"content part type {kind!r} is not supported by Anthropic.", param)
+    return blocks
+
+
+def _assistant_blocks(message: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
+    thinking = message.get("thinking_blocks")
+    if isinstance(thinking, list):
+        for block in thinking:
+            if isinstance(block, dict) and block.get("type") == "thinking" and isinstance(block.get("signature"), str):
+                blocks.append(
+                    {"type": "thinking", "thinking": str(block.get("thinking") or ""), "signature": block["signature"]}
+                )
+            elif (
+                isinstance(block, dict)
+                and block.get("type") == "redacted_thinking"
+                and isinstance(block.get("data"), str)
+            ):
+                blocks.append({"type": "redacted_thinking", "data": block["data"]})
+    content = message.get("content")
+    if isinstance(content, list):
+        text = "".join(
+            p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") in ("text", "refusal")
+        )
+    else:
+        text = common.text_of(content, where)
+    if text:
+        blocks.append({"type": "text", "text": text})
+    calls = message.get("tool_calls")
+    if calls is not None:
+        if not isinstance(calls, list):
+            raise invalid(f"{where}.tool_calls must be an array.", f"{where}.tool_calls")
+        for k, tc in enumerate(calls):
+            param = f"{where}.tool_calls[{k}]"
+            if not isinstance(tc, dict) or not isinstance(tc.get("id"), str):
+                raise invalid("a tool call needs an id.", param)
+            args = common.tool_arguments(tc, param)
+            blocks.append({"type": "tool_use", "id": _tool_id(tc["id"]), "name": tc["function"]["name"], "input": args})
+    return blocks
+
+
+# --- reply ---------------------------------------------------------------------------------
+
+
+def usage_of(usage: Mapping[str, Any]) -> Usage:
+    """Anthropic counts fresh, cache-read and cache-written input apart; OpenAI's prompt
+    tokens are all of them, with the cached part in the details."""
+    fresh = _int(usage.get("input_tokens"))
+    read = _int(usage.get("cache_read_input_tokens"))
+    write = _int(usage.get("cache_creation_input_tokens"))
+    return Usage(
+        prompt_tokens=fresh + read + write,
+        completion_tokens=_int(usage.get("output_tokens")),
+        cached_tokens=read,
+        cache_write_tokens=write,
+    )
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def usage_json(usage: Usage) -> dict[str, Any]:
+    return common.usage_json(
+        usage.prompt_tokens, usage.completion_tokens, cached=usage.cached_tokens, cache_write=usage.cache_write_tokens
+    )
+
+
+def to_openai(reply: dict[str, Any], model: str, json_mode: bool) -> tuple[bytes, Usage]:
+    text: list[str] = []
+    reasoning: list[str] = []
+    thinking_blocks: list[dict[str, Any]] = []
+    tool_calls: list[dict[str, Any]] = []
+    for block in reply.get("content") or []:
+        if not isinstance(block, dict):
+            continue
+        kind = block.get("type")
+        if kind == "text":
+            text.append(str(block.get("text") or ""))
+        elif kind == "thinking":
+            reasoning.append(str(block.get("thinking") or ""))
+            thinking_blocks.append(
+                {"type": "thinking", "thinking": block.get("thinking") or "", "signature": block.get("signature") or ""}
+            )
+        elif kind == "redacted_thinking":
+            thinking_blocks.append({"type": "redacted_thinking", "data": block.get("data") or ""})
+        elif kind == "tool_use":
+            if json_mode and block.get("name") == JSON_TOOL:
+                text.append(json.dumps(block.get("input") or {}))
+                continue
+            tool_calls.append(
+                {
+                    "id": str(block.get("id")),
+                    "type": "function",
+                    "function": {"name": str(block.get("name")), "arguments": json.dumps(block.get("input") or {})},
+                }
+            )
+    finish = FINISH.get(str(reply.get("stop_reason")), "stop")
+    if json_mode and finish == "tool_calls" and not tool_calls:
+        finish = "stop"
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(text) if text or not tool_calls else None}
+    message["refusal"] = None
+    if reasoning:
+        message["reasoning_content"] = "".join(reasoning)
+    if thinking_blocks:
+        message["thinking_blocks"] = thinking_blocks
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    usage = usage_of(reply.get("usage") or {})
+    choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
+    completion_id = "chatcmpl-" + str(reply.get("id") or "anthropic")
+    return common.completion_json(completion_id, model, [choice], usage_json(usage)), usage
+
+
+def error_from(status: int, raw: bytes, provider: str, headers: Mapping[str, str]) -> GatewayError:
+    message, err_type = "", ""
+    try:
+        body = json.loads(raw)
+        err = body.get("error") if isinstance(body, dict) else None
+        if isinstance(err, dict):
+            message = str(err.get("message") or "")
+            err_type = str(err.get("type") or "")
+    except ValueError:
+        pass
+    return common.provider_error(status, message, provider, headers, code=_ERROR_CODES.get(err_type))
+
+
+# --- stream --------------------------------------------------------------------------------
+
+
+class AnthropicStream:
+    """Anthropic stream events in, OpenAI chunks out.
+
+    ``message_start`` gives the role chunk and the input usage; each content block maps by
+    its type: text to ``content``, thinking to ``reasoning_content`` (and, when the block
+    closes, a ``thinking_blocks`` delta with its signature), tool_use to a tool call whose
+    ``index`` counts tool calls, not content blocks; ``message_delta`` gives the finish
+    reason and output usage; ``message_stop`` ends the stream.
+    """
+
+    def __init__(self, model: str, meter: StreamMeter, wants_usage: bool, json_mode: bool) -> None:
+        self.out = ChunkWriter("chatcmpl-anthropic", model)
+        self.meter = meter
+        self.wants_usage = wants_usage
+        self.json_mode = json_mode
+        self.finished = False
+        self.usage: dict[str, Any] = {}
+        self.blocks: dict[int, dict[str, Any]] = {}  # content block index -> its state
+        self.tool_count = 0
+        self.finish_reason: str | None = None
+
+    def feed(self, event: dict[str, Any]) -> list[bytes]:
+        kind = event.get("type")
+        if kind == "message_start":
+            message = event.get("message") or {}
+            if message.get("id"):
+                self.out.id = "chatcmpl-" + str(message["id"])
+            self.usage.update(message.get("usage") or {})
+            return [self.out.delta(0, {"role": "assistant", "content": ""})]
+        if kind == "content_block_start":
+            return self._start(int(event.get("index", 0)), event.get("content_block") or {})
+        if kind == "content_block_delta":
+            return self._delta(int(event.get("index", 0)), event.get("delta") or {})
+        if kind == "content_block_stop":
+            return self._stop(int(event.get("index", 0)))
+        if kind == "message_delta":
+            self.usage.update({k: v for k, v in (event.get("usage") or {}).items() if v is not None})
+            reason = (event.get("delta") or {}).get("stop_reason")
+            if reason:
+                finish = FINISH.get(str(reason), "stop")
+                if self.json_mode and finish == "tool_calls" and self.tool_count == 0:
+                    finish = "stop"
+                self.finish_reason = finish
+                return [self.out.delta(0, {}, finish)]
+            return []
+        if kind == "message_stop":
+            self.finished = True
+            self.meter.usage = usage_of(self.usage)
+            return []
+        if kind == "error":
+            err = event.get("error") or {}
+            err_type = str(err.get("type") or "api_error")
+            status = 503 if err_type == "overloaded_error" else 502
+            raise common.provider_error(
+                status, str(err.get("message") or "provider error"), "anthropic", {}, code=err_type
+            )
+        return []  # ping and event types added later
+
+    def _start(self, index: int, block: dict[str, Any]) -> list[bytes]:
+        kind = block.get("type")
+        state: dict[str, Any] = {"type": kind, "thinking": [], "signature": ""}
+        self.blocks[index] = state
+        if kind == "tool_use":
+            if self.json_mode and block.get("name") == JSON_TOOL:
+                state["type"] = "json"
+                return []
+            state["tool_index"] = self.tool_count
+            self.tool_count += 1
+            name = str(block.get("name") or "")
+            self.meter.saw_content(len(name))
+            call = {
+                "index": state["tool_index"],
+                "id": str(block.get("id") or ""),
+                "type": "function",
+                "function": {"name": name, "arguments": ""},
+            }
+            return [self.out.delta(0, {"tool_calls": [call]})]
+        if kind == "text" and block.get("text"):
+            self.meter.saw_content(len(block["text"]))
+            return [self.out.delta(0, {"content": block["text"]})]
+        if kind == "redacted_thinking":
+            state["data"] = block.get("data") or ""
+        return []
+
+    def _delta(self, index: int, delta: dict[str, Any]) -> list[bytes]:
+        state = self.blocks.get(index, {"type": None})
+        kind = delta.get("type")
+        if kind == "text_delta":
+            text = str(delta.get("text") or "")
+            self.meter.saw_content(len(text))
+            return [self.out.delta(0, {"content": text})] if text else []
+        if kind == "thinking_delta":
+            text = str(delta.get("thinking") or "")
+            state.setdefault("thinking", []).append(text)
+            self.meter.saw_content(len(text))
+            return [self.out.delta(0, {"reasoning_content": text})] if text else []
+        if kind == "signature_delta":
+            state["signature"] = state.get("signature", "") + str(delta.get("signature") or "")
+            return []
+        if kind == "input_json_delta":
+            partial = str(delta.get("partial_json") or "")
+            if not partial:
+                return []
+            self.meter.saw_content(len(partial))
+            if state.get("type") == "json":
+                return [self.out.delta(0, {"content": partial})]
+            call = {"index": state.get("tool_index", 0), "function": {"arguments": partial}}
+            return [self.out.delta(0, {"tool_calls": [call]})]
+        return []
+
+    def _stop(self, index: int) -> list[bytes]:
+        state = self.blocks.get(index)
+        if state is None:
+            return []
+        if state["type"] == "thinking":
+            block = {"type": "thinking", "thinking": "".join(state["thinking"]), "signature": state["signature"]}
+            return [self.out.delta(0, {"thinking_blocks": [block]})]
+        if state["type"] == "redacted_thinking":
+            return [self.out.delta(0, {"thinking_blocks": [{"type": "redacted_thinking", "data": state["data"]}]})]
+        return []
+
+    def eof(self) -> None:
+        pass  # Anthropic streams end with message_stop; without it the stream was cut
+
+    def close(self) -> list[bytes]:
+        out = []
+        if self.wants_usage:
+            out.append(self.out.chunk([], usage_json(usage_of(self.usage))))
+        out.append(DONE)
+        return out
+
+
+# --- adapter -------------------------------------------------------------------------------
+
+
+def _headers(call: Call) -> dict[str, str]:
+    headers = {
+        "content-type": "application/json",
+        "accept": "application/json",
+        "anthropic-version": API_VERSION,
+        "x-client-request-id": call.request_id,
+    }
+    if call.credential is not None:
+        headers[call.provider.auth_header] = call.credential.secret
+    return headers
+
+
+def _url(call: Call) -> str:
+    return call.provider.base_url.rstrip("/") + "/v1/messages"
+
+
+def _json_mode(call: Call) -> bool:
+    fmt = call.body.get("response_format")
+    return isinstance(fmt, dict) and fmt.get("type") in ("json_object", "json_schema") and not call.body.get("tools")
+
+
+class AnthropicAdapter:
+    async def chat(self, call: Call) -> Completion:
+        body = to_anthropic(call)
+        provider = call.route.provider
+        raw, upstream_ms = await post_json(
+            call, _url(call), body, _headers(call), lambda s, r, h: error_from(s, r, provider, h)
+        )
+        reply = common.parse_json_reply(raw, provider)
+        out, usage = to_openai(reply, call.route.model, _json_mode(call) and "response_format" not in call.dropped)
+        return Completion(body=out, usage=usage, upstream_ms=upstream_ms)
+
+    async def stream(self, call: Call, meter: StreamMeter) -> AsyncIterator[bytes]:
+        body = to_anthropic(call)
+        body["stream"] = True
+        provider = call.route.provider
+        resp = await open_stream(call, _url(call), body, _headers(call), lambda s, r, h: error_from(s, r, provider, h))
+        json_mode = _json_mode(call) and "response_format" not in call.dropped
+        translator = AnthropicStream(call.route.model, meter, call.wants_usage_chunk, json_mode)
+        return relay(call, resp, translator, meter)

@@ -1,0 +1,716 @@
+"""Google Gemini (``generateContent``, ``streamGenerateContent?alt=sse``, ``embedContent``,
+``batchEmbedContents``) behind OpenAI's schemas.
+
+Request: system and developer messages become ``systemInstruction``; assistant turns become
+``model`` turns with ``functionCall`` parts; tool results become ``functionResponse`` parts,
+consecutive ones in one turn; images, files, audio and video become ``inlineData`` (an image
+URL is fetched by the gateway, with the SSRF guard of :mod:`services.edge.media`, because
+Gemini only takes its own file URIs); JSON Schemas (tools and ``json_schema``) are normalised
+to Gemini's schema dialect; ``reasoning_effort`` becomes a thinking budget; ``n``, ``seed``,
+``logprobs`` map to ``generationConfig``.
+
+Gemini 2.5 and 3 sign their reasoning: the ``thoughtSignature`` of a part must come back with
+that part on the next turn or the request fails. A signature on a function call travels as
+``tool_calls[].extra_content.google.thought_signature`` (the shape Google's own
+OpenAI-compatible endpoint uses) and one on text as the message's
+``extra_content.google.thought_signature``; both are put back on their parts.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import struct
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from services.edge.providers import common
+from services.edge.providers.base import Call, Completion, StreamMeter, Usage, estimate_tokens
+from services.edge.providers.common import ChunkWriter, invalid
+from services.edge.providers.wire import open_stream, post_json, relay
+from services.edge.sse import DONE
+from shared.errors import UPSTREAM, GatewayError
+
+SUPPORTED = common.BASE_PARAMS | {
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "stop",
+    "n",
+    "seed",
+    "logprobs",
+    "top_logprobs",
+    "presence_penalty",
+    "frequency_penalty",
+    "user",  # Gemini has no such field; the gateway meters it (request_user)
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "response_format",
+    "reasoning_effort",
+}
+
+FINISH = {
+    "STOP": "stop",
+    "MAX_TOKENS": "length",
+    "SAFETY": "content_filter",
+    "RECITATION": "content_filter",
+    "BLOCKLIST": "content_filter",
+    "PROHIBITED_CONTENT": "content_filter",
+    "SPII": "content_filter",
+    "IMAGE_SAFETY": "content_filter",
+    "LANGUAGE": "content_filter",
+}
+
+_ERROR_CODES = {
+    "INVALID_ARGUMENT": None,
+    "FAILED_PRECONDITION": None,
+    "UNAUTHENTICATED": "invalid_api_key",
+    "PERMISSION_DENIED": None,
+    "NOT_FOUND": "model_not_found",
+    "RESOURCE_EXHAUSTED": "rate_limit_exceeded",
+    "INTERNAL": "upstream_error",
+    "UNAVAILABLE": "overloaded",
+    "DEADLINE_EXCEEDED": "upstream_timeout",
+}
+
+# What Gemini's schema dialect (an OpenAPI 3.0 subset) keeps of a JSON Schema.
+_SCHEMA_KEYS = {
+    "type",
+    "format",
+    "title",
+    "description",
+    "nullable",
+    "enum",
+    "items",
+    "minItems",
+    "maxItems",
+    "properties",
+    "required",
+    "minProperties",
+    "maxProperties",
+    "minLength",
+    "maxLength",
+    "pattern",
+    "minimum",
+    "maximum",
+    "anyOf",
+    "propertyOrdering",
+    "default",
+}
+
+
+def gemini_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """A JSON Schema in Gemini's dialect: references inlined, ``["T", "null"]`` as
+    ``nullable``, ``const`` as a one-value ``enum``, property order kept, the rest
+    (``additionalProperties``, ``$schema``, ``strict``...) left out."""
+    out = _normalise(common.inline_refs(schema))
+    assert isinstance(out, dict)
+    return out
+
+
+def _normalise(node: Any) -> Any:
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    kind = node.get("type")
+    if isinstance(kind, list):
+        kinds = [k for k in kind if k != "null"]
+        if len(kinds) != len(kind):
+            out["nullable"] = True
+        if len(kinds) == 1:
+            kind = kinds[0]
+        else:
+            out["anyOf"] = [{"type": str(k).upper()} for k in kinds]
+            kind = None
+    if isinstance(kind, str):
+        out["type"] = kind.upper()
+    if "const" in node:
+        out["enum"] = [node["const"]]
+    for key, value in node.items():
+        if key not in _SCHEMA_KEYS or key == "type" or key in out:
+            continue
+        if key == "properties" and isinstance(value, dict):
+            out["properties"] = {name: _normalise(sub) for name, sub in value.items()}
+            out.setdefault("propertyOrdering", list(value))
+        elif key == "items":
+            out["items"] = _normalise(value)
+        elif key == "anyOf" and isinstance(value, list):
+            variants = [v for v in value if not (isinstance(v, dict) and v.get("type") == "null")]
+            if len(variants) != len(value):
+                out["nullable"] = True
+            out["anyOf"] = [_normalise(v) for v in variants]
+            if len(out["anyOf"]) == 1:
+                out.update(out.pop("anyOf")[0])
+        elif key == "enum" and isinstance(value, list):
+            out["enum"] = [v if isinstance(v, str) else json.dumps(v) for v in value]
+            out.setdefault("type", "STRING")
+        else:
+            out[key] = value
+    return out
+
+
+# --- request -------------------------------------------------------------------------------
+
+
+async def to_gemini(call: Call) -> dict[str, Any]:
+    body = call.body
+    for name in body:
+        if name not in SUPPORTED:
+            call.unsupported(name)
+    if body.get("parallel_tool_calls") is False:
+        call.unsupported("parallel_tool_calls", "Gemini cannot be told to call one function at a time")
+    out: dict[str, Any] = {}
+    system, contents, details = await _contents(call)
+    if system:
+        out["systemInstruction"] = {"parts": [{"text": "\n\n".join(system)}]}
+    out["contents"] = contents
+
+    config: dict[str, Any] = {}
+    limit = common.max_tokens(body)
+    if limit is not None:
+        config["maxOutputTokens"] = limit
+    for src, dst in (
+        ("temperature", "temperature"),
+        ("top_p", "topP"),
+        ("seed", "seed"),
+        ("presence_penalty", "presencePenalty"),
+        ("frequency_penalty", "frequencyPenalty"),
+    ):
+        if body.get(src) is not None:
+            config[dst] = body[src]
+    stops = common.stop_sequences(body)
+    if stops:
+        config["stopSequences"] = stops
+    n = body.get("n")
+    if n is not None:
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise invalid("'n' must be a positive integer.", "n")
+        config["candidateCount"] = n
+    if body.get("logprobs"):
+        config["responseLogprobs"] = True
+        top = body.get("top_logprobs")
+        if isinstance(top, int) and top > 0:
+            config["logprobs"] = top
+    kind, schema, _ = common.response_format_of(body)
+    if kind in ("json_object", "json_schema"):
+        config["responseMimeType"] = "application/json"
+        if schema is not None:
+            config["responseSchema"] = gemini_schema(schema)
+    effort = common.reasoning_effort(body)
+    if effort == "none":
+        config["thinkingConfig"] = {"thinkingBudget": 0}
+    elif effort is not None:
+        config["thinkingConfig"] = {"thinkingBudget": common.REASONING_BUDGETS[effort], "includeThoughts": True}
+    if details and len(set(details)) == 1:
+        config["mediaResolution"] = {"low": "MEDIA_RESOLUTION_LOW", "high": "MEDIA_RESOLUTION_HIGH"}[details[0]]
+    if config:
+        out["generationConfig"] = config
+
+    tools = common.tools_of(body)
+    choice = common.tool_choice_of(body, [t["name"] for t in tools])
+    if tools:
+        out["tools"] = [{"functionDeclarations": [_declaration(t) for t in tools]}]
+        if choice is not None:
+            if choice == "auto":
+                mode: dict[str, Any] = {"mode": "AUTO"}
+            elif choice == "none":
+                mode = {"mode": "NONE"}
+            elif choice == "required":
+                mode = {"mode": "ANY"}
+            else:
+                mode = {"mode": "ANY", "allowedFunctionNames": [choice[1]]}
+            out["toolConfig"] = {"functionCallingConfig": mode}
+    return out
+
+
+def _declaration(tool: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": tool["name"]}
+    if tool["description"]:
+        out["description"] = tool["description"]
+    params = gemini_schema(tool["parameters"])
+    if params.get("properties"):  # Gemini refuses an OBJECT without properties
+        out["parameters"] = params
+    return out
+
+
+def _signature(holder: Any) -> str | None:
+    extra = holder.get("extra_content") if isinstance(holder, dict) else None
+    google = extra.get("google") if isinstance(extra, dict) else None
+    sig = google.get("thought_signature") if isinstance(google, dict) else None
+    return sig if isinstance(sig, str) and sig else None
+
+
+async def _contents(call: Call) -> tuple[list[str], list[dict[str, Any]], list[str]]:
+    system: list[str] = []
+    contents: list[dict[str, Any]] = []
+    details: list[str] = []
+    names: dict[str, str] = {}  # tool call id -> function name, for the results
+
+    def add(role: str, parts: list[dict[str, Any]]) -> None:
+        if not parts:
+            return
+        if contents and contents[-1]["role"] == role:
+            contents[-1]["parts"].extend(parts)
+        else:
+            contents.append({"role": role, "parts": parts})
+
+    for i, message in enumerate(call.body["messages"]):
+        where = f"messages[{i}]"
+        role = message["role"]
+        if message.get("name") is not None and role in ("user", "assistant", "system", "developer"):
+            call.unsupported(f"{where}.name", "Gemini messages have no author name")
+        if role in ("system", "developer"):
+            text = common.text_of(message.get("content"), where)
+            if text:
+                system.append(text)
+        elif role == "user":
+            add("user", await _user_parts(call, message.get("content"), where, details))
+        elif role == "assistant":
+            add("model", _model_parts(message, where, names))
+        elif role == "tool":
+            tool_id = message.get("tool_call_id")
+            name = names.get(tool_id) if isinstance(tool_id, str) else None
+            name = name or (message.get("name") if isinstance(message.get("name"), str) else None)
+            if name is None:
+                raise invalid(
+                    f"{where}.tool_call_id does not match a tool call of an earlier assistant message.",
+                    f"{where}.tool_call_id",
+                )
+            text = common.text_of(message.get("content"), where)
+            try:
+                parsed = json.loads(text)
+            except ValueError:
+                parsed = None
+            response = parsed if isinstance(parsed, dict) else {"result": text}
+            add("user", [{"functionResponse": {"name": name, "response": response}}])
+        else:
+            raise invalid(f"{where}.role {role!r} is not one of system, developer, user, assistant, tool.", where)
+    if not contents:
+        raise invalid("Gemini needs at least one user or assistant message besides system messages.", "messages")
+    return system, contents, details
+
+
+async def _user_parts(call: Call, content: Any, where: str, details: list[str]) -> list[dict[str, Any]]:
+    parts: list[dict[str, Any]] = []
+    for j, part in enumerate(common.content_parts(content, where)):
+        param = f"{where}.content[{j}]"
+        kind = part["type"]
+        if kind == "text":
+            if not isinstance(part.get("text"), str):
+                raise invalid("a text part needs a string 'text'.", param)
+            if part["text"]:
+                parts.append({"text": part["text"]})
+        elif kind == "image_url":
+            url, detail = common.image_url_of(part, param)
+            if detail in ("low", "high"):
+                details.append(detail)
+            if url.startswith("data:"):
+                media = common.data_uri(url, param)
+            elif url.startswith(("http://", "https://")):
+                if call.media is None:
+                    raise invalid("this gateway does not fetch image URLs.", param, "invalid_image_url")
+                media = await call.media.fetch(url, param)
+            else:
+                raise invalid("image_url.url must be an http(s) URL or a data URI.", param, "invalid_image_url")
+            parts.append({"inlineData": {"mimeType": media.mime, "data": media.data}})
+        elif kind == "file":
+            media, _ = common.file_of(part, param)
+            parts.append({"inlineData": {"mimeType": media.mime, "data": media.data}})
+        elif kind == "input_audio":
+            media = common.audio_of(part, param)
+            parts.append({"inlineData": {"mimeType": media.mime, "data": media.data}})
+        else:
+            raise invalid(f"content part type {kind!r} is not supported by Gemini.", param)
+    return parts
+
+
+def _model_parts(message: dict[str, Any], where: str, names: dict[str, str]) -> list[dict[str, Any]]:
+    parts: list[dict[str, Any]] = []
+    content = message.get("content")
+    if isinstance(content, list):
+        text = "".join(
+            p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") in ("text", "refusal")
+        )
+    else:
+        text = common.text_of(content, where)
+    signature = _signature(message)
+    if text or signature:
+        part: dict[str, Any] = {"text": text}
+        if signature:
+            part["thoughtSignature"] = signature
+        parts.append(part)
+    calls = message.get("tool_calls")
+    if calls is not None:
+        if not isinstance(calls, list):
+            raise invalid(f"{where}.tool_calls must be an array.", f"{where}.tool_calls")
+        for k, tc in enumerate(calls):
+            param = f"{where}.tool_calls[{k}]"
+            args = common.tool_arguments(tc, param)
+            name = tc["function"]["name"]
+            if isinstance(tc.get("id"), str):
+                names[tc["id"]] = name
+            fc: dict[str, Any] = {"functionCall": {"name": name, "args": args}}
+            sig = _signature(tc)
+            if sig:
+                fc["thoughtSignature"] = sig
+            parts.append(fc)
+    return parts
+
+
+# --- reply ---------------------------------------------------------------------------------
+
+
+def usage_of(meta: Mapping[str, Any]) -> Usage:
+    """OpenAI's completion tokens include reasoning; Gemini counts thoughts apart."""
+    candidates = _int(meta.get("candidatesTokenCount"))
+    thoughts = _int(meta.get("thoughtsTokenCount"))
+    return Usage(
+        prompt_tokens=_int(meta.get("promptTokenCount")) + _int(meta.get("toolUsePromptTokenCount")),
+        completion_tokens=candidates + thoughts,
+        cached_tokens=_int(meta.get("cachedContentTokenCount")),
+        reasoning_tokens=thoughts,
+    )
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def usage_json(usage: Usage) -> dict[str, Any]:
+    return common.usage_json(
+        usage.prompt_tokens, usage.completion_tokens, cached=usage.cached_tokens, reasoning=usage.reasoning_tokens
+    )
+
+
+def _call_id() -> str:
+    return "call_" + os.urandom(12).hex()
+
+
+def _logprobs(candidate: Mapping[str, Any]) -> dict[str, Any] | None:
+    result = candidate.get("logprobsResult")
+    if not isinstance(result, dict):
+        return None
+    chosen = result.get("chosenCandidates") or []
+    tops = result.get("topCandidates") or []
+    content = []
+    for k, item in enumerate(chosen):
+        token = str(item.get("token", ""))
+        top = tops[k].get("candidates", []) if k < len(tops) and isinstance(tops[k], dict) else []
+        content.append(
+            {
+                "token": token,
+                "logprob": float(item.get("logProbability", 0.0)),
+                "bytes": list(token.encode()),
+                "top_logprobs": [
+                    {
+                        "token": str(t.get("token", "")),
+                        "logprob": float(t.get("logProbability", 0.0)),
+                        "bytes": list(str(t.get("token", "")).encode()),
+                    }
+                    for t in top
+                ],
+            }
+        )
+    return {"content": content, "refusal": None}
+
+
+def _finish(reason: Any, has_calls: bool) -> str:
+    finish = FINISH.get(str(reason), "stop")
+    return "tool_calls" if finish == "stop" and has_calls else finish
+
+
+def to_openai(reply: dict[str, Any], model: str) -> tuple[bytes, Usage]:
+    choices = []
+    candidates = reply.get("candidates") or []
+    for position, candidate in enumerate(candidates):
+        if not isinstance(candidate, dict):
+            continue
+        text: list[str] = []
+        reasoning: list[str] = []
+        tool_calls: list[dict[str, Any]] = []
+        signature = None
+        for part in (candidate.get("content") or {}).get("parts") or []:
+            if not isinstance(part, dict):
+                continue
+            sig = part.get("thoughtSignature")
+            if "functionCall" in part:
+                fc = part["functionCall"] or {}
+                tc: dict[str, Any] = {
+                    "id": str(fc.get("id") or _call_id()),
+                    "type": "function",
+                    "function": {"name": str(fc.get("name") or ""), "arguments": json.dumps(fc.get("args") or {})},
+                }
+                if sig:
+                    tc["extra_content"] = {"google": {"thought_signature": sig}}
+                tool_calls.append(tc)
+            elif part.get("thought"):
+                reasoning.append(str(part.get("text") or ""))
+            elif "text" in part:
+                text.append(str(part.get("text") or ""))
+                signature = sig or signature
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(text) if text or not tool_calls else None}
+        message["refusal"] = None
+        if reasoning:
+            message["reasoning_content"] = "".join(reasoning)
+        if tool_calls:
+            message["tool_calls"] = tool_calls
+        if signature:
+            message["extra_content"] = {"google": {"thought_signature": signature}}
+        index = candidate.get("index")
+        choices.append(
+            {
+                "index": index if isinstance(index, int) else position,
+                "message": message,
+                "logprobs": _logprobs(candidate),
+                "finish_reason": _finish(candidate.get("finishReason"), bool(tool_calls)),
+            }
+        )
+    if not choices:
+        # The prompt itself was blocked (promptFeedback.blockReason): no candidates at all.
+        message = {"role": "assistant", "content": "", "refusal": None}
+        choices.append({"index": 0, "message": message, "logprobs": None, "finish_reason": "content_filter"})
+    usage = usage_of(reply.get("usageMetadata") or {})
+    completion_id = "chatcmpl-" + str(reply.get("responseId") or os.urandom(12).hex())
+    return common.completion_json(completion_id, model, choices, usage_json(usage)), usage
+
+
+def error_from(status: int, raw: bytes, provider: str, headers: Mapping[str, str]) -> GatewayError:
+    message, state, reasons = "", "", set()
+    try:
+        body = json.loads(raw)
+        err = body.get("error") if isinstance(body, dict) else None
+        if isinstance(body, list) and body and isinstance(body[0], dict):
+            err = body[0].get("error")
+        if isinstance(err, dict):
+            message = str(err.get("message") or "")
+            state = str(err.get("status") or "")
+            for detail in err.get("details") or []:
+                if isinstance(detail, dict) and isinstance(detail.get("reason"), str):
+                    reasons.add(detail["reason"])
+    except ValueError:
+        pass
+    if status == 400 and ("API_KEY_INVALID" in reasons or "API key not valid" in message):
+        status = 401  # Gemini reports a bad key as INVALID_ARGUMENT; it is the key that is refused
+        state = "UNAUTHENTICATED"
+    return common.provider_error(status, message, provider, headers, code=_ERROR_CODES.get(state))
+
+
+# --- stream --------------------------------------------------------------------------------
+
+
+class GeminiStream:
+    """Gemini stream chunks in, OpenAI chunks out.
+
+    Each chunk is a whole ``GenerateContentResponse`` holding the next parts of each
+    candidate. A function call arrives whole, so it becomes one tool-call delta whose
+    ``index`` counts that candidate's calls. Gemini has no end event: the stream is complete
+    when the body ends after every candidate sent its ``finishReason``.
+    """
+
+    def __init__(self, model: str, meter: StreamMeter, wants_usage: bool) -> None:
+        self.out = ChunkWriter("chatcmpl-" + os.urandom(12).hex(), model)
+        self.meter = meter
+        self.wants_usage = wants_usage
+        self.finished = False
+        self.started: set[int] = set()
+        self.done: set[int] = set()
+        self.tool_counts: dict[int, int] = {}
+        self.usage: dict[str, Any] = {}
+
+    def feed(self, event: dict[str, Any]) -> list[bytes]:
+        if "error" in event:
+            err = event["error"] if isinstance(event["error"], dict) else {}
+            code = err.get("code")
+            raise common.provider_error(
+                code if isinstance(code, int) else 502,
+                str(err.get("message") or "provider error"),
+                "gemini",
+                {},
+                code=_ERROR_CODES.get(str(err.get("status"))) or "upstream_error",
+            )
+        if isinstance(event.get("responseId"), str):
+            self.out.id = "chatcmpl-" + event["responseId"]
+        if isinstance(event.get("usageMetadata"), dict):
+            self.usage = event["usageMetadata"]
+            self.meter.usage = usage_of(self.usage)
+        out: list[bytes] = []
+        candidates = event.get("candidates")
+        if not candidates and (event.get("promptFeedback") or {}).get("blockReason"):
+            out.append(self.out.delta(0, {"role": "assistant", "content": ""}))
+            out.append(self.out.delta(0, {}, "content_filter"))
+            self.started.add(0)
+            self.done.add(0)
+            return out
+        for position, candidate in enumerate(candidates or []):
+            if not isinstance(candidate, dict):
+                continue
+            given = candidate.get("index")
+            index: int = given if isinstance(given, int) else position
+            if index not in self.started:
+                self.started.add(index)
+                out.append(self.out.delta(index, {"role": "assistant", "content": ""}))
+            for part in (candidate.get("content") or {}).get("parts") or []:
+                if isinstance(part, dict):
+                    out.extend(self._part(index, part))
+            logprobs = _logprobs(candidate)
+            if logprobs is not None and logprobs["content"]:
+                out.append(self.out.chunk([{"index": index, "delta": {}, "logprobs": logprobs, "finish_reason": None}]))
+            reason = candidate.get("finishReason")
+            if reason and index not in self.done:
+                self.done.add(index)
+                out.append(self.out.delta(index, {}, _finish(reason, self.tool_counts.get(index, 0) > 0)))
+        return out
+
+    def _part(self, index: int, part: dict[str, Any]) -> list[bytes]:
+        sig = part.get("thoughtSignature")
+        if "functionCall" in part:
+            fc = part["functionCall"] or {}
+            position = self.tool_counts.get(index, 0)
+            self.tool_counts[index] = position + 1
+            args = json.dumps(fc.get("args") or {})
+            name = str(fc.get("name") or "")
+            self.meter.saw_content(len(name) + len(args))
+            tc: dict[str, Any] = {
+                "index": position,
+                "id": str(fc.get("id") or _call_id()),
+                "type": "function",
+                "function": {"name": name, "arguments": args},
+            }
+            if sig:
+                tc["extra_content"] = {"google": {"thought_signature": sig}}
+            return [self.out.delta(index, {"tool_calls": [tc]})]
+        text = str(part.get("text") or "")
+        self.meter.saw_content(len(text))
+        if part.get("thought"):
+            return [self.out.delta(index, {"reasoning_content": text})] if text else []
+        delta: dict[str, Any] = {}
+        if text:
+            delta["content"] = text
+        if sig:
+            delta["extra_content"] = {"google": {"thought_signature": sig}}
+        return [self.out.delta(index, delta)] if delta else []
+
+    def eof(self) -> None:
+        self.finished = bool(self.started) and self.started <= self.done
+
+    def close(self) -> list[bytes]:
+        out = []
+        if self.wants_usage:
+            out.append(self.out.chunk([], usage_json(usage_of(self.usage))))
+        out.append(DONE)
+        return out
+
+
+# --- embeddings ----------------------------------------------------------------------------
+
+
+def embedding_inputs(body: dict[str, Any]) -> list[str]:
+    value = body.get("input")
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return list(value)
+    if isinstance(value, list) and value and all(isinstance(v, (int, list)) for v in value):
+        raise invalid("Gemini embeds text; token arrays cannot be sent to it.", "input", "unsupported_parameter")
+    raise invalid("'input' must be a non-empty string or array of strings.", "input")
+
+
+def encode_embedding(values: list[float], encoding: str) -> list[float] | str:
+    if encoding == "base64":
+        return base64.b64encode(struct.pack(f"<{len(values)}f", *values)).decode()
+    return values
+
+
+# --- adapter -------------------------------------------------------------------------------
+
+
+def _headers(call: Call) -> dict[str, str]:
+    headers = {"content-type": "application/json", "accept": "application/json", "x-client-request-id": call.request_id}
+    if call.credential is not None:
+        headers[call.provider.auth_header] = call.credential.secret
+    return headers
+
+
+def _url(call: Call, method: str) -> str:
+    return f"{call.provider.base_url.rstrip('/')}/v1beta/models/{call.route.upstream_model}:{method}"
+
+
+class GeminiAdapter:
+    async def chat(self, call: Call) -> Completion:
+        body = await to_gemini(call)
+        provider = call.route.provider
+        raw, upstream_ms = await post_json(
+            call, _url(call, "generateContent"), body, _headers(call), lambda s, r, h: error_from(s, r, provider, h)
+        )
+        out, usage = to_openai(common.parse_json_reply(raw, provider), call.route.model)
+        return Completion(body=out, usage=usage, upstream_ms=upstream_ms)
+
+    async def stream(self, call: Call, meter: StreamMeter) -> AsyncIterator[bytes]:
+        body = await to_gemini(call)
+        provider = call.route.provider
+        resp = await open_stream(
+            call,
+            _url(call, "streamGenerateContent?alt=sse"),
+            body,
+            _headers(call),
+            lambda s, r, h: error_from(s, r, provider, h),
+        )
+        return relay(call, resp, GeminiStream(call.route.model, meter, call.wants_usage_chunk), meter)
+
+    async def embed(self, call: Call) -> Completion:
+        body = call.body
+        for name in body:
+            if name not in ("model", "input", "encoding_format", "dimensions", "user"):
+                call.unsupported(name)
+        texts = embedding_inputs(body)
+        encoding = body.get("encoding_format") or "float"
+        if encoding not in ("float", "base64"):
+            raise invalid("encoding_format must be float or base64.", "encoding_format")
+        dims = body.get("dimensions")
+        if dims is not None and (not isinstance(dims, int) or isinstance(dims, bool) or dims < 1):
+            raise invalid("'dimensions' must be a positive integer.", "dimensions")
+        model_path = f"models/{call.route.upstream_model}"
+        provider = call.route.provider
+
+        def request(text: str) -> dict[str, Any]:
+            item: dict[str, Any] = {"model": model_path, "content": {"parts": [{"text": text}]}}
+            if dims is not None:
+                item["outputDimensionality"] = dims
+            return item
+
+        def on_error(s: int, r: bytes, h: Mapping[str, str]) -> GatewayError:
+            return error_from(s, r, provider, h)
+
+        if len(texts) == 1:
+            raw, upstream_ms = await post_json(
+                call, _url(call, "embedContent"), request(texts[0]), _headers(call), on_error
+            )
+            reply = common.parse_json_reply(raw, provider)
+            vectors = [(reply.get("embedding") or {}).get("values") or []]
+        else:
+            batch = {"requests": [request(t) for t in texts]}
+            raw, upstream_ms = await post_json(call, _url(call, "batchEmbedContents"), batch, _headers(call), on_error)
+            reply = common.parse_json_reply(raw, provider)
+            vectors = [(e or {}).get("values") or [] for e in reply.get("embeddings") or []]
+        if len(vectors) != len(texts):
+            raise GatewayError(
+                UPSTREAM, f"provider {provider!r} returned {len(vectors)} embeddings for {len(texts)} inputs"
+            )
+        # Gemini reports no token counts for embeddings: estimated, and flagged as such.
+        prompt = sum(estimate_tokens(len(t)) for t in texts)
+        usage = Usage(prompt_tokens=prompt, estimated=True)
+        payload = {
+            "object": "list",
+            "data": [
+                {"object": "embedding", "index": k, "embedding": encode_embedding([float(x) for x in v], encoding)}
+                for k, v in enumerate(vectors)
+            ],
+            "model": call.route.model,
+            "usage": {"prompt_tokens": prompt, "total_tokens": prompt},
+        }
+        return Completion(
+            body=json.dumps(payload, separators=(",", ":")).encode(), usage=usage, upstream_ms=upstream_ms
+        )

@@ -1,0 +1,125 @@
+"""The I/O half of a translating adapter: post a JSON body, read a JSON reply or relay an SSE
+stream through a translator (a state machine that turns provider events into OpenAI chunks).
+
+Every way a stream can end is decided here once: the translator saw the provider's end, the
+provider sent an error event, the connection broke, or the stream stopped early. Only the first
+is a finished stream; the others end with an OpenAI error event, never like a success.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, Protocol
+
+import aiohttp
+
+from services.edge.providers.base import Call, StreamMeter
+from services.edge.providers.common import error_event
+from services.edge.sse import events
+from services.edge.upstream import TRANSPORT_ERRORS, transport_error
+from shared.errors import GatewayError
+
+ErrorMapper = Callable[[int, bytes, Mapping[str, str]], GatewayError]
+
+
+class StreamTranslator(Protocol):
+    finished: bool  # the provider's stream reached its own end
+
+    def feed(self, event: dict[str, Any]) -> list[bytes]:
+        """OpenAI SSE events for one provider event (may raise GatewayError for an error event)."""
+        ...
+
+    def eof(self) -> None:
+        """The body ended; a provider whose streams have no end event decides here whether
+        the stream was complete (sets ``finished``)."""
+        ...
+
+    def close(self) -> list[bytes]:
+        """Events after the provider's stream ended: the usage chunk and ``[DONE]``."""
+        ...
+
+
+async def post_json(
+    call: Call, url: str, body: dict[str, Any], headers: dict[str, str], on_error: ErrorMapper
+) -> tuple[bytes, float]:
+    """POST and return the 200 reply's bytes and the upstream time in ms; errors mapped."""
+    started = time.perf_counter()
+    try:
+        async with call.http.post(url, data=json.dumps(body), headers=headers) as resp:
+            raw = await resp.read()
+            status, resp_headers = resp.status, resp.headers
+    except TRANSPORT_ERRORS as exc:
+        raise transport_error(exc, call.route.provider) from exc
+    if status != 200:
+        raise on_error(status, raw, resp_headers)
+    return raw, (time.perf_counter() - started) * 1000
+
+
+async def open_stream(
+    call: Call, url: str, body: dict[str, Any], headers: dict[str, str], on_error: ErrorMapper
+) -> aiohttp.ClientResponse:
+    try:
+        resp = await call.http.post(url, data=json.dumps(body), headers=headers)
+    except TRANSPORT_ERRORS as exc:
+        raise transport_error(exc, call.route.provider) from exc
+    if resp.status != 200:
+        try:
+            raw = await resp.read()
+        except TRANSPORT_ERRORS:
+            raw = b""
+        finally:
+            resp.release()
+        raise on_error(resp.status, raw, resp.headers)
+    return resp
+
+
+async def relay(
+    call: Call, resp: aiohttp.ClientResponse, translator: StreamTranslator, meter: StreamMeter
+) -> AsyncIterator[bytes]:
+    provider = call.route.provider
+    try:
+        async for data in events(resp.content.iter_any()):
+            try:
+                event = json.loads(data)
+            except ValueError:
+                meter.error_type = "upstream_bad_event"
+                yield error_event(f"provider {provider!r} sent an event that is not JSON", "upstream_bad_event")
+                return
+            if not isinstance(event, dict):
+                continue
+            try:
+                out = translator.feed(event)
+            except GatewayError as exc:
+                meter.error_type = exc.code or "upstream_error"
+                yield error_event(exc.message, exc.code or "upstream_error", exc.type)
+                return
+            for item in out:
+                yield item
+            if translator.finished:
+                break
+        else:
+            translator.eof()
+    except TRANSPORT_ERRORS as exc:
+        err = transport_error(exc, provider)
+        meter.error_type = "upstream_disconnected"
+        yield error_event(f"stream from provider interrupted: {err.message}", "upstream_disconnected")
+        return
+    except ValueError as exc:
+        meter.error_type = "upstream_bad_event"
+        yield error_event(str(exc), "upstream_bad_event")
+        return
+    finally:
+        meter.upstream_done_at = time.perf_counter()
+        if translator.finished:
+            resp.release()
+        else:
+            resp.close()  # cut the connection: the provider stops generating
+    if not translator.finished:
+        meter.error_type = "upstream_truncated"
+        yield error_event(f"stream from provider {provider!r} ended before it finished", "upstream_truncated")
+        return
+    meter.finished = True
+    for item in translator.close():
+        yield item

@@ -1,0 +1,62 @@
+"""``POST /v1/embeddings``: auth, route, the provider's embeddings endpoint, meter.
+
+OpenAI and the OpenAI-compatible providers (Mistral among them) take the request as sent;
+Gemini's ``embedContent`` / ``batchEmbedContents`` are translated by its adapter.
+"""
+
+from __future__ import annotations
+
+import os
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from services.edge.auth import require_model
+from services.edge.body import read_json
+from services.edge.metered import RequestRecord
+from services.edge.routes.chat import drop_params, response_headers, with_provider_keys
+from services.edge.state import Edge
+from shared.errors import INVALID_REQUEST, MISSING_PARAM, GatewayError
+
+
+def check_embeddings(body: dict[str, object]) -> None:
+    model = body.get("model")
+    if model is None:
+        raise GatewayError(MISSING_PARAM, "you must provide a model parameter", param="model")
+    if not isinstance(model, str) or not model.strip():
+        raise GatewayError(INVALID_REQUEST, "model must be a non-empty string", param="model")
+    value = body.get("input")
+    if value is None:
+        raise GatewayError(MISSING_PARAM, "Missing required parameter: 'input'.", param="input")
+    if not isinstance(value, (str, list)) or (isinstance(value, list) and not value) or value == "":
+        raise GatewayError(INVALID_REQUEST, "'input' must be a non-empty string or array.", param="input")
+    if body.get("encoding_format") not in (None, "float", "base64"):
+        raise GatewayError(INVALID_REQUEST, "'encoding_format' must be float or base64.", param="encoding_format")
+
+
+async def embeddings(request: Request) -> Response:
+    edge: Edge = request.app.state.edge
+    principal = edge.client_keys.authenticate(request.headers.get("authorization"), request.headers.get("api-key"))
+    body = await read_json(request, edge.settings.max_body_bytes)
+    drop = drop_params(request, body)
+    check_embeddings(body)
+    record = RequestRecord(
+        request_id="req_" + os.urandom(16).hex(),
+        principal=principal,
+        endpoint="embeddings",
+        body=body,
+        instance=edge.instance,
+    )
+    try:
+        record.route = edge.routes.resolve(str(body["model"]))
+        require_model(principal, str(body["model"]), record.route.model)
+        provider = edge.routes.current().providers[record.route.provider]
+        embedder = edge.registry.embedder(provider.api, record.route.provider)
+        call, completion = await with_provider_keys(edge, record, drop, embedder.embed)
+    except GatewayError as exc:
+        edge.usage.submit(record.event(status=exc.status, error_type=exc.type))
+        exc.headers["x-request-id"] = record.request_id
+        raise
+    edge.usage.submit(record.event(status=200, usage=completion.usage, upstream_ms=completion.upstream_ms))
+    headers = response_headers(record, completion.upstream_ms, call)
+    return Response(completion.body, media_type="application/json", headers=headers)

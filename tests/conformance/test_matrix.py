@@ -1,0 +1,45 @@
+"""The conformance matrix, cell by cell, through the running stack with the official SDK."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conformance.matrix import FEATURES, NOT_APPLICABLE, PROVIDERS, Ctx, cells
+from tests.conftest import Gateway, wait_until
+
+_BY_NAME = {f.name: f for f in FEATURES}
+_RUNNABLE = [c for c in cells() if (c[0], c[1]) not in NOT_APPLICABLE]
+
+
+@pytest.mark.parametrize(("provider", "feature", "mode"), _RUNNABLE, ids=["-".join(c) for c in _RUNNABLE])
+def test_cell(gateway: Gateway, provider: str, feature: str, mode: str) -> None:
+    ctx = Ctx(
+        client=gateway.client(timeout=20),
+        provider=provider,
+        model=PROVIDERS[provider],
+        stream=mode == "stream",
+        image_url=f"{gateway.images.origin}/pixel.png",
+        reactivate=lambda p: reactivate(gateway, p),
+    )
+    _BY_NAME[feature].check(ctx)
+
+
+def reactivate(gateway: Gateway, provider: str) -> None:
+    keys = gateway.admin("GET", "/ai/providers/keys").json()["data"]
+    changed = False
+    for key in keys:
+        if key["provider"] == provider and key["status"] != "active":
+            resp = gateway.admin("PATCH", f"/ai/providers/keys/{key['id']}", json={"status": "active"})
+            assert resp.status_code == 200, resp.text
+            changed = True
+    if changed:
+        client = gateway.client(timeout=20)
+
+        def serves() -> bool:
+            try:
+                client.chat.completions.create(model=PROVIDERS[provider], messages=[{"role": "user", "content": "x"}])
+            except Exception:
+                return False
+            return True
+
+        wait_until(serves, what=f"{provider} keys back in service")
