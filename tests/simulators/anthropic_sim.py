@@ -227,7 +227,8 @@ class AnthropicSimulator(ThreadedServer):
         app.router.add_post("/v1/messages", self.messages)
 
     async def messages(self, request: web.Request) -> web.StreamResponse:
-        key = request.headers.get("x-api-key", "")
+        # The API takes the key in x-api-key; newer SDKs may send it as a bearer token.
+        key = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
         if not key or key.startswith("sk-invalid"):
             return error(401, "invalid x-api-key")
         if not request.headers.get("anthropic-version"):

@@ -74,6 +74,27 @@ def error(status: int, message: str, reason: str | None = None) -> web.Response:
     return web.json_response({"error": err}, status=status, headers=headers)
 
 
+_OPAQUE = {"properties", "args", "response", "default", "example", "enum"}
+
+
+def camel(node: Any) -> Any:
+    """Proto3 JSON accepts a field's original snake_case name as well as its lowerCamelCase
+    JSON name (the google-genai SDK sends some of each): read both as camelCase. Maps whose
+    keys are the caller's own names (schema properties, function arguments) are left alone."""
+    if isinstance(node, list):
+        return [camel(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {}
+    for key, value in node.items():
+        name = re.sub(r"_([a-z])", lambda m: m.group(1).upper(), key)
+        if name in _OPAQUE and isinstance(value, dict):
+            out[name] = {k: camel(v) for k, v in value.items()} if name == "properties" else value
+        else:
+            out[name] = camel(value)
+    return out
+
+
 def check_schema(node: Any, where: str) -> None:
     if not isinstance(node, dict):
         raise Invalid(f"Invalid JSON payload received. {where} must be an object")
@@ -282,7 +303,7 @@ class GeminiSimulator(ThreadedServer):
         if refused is not None:
             return refused
         try:
-            body = await request.json()
+            body = camel(await request.json())
         except ValueError:
             return error(400, "Invalid JSON payload received.")
         self.state.requests.append(Recorded(request.path_qs, dict(request.headers), body))

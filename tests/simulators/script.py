@@ -34,7 +34,15 @@ def sign(text: str) -> str:
 
 
 def signature_ok(text: str, signature: Any) -> bool:
-    return isinstance(signature, str) and hmac.compare_digest(sign(text), signature)
+    """Whether ``signature`` signs ``text``; base64 in either alphabet, as proto3 JSON
+    accepts both (the google-genai SDK sends URL-safe base64)."""
+    if not isinstance(signature, str):
+        return False
+    try:
+        given = base64.urlsafe_b64decode(signature.replace("+", "-").replace("/", "_"))
+    except ValueError:
+        return False
+    return hmac.compare_digest(base64.b64decode(sign(text)), given)
 
 
 @dataclass

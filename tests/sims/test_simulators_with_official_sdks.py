@@ -1,0 +1,171 @@
+"""The provider simulators, driven by each provider's official Python SDK (``anthropic``,
+``google-genai``): if a simulator drifted from the real wire format, the SDK would fail to
+parse it (stream accumulation checks event order and block indexes)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import anthropic
+import pytest
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types
+
+from tests.simulators import script
+from tests.simulators.anthropic_sim import AnthropicSimulator
+from tests.simulators.gemini_sim import GeminiSimulator, floats
+
+WEATHER_SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+
+
+@pytest.fixture(scope="module")
+def anthropic_sim() -> Iterator[AnthropicSimulator]:
+    sim = AnthropicSimulator()
+    sim.start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture(scope="module")
+def gemini_sim() -> Iterator[GeminiSimulator]:
+    sim = GeminiSimulator()
+    sim.start()
+    yield sim
+    sim.stop()
+
+
+def _anthropic(sim: AnthropicSimulator, key: str = "sk-sim") -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=sim.base_url, api_key=key, max_retries=0)
+
+
+def test_anthropic_text_and_usage(anthropic_sim: AnthropicSimulator) -> None:
+    with _anthropic(anthropic_sim) as client:
+        msg = client.messages.create(
+            model="claude-sim-1", max_tokens=100, system="be brief", messages=[{"role": "user", "content": "hi"}]
+        )
+    assert msg.content[0].type == "text" and msg.content[0].text == "Reply 0 to: hi [system: be brief]"
+    assert msg.stop_reason == "end_turn"
+    assert msg.usage.cache_read_input_tokens == 4 and msg.usage.cache_creation_input_tokens == 2
+    headers = anthropic_sim.state.requests[-1].headers
+    assert "sk-sim" in (headers.get("x-api-key") or headers["Authorization"]) and headers["anthropic-version"]
+
+
+def test_anthropic_stream_thinking_tools_and_round_trip(anthropic_sim: AnthropicSimulator) -> None:
+    tools = [{"name": "get_weather", "input_schema": WEATHER_SCHEMA}]
+    thinking = {"type": "enabled", "budget_tokens": 1024}
+    messages = [{"role": "user", "content": "weather?"}]
+    with _anthropic(anthropic_sim) as client:
+        with client.messages.stream(
+            model="claude-sim-1", max_tokens=4096, thinking=thinking, tools=tools, messages=messages
+        ) as stream:
+            events = [event.type for event in stream]
+            final = stream.get_final_message()
+        assert events[0] == "message_start" and events[-1] == "message_stop"
+        assert [b.type for b in final.content] == ["thinking", "tool_use"]
+        assert final.content[0].signature == script.sign(final.content[0].thinking)
+        assert final.content[1].input == {"city": "Paris"} and final.stop_reason == "tool_use"
+        # The SDK's own round trip (its blocks sent back) is accepted ...
+        tool_use = final.content[1]
+        follow = [
+            *messages,
+            {"role": "assistant", "content": final.content},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": tool_use.id, "content": "sunny"}]},
+        ]
+        reply = client.messages.create(
+            model="claude-sim-1", max_tokens=4096, thinking=thinking, tools=tools, messages=follow
+        )
+        assert "sunny" in reply.content[-1].text
+        # ... and without the thinking block it is refused, as the API does.
+        follow[1] = {"role": "assistant", "content": [final.content[1]]}
+        with pytest.raises(anthropic.BadRequestError, match="thinking"):
+            client.messages.create(
+                model="claude-sim-1", max_tokens=4096, thinking=thinking, tools=tools, messages=follow
+            )
+
+
+def test_anthropic_errors(anthropic_sim: AnthropicSimulator) -> None:
+    with _anthropic(anthropic_sim, "sk-ratelimited") as client, pytest.raises(anthropic.RateLimitError) as err:
+        client.messages.create(model="claude-x", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+    assert err.value.response.headers["retry-after"] == "7"
+    assert err.value.body["error"]["type"] == "rate_limit_error"  # type: ignore[index]
+    with _anthropic(anthropic_sim) as client:
+        with pytest.raises(anthropic.APIStatusError) as overloaded:
+            client.messages.create(
+                model="claude-x-status-529", max_tokens=10, messages=[{"role": "user", "content": "x"}]
+            )
+        assert overloaded.value.status_code == 529
+        with pytest.raises(anthropic.BadRequestError, match="max_tokens"):
+            client.messages.create(model="claude-x", max_tokens=0, messages=[{"role": "user", "content": "x"}])
+        with pytest.raises(anthropic.APIError, match="Overloaded"):
+            with client.messages.stream(
+                model="claude-x-midstream-error", max_tokens=10, messages=[{"role": "user", "content": "x y z"}]
+            ) as stream:
+                for _ in stream:
+                    pass
+
+
+def _genai(sim: GeminiSimulator, key: str = "sk-sim") -> genai.Client:
+    return genai.Client(api_key=key, http_options=types.HttpOptions(base_url=sim.base_url, api_version="v1beta"))
+
+
+def test_gemini_text_stream_and_usage(gemini_sim: GeminiSimulator) -> None:
+    client = _genai(gemini_sim)
+    reply = client.models.generate_content(model="gemini-2.5-flash", contents="hello there")
+    assert reply.text == "Reply 0 to: hello there"
+    assert reply.usage_metadata is not None and reply.usage_metadata.cached_content_token_count == 5
+    assert reply.candidates and reply.candidates[0].finish_reason == types.FinishReason.STOP
+    assert gemini_sim.state.requests[-1].headers["x-goog-api-key"] == "sk-sim"
+    chunks = list(client.models.generate_content_stream(model="gemini-2.5-flash", contents="hello there"))
+    assert "".join(c.text or "" for c in chunks) == "Reply 0 to: hello there"
+    assert chunks[-1].candidates and chunks[-1].candidates[0].finish_reason == types.FinishReason.STOP
+
+
+def test_gemini_function_call_signature_round_trip(gemini_sim: GeminiSimulator) -> None:
+    client = _genai(gemini_sim)
+    config = types.GenerateContentConfig(
+        tools=[
+            types.Tool(function_declarations=[types.FunctionDeclaration(name="get_weather", parameters=WEATHER_SCHEMA)])
+        ],
+        thinking_config=types.ThinkingConfig(include_thoughts=True, thinking_budget=1024),
+    )
+    user = types.Content(role="user", parts=[types.Part(text="weather?")])
+    first = client.models.generate_content(model="gemini-2.5-flash", contents=[user], config=config)
+    assert first.function_calls and first.function_calls[0].name == "get_weather"
+    assert first.function_calls[0].args == {"city": "Paris"}
+    assert first.candidates and first.candidates[0].content
+    model_turn = first.candidates[0].content
+    assert any(p.thought for p in model_turn.parts or []), "thought parts come back with includeThoughts"
+    result = types.Content(
+        role="user", parts=[types.Part.from_function_response(name="get_weather", response={"sky": "sunny"})]
+    )
+    second = client.models.generate_content(
+        model="gemini-2.5-flash", contents=[user, model_turn, result], config=config
+    )
+    assert "sunny" in (second.text or "")
+    # The same turn without its signature is refused, as Gemini 3 does.
+    unsigned = types.Content(role="model", parts=[types.Part(function_call=first.function_calls[0])])
+    with pytest.raises(genai_errors.ClientError, match="thought_signature") as err:
+        client.models.generate_content(model="gemini-2.5-flash", contents=[user, unsigned, result], config=config)
+    assert err.value.code == 400
+
+
+def test_gemini_embeddings_and_errors(gemini_sim: GeminiSimulator) -> None:
+    client = _genai(gemini_sim)
+    one = client.models.embed_content(model="gemini-embedding-001", contents="a")
+    many = client.models.embed_content(
+        model="gemini-embedding-001", contents=["a", "b"], config=types.EmbedContentConfig(output_dimensionality=16)
+    )
+    assert one.embeddings and len(one.embeddings[0].values or []) == 768
+    assert many.embeddings and [len(e.values or []) for e in many.embeddings] == [16, 16]
+    bad_client, limited_client = _genai(gemini_sim, "sk-invalid"), _genai(gemini_sim, "sk-ratelimited")
+    with pytest.raises(genai_errors.ClientError) as bad_key:
+        bad_client.models.generate_content(model="gemini-2.5-flash", contents="x")
+    assert bad_key.value.code == 400 and "API key not valid" in str(bad_key.value)
+    with pytest.raises(genai_errors.ClientError) as limited:
+        limited_client.models.generate_content(model="gemini-2.5-flash", contents="x")
+    assert limited.value.code == 429
+    with pytest.raises(genai_errors.ServerError) as unavailable:
+        client.models.generate_content(model="gemini-x-status-503", contents="x")
+    assert unavailable.value.code == 503
+    assert floats("AACAPw==") == [1.0]
