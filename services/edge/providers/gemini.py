@@ -128,7 +128,9 @@ def _normalise(node: Any) -> Any:
     if isinstance(kind, str):
         out["type"] = kind.upper()
     if "const" in node:
-        out["enum"] = [node["const"]]
+        const = node["const"]
+        out["enum"] = [const if isinstance(const, str) else json.dumps(const)]
+        out.setdefault("type", "STRING")
     for key, value in node.items():
         if key not in _SCHEMA_KEYS or key == "type" or key in out:
             continue

@@ -17,7 +17,13 @@ _CREATED = 1_730_419_200  # catalog epoch: models carry no creation date of thei
 
 def _model(table: RouteTable, model_id: str) -> dict[str, Any]:
     entry = table.models[model_id]
-    return {"id": model_id, "object": "model", "created": _CREATED, "owned_by": entry.provider}
+    return {
+        "id": model_id,
+        "object": "model",
+        "created": _CREATED,
+        "owned_by": entry.provider,
+        "capabilities": entry.capabilities,
+    }
 
 
 @router.get("/models")

@@ -1,0 +1,130 @@
+"""Translated providers through the running stack: what the matrix does not cover cell by
+cell (image-URL fetching and its guard, embeddings, model listing, metering of translated
+calls, what reaches the provider)."""
+
+from __future__ import annotations
+
+import base64
+import struct
+
+import openai
+import pytest
+
+from services.edge.media import is_public
+from tests.conftest import Gateway, wait_until
+from tests.simulators.gemini_sim import vector
+
+
+def _image(url: str) -> list[dict[str, object]]:
+    return [
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "look"}, {"type": "image_url", "image_url": {"url": url}}],
+        }
+    ]
+
+
+def test_gemini_image_url_is_fetched_by_the_gateway(gateway: Gateway) -> None:
+    url = f"{gateway.images.origin}/pixel.png"
+    resp = gateway.client().chat.completions.create(model="gemini-2.5-flash", messages=_image(url))
+    assert "image image/png 70 bytes" in (resp.choices[0].message.content or "")
+    sent = gateway.gemini.state.requests[-1].body["contents"][0]["parts"][1]
+    assert sent["inlineData"]["mimeType"] == "image/png"
+
+
+@pytest.mark.parametrize(
+    ("path_or_url", "fragment"),
+    [
+        ("http://127.0.0.1:{other}/v1/models", "non-public"),  # loopback, another port
+        ("http://169.254.169.254/latest/meta-data/", "non-public"),  # cloud metadata
+        ("http://10.1.2.3/a.png", "non-public"),
+        ("http://[::1]:{other}/a.png", "non-public"),
+        ("http://[::ffff:127.0.0.1]:{other}/a.png", "non-public"),
+        ("http://localhost:{other}/a.png", "non-public"),  # a name that resolves to loopback
+        ("{images}/to-private", "non-public"),  # an allowed server redirecting to loopback
+        ("{images}/page.html", "did not return an image"),
+        ("{images}/huge.png", "larger than"),
+        ("file:///etc/passwd", "http(s)"),
+    ],
+)
+def test_image_urls_that_must_not_be_fetched(gateway: Gateway, path_or_url: str, fragment: str) -> None:
+    url = path_or_url.format(other=gateway.sim.port, images=gateway.images.origin)
+    before = len(gateway.gemini.state.requests)
+    with pytest.raises(openai.BadRequestError) as err:
+        gateway.client().chat.completions.create(model="gemini-2.5-flash", messages=_image(url))
+    assert fragment in err.value.message
+    assert err.value.body["param"] == "messages[0].content[1]"  # type: ignore[index]
+    assert err.value.body["code"] == "invalid_image_url"  # type: ignore[index]
+    assert len(gateway.gemini.state.requests) == before, "nothing reaches the provider"
+
+
+def test_public_address_classifier() -> None:
+    assert is_public("8.8.8.8") and is_public("2606:4700:4700::1111")
+    for address in ("127.0.0.1", "10.0.0.1", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0",
+                    "::1", "fc00::1", "fe80::1", "::ffff:10.0.0.1", "224.0.0.1", "240.0.0.1"):  # fmt: skip
+        assert not is_public(address), address
+
+
+def test_embeddings_openai_gemini_mistral(gateway: Gateway) -> None:
+    client = gateway.client()
+    openai_resp = client.embeddings.create(model="text-embedding-3-small", input=["a b", "c"], dimensions=4)
+    assert [len(d.embedding) for d in openai_resp.data] == [4, 4] and openai_resp.usage.prompt_tokens == 3
+    gemini_one = client.embeddings.create(model="gemini-embedding-001", input="hello")
+    assert gemini_one.data[0].embedding == pytest.approx(vector("hello", 768))
+    gemini_many = client.embeddings.create(model="gemini-embedding-001", input=["a", "bb"], dimensions=8)
+    assert [d.index for d in gemini_many.data] == [0, 1]
+    assert gemini_many.data[1].embedding == pytest.approx(vector("bb", 8))
+    assert gateway.gemini.state.requests[-1].path.endswith(":batchEmbedContents")
+    assert gemini_many.usage.prompt_tokens == 2
+    # base64: the SDK decodes it back into floats (little-endian float32, as OpenAI sends).
+    raw = client.embeddings.with_raw_response.create(
+        model="gemini-embedding-001", input="hello", encoding_format="base64", dimensions=8
+    )
+    encoded = raw.http_response.json()["data"][0]["embedding"]
+    assert list(struct.unpack("<8f", base64.b64decode(encoded))) == pytest.approx(vector("hello", 8))
+    mistral = client.embeddings.create(model="mistral-embed", input="x")
+    assert len(mistral.data[0].embedding) == 8
+    with pytest.raises(openai.BadRequestError):
+        client.embeddings.create(model="gemini-embedding-001", input=[[1, 2, 3]])
+    with pytest.raises(openai.APIStatusError) as err:
+        client.embeddings.create(model="claude-sonnet-4-5", input="x")
+    assert err.value.status_code == 501
+
+
+def test_models_list_owner_and_capabilities(gateway: Gateway) -> None:
+    models = {m.id: m for m in gateway.client().models.list()}
+    assert models["claude-sonnet-4-5"].owned_by == "anthropic"
+    assert "reasoning" in (models["gemini-2.5-flash"].model_extra or {})["capabilities"]
+    assert (models["gemini-embedding-001"].model_extra or {})["capabilities"] == ["embeddings"]
+
+
+def test_translated_calls_are_metered_with_provider_usage(gateway: Gateway) -> None:
+    key = gateway.new_user_key("translator-meter")
+    client = gateway.client(key)
+    a = client.chat.completions.create(model="claude-sonnet-4-5", messages=[{"role": "user", "content": "one two"}])
+    g = client.chat.completions.create(
+        model="gemini-2.5-flash", messages=[{"role": "user", "content": "three"}], stream=True,
+        stream_options={"include_usage": True}, reasoning_effort="low",
+    )  # fmt: skip
+    g_usage = [c.usage for c in g if c.usage is not None][0]
+    assert a.usage is not None
+    wait_until(lambda: gateway.requests_metered("translator-meter") == 2, what="both calls metered")
+    summary = gateway.usage("translator-meter")
+    assert summary["prompt_tokens"] == a.usage.prompt_tokens + g_usage.prompt_tokens
+    assert summary["completion_tokens"] == a.usage.completion_tokens + g_usage.completion_tokens
+    sent = gateway.anthropic.state.requests[-1]
+    assert sent.headers["x-api-key"] and sent.headers["anthropic-version"] == "2023-06-01"
+
+
+def test_dropped_parameters_are_named_and_not_sent(gateway: Gateway) -> None:
+    raw = gateway.client().chat.completions.with_raw_response.create(
+        model="claude-sonnet-4-5",
+        messages=[{"role": "user", "content": "x", "name": "alice"}],
+        seed=1,
+        frequency_penalty=0.5,
+        extra_body={"drop_params": True},
+    )
+    dropped = set(raw.headers["x-switchyard-dropped-params"].split(","))
+    assert dropped == {"seed", "frequency_penalty", "messages[0].name"}
+    sent = gateway.anthropic.state.requests[-1].body
+    assert "seed" not in sent and "frequency_penalty" not in sent and "drop_params" not in sent
