@@ -106,7 +106,8 @@ def test_translated_calls_are_metered_with_provider_usage(gateway: Gateway) -> N
         model="gemini-2.5-flash", messages=[{"role": "user", "content": "three"}], stream=True,
         stream_options={"include_usage": True}, reasoning_effort="low",
     )  # fmt: skip
-    g_usage = [c.usage for c in g if c.usage is not None][0]
+    usages = [c.usage for c in g if c.usage is not None]  # reads the whole stream
+    g_usage = usages[0]
     assert a.usage is not None
     wait_until(lambda: gateway.requests_metered("translator-meter") == 2, what="both calls metered")
     summary = gateway.usage("translator-meter")

@@ -572,7 +572,10 @@ def test_gemini_stream_without_finish_is_not_finished_and_errors_map() -> None:
     with pytest.raises(GatewayError) as err:
         machine.feed({"error": {"code": 503, "message": "overloaded", "status": "UNAVAILABLE"}})
     assert err.value.status == 503
-    bad_key = b'{"error":{"code":400,"message":"API key not valid.","status":"INVALID_ARGUMENT","details":[{"reason":"API_KEY_INVALID"}]}}'
+    bad_key = (
+        b'{"error":{"code":400,"message":"API key not valid.","status":"INVALID_ARGUMENT",'
+        b'"details":[{"reason":"API_KEY_INVALID"}]}}'
+    )
     mapped = gem.error_from(400, bad_key, "gemini", {})
     assert mapped.status == 401 and mapped.upstream_status == 401, "a refused key is a 401, so the key is marked"
     limited = gem.error_from(
