@@ -5,11 +5,15 @@ PYTHON ?= python3
 UV      = $(PYTHON) -m uv
 RUN     = $(UV) run --frozen --no-sync
 
-.PHONY: install up test lint typecheck unit e2e bench bench-metering clean
+.PHONY: install install-node up test lint typecheck unit e2e conformance docs bench bench-metering clean
 
 install:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check "uv>=0.5"
 	@$(UV) sync --all-packages --frozen --quiet
+
+# The official openai Node.js package, for the conformance scenarios (locked in tests/node).
+install-node:
+	@cd tests/node && npm ci --no-audit --no-fund --loglevel=error
 
 up: install
 	$(RUN) python -m stack
@@ -27,8 +31,15 @@ unit: install
 e2e: install
 	$(RUN) pytest tests/e2e
 
-test: install lint typecheck
+test: install install-node lint typecheck
 	$(RUN) pytest
+
+conformance: install install-node
+	$(RUN) pytest tests/conformance tests/sims
+
+# docs/compatibility.md is generated from the conformance matrix (tests/conformance/matrix.py).
+docs: install
+	$(RUN) python -m tests.conformance.report > docs/compatibility.md
 
 bench: install
 	$(RUN) python -m bench.run

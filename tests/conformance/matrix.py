@@ -282,6 +282,18 @@ def f_file_pdf(ctx: Ctx) -> None:
     assert "document application/pdf" in r.content, r.content
 
 
+def f_audio_video(ctx: Ctx) -> None:
+    wav = base64.b64encode(b"RIFF....WAVEfmt ").decode()
+    mp4 = base64.b64encode(b"\x00\x00\x00\x18ftypmp42").decode()
+    content = [
+        {"type": "text", "text": "listen and watch"},
+        {"type": "input_audio", "input_audio": {"data": wav, "format": "wav"}},
+        {"type": "file", "file": {"filename": "clip.mp4", "file_data": f"data:video/mp4;base64,{mp4}"}},
+    ]
+    r = chat(ctx, messages=[{"role": "user", "content": content}])
+    assert "audio audio/wav 16 bytes" in r.content and "video video/mp4 12 bytes" in r.content, r.content
+
+
 def f_json_object(ctx: Ctx) -> None:
     r = chat(ctx, messages=user("give json"), response_format={"type": "json_object"})
     assert isinstance(json.loads(r.content), dict), r.content
@@ -488,6 +500,7 @@ FEATURES = [
     Feature("vision_base64", "Images as base64 data URIs, several, detail", f_vision_base64),
     Feature("vision_url", "Images as http(s) URLs", f_vision_url),
     Feature("file_pdf", "PDF file parts", f_file_pdf),
+    Feature("audio_video", "Audio (input_audio) and video file parts with a MIME type", f_audio_video),
     Feature("json_object", "response_format json_object", f_json_object),
     Feature("json_schema", "response_format json_schema (strict, $defs, nullable)", f_json_schema),
     Feature("reasoning", "reasoning_effort, reasoning_content, reasoning tokens", f_reasoning),
@@ -518,9 +531,14 @@ NOT_APPLICABLE: dict[tuple[str, str], str] = {
         for p in PASS_THROUGH
     },
     **{
-        (p, "logprobs"): f"{_OPENAI_SIDE} and returns its logprobs unchanged; the simulator does not generate logprobs"
+        (p, "logprobs"): f"{_OPENAI_SIDE}, and its logprobs come back unchanged; the simulator does not generate them"
         for p in PASS_THROUGH
     },
+    **{
+        (p, "audio_video"): f"{_OPENAI_SIDE}, audio parts included; the simulator does not read audio"
+        for p in PASS_THROUGH
+    },
+    ("anthropic", "audio_video"): "Anthropic takes no audio or video: such a part is a 400 naming it",
     **{(p, "unsupported_param"): f"{_OPENAI_SIDE}: the provider itself judges every parameter" for p in PASS_THROUGH},
     ("anthropic", "n"): "Anthropic returns one choice: n > 1 is refused with a 400 naming 'n' (or dropped on request)",
     (

@@ -597,3 +597,11 @@ def test_gemini_blocked_prompt_is_content_filter_in_both_modes() -> None:
 def test_gemini_embedding_base64_is_little_endian_float32() -> None:
     assert gem.encode_embedding([1.0, -2.0], "base64") == "AACAPwAAAMA="
     assert gem.encode_embedding([0.5], "float") == [0.5]
+
+
+def test_anthropic_refuses_audio_parts_naming_them() -> None:
+    part = {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}
+    body = {"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "x"}, part]}]}
+    with pytest.raises(GatewayError) as err:
+        ant.to_anthropic(call("anthropic", body))
+    assert err.value.status == 400 and err.value.param == "messages[0].content[1]"
