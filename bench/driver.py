@@ -11,6 +11,7 @@ All traffic goes to loopback; every run is bounded in time and count.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -155,7 +156,10 @@ class Streams:
     cpu_ms_per_stream: float
 
 
-async def _streams(url: str, key: str, concurrency: int, total: int, seconds: float) -> tuple[int, float, list[float]]:
+async def _streams(
+    url: str, key: str, concurrency: int, total: int, seconds: float, model: str
+) -> tuple[int, float, list[float]]:
+    data = STREAM_BODY.replace('"gpt-4o"', json.dumps(model))
     headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
     first: list[float] = []
     done = 0
@@ -166,13 +170,13 @@ async def _streams(url: str, key: str, concurrency: int, total: int, seconds: fl
             nonlocal done
             while done < total and time.perf_counter() < deadline:
                 t0 = time.perf_counter()
-                async with session.post(f"{url}/chat/completions", data=STREAM_BODY, headers=headers) as resp:
+                async with session.post(f"{url}/chat/completions", data=data, headers=headers) as resp:
                     if resp.status != 200:
                         raise RuntimeError(f"HTTP {resp.status}")
                     got_first = False
                     body = b""
                     async for chunk in resp.content.iter_any():
-                        if not got_first and b'"content": "tok' in chunk:
+                        if not got_first and b"tok0" in chunk:  # the first content chunk
                             first.append((time.perf_counter() - t0) * 1000)
                             got_first = True
                         body += chunk
@@ -186,9 +190,11 @@ async def _streams(url: str, key: str, concurrency: int, total: int, seconds: fl
     return done, elapsed, first
 
 
-def streams(url: str, key: str, pid: int, *, concurrency: int, total: int, seconds: float) -> Streams:
+def streams(
+    url: str, key: str, pid: int, *, concurrency: int, total: int, seconds: float, model: str = "gpt-4o"
+) -> Streams:
     cpu0 = tree_cpu(pid)
-    done, elapsed, first = asyncio.run(_streams(url, key, concurrency, total, seconds))
+    done, elapsed, first = asyncio.run(_streams(url, key, concurrency, total, seconds, model))
     cpu = tree_cpu(pid) - cpu0
     return Streams(
         per_second=done / elapsed,

@@ -69,7 +69,7 @@ def measure(name: str, url: str, key: str, pid: int, args: argparse.Namespace) -
     return Result(name, rss, tp, lat, st)
 
 
-def table(results: dict[str, Result]) -> str:
+def table(results: dict[str, Result], translated: driver.Streams | None = None) -> str:
     d, p, s = results["direct"], results["pass-through"], results["switchyard"]
     rows = [
         "| target | req/s, 1 worker | CPU per request | added p50 / p99 at fixed rate "
@@ -109,10 +109,16 @@ def table(results: dict[str, Result]) -> str:
     for label, ratio, op, target in goals:
         met = "" if not op else ("yes" if (ratio >= target if op == ">=" else ratio <= target) else "**no**")
         rows.append(f"| {label} | {ratio:.2f}x | {op + ' ' + str(target) + 'x' if op else '-'} | {met} |")
-    rows.append(
-        "| translated (Anthropic, Gemini) stream CPU per chunk vs pass-through | n/a | <= 1.3x | "
-        "not measurable yet: translation is not built |"
-    )
+    if translated is not None:
+        ratio = translated.cpu_ms_per_stream / s.streams.cpu_ms_per_stream
+        rows.append(
+            f"| translated (Anthropic) stream CPU per chunk vs Switchyard's OpenAI pass-through stream | "
+            f"{ratio:.2f}x | <= 1.3x | {'yes' if ratio <= 1.3 else '**no**'} |"
+        )
+        rows.append(
+            f"| translated stream: {translated.per_second:,.1f} streams/s, {translated.cpu_ms_per_stream:.2f} ms CPU "
+            f"per stream, first chunk p50 {translated.first_chunk_p50_ms:.1f} ms | - | - | - |"
+        )
     return "\n".join(rows)
 
 
@@ -130,6 +136,7 @@ def main() -> None:
     procs: list[subprocess.Popen[bytes]] = []
     stack: Stack | None = None
     results: dict[str, Result] = {}
+    translated: driver.Streams | None = None
     with tempfile.TemporaryDirectory(prefix="switchyard-bench-") as tmp:
         try:
             up_port, pt_port = free_port(), free_port()
@@ -144,7 +151,11 @@ def main() -> None:
             print("starting Switchyard (one edge worker) ...", flush=True)
             environ = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
             environ.update(
-                OPENAI_BASE_URL=upstream_url, OPENAI_API_KEY="sk-bench-provider", GATEWAY_LOG_LEVEL="WARNING"
+                OPENAI_BASE_URL=upstream_url,
+                OPENAI_API_KEY="sk-bench-provider",
+                ANTHROPIC_BASE_URL=f"http://127.0.0.1:{up_port}",
+                ANTHROPIC_API_KEY="sk-bench-provider",
+                GATEWAY_LOG_LEVEL="WARNING",
             )
             settings = StackSettings(
                 GATEWAY_DATA_DIR=Path(tmp) / "data", GATEWAY_PORT=0, GATEWAY_EDGE_WORKERS=1, GATEWAY_LOG_LEVEL="WARNING"
@@ -160,13 +171,19 @@ def main() -> None:
                 "pass-through", f"http://127.0.0.1:{pt_port}/v1", "none", passthrough.pid, args
             )
             results["switchyard"] = measure("switchyard", info.base_url, info.admin_key, edge_pid, args)
+            driver.wait_quiet()
+            print(f"  switchyard: {args.concurrency} concurrent translated (Anthropic) streams ...", flush=True)
+            translated = driver.streams(
+                info.base_url, info.admin_key, edge_pid, concurrency=args.concurrency, total=args.streams,
+                seconds=args.seconds * 2, model="claude-bench",
+            )  # fmt: skip
         finally:
             if stack is not None:
                 stack.stop()
             for proc in procs:
                 proc.terminate()
                 proc.wait(timeout=10)
-    out = table(results)
+    out = table(results, translated)
     print("\n" + out)
     results_dir = ROOT / "bench" / "results"
     results_dir.mkdir(exist_ok=True)

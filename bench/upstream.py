@@ -68,8 +68,48 @@ def build_app(chunks: int, interval: float) -> web.Application:
         await resp.write_eof()
         return resp
 
+    # Anthropic's Messages stream with the same text, for the translated path.
+    def event(name: str, data: dict[str, object]) -> bytes:
+        return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+
+    usage = {"input_tokens": 12, "output_tokens": 1, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0}
+    message = {"id": "msg_bench", "type": "message", "role": "assistant", "model": "claude-bench", "content": []}
+    a_head = event("message_start", {"type": "message_start", "message": dict(message, usage=usage)}) + event(
+        "content_block_start",
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+    )
+    a_words = [
+        event(
+            "content_block_delta",
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": f"tok{i} "}},
+        )
+        for i in range(chunks)
+    ]
+    a_tail = (
+        event("content_block_stop", {"type": "content_block_stop", "index": 0})
+        + event(
+            "message_delta",
+            {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": chunks}},
+        )
+        + event("message_stop", {"type": "message_stop"})
+    )
+
+    async def messages(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(a_head)
+        for word in a_words:
+            if interval:
+                await asyncio.sleep(interval)
+            await resp.write(word)
+        await resp.write(a_tail)
+        await resp.write_eof()
+        return resp
+
     app = web.Application()
     app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_post("/v1/messages", messages)
     return app
 
 

@@ -101,6 +101,8 @@ def render() -> str:
         '- Gemini takes JSON Schemas in its own dialect: `$ref`/`$defs` are inlined, `["T", "null"]` '
         "becomes `nullable`, `const` a one-value `enum`, `additionalProperties` and `$schema` are left out, "
         "and property order is kept (`propertyOrdering`).",
+        "- Image `detail`: Gemini takes `low` / `high` as its media resolution when every image of the "
+        "request asks for the same; Anthropic has no such setting and sizes images itself.",
         "- Image URLs: Anthropic and OpenAI-format providers fetch them themselves. For Gemini the gateway "
         "fetches them: public addresses only (no loopback, private, link-local, metadata, shared or reserved "
         "ranges, also after redirects), within `GATEWAY_MEDIA_FETCH_MAX_BYTES` and "

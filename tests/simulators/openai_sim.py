@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.simulators import script
+from tests.simulators.server import ThreadedServer
 
 REPLY = "Hello from the simulator, friend"
 PROMPT_TOKENS = 11
@@ -85,13 +85,12 @@ def _error(status: int) -> web.Response:
     return web.json_response(body, status=status, headers=headers)
 
 
-class OpenAISimulator:
+class OpenAISimulator(ThreadedServer):
+    name = "openai-sim"
+
     def __init__(self) -> None:
+        super().__init__()
         self.state = SimState()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self.port = 0
-        self._thread: threading.Thread | None = None
 
     @property
     def base_url(self) -> str:
@@ -238,44 +237,13 @@ class OpenAISimulator:
             {"object": "list", "data": [{"id": "gpt-4o", "object": "model", "created": 0, "owned_by": "sim"}]}
         )
 
-    # --- lifecycle (in a thread of its own, so tests stay synchronous) --------------------
-
-    def start(self) -> None:
-        ready = threading.Event()
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            app = web.Application(client_max_size=64 * 1024 * 1024)
-            app.router.add_post("/v1/chat/completions", self.chat)
-            app.router.add_post("/selfhosted/v1/chat/completions", self.chat)
-            app.router.add_post("/openai/deployments/{deployment}/chat/completions", self.chat)
-            app.router.add_post("/v1/embeddings", self.embeddings)
-            app.router.add_post("/openai/deployments/{deployment}/embeddings", self.embeddings)
-            app.router.add_get("/v1/models", self.models)
-            self._runner = web.AppRunner(app, handler_cancellation=True)
-            loop.run_until_complete(self._runner.setup())
-            site = web.TCPSite(self._runner, "127.0.0.1", 0)
-            loop.run_until_complete(site.start())
-            server = site._server
-            assert server is not None and server.sockets
-            self.port = server.sockets[0].getsockname()[1]
-            ready.set()
-            loop.run_forever()
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="openai-sim", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("simulator did not start")
-
-    def stop(self) -> None:
-        if self._loop is not None and self._runner is not None:
-            # Close the listener and every open connection before the loop goes away.
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=10)
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/v1/chat/completions", self.chat)
+        app.router.add_post("/selfhosted/v1/chat/completions", self.chat)
+        app.router.add_post("/openai/deployments/{deployment}/chat/completions", self.chat)
+        app.router.add_post("/v1/embeddings", self.embeddings)
+        app.router.add_post("/openai/deployments/{deployment}/embeddings", self.embeddings)
+        app.router.add_get("/v1/models", self.models)
 
 
 # --- the scripted model, in OpenAI's wire format (models gpt-4.1*, mistral-*, llama*) ------------

@@ -41,7 +41,6 @@ SUPPORTED = common.BASE_PARAMS | {
     "parallel_tool_calls",
     "response_format",
     "reasoning_effort",
-    "metadata",
 }
 
 FINISH = {
@@ -169,48 +168,23 @@ def _tool(tool: dict[str, Any]) -> dict[str, Any]:
 
 
 def _messages(call: Call) -> tuple[list[str], list[dict[str, Any]]]:
-    system: list[str] = []
-    turns: list[dict[str, Any]] = []
-
-    def add(role: str, blocks: list[dict[str, Any]]) -> None:
-        if not blocks:
-            return
-        if turns and turns[-1]["role"] == role:
-            turns[-1]["content"].extend(blocks)  # Anthropic alternates roles: merge
-        else:
-            turns.append({"role": role, "content": blocks})
-
+    turns = common.Turns("content")
     for i, message in enumerate(call.body["messages"]):
-        where = f"messages[{i}]"
-        role = message["role"]
-        if message.get("name") is not None and role in ("user", "assistant", "system", "developer"):
-            call.unsupported(f"{where}.name", "Anthropic messages have no author name")
-        if role in ("system", "developer"):
-            text = common.text_of(message.get("content"), where)
-            if text:
-                system.append(text)
-        elif role == "user":
-            add("user", _user_blocks(message.get("content"), where))
+        where, role = turns.message(call, i, message, "Anthropic")
+        if role == "user":
+            turns.add("user", _user_blocks(message.get("content"), where))
         elif role == "assistant":
-            add("assistant", _assistant_blocks(message, where))
+            turns.add("assistant", _assistant_blocks(message, where))
         elif role == "tool":
             if not isinstance(message.get("tool_call_id"), str):
                 raise invalid(f"{where}.tool_call_id is required for a tool message.", f"{where}.tool_call_id")
-            add(
-                "user",
-                [
-                    {
-                        "type": "tool_result",
-                        "tool_use_id": _tool_id(message["tool_call_id"]),
-                        "content": common.text_of(message.get("content"), where),
-                    }
-                ],
-            )
-        else:
-            raise invalid(f"{where}.role {role!r} is not one of system, developer, user, assistant, tool.", where)
-    if not turns:
-        raise invalid("Anthropic needs at least one user or assistant message besides system messages.", "messages")
-    return system, turns
+            result = {
+                "type": "tool_result",
+                "tool_use_id": _tool_id(message["tool_call_id"]),
+                "content": common.text_of(message.get("content"), where),
+            }
+            turns.add("user", [result])
+    return turns.system, turns.checked("Anthropic")
 
 
 def _user_blocks(content: Any, where: str) -> list[dict[str, Any]]:
@@ -273,13 +247,7 @@ def _assistant_blocks(message: dict[str, Any], where: str) -> list[dict[str, Any
                 and isinstance(block.get("data"), str)
             ):
                 blocks.append({"type": "redacted_thinking", "data": block["data"]})
-    content = message.get("content")
-    if isinstance(content, list):
-        text = "".join(
-            p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") in ("text", "refusal")
-        )
-    else:
-        text = common.text_of(content, where)
+    text = common.assistant_text(message, where)
     if text:
         blocks.append({"type": "text", "text": text})
     calls = message.get("tool_calls")
@@ -301,19 +269,15 @@ def _assistant_blocks(message: dict[str, Any], where: str) -> list[dict[str, Any
 def usage_of(usage: Mapping[str, Any]) -> Usage:
     """Anthropic counts fresh, cache-read and cache-written input apart; OpenAI's prompt
     tokens are all of them, with the cached part in the details."""
-    fresh = _int(usage.get("input_tokens"))
-    read = _int(usage.get("cache_read_input_tokens"))
-    write = _int(usage.get("cache_creation_input_tokens"))
+    fresh = common.count(usage.get("input_tokens"))
+    read = common.count(usage.get("cache_read_input_tokens"))
+    write = common.count(usage.get("cache_creation_input_tokens"))
     return Usage(
         prompt_tokens=fresh + read + write,
-        completion_tokens=_int(usage.get("output_tokens")),
+        completion_tokens=common.count(usage.get("output_tokens")),
         cached_tokens=read,
         cache_write_tokens=write,
     )
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
 def usage_json(usage: Usage) -> dict[str, Any]:
@@ -520,15 +484,7 @@ class AnthropicStream:
 
 
 def _headers(call: Call) -> dict[str, str]:
-    headers = {
-        "content-type": "application/json",
-        "accept": "application/json",
-        "anthropic-version": API_VERSION,
-        "x-client-request-id": call.request_id,
-    }
-    if call.credential is not None:
-        headers[call.provider.auth_header] = call.credential.secret
-    return headers
+    return common.json_headers(call, **{"anthropic-version": API_VERSION})
 
 
 def _url(call: Call) -> str:

@@ -16,9 +16,12 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from services.edge.sse import frame
+
+if TYPE_CHECKING:
+    from services.edge.providers.base import Call
 from shared.errors import INVALID_REQUEST, UPSTREAM, ErrorKind, GatewayError, kind_for_status, upstream_status_to_client
 
 # Parameters every adapter handles itself or that only concern the gateway.
@@ -303,6 +306,70 @@ def reasoning_effort(body: dict[str, Any]) -> str | None:
     if effort not in ("none", *REASONING_BUDGETS):
         raise invalid("reasoning_effort must be none, minimal, low, medium or high.", "reasoning_effort")
     return str(effort)
+
+
+def assistant_text(message: dict[str, Any], where: str) -> str:
+    """The text of an assistant message (text and refusal parts joined)."""
+    content = message.get("content")
+    if isinstance(content, list):
+        return "".join(
+            p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") in ("text", "refusal")
+        )
+    return text_of(content, where)
+
+
+class Turns:
+    """Provider turns built from OpenAI messages: system text apart, and consecutive items
+    of one role merged into one turn (both providers alternate roles; tool results that
+    follow each other become one turn)."""
+
+    def __init__(self, items_key: str) -> None:
+        self.items_key = items_key
+        self.system: list[str] = []
+        self.turns: list[dict[str, Any]] = []
+
+    def add(self, role: str, items: list[dict[str, Any]]) -> None:
+        if not items:
+            return
+        if self.turns and self.turns[-1]["role"] == role:
+            self.turns[-1][self.items_key].extend(items)
+        else:
+            self.turns.append({"role": role, self.items_key: items})
+
+    def message(self, call: Call, i: int, message: dict[str, Any], provider: str) -> tuple[str, str]:
+        """``(where, role)`` of message ``i``; a system message's text is kept here, and an
+        author ``name`` the provider cannot carry goes to :meth:`Call.unsupported`."""
+        where, role = f"messages[{i}]", str(message["role"])
+        if message.get("name") is not None and role in ("user", "assistant", "system", "developer"):
+            call.unsupported(f"{where}.name", f"{provider} messages have no author name")
+        if role in ("system", "developer"):
+            text = text_of(message.get("content"), where)
+            if text:
+                self.system.append(text)
+        elif role not in ("user", "assistant", "tool"):
+            raise invalid(f"{where}.role {role!r} is not one of system, developer, user, assistant, tool.", where)
+        return where, role
+
+    def checked(self, provider: str) -> list[dict[str, Any]]:
+        if not self.turns:
+            raise invalid(
+                f"{provider} needs at least one user or assistant message besides system messages.", "messages"
+            )
+        return self.turns
+
+
+def count(value: Any) -> int:
+    """A token count from a provider reply: a non-negative int, else 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def json_headers(call: Call, **extra: str) -> dict[str, str]:
+    """Request headers for a provider that takes its key as a plain header value."""
+    headers = {"content-type": "application/json", "accept": "application/json", "x-client-request-id": call.request_id}
+    headers.update(extra)
+    if call.credential is not None:
+        headers[call.provider.auth_header] = call.credential.secret
+    return headers
 
 
 # --- JSON Schema -------------------------------------------------------------------------

@@ -246,32 +246,15 @@ def _signature(holder: Any) -> str | None:
 
 
 async def _contents(call: Call) -> tuple[list[str], list[dict[str, Any]], list[str]]:
-    system: list[str] = []
-    contents: list[dict[str, Any]] = []
+    turns = common.Turns("parts")
     details: list[str] = []
     names: dict[str, str] = {}  # tool call id -> function name, for the results
-
-    def add(role: str, parts: list[dict[str, Any]]) -> None:
-        if not parts:
-            return
-        if contents and contents[-1]["role"] == role:
-            contents[-1]["parts"].extend(parts)
-        else:
-            contents.append({"role": role, "parts": parts})
-
     for i, message in enumerate(call.body["messages"]):
-        where = f"messages[{i}]"
-        role = message["role"]
-        if message.get("name") is not None and role in ("user", "assistant", "system", "developer"):
-            call.unsupported(f"{where}.name", "Gemini messages have no author name")
-        if role in ("system", "developer"):
-            text = common.text_of(message.get("content"), where)
-            if text:
-                system.append(text)
-        elif role == "user":
-            add("user", await _user_parts(call, message.get("content"), where, details))
+        where, role = turns.message(call, i, message, "Gemini")
+        if role == "user":
+            turns.add("user", await _user_parts(call, message.get("content"), where, details))
         elif role == "assistant":
-            add("model", _model_parts(message, where, names))
+            turns.add("model", _model_parts(message, where, names))
         elif role == "tool":
             tool_id = message.get("tool_call_id")
             name = names.get(tool_id) if isinstance(tool_id, str) else None
@@ -287,12 +270,8 @@ async def _contents(call: Call) -> tuple[list[str], list[dict[str, Any]], list[s
             except ValueError:
                 parsed = None
             response = parsed if isinstance(parsed, dict) else {"result": text}
-            add("user", [{"functionResponse": {"name": name, "response": response}}])
-        else:
-            raise invalid(f"{where}.role {role!r} is not one of system, developer, user, assistant, tool.", where)
-    if not contents:
-        raise invalid("Gemini needs at least one user or assistant message besides system messages.", "messages")
-    return system, contents, details
+            turns.add("user", [{"functionResponse": {"name": name, "response": response}}])
+    return turns.system, turns.checked("Gemini"), details
 
 
 async def _user_parts(call: Call, content: Any, where: str, details: list[str]) -> list[dict[str, Any]]:
@@ -331,13 +310,7 @@ async def _user_parts(call: Call, content: Any, where: str, details: list[str]) 
 
 def _model_parts(message: dict[str, Any], where: str, names: dict[str, str]) -> list[dict[str, Any]]:
     parts: list[dict[str, Any]] = []
-    content = message.get("content")
-    if isinstance(content, list):
-        text = "".join(
-            p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") in ("text", "refusal")
-        )
-    else:
-        text = common.text_of(content, where)
+    text = common.assistant_text(message, where)
     signature = _signature(message)
     if text or signature:
         part: dict[str, Any] = {"text": text}
@@ -367,18 +340,14 @@ def _model_parts(message: dict[str, Any], where: str, names: dict[str, str]) -> 
 
 def usage_of(meta: Mapping[str, Any]) -> Usage:
     """OpenAI's completion tokens include reasoning; Gemini counts thoughts apart."""
-    candidates = _int(meta.get("candidatesTokenCount"))
-    thoughts = _int(meta.get("thoughtsTokenCount"))
+    candidates = common.count(meta.get("candidatesTokenCount"))
+    thoughts = common.count(meta.get("thoughtsTokenCount"))
     return Usage(
-        prompt_tokens=_int(meta.get("promptTokenCount")) + _int(meta.get("toolUsePromptTokenCount")),
+        prompt_tokens=common.count(meta.get("promptTokenCount")) + common.count(meta.get("toolUsePromptTokenCount")),
         completion_tokens=candidates + thoughts,
-        cached_tokens=_int(meta.get("cachedContentTokenCount")),
+        cached_tokens=common.count(meta.get("cachedContentTokenCount")),
         reasoning_tokens=thoughts,
     )
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
 def usage_json(usage: Usage) -> dict[str, Any]:
@@ -630,10 +599,7 @@ def encode_embedding(values: list[float], encoding: str) -> list[float] | str:
 
 
 def _headers(call: Call) -> dict[str, str]:
-    headers = {"content-type": "application/json", "accept": "application/json", "x-client-request-id": call.request_id}
-    if call.credential is not None:
-        headers[call.provider.auth_header] = call.credential.secret
-    return headers
+    return common.json_headers(call)
 
 
 def _url(call: Call, method: str) -> str:
