@@ -72,9 +72,9 @@ def build_app(chunks: int, interval: float) -> web.Application:
     def event(name: str, data: dict[str, object]) -> bytes:
         return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
 
-    usage = {"input_tokens": 12, "output_tokens": 1, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0}
+    a_usage = {"input_tokens": 12, "output_tokens": 1, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0}
     message = {"id": "msg_bench", "type": "message", "role": "assistant", "model": "claude-bench", "content": []}
-    a_head = event("message_start", {"type": "message_start", "message": dict(message, usage=usage)}) + event(
+    a_head = event("message_start", {"type": "message_start", "message": dict(message, usage=a_usage)}) + event(
         "content_block_start",
         {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
     )

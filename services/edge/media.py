@@ -71,7 +71,7 @@ class MediaFetcher:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
-            connector = aiohttp.TCPConnector(resolver=_PublicOnlyResolver(self.allowed), limit=100, ttl_dns_cache=None)
+            connector = aiohttp.TCPConnector(resolver=_PublicOnlyResolver(self.allowed), limit=100, ttl_dns_cache=60)
             self._session = aiohttp.ClientSession(
                 connector=connector, trust_env=False, headers={"user-agent": "switchyard-media-fetch/0.1"}
             )

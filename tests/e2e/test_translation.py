@@ -91,6 +91,18 @@ def test_embeddings_openai_gemini_mistral(gateway: Gateway) -> None:
     assert err.value.status_code == 501
 
 
+def test_embeddings_are_metered(gateway: Gateway) -> None:
+    key = gateway.new_user_key("embedder")
+    client = gateway.client(key)
+    client.embeddings.create(model="text-embedding-3-small", input="one two three")
+    client.embeddings.create(model="gemini-embedding-001", input=["abcdefgh", "ijkl"])  # estimated: 2 + 1
+    wait_until(lambda: gateway.requests_metered("embedder") == 2, what="both embeddings metered")
+    summary = gateway.usage("embedder")
+    assert summary["prompt_tokens"] == 3 + 3 and summary["completion_tokens"] == 0
+    providers = {row["provider"] for row in summary["by_provider"]}
+    assert providers == {"openai", "gemini"}
+
+
 def test_models_list_owner_and_capabilities(gateway: Gateway) -> None:
     models = {m.id: m for m in gateway.client().models.list()}
     assert models["claude-sonnet-4-5"].owned_by == "anthropic"

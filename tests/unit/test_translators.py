@@ -527,9 +527,9 @@ def test_gemini_reply_and_stream_are_twins() -> None:
     out: list[bytes] = []
     for event in gemini_chunks(GEMINI_REPLY):
         out += machine.feed(event)
-    assert not machine.finished
+    assert not machine.finished and meter.usage is None, "usage is metered once the stream is complete"
     machine.eof()
-    assert machine.finished
+    assert machine.finished and meter.usage is not None and meter.usage.completion_tokens == 10
     out += machine.close()
     payloads = chunks(out)
     streamed = assemble(payloads[:-1])
@@ -605,3 +605,41 @@ def test_anthropic_refuses_audio_parts_naming_them() -> None:
     with pytest.raises(GatewayError) as err:
         ant.to_anthropic(call("anthropic", body))
     assert err.value.status == 400 and err.value.param == "messages[0].content[1]"
+
+
+def test_anthropic_forced_tool_while_thinking_fails_or_is_dropped() -> None:
+    body = {
+        "model": "m",
+        "messages": [{"role": "user", "content": "x"}],
+        "tools": [WEATHER],
+        "tool_choice": "required",
+        "reasoning_effort": "low",
+    }
+    with pytest.raises(GatewayError) as err:
+        ant.to_anthropic(call("anthropic", body))
+    assert err.value.param == "tool_choice"
+    dropping = call("anthropic", body, drop=True)
+    out = ant.to_anthropic(dropping)
+    assert dropping.dropped == ["tool_choice"] and "tool_choice" not in out and out["thinking"]["budget_tokens"] == 2048
+
+
+def test_anthropic_json_schema_must_be_an_object() -> None:
+    fmt = {
+        "type": "json_schema",
+        "json_schema": {"name": "n", "schema": {"type": "array", "items": {"type": "string"}}},
+    }
+    body = {"model": "m", "messages": [{"role": "user", "content": "x"}], "response_format": fmt}
+    with pytest.raises(GatewayError) as err:
+        ant.to_anthropic(call("anthropic", body))
+    assert err.value.status == 400 and err.value.param == "response_format.json_schema.schema"
+
+
+def test_chunk_writer_delta_is_the_chunk_with_one_choice() -> None:
+    from services.edge.providers.common import ChunkWriter
+
+    out = ChunkWriter("chatcmpl-a", 'model "q"')
+    out.id = "chatcmpl-b"
+    for delta, finish in (({"content": 'he said "hi"\n'}, None), ({}, "stop"), ({"tool_calls": [{"index": 0}]}, None)):
+        fast = out.delta(2, delta, finish)
+        slow = out.chunk([{"index": 2, "delta": delta, "logprobs": None, "finish_reason": finish}])
+        assert fast == slow and json.loads(fast[6:])["id"] == "chatcmpl-b"

@@ -128,6 +128,12 @@ def to_anthropic(call: Call) -> dict[str, Any]:
             call.unsupported("response_format", "Anthropic cannot force its JSON tool while thinking")
         else:
             root = schema if schema is not None else {"type": "object"}
+            if root.get("type") != "object":
+                raise invalid(
+                    "Anthropic answers in JSON through a tool whose input is an object: "
+                    "json_schema.schema must have type 'object'.",
+                    "response_format.json_schema.schema",
+                )
             out["tools"] = [
                 {
                     "name": JSON_TOOL,
@@ -137,10 +143,11 @@ def to_anthropic(call: Call) -> dict[str, Any]:
             ]
             out["tool_choice"] = {"type": "tool", "name": JSON_TOOL}
             return out
+    forced = choice == "required" or isinstance(choice, tuple)
+    if forced and tools and "thinking" in out:
+        call.unsupported("tool_choice", "Anthropic cannot force a tool call while thinking")
+        choice = None  # dropped on the client's request
     if choice is not None and tools:
-        if choice in ("required", "function") or isinstance(choice, tuple):
-            if "thinking" in out:
-                call.unsupported("tool_choice", "Anthropic cannot force a tool call while thinking")
         mapped: dict[str, Any]
         if choice == "auto":
             mapped = {"type": "auto"}

@@ -422,12 +422,30 @@ def usage_json(
 
 
 class ChunkWriter:
-    """Frames OpenAI ``chat.completion.chunk`` events for one translated stream."""
+    """Frames OpenAI ``chat.completion.chunk`` events for one translated stream.
+
+    The fields every chunk repeats are encoded once (the hot path of a translated stream is
+    one small delta per provider event); only the choice is encoded per chunk.
+    """
+
+    _DUMPS = json.JSONEncoder(separators=(",", ":")).encode
 
     def __init__(self, completion_id: str, model: str) -> None:
-        self.id = completion_id
         self.model = model
         self.created = int(time.time())
+        self.id = completion_id
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    @id.setter
+    def id(self, value: str) -> None:
+        self._id = value
+        self._head = (
+            b'data: {"id":' + self._DUMPS(value).encode() + b',"object":"chat.completion.chunk","created":'
+            + str(self.created).encode() + b',"model":' + self._DUMPS(self.model).encode() + b',"choices":['
+        )  # fmt: skip
 
     def chunk(self, choices: list[dict[str, Any]], usage: dict[str, Any] | None = None) -> bytes:
         payload: dict[str, Any] = {
@@ -442,7 +460,12 @@ class ChunkWriter:
         return frame(json.dumps(payload, separators=(",", ":")).encode())
 
     def delta(self, index: int, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
-        return self.chunk([{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}])
+        """One choice's delta; the same bytes as :meth:`chunk` with that one choice."""
+        finish = b"null" if finish_reason is None else self._DUMPS(finish_reason).encode()
+        return (
+            self._head + b'{"index":' + str(index).encode() + b',"delta":' + self._DUMPS(delta).encode()
+            + b',"logprobs":null,"finish_reason":' + finish + b"}]}\n\n"
+        )  # fmt: skip
 
 
 def completion_json(completion_id: str, model: str, choices: list[dict[str, Any]], usage: dict[str, Any]) -> bytes:

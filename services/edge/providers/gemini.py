@@ -505,8 +505,9 @@ class GeminiStream:
         if isinstance(event.get("responseId"), str):
             self.out.id = "chatcmpl-" + event["responseId"]
         if isinstance(event.get("usageMetadata"), dict):
+            # Running counts until the last chunk: metered from eof(), so a cut stream is
+            # estimated (and flagged) rather than billed with a partial count.
             self.usage = event["usageMetadata"]
-            self.meter.usage = usage_of(self.usage)
         out: list[bytes] = []
         candidates = event.get("candidates")
         if not candidates and (event.get("promptFeedback") or {}).get("blockReason"):
@@ -566,6 +567,8 @@ class GeminiStream:
 
     def eof(self) -> None:
         self.finished = bool(self.started) and self.started <= self.done
+        if self.finished:
+            self.meter.usage = usage_of(self.usage)
 
     def close(self) -> list[bytes]:
         out = []
