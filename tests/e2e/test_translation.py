@@ -141,3 +141,26 @@ def test_dropped_parameters_are_named_and_not_sent(gateway: Gateway) -> None:
     assert dropped == {"seed", "frequency_penalty", "messages[0].name"}
     sent = gateway.anthropic.state.requests[-1].body
     assert "seed" not in sent and "frequency_penalty" not in sent and "drop_params" not in sent
+
+
+def test_several_image_urls_are_fetched_together_and_capped(gateway: Gateway) -> None:
+    url = f"{gateway.images.origin}/pixel.png"
+    parts: list[dict[str, object]] = [{"type": "text", "text": "many"}]
+    parts += [{"type": "image_url", "image_url": {"url": url}} for _ in range(3)]
+    resp = gateway.client().chat.completions.create(
+        model="gemini-2.5-flash", messages=[{"role": "user", "content": parts}]
+    )
+    assert (resp.choices[0].message.content or "").count("image image/png 70 bytes") == 3
+    too_many = [{"type": "image_url", "image_url": {"url": url}} for _ in range(17)]
+    with pytest.raises(openai.BadRequestError) as err:
+        gateway.client().chat.completions.create(
+            model="gemini-2.5-flash", messages=[{"role": "user", "content": too_many}]
+        )
+    assert "at most 16" in err.value.message and err.value.body["param"] == "messages[0].content[16]"  # type: ignore[index]
+    # One refused URL among good ones fails the request as a whole.
+    mixed = [*parts, {"type": "image_url", "image_url": {"url": "http://10.0.0.1/x.png"}}]
+    with pytest.raises(openai.BadRequestError) as err:
+        gateway.client().chat.completions.create(
+            model="gemini-2.5-flash", messages=[{"role": "user", "content": mixed}]
+        )
+    assert err.value.body["param"] == "messages[0].content[4]"  # type: ignore[index]

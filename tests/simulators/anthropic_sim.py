@@ -24,7 +24,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.simulators import script
-from tests.simulators.server import ThreadedServer
+from tests.simulators.server import LongStream, ThreadedServer
 
 CACHE_READ = 4
 CACHE_WRITE = 2
@@ -209,6 +209,7 @@ def read_prompt(body: dict[str, Any]) -> script.Prompt:
 @dataclass
 class AnthropicState:
     requests: list[Recorded] = field(default_factory=list)
+    long_streams: list[LongStream] = field(default_factory=list)
     slow_seconds: float = 5.0
 
 
@@ -270,6 +271,18 @@ class AnthropicSimulator(ThreadedServer):
         start.update(content=[], stop_reason=None, stop_sequence=None)
         start["usage"] = dict(start["usage"], output_tokens=1)
         await send("message_start", {"type": "message_start", "message": start})
+        if model.endswith("-long"):
+            log = LongStream()
+            self.state.long_streams.append(log)
+            block = {"type": "text", "text": ""}
+            await send("content_block_start", {"type": "content_block_start", "index": 0, "content_block": block})
+
+            async def word(i: int) -> None:
+                delta = {"type": "text_delta", "text": f"{i:03d} "}
+                await send("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta})
+
+            await log.run(word)
+            return resp
         index = 0
         if cand.thinking:
             await send(

@@ -27,7 +27,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.simulators import script
-from tests.simulators.server import ThreadedServer
+from tests.simulators.server import LongStream, ThreadedServer
 
 CACHED = 5
 STATUS_NAMES = {
@@ -270,6 +270,7 @@ def vector(text: str, dims: int) -> list[float]:
 @dataclass
 class GeminiState:
     requests: list[Recorded] = field(default_factory=list)
+    long_streams: list[LongStream] = field(default_factory=list)
     slow_seconds: float = 5.0
 
 
@@ -374,6 +375,15 @@ class GeminiSimulator(ThreadedServer):
             payload["usageMetadata"] = meta
             await resp.write(b"data: " + json.dumps(payload).encode() + b"\r\n\r\n")
 
+        if model.endswith("-long"):
+            log = LongStream()
+            self.state.long_streams.append(log)
+
+            async def word(i: int) -> None:
+                await send([{"content": {"role": "model", "parts": [{"text": f"{i:03d} "}]}, "index": 0}])
+
+            await log.run(word)
+            return resp
         for k, cand in enumerate(reply.candidates):
             if cand.thinking:
                 await send(

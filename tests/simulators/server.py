@@ -4,9 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from aiohttp import web
+
+
+@dataclass
+class LongStream:
+    """A slow stream of many chunks (``*-long`` models): did it run to its end, or did the
+    peer go away?"""
+
+    chunks_sent: int = 0
+    completed: bool = False
+    cancelled: bool = False
+
+    async def run(self, send: Callable[[int], Awaitable[None]], chunks: int = 200, interval: float = 0.02) -> None:
+        try:
+            for i in range(chunks):
+                await send(i)
+                self.chunks_sent += 1
+                await asyncio.sleep(interval)
+            self.completed = True
+        except (ConnectionResetError, asyncio.CancelledError):
+            self.cancelled = True
+            raise
 
 
 class ThreadedServer:

@@ -18,6 +18,7 @@ OpenAI-compatible endpoint uses) and one on text as the message's
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -31,6 +32,8 @@ from services.edge.providers.common import ChunkWriter, invalid
 from services.edge.providers.wire import open_stream, post_json, relay
 from services.edge.sse import DONE
 from shared.errors import UPSTREAM, GatewayError
+
+MAX_FETCHED_IMAGES = 16  # image URLs the gateway fetches for one request
 
 SUPPORTED = common.BASE_PARAMS | {
     "max_tokens",
@@ -249,10 +252,11 @@ async def _contents(call: Call) -> tuple[list[str], list[dict[str, Any]], list[s
     turns = common.Turns("parts")
     details: list[str] = []
     names: dict[str, str] = {}  # tool call id -> function name, for the results
+    fetches: list[tuple[dict[str, Any], str, str]] = []  # (part to fill, url, param)
     for i, message in enumerate(call.body["messages"]):
         where, role = turns.message(call, i, message, "Gemini")
         if role == "user":
-            turns.add("user", await _user_parts(call, message.get("content"), where, details))
+            turns.add("user", _user_parts(message.get("content"), where, details, fetches))
         elif role == "assistant":
             turns.add("model", _model_parts(message, where, names))
         elif role == "tool":
@@ -271,10 +275,41 @@ async def _contents(call: Call) -> tuple[list[str], list[dict[str, Any]], list[s
                 parsed = None
             response = parsed if isinstance(parsed, dict) else {"result": text}
             turns.add("user", [{"functionResponse": {"name": name, "response": response}}])
-    return turns.system, turns.checked("Gemini"), details
+    contents = turns.checked("Gemini")
+    await _fetch_images(call, fetches)
+    return turns.system, contents, details
 
 
-async def _user_parts(call: Call, content: Any, where: str, details: list[str]) -> list[dict[str, Any]]:
+async def _fetch_images(call: Call, fetches: list[tuple[dict[str, Any], str, str]]) -> None:
+    """Fetch every image URL of the request at once (Gemini takes only inline data), after
+    the whole request was checked, so a bad request fetches nothing."""
+    if not fetches:
+        return
+    if call.media is None:
+        raise invalid("this gateway does not fetch image URLs.", fetches[0][2], "invalid_image_url")
+    if len(fetches) > MAX_FETCHED_IMAGES:
+        raise invalid(
+            f"at most {MAX_FETCHED_IMAGES} image URLs per request can be sent to Gemini; send the rest inline.",
+            fetches[MAX_FETCHED_IMAGES][2],
+            "invalid_image_url",
+        )
+    media = call.media
+    try:
+        async with asyncio.TaskGroup() as group:  # the first failure cancels the other fetches
+            tasks = [group.create_task(media.fetch(url, param)) for _, url, param in fetches]
+    except ExceptionGroup as failed:
+        first = next((e for e in failed.exceptions if isinstance(e, GatewayError)), None)
+        if first is None:
+            raise
+        raise first from None
+    for (part, _, _), task in zip(fetches, tasks, strict=True):
+        item = task.result()
+        part["inlineData"] = {"mimeType": item.mime, "data": item.data}
+
+
+def _user_parts(
+    content: Any, where: str, details: list[str], fetches: list[tuple[dict[str, Any], str, str]]
+) -> list[dict[str, Any]]:
     parts: list[dict[str, Any]] = []
     for j, part in enumerate(common.content_parts(content, where)):
         param = f"{where}.content[{j}]"
@@ -290,13 +325,13 @@ async def _user_parts(call: Call, content: Any, where: str, details: list[str]) 
                 details.append(detail)
             if url.startswith("data:"):
                 media = common.data_uri(url, param)
+                parts.append({"inlineData": {"mimeType": media.mime, "data": media.data}})
             elif url.startswith(("http://", "https://")):
-                if call.media is None:
-                    raise invalid("this gateway does not fetch image URLs.", param, "invalid_image_url")
-                media = await call.media.fetch(url, param)
+                placeholder: dict[str, Any] = {}
+                fetches.append((placeholder, url, param))
+                parts.append(placeholder)
             else:
                 raise invalid("image_url.url must be an http(s) URL or a data URI.", param, "invalid_image_url")
-            parts.append({"inlineData": {"mimeType": media.mime, "data": media.data}})
         elif kind == "file":
             media, _ = common.file_of(part, param)
             parts.append({"inlineData": {"mimeType": media.mime, "data": media.data}})
