@@ -20,7 +20,7 @@ from typing import Any
 from services.edge.providers import common
 from services.edge.providers.base import Call, Completion, StreamMeter, Usage
 from services.edge.providers.common import ChunkWriter, invalid
-from services.edge.providers.wire import open_stream, post_json, relay
+from services.edge.providers.wire import open_stream, post_json, read_reply, relay
 from services.edge.sse import DONE
 from shared.errors import GatewayError
 
@@ -511,7 +511,8 @@ class AnthropicAdapter:
             call, _url(call), body, _headers(call), lambda s, r, h: error_from(s, r, provider, h)
         )
         reply = common.parse_json_reply(raw, provider)
-        out, usage = to_openai(reply, call.route.model, _json_mode(call) and "response_format" not in call.dropped)
+        json_mode = _json_mode(call) and "response_format" not in call.dropped
+        out, usage = read_reply(provider, lambda: to_openai(reply, call.route.model, json_mode))
         return Completion(body=out, usage=usage, upstream_ms=upstream_ms)
 
     async def stream(self, call: Call, meter: StreamMeter) -> AsyncIterator[bytes]:

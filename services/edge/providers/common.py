@@ -216,6 +216,8 @@ def audio_of(part: dict[str, Any], param: str) -> Media:
 
 def tool_arguments(call: dict[str, Any], param: str) -> dict[str, Any]:
     """The arguments of an assistant tool call as an object (the wire carries a JSON string)."""
+    if not isinstance(call, dict):
+        raise invalid("a tool call must be an object.", param)
     fn = call.get("function")
     if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
         raise invalid("a tool call needs function.name.", param)

@@ -29,7 +29,7 @@ from typing import Any
 from services.edge.providers import common
 from services.edge.providers.base import Call, Completion, StreamMeter, Usage, estimate_tokens
 from services.edge.providers.common import ChunkWriter, invalid
-from services.edge.providers.wire import open_stream, post_json, relay
+from services.edge.providers.wire import open_stream, post_json, read_reply, relay
 from services.edge.sse import DONE
 from shared.errors import UPSTREAM, GatewayError
 
@@ -627,6 +627,11 @@ def embedding_inputs(body: dict[str, Any]) -> list[str]:
     raise invalid("'input' must be a non-empty string or array of strings.", "input")
 
 
+def _vectors(items: list[Any]) -> list[list[float]]:
+    """The float vectors of Gemini ``ContentEmbedding`` objects (a wrong shape raises)."""
+    return [[float(x) for x in item["values"]] for item in items]
+
+
 def encode_embedding(values: list[float], encoding: str) -> list[float] | str:
     if encoding == "base64":
         return base64.b64encode(struct.pack(f"<{len(values)}f", *values)).decode()
@@ -651,7 +656,8 @@ class GeminiAdapter:
         raw, upstream_ms = await post_json(
             call, _url(call, "generateContent"), body, _headers(call), lambda s, r, h: error_from(s, r, provider, h)
         )
-        out, usage = to_openai(common.parse_json_reply(raw, provider), call.route.model)
+        reply = common.parse_json_reply(raw, provider)
+        out, usage = read_reply(provider, lambda: to_openai(reply, call.route.model))
         return Completion(body=out, usage=usage, upstream_ms=upstream_ms)
 
     async def stream(self, call: Call, meter: StreamMeter) -> AsyncIterator[bytes]:
@@ -695,12 +701,12 @@ class GeminiAdapter:
                 call, _url(call, "embedContent"), request(texts[0]), _headers(call), on_error
             )
             reply = common.parse_json_reply(raw, provider)
-            vectors = [(reply.get("embedding") or {}).get("values") or []]
+            vectors = read_reply(provider, lambda: _vectors([reply.get("embedding")]))
         else:
             batch = {"requests": [request(t) for t in texts]}
             raw, upstream_ms = await post_json(call, _url(call, "batchEmbedContents"), batch, _headers(call), on_error)
             reply = common.parse_json_reply(raw, provider)
-            vectors = [(e or {}).get("values") or [] for e in reply.get("embeddings") or []]
+            vectors = read_reply(provider, lambda: _vectors(reply.get("embeddings") or []))
         if len(vectors) != len(texts):
             raise GatewayError(
                 UPSTREAM, f"provider {provider!r} returned {len(vectors)} embeddings for {len(texts)} inputs"
@@ -711,7 +717,7 @@ class GeminiAdapter:
         payload = {
             "object": "list",
             "data": [
-                {"object": "embedding", "index": k, "embedding": encode_embedding([float(x) for x in v], encoding)}
+                {"object": "embedding", "index": k, "embedding": encode_embedding(v, encoding)}
                 for k, v in enumerate(vectors)
             ],
             "model": call.route.model,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 
@@ -19,9 +19,22 @@ from services.edge.providers.base import Call, StreamMeter
 from services.edge.providers.common import error_event
 from services.edge.sse import events
 from services.edge.upstream import TRANSPORT_ERRORS, transport_error
-from shared.errors import GatewayError
+from shared.errors import UPSTREAM, GatewayError
+
+T = TypeVar("T")
 
 ErrorMapper = Callable[[int, bytes, Mapping[str, str]], GatewayError]
+
+# What reading a reply of an unexpected shape raises (a field of the wrong type, say).
+UNREADABLE = (TypeError, AttributeError, KeyError, ValueError, IndexError)
+
+
+def read_reply(provider: str, translate: Callable[[], T]) -> T:
+    """Run a reply translator; a reply of an unexpected shape is the provider's fault (502)."""
+    try:
+        return translate()
+    except UNREADABLE as exc:
+        raise GatewayError(UPSTREAM, f"provider {provider!r} sent a reply of an unexpected shape") from exc
 
 
 class StreamTranslator(Protocol):
@@ -94,6 +107,10 @@ async def relay(
             except GatewayError as exc:
                 meter.error_type = exc.code or "upstream_error"
                 yield error_event(exc.message, exc.code or "upstream_error", exc.type)
+                return
+            except UNREADABLE:
+                meter.error_type = "upstream_bad_event"
+                yield error_event(f"provider {provider!r} sent an event of an unexpected shape", "upstream_bad_event")
                 return
             for item in out:
                 yield item

@@ -1,0 +1,162 @@
+"""Whatever a confused or hostile client sends, a translator answers with a 400 in OpenAI's
+shape (a GatewayError), never an exception that would become a 500. The route's own checks
+run first, as they do in the gateway.
+
+Every leaf and container of a rich, valid request is replaced in turn by values of the wrong
+type, and both translators are run on each variant."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from services.edge.body import check_chat
+from services.edge.providers import anthropic as ant
+from services.edge.providers import gemini as gem
+from services.edge.providers.base import Call
+from shared.catalog import ProviderConfig, Route
+from shared.errors import GatewayError
+
+VALID: dict[str, Any] = {
+    "model": "m",
+    "messages": [
+        {"role": "system", "content": "s"},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "q"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA", "detail": "low"}},
+                {"type": "file", "file": {"filename": "a.pdf", "file_data": "data:application/pdf;base64,JVBERg=="}},
+            ],
+        },
+        {
+            "role": "assistant",
+            "content": "a",
+            "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"x": 1}'}}],
+            "thinking_blocks": [{"type": "thinking", "thinking": "t", "signature": "s"}],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "r"},
+    ],
+    "tools": [
+        {
+            "type": "function",
+            "function": {"name": "f", "parameters": {"type": "object", "properties": {"x": {"type": "integer"}}}},
+        }
+    ],
+    "tool_choice": {"type": "function", "function": {"name": "f"}},
+    "response_format": {
+        "type": "json_schema",
+        "json_schema": {"name": "n", "schema": {"type": "object", "properties": {}}},
+    },
+    "stop": ["x"],
+    "max_tokens": 100,
+    "reasoning_effort": "low",
+}  # fmt: skip
+BAD_VALUES: list[Any] = [None, "", "x", 0, -1, 1.5, True, [], [None], [1], [{}], {}, {"type": 1}, {"a": [1]}]
+
+
+def _paths(node: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    if path:
+        yield path
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _paths(value, (*path, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _paths(value, (*path, index))
+
+
+def _variant(path: tuple[Any, ...], value: Any) -> dict[str, Any]:
+    body = copy.deepcopy(VALID)
+    target = body
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = copy.deepcopy(value)
+    return body
+
+
+def _call(provider: str, body: dict[str, Any]) -> Call:
+    cfg = ProviderConfig(api=provider, base_url="http://x")
+    return Call(Route(model="m", provider=provider, upstream_model="m"), cfg, None, body, "r", None, True)  # type: ignore[arg-type]
+
+
+VARIANTS = [(path, value) for path in _paths(VALID) if path[0] != "model" for value in BAD_VALUES]
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "gemini"])
+def test_wrong_types_anywhere_are_400s_not_crashes(provider: str) -> None:
+    crashes = []
+    for path, value in VARIANTS:
+        body = _variant(path, value)
+        try:
+            check_chat(body)  # what the route checks before any adapter runs
+            if provider == "anthropic":
+                ant.to_anthropic(_call(provider, body))
+            else:
+                asyncio.run(gem.to_gemini(_call(provider, body)))
+        except GatewayError as exc:
+            assert exc.status == 400, (path, value, exc.status)
+        except Exception as exc:  # a crash: would be a 500
+            crashes.append(f"{'.'.join(map(str, path))} = {value!r}: {type(exc).__name__}: {exc}")
+    assert not crashes, f"{len(crashes)} of {len(VARIANTS)} variants crash, e.g.:\n" + "\n".join(crashes[:40])
+
+
+# --- replies: a provider answering in an unexpected shape is a 502, never a crash ------------
+
+
+def _reply_variants(reply: dict[str, Any]) -> list[dict[str, Any]]:
+    variants = []
+    for path in _paths(reply):
+        for value in BAD_VALUES:
+            body = copy.deepcopy(reply)
+            target = body
+            for key in path[:-1]:
+                target = target[key]
+            target[path[-1]] = copy.deepcopy(value)
+            variants.append(body)
+    return variants
+
+
+def test_odd_replies_are_502s_or_read() -> None:
+    from services.edge.providers.base import StreamMeter
+    from services.edge.providers.wire import UNREADABLE, read_reply
+    from tests.unit.test_translators import ANTHROPIC_REPLY, GEMINI_REPLY, anthropic_events, gemini_chunks
+
+    crashes = []
+    for name, reply, translate in (
+        ("anthropic", ANTHROPIC_REPLY, lambda r: ant.to_openai(r, "m", json_mode=False)),
+        ("gemini", GEMINI_REPLY, lambda r: gem.to_openai(r, "m")),
+    ):
+        for variant in _reply_variants(reply):
+            try:
+                raw, _ = read_reply(name, lambda v=variant, t=translate: t(v))  # type: ignore[misc]
+                json.loads(raw)
+            except GatewayError as exc:
+                assert exc.status == 502
+            except Exception as exc:
+                crashes.append(f"{name} reply: {type(exc).__name__}: {exc}")
+    # Streams: each event of a good stream replaced by odd shapes; the relay turns what feed()
+    # raises (GatewayError or an UNREADABLE error) into an error event.
+    good_streams = (
+        ("anthropic", anthropic_events(ANTHROPIC_REPLY), lambda: ant.AnthropicStream("m", StreamMeter(), True, False)),
+        ("gemini", gemini_chunks(GEMINI_REPLY), lambda: gem.GeminiStream("m", StreamMeter(), True)),
+    )
+    for name, events, machine_factory in good_streams:
+        for k, event in enumerate(events):
+            for variant in _reply_variants(event):
+                machine = machine_factory()
+                try:
+                    for ev in [*events[:k], variant, *events[k + 1 :]]:
+                        machine.feed(ev)
+                    machine.eof()
+                    machine.close()
+                except (GatewayError, *UNREADABLE):
+                    pass
+                except Exception as exc:
+                    crashes.append(f"{name} stream event {k}: {type(exc).__name__}: {exc}")
+    assert not crashes, "\n".join(crashes[:20])
