@@ -164,3 +164,25 @@ def test_several_image_urls_are_fetched_together_and_capped(gateway: Gateway) ->
             model="gemini-2.5-flash", messages=[{"role": "user", "content": mixed}]
         )
     assert err.value.body["param"] == "messages[0].content[4]"  # type: ignore[index]
+
+
+@pytest.mark.parametrize("model", ["claude-sonnet-4-5", "gemini-2.5-flash"])
+def test_sdk_message_objects_sent_back_as_they_are_keep_signatures(gateway: Gateway, model: str) -> None:
+    """The commonest client pattern: append the SDK's message object itself to the history."""
+    client = gateway.client()
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}}
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": schema}}]
+    messages: list[object] = [{"role": "user", "content": "weather?"}]
+    first = client.chat.completions.create(model=model, messages=messages, tools=tools, reasoning_effort="low")  # type: ignore[arg-type]
+    message = first.choices[0].message
+    assert message.tool_calls
+    messages += [message, {"role": "tool", "tool_call_id": message.tool_calls[0].id, "content": "sunny"}]
+    second = client.chat.completions.create(model=model, messages=messages, tools=tools, reasoning_effort="low")  # type: ignore[arg-type]
+    assert "sunny" in (second.choices[0].message.content or "")
+
+
+def test_azure_deployment_url_version_and_key(gateway: Gateway) -> None:
+    gateway.client().chat.completions.create(model="azure/gpt-4.1-prod", messages=[{"role": "user", "content": "x"}])
+    sent = gateway.sim.state.requests[-1]
+    assert sent.path == "/openai/deployments/gpt-4.1-prod/chat/completions?api-version=2024-10-21"
+    assert sent.headers["api-key"] and "authorization" not in {h.lower() for h in sent.headers}
