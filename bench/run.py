@@ -69,7 +69,7 @@ def measure(name: str, url: str, key: str, pid: int, args: argparse.Namespace) -
     return Result(name, rss, tp, lat, st)
 
 
-def table(results: dict[str, Result], translated: driver.Streams | None = None) -> str:
+def table(results: dict[str, Result], translated: dict[str, driver.Streams]) -> str:
     d, p, s = results["direct"], results["pass-through"], results["switchyard"]
     rows = [
         "| target | req/s, 1 worker | CPU per request | added p50 / p99 at fixed rate "
@@ -109,15 +109,18 @@ def table(results: dict[str, Result], translated: driver.Streams | None = None) 
     for label, ratio, op, target in goals:
         met = "" if not op else ("yes" if (ratio >= target if op == ">=" else ratio <= target) else "**no**")
         rows.append(f"| {label} | {ratio:.2f}x | {op + ' ' + str(target) + 'x' if op else '-'} | {met} |")
-    if translated is not None:
-        ratio = translated.cpu_ms_per_stream / s.streams.cpu_ms_per_stream
+    for provider, t in translated.items():
+        ratio = t.cpu_ms_per_stream / s.streams.cpu_ms_per_stream
         rows.append(
-            f"| translated (Anthropic) stream CPU per chunk vs Switchyard's OpenAI pass-through stream | "
+            f"| translated ({provider}) stream CPU per chunk vs Switchyard's OpenAI pass-through stream | "
             f"{ratio:.2f}x | <= 1.3x | {'yes' if ratio <= 1.3 else '**no**'} |"
         )
+    for provider, t in translated.items():
+        reference = t.cpu_ms_per_stream / p.streams.cpu_ms_per_stream
         rows.append(
-            f"| translated stream: {translated.per_second:,.1f} streams/s, {translated.cpu_ms_per_stream:.2f} ms CPU "
-            f"per stream, first chunk p50 {translated.first_chunk_p50_ms:.1f} ms | - | - | - |"
+            f"| translated ({provider}) stream: {t.per_second:,.1f} streams/s, {t.cpu_ms_per_stream:.2f} ms CPU per "
+            f"stream ({reference:.2f}x the pass-through reference's), first chunk p50 {t.first_chunk_p50_ms:.1f} ms "
+            "| - | - | - |"
         )
     return "\n".join(rows)
 
@@ -136,7 +139,7 @@ def main() -> None:
     procs: list[subprocess.Popen[bytes]] = []
     stack: Stack | None = None
     results: dict[str, Result] = {}
-    translated: driver.Streams | None = None
+    translated: dict[str, driver.Streams] = {}
     with tempfile.TemporaryDirectory(prefix="switchyard-bench-") as tmp:
         try:
             up_port, pt_port = free_port(), free_port()
@@ -155,6 +158,8 @@ def main() -> None:
                 OPENAI_API_KEY="sk-bench-provider",
                 ANTHROPIC_BASE_URL=f"http://127.0.0.1:{up_port}",
                 ANTHROPIC_API_KEY="sk-bench-provider",
+                GEMINI_BASE_URL=f"http://127.0.0.1:{up_port}",
+                GEMINI_API_KEY="sk-bench-provider",
                 GATEWAY_LOG_LEVEL="WARNING",
             )
             settings = StackSettings(
@@ -171,12 +176,13 @@ def main() -> None:
                 "pass-through", f"http://127.0.0.1:{pt_port}/v1", "none", passthrough.pid, args
             )
             results["switchyard"] = measure("switchyard", info.base_url, info.admin_key, edge_pid, args)
-            driver.wait_quiet()
-            print(f"  switchyard: {args.concurrency} concurrent translated (Anthropic) streams ...", flush=True)
-            translated = driver.streams(
-                info.base_url, info.admin_key, edge_pid, concurrency=args.concurrency, total=args.streams,
-                seconds=args.seconds * 2, model="claude-bench",
-            )  # fmt: skip
+            for provider, model in (("Anthropic", "claude-bench"), ("Gemini", "gemini-bench")):
+                driver.wait_quiet()
+                print(f"  switchyard: {args.concurrency} concurrent translated ({provider}) streams ...", flush=True)
+                translated[provider] = driver.streams(
+                    info.base_url, info.admin_key, edge_pid, concurrency=args.concurrency, total=args.streams,
+                    seconds=args.seconds * 2, model=model,
+                )  # fmt: skip
         finally:
             if stack is not None:
                 stack.stop()

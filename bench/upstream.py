@@ -107,9 +107,39 @@ def build_app(chunks: int, interval: float) -> web.Application:
         await resp.write_eof()
         return resp
 
+    # Gemini's streamGenerateContent (alt=sse) with the same text: whole responses per chunk.
+    def g_chunk(parts: list[dict[str, object]], finish: str | None = None) -> bytes:
+        candidate: dict[str, object] = {"content": {"role": "model", "parts": parts}, "index": 0}
+        if finish:
+            candidate["finishReason"] = finish
+        body: dict[str, object] = {"candidates": [candidate], "modelVersion": "gemini-bench", "responseId": "bench"}
+        if finish:
+            body["usageMetadata"] = {
+                "promptTokenCount": 12,
+                "candidatesTokenCount": chunks,
+                "totalTokenCount": 12 + chunks,
+            }
+        return b"data: " + json.dumps(body).encode() + b"\r\n\r\n"
+
+    g_words = [g_chunk([{"text": f"tok{i} "}]) for i in range(chunks)]
+    g_tail = g_chunk([{"text": ""}], "STOP")
+
+    async def generate(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await resp.prepare(request)
+        for word in g_words:
+            if interval:
+                await asyncio.sleep(interval)
+            await resp.write(word)
+        await resp.write(g_tail)
+        await resp.write_eof()
+        return resp
+
     app = web.Application()
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/v1/messages", messages)
+    app.router.add_post("/v1beta/models/{model_method}", generate)
     return app
 
 

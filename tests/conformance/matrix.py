@@ -92,6 +92,8 @@ class Ctx:
     image_url: str  # an image the gateway may fetch (the test image server)
     # Puts the provider's keys back in service after a test made the provider refuse them.
     reactivate: Callable[[str], None] = lambda provider: None
+    # The body of the last request the provider's simulator received.
+    sent: Callable[[], dict[str, Any]] = lambda: {}
 
 
 @dataclass
@@ -355,6 +357,14 @@ def f_stop(ctx: Ctx) -> None:
     r = chat(ctx, messages=user("alpha beta gamma"), stop=["beta"], temperature=0.2, top_p=0.9)
     assert r.content == "Reply 0 to: alpha ", repr(r.content)
     assert r.finish == "stop"
+    sent = ctx.sent()
+    if ctx.provider == "gemini":
+        config = sent["generationConfig"]
+        assert (config["temperature"], config["topP"], config["stopSequences"]) == (0.2, 0.9, ["beta"])
+    elif ctx.provider == "anthropic":
+        assert (sent["temperature"], sent["top_p"], sent["stop_sequences"]) == (0.2, 0.9, ["beta"])
+    else:
+        assert (sent["temperature"], sent["top_p"], sent["stop"]) == (0.2, 0.9, ["beta"])
 
 
 def f_max_tokens(ctx: Ctx) -> None:
@@ -369,6 +379,9 @@ def f_n(ctx: Ctx) -> None:
     r = chat(ctx, messages=user("twice"), n=2, seed=7)
     assert r.contents == {0: "Reply 0 to: twice", 1: "Reply 1 to: twice"}, r.contents
     assert r.finish_reasons == {0: "stop", 1: "stop"}
+    sent = ctx.sent()
+    seed = sent["generationConfig"]["seed"] if ctx.provider == "gemini" else sent["seed"]
+    assert seed == 7
 
 
 def f_logprobs(ctx: Ctx) -> None:
@@ -381,6 +394,13 @@ def f_logprobs(ctx: Ctx) -> None:
 def f_user(ctx: Ctx) -> None:
     r = chat(ctx, messages=user("who am i"), user="end-user-42")
     assert r.content.startswith("Reply 0")
+    sent = ctx.sent()
+    if ctx.provider == "anthropic":
+        assert sent["metadata"] == {"user_id": "end-user-42"}
+    elif ctx.provider == "gemini":  # no such field: the gateway meters it as request_user
+        assert "end-user-42" not in json.dumps(sent)
+    else:
+        assert sent["user"] == "end-user-42"
 
 
 def f_usage(ctx: Ctx) -> None:

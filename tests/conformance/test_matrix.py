@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.conformance.matrix import FEATURES, NOT_APPLICABLE, PROVIDERS, Ctx, cells
@@ -20,6 +22,7 @@ def test_cell(gateway: Gateway, provider: str, feature: str, mode: str) -> None:
         stream=mode == "stream",
         image_url=f"{gateway.images.origin}/pixel.png",
         reactivate=lambda p: reactivate(gateway, p),
+        sent=lambda: last_sent(gateway, provider),
     )
     _BY_NAME[feature].check(ctx)
 
@@ -43,3 +46,9 @@ def reactivate(gateway: Gateway, provider: str) -> None:
             return True
 
         wait_until(serves, what=f"{provider} keys back in service")
+
+
+def last_sent(gateway: Gateway, provider: str) -> dict[str, Any]:
+    """What the provider's simulator received last (the matrix runs one cell at a time)."""
+    state = {"anthropic": gateway.anthropic.state, "gemini": gateway.gemini.state}.get(provider, gateway.sim.state)
+    return dict(state.requests[-1].body)
