@@ -542,24 +542,12 @@ FEATURES = [
 ]
 
 _OPENAI_SIDE = "OpenAI-format providers take the request as sent"
+_NO_SIGNATURE = f"{_OPENAI_SIDE}; OpenAI keeps reasoning on its side, there is no signature to carry"
+_JUDGED_UPSTREAM = f"{_OPENAI_SIDE}: the provider itself judges every parameter"
 NOT_APPLICABLE: dict[tuple[str, str], str] = {
-    **{
-        (
-            p,
-            "reasoning_roundtrip",
-        ): f"{_OPENAI_SIDE}; OpenAI keeps reasoning on its side, there is no signature to carry"
-        for p in PASS_THROUGH
-    },
-    **{
-        (p, "logprobs"): f"{_OPENAI_SIDE}, and its logprobs come back unchanged; the simulator does not generate them"
-        for p in PASS_THROUGH
-    },
-    **{
-        (p, "audio_video"): f"{_OPENAI_SIDE}, audio parts included; the simulator does not read audio"
-        for p in PASS_THROUGH
-    },
+    **{(p, "reasoning_roundtrip"): _NO_SIGNATURE for p in PASS_THROUGH},
+    **{(p, "unsupported_param"): _JUDGED_UPSTREAM for p in PASS_THROUGH},
     ("anthropic", "audio_video"): "Anthropic takes no audio or video: such a part is a 400 naming it",
-    **{(p, "unsupported_param"): f"{_OPENAI_SIDE}: the provider itself judges every parameter" for p in PASS_THROUGH},
     ("anthropic", "n"): "Anthropic returns one choice: n > 1 is refused with a 400 naming 'n' (or dropped on request)",
     (
         "anthropic",

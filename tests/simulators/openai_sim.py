@@ -272,7 +272,12 @@ def scripted_prompt(body: dict[str, Any]) -> script.Prompt:
                         prompt.media.append(script.Media("image", "url", 0, url=url))
                 elif p.get("type") == "file":
                     mime, _, data = p["file"]["file_data"][5:].partition(";base64,")
-                    prompt.media.append(script.Media("document", mime, script.decoded_size(data)))
+                    kind = "video" if mime.startswith("video/") else "document"
+                    prompt.media.append(script.Media(kind, mime, script.decoded_size(data)))
+                elif p.get("type") == "input_audio":
+                    audio = p["input_audio"]
+                    size = script.decoded_size(audio["data"])
+                    prompt.media.append(script.Media("audio", f"audio/{audio['format']}", size))
             if texts:
                 prompt.user_texts.append(" ".join(texts))
             prompt.prompt_chars += sum(len(t) for t in texts)
@@ -341,12 +346,31 @@ async def scripted_reply(request: web.Request, body: dict[str, Any]) -> web.Stre
         "model": model,
         "system_fingerprint": "fp_sim",
     }
+    logprobs = bool(body.get("logprobs"))
+    top = int(body.get("top_logprobs") or 0)
+
+    def token_logprobs(text: str) -> dict[str, Any] | None:
+        if not logprobs:
+            return None
+        content = [
+            {
+                "token": t,
+                "logprob": -0.25,
+                "bytes": list(t.encode()),
+                "top_logprobs": [
+                    {"token": c, "logprob": lp, "bytes": list(c.encode())} for c, lp in ((t, -0.25), (t.upper(), -1.5))
+                ][:top],
+            }
+            for t in script.words(text)
+        ]
+        return {"content": content, "refusal": None}
+
     if not body.get("stream"):
         choices = [
             {
                 "index": k,
                 "message": scripted_message(c),
-                "logprobs": None,
+                "logprobs": token_logprobs(c.text),
                 "finish_reason": _OPENAI_FINISH.get(c.finish, c.finish),
             }
             for k, c in enumerate(reply.candidates)
@@ -365,7 +389,9 @@ async def scripted_reply(request: web.Request, body: dict[str, Any]) -> web.Stre
             [{"index": k, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}]
         )
         for piece in script.words(cand.text if not cand.tool_calls else ""):
-            await send([{"index": k, "delta": {"content": piece}, "logprobs": None, "finish_reason": None}])
+            await send(
+                [{"index": k, "delta": {"content": piece}, "logprobs": token_logprobs(piece), "finish_reason": None}]
+            )
         for t, call in enumerate(cand.tool_calls):
             args = json.dumps(call.args)
             head = {"index": t, "id": call.id, "type": "function", "function": {"name": call.name, "arguments": ""}}
