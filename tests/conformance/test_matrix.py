@@ -28,24 +28,31 @@ def test_cell(gateway: Gateway, provider: str, feature: str, mode: str) -> None:
 
 
 def reactivate(gateway: Gateway, provider: str) -> None:
-    keys = gateway.admin("GET", "/ai/providers/keys").json()["data"]
-    changed = False
-    for key in keys:
-        if key["provider"] == provider and key["status"] != "active":
+    """Put back in service the provider keys a 401 or 403 took out. The edge reports a refused
+    key to keyvault in the background: wait for that report to land first, or it would undo
+    the reactivation."""
+
+    def keys() -> list[dict[str, Any]]:
+        data = gateway.admin("GET", "/ai/providers/keys").json()["data"]
+        return [k for k in data if k["provider"] == provider]
+
+    if not keys():
+        return  # a keyless provider (self-hosted)
+    wait_until(lambda: any(k["status"] == "invalid" for k in keys()), what=f"the refused {provider} key reported")
+    for key in keys():
+        if key["status"] != "active":
             resp = gateway.admin("PATCH", f"/ai/providers/keys/{key['id']}", json={"status": "active"})
             assert resp.status_code == 200, resp.text
-            changed = True
-    if changed:
-        client = gateway.client(timeout=20)
+    client = gateway.client(timeout=20)
 
-        def serves() -> bool:
-            try:
-                client.chat.completions.create(model=PROVIDERS[provider], messages=[{"role": "user", "content": "x"}])
-            except Exception:
-                return False
-            return True
+    def serves() -> bool:
+        try:
+            client.chat.completions.create(model=PROVIDERS[provider], messages=[{"role": "user", "content": "x"}])
+        except Exception:
+            return False
+        return all(k["status"] == "active" for k in keys())
 
-        wait_until(serves, what=f"{provider} keys back in service")
+    wait_until(serves, what=f"{provider} keys back in service")
 
 
 def last_sent(gateway: Gateway, provider: str) -> dict[str, Any]:
