@@ -32,6 +32,7 @@ from tests.simulators.server import LongStream, ThreadedServer
 CACHED = 5
 STATUS_NAMES = {
     400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
     403: "PERMISSION_DENIED",
     404: "NOT_FOUND",
     413: "INVALID_ARGUMENT",
