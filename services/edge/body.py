@@ -48,13 +48,17 @@ def _too_large(limit: int) -> GatewayError:
     return GatewayError(TOO_LARGE, f"Request body is larger than the gateway's limit of {limit} bytes.")
 
 
-def check_chat(body: dict[str, Any]) -> None:
-    """The fields the gateway itself needs; the provider checks the rest."""
+def check_model(body: dict[str, Any]) -> None:
     model = body.get("model")
     if model is None:
         raise GatewayError(MISSING_PARAM, "you must provide a model parameter", param="model")
     if not isinstance(model, str) or not model.strip():
         raise GatewayError(INVALID_REQUEST, "model must be a non-empty string", param="model")
+
+
+def check_chat(body: dict[str, Any]) -> None:
+    """The fields the gateway itself needs; the provider checks the rest."""
+    check_model(body)
     messages = body.get("messages")
     if messages is None:
         raise GatewayError(MISSING_PARAM, "Missing required parameter: 'messages'.", param="messages")

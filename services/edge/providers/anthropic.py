@@ -29,19 +29,7 @@ JSON_TOOL = "json_response"  # the forced tool that carries a response_format an
 DEFAULT_MAX_TOKENS = 4096
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 
-SUPPORTED = common.BASE_PARAMS | {
-    "max_tokens",
-    "max_completion_tokens",
-    "temperature",
-    "top_p",
-    "stop",
-    "user",
-    "tools",
-    "tool_choice",
-    "parallel_tool_calls",
-    "response_format",
-    "reasoning_effort",
-}
+SUPPORTED = common.TRANSLATED_PARAMS
 
 FINISH = {
     "end_turn": "stop",

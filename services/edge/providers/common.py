@@ -26,6 +26,20 @@ from shared.errors import INVALID_REQUEST, UPSTREAM, ErrorKind, GatewayError, ki
 
 # Parameters every adapter handles itself or that only concern the gateway.
 BASE_PARAMS = frozenset({"model", "messages", "stream", "stream_options"})
+# What both translated providers take (each adds its own).
+TRANSLATED_PARAMS = BASE_PARAMS | {
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "stop",
+    "user",  # Anthropic: metadata.user_id; Gemini has no such field, the gateway meters it
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",  # false: Anthropic disables parallel use; Gemini refuses it
+    "response_format",
+    "reasoning_effort",
+}
 
 # OpenAI error ``type`` for each client-facing status, so SDKs raise the matching class.
 _TYPE_BY_STATUS = {

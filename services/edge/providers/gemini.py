@@ -35,24 +35,13 @@ from shared.errors import UPSTREAM, GatewayError
 
 MAX_FETCHED_IMAGES = 16  # image URLs the gateway fetches for one request
 
-SUPPORTED = common.BASE_PARAMS | {
-    "max_tokens",
-    "max_completion_tokens",
-    "temperature",
-    "top_p",
-    "stop",
+SUPPORTED = common.TRANSLATED_PARAMS | {
     "n",
     "seed",
     "logprobs",
     "top_logprobs",
     "presence_penalty",
     "frequency_penalty",
-    "user",  # Gemini has no such field; the gateway meters it (request_user)
-    "tools",
-    "tool_choice",
-    "parallel_tool_calls",
-    "response_format",
-    "reasoning_effort",
 }
 
 FINISH = {

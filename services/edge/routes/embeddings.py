@@ -7,24 +7,21 @@ Gemini's ``embedContent`` / ``batchEmbedContents`` are translated by its adapter
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from services.edge.auth import require_model
-from services.edge.body import read_json
+from services.edge.body import check_model, read_json
 from services.edge.metered import RequestRecord
 from services.edge.routes.chat import drop_params, response_headers, with_provider_keys
 from services.edge.state import Edge
 from shared.errors import INVALID_REQUEST, MISSING_PARAM, GatewayError
 
 
-def check_embeddings(body: dict[str, object]) -> None:
-    model = body.get("model")
-    if model is None:
-        raise GatewayError(MISSING_PARAM, "you must provide a model parameter", param="model")
-    if not isinstance(model, str) or not model.strip():
-        raise GatewayError(INVALID_REQUEST, "model must be a non-empty string", param="model")
+def check_embeddings(body: dict[str, Any]) -> None:
+    check_model(body)
     value = body.get("input")
     if value is None:
         raise GatewayError(MISSING_PARAM, "Missing required parameter: 'input'.", param="input")
