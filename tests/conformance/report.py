@@ -72,7 +72,10 @@ def render() -> str:
         "provider cannot honour is never dropped silently: the request fails with a 400 whose `param` names "
         'it, unless the client sends `x-switchyard-drop-params: true` (or `"drop_params": true` in the body); '
         "then it is dropped and the response header `x-switchyard-dropped-params` lists what was dropped. "
-        "A message `name` counts as a parameter here (`messages[i].name`): neither provider has author names.",
+        "A message `name` counts as a parameter here (`messages[i].name`): neither provider has author names. "
+        "An explicit `null`, and a value that asks for nothing beyond the default (`n: 1`, a penalty of 0, "
+        "`logit_bias: {}`, `logprobs: false`, `store: false`, `metadata: {}`, `service_tier: auto`), is never "
+        "refused.",
         "",
         "| parameter | anthropic | gemini |",
         "| --- | --- | --- |",

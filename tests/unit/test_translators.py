@@ -643,3 +643,39 @@ def test_chunk_writer_delta_is_the_chunk_with_one_choice() -> None:
         fast = out.delta(2, delta, finish)
         slow = out.chunk([{"index": 2, "delta": delta, "logprobs": None, "finish_reason": finish}])
         assert fast == slow and json.loads(fast[6:])["id"] == "chatcmpl-b"
+
+
+def test_nulls_and_neutral_values_are_not_refused() -> None:
+    """Clients often send defaults explicitly (``n: 1``, penalties 0, ``store: false``) or
+    nulls: they ask for nothing a provider lacks, so they pass without being dropped."""
+    body = {
+        "model": "m",
+        "messages": [{"role": "user", "content": "x"}],
+        "n": 1,
+        "presence_penalty": 0,
+        "frequency_penalty": 0.0,
+        "logit_bias": {},
+        "logprobs": False,
+        "store": False,
+        "seed": None,
+        "metadata": {},
+        "service_tier": "auto",
+        "modalities": ["text"],
+    }
+    anthropic_call = call("anthropic", body)
+    out = ant.to_anthropic(anthropic_call)
+    assert anthropic_call.dropped == [] and "seed" not in out and "frequency_penalty" not in out
+    gemini_call = call("gemini", body)
+    asyncio.run(gem.to_gemini(gemini_call))
+    assert gemini_call.dropped == []
+    # ... but a value that asks for something still does.
+    for name, value in (
+        ("n", 2),
+        ("presence_penalty", 0.5),
+        ("logprobs", True),
+        ("logit_bias", {"1": 5}),
+        ("store", True),
+    ):
+        with pytest.raises(GatewayError) as err:
+            ant.to_anthropic(call("anthropic", dict(body, **{name: value})))
+        assert err.value.param == name

@@ -66,12 +66,7 @@ def _tool_id(value: Any) -> str:
 
 def to_anthropic(call: Call) -> dict[str, Any]:
     body = call.body
-    for name in body:
-        if name not in SUPPORTED:
-            call.unsupported(name)
-    n = body.get("n")
-    if n not in (None, 1):
-        call.unsupported("n", "Anthropic returns one choice")
+    common.check_params(call, SUPPORTED)
     out: dict[str, Any] = {"model": call.route.upstream_model}
     system, messages = _messages(call)
     if system:

@@ -54,6 +54,33 @@ _TYPE_BY_STATUS = {
 _RELAYED_HEADERS = ("retry-after", "x-ratelimit-remaining-requests", "x-ratelimit-remaining-tokens")
 
 
+# Values that ask for nothing beyond the default: honoured by any provider, so never refused.
+_NEUTRAL: dict[str, tuple[Any, ...]] = {
+    "n": (1,),
+    "presence_penalty": (0, 0.0),
+    "frequency_penalty": (0, 0.0),
+    "logit_bias": ({},),
+    "logprobs": (False,),
+    "top_logprobs": (0,),
+    "store": (False,),
+    "metadata": ({},),
+    "service_tier": ("auto", "default"),
+    "modalities": (["text"],),
+}
+
+
+def check_params(call: Call, supported: frozenset[str]) -> None:
+    """Report every parameter of the request this provider cannot honour. An explicit null
+    and a neutral value (``n: 1``, ``frequency_penalty: 0``, ``store: false``...) ask for
+    nothing, so they pass; everything else outside ``supported`` is refused or dropped."""
+    for name, value in call.body.items():
+        if name in supported or value is None:
+            continue
+        if any(type(value) is type(neutral) and value == neutral for neutral in _NEUTRAL.get(name, ())):
+            continue
+        call.unsupported(name)
+
+
 def invalid(message: str, param: str | None = None, code: str | None = None) -> GatewayError:
     return GatewayError(INVALID_REQUEST, message, param=param, code=code)
 

@@ -33,6 +33,7 @@ from services.edge.providers.wire import open_stream, post_json, read_reply, rel
 from services.edge.sse import DONE
 from shared.errors import UPSTREAM, GatewayError
 
+EMBEDDING_PARAMS = frozenset({"model", "input", "encoding_format", "dimensions", "user"})
 MAX_FETCHED_IMAGES = 16  # image URLs the gateway fetches for one request
 
 SUPPORTED = common.TRANSLATED_PARAMS | {
@@ -151,9 +152,7 @@ def _normalise(node: Any) -> Any:
 
 async def to_gemini(call: Call) -> dict[str, Any]:
     body = call.body
-    for name in body:
-        if name not in SUPPORTED:
-            call.unsupported(name)
+    common.check_params(call, SUPPORTED)
     if body.get("parallel_tool_calls") is False:
         call.unsupported("parallel_tool_calls", "Gemini cannot be told to call one function at a time")
     out: dict[str, Any] = {}
@@ -663,9 +662,7 @@ class GeminiAdapter:
 
     async def embed(self, call: Call) -> Completion:
         body = call.body
-        for name in body:
-            if name not in ("model", "input", "encoding_format", "dimensions", "user"):
-                call.unsupported(name)
+        common.check_params(call, EMBEDDING_PARAMS)
         texts = embedding_inputs(body)
         encoding = body.get("encoding_format") or "float"
         if encoding not in ("float", "base64"):
