@@ -679,3 +679,10 @@ def test_nulls_and_neutral_values_are_not_refused() -> None:
         with pytest.raises(GatewayError) as err:
             ant.to_anthropic(call("anthropic", dict(body, **{name: value})))
         assert err.value.param == name
+
+
+def test_image_jpg_is_read_as_jpeg() -> None:
+    part = {"type": "image_url", "image_url": {"url": "data:image/jpg;base64,AAAA"}}
+    body = {"model": "m", "messages": [{"role": "user", "content": [part]}]}
+    block = ant.to_anthropic(call("anthropic", body))["messages"][0]["content"][0]
+    assert block["source"]["media_type"] == "image/jpeg"

@@ -173,6 +173,9 @@ def content_parts(content: Any, where: str) -> list[dict[str, Any]]:
     raise invalid(f"{where}.content must be a string or an array of parts.", f"{where}.content")
 
 
+# Common misspellings of registered MIME types, as clients send them.
+_MIME_ALIASES = {"image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg"}
+
 _DATA_URI = re.compile(r"^data:([\w.+-]+/[\w.+-]+)?((?:;[\w-]+=[^;,]*)*)(;base64)?,(.*)$", re.DOTALL)
 
 
@@ -192,6 +195,7 @@ def data_uri(uri: str, param: str) -> Media:
     mime = (match.group(1) or "").lower()
     if not mime:
         raise invalid("the data URI has no MIME type.", param, "invalid_data_uri")
+    mime = _MIME_ALIASES.get(mime, mime)
     return Media(mime=mime, data=checked_base64(match.group(4), param))
 
 
