@@ -62,6 +62,20 @@ class Catalog(BaseModel):
     price_history: list[PastPrice] = []
 
 
+def self_hosted_providers(spec: str) -> dict[str, str]:
+    """``{name: base_url}`` from ``GATEWAY_OPENAI_COMPATIBLE`` (``name=url,name=url``): the
+    operator's own OpenAI-compatible servers. Router and keyvault both read it."""
+    out: dict[str, str] = {}
+    for item in spec.split(","):
+        name, sep, url = item.strip().partition("=")
+        if not item.strip():
+            continue
+        if not sep or not name.strip() or not url.strip().startswith(("http://", "https://")):
+            raise ValueError(f"GATEWAY_OPENAI_COMPATIBLE entry {item!r} is not name=http(s)://url")
+        out[name.strip()] = url.strip().rstrip("/")
+    return out
+
+
 def load_catalog(path: Path = CATALOG_PATH) -> Catalog:
     with path.open("rb") as fh:
         return Catalog.model_validate(tomllib.load(fh))

@@ -64,6 +64,11 @@ class Credentials:
             headers={"retry-after": str(retry)},
         )
 
+    def optional(self, provider: str, model: str, exclude: frozenset[str] = frozenset()) -> Credential | None:
+        """For a provider that works without a key (a self-hosted server): a key if an admin
+        added one, else None. No I/O."""
+        return self.pick(provider, model, exclude) if self._keys.get(provider) else None
+
     def has_other(self, provider: str, model: str, exclude: frozenset[str]) -> bool:
         now = time.monotonic()
         return any(k.key_id not in exclude and not k.cooling(model, now) for k in self._keys.get(provider, []))

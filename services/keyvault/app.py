@@ -16,7 +16,7 @@ from services.keyvault.vault import Vault, VaultUnavailable
 from shared import subjects
 from shared.audit import Auditor
 from shared.bus import Bus
-from shared.catalog import load_catalog
+from shared.catalog import load_catalog, self_hosted_providers
 from shared.errors import INVALID_REQUEST, UNAVAILABLE, GatewayError
 from shared.messages import (
     PROVIDER_KEY_CREATE_CONTEXT,
@@ -54,6 +54,7 @@ class Keyvault:
         self.vault = vault
         self.instance = f"keyvault-{socket.gethostname()}-{os.getpid()}"
         providers = {name for name, cfg in load_catalog().providers.items() if cfg.requires_key}
+        providers |= set(self_hosted_providers(settings.openai_compatible))
         self.auditor = Auditor(bus, self.instance)
         self.provider_keys = ProviderKeyStore(vault, providers, self.auditor)
         self.client_keys = ClientKeyStore(bus)

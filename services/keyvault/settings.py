@@ -31,6 +31,9 @@ class KeyvaultSettings(ServiceSettings):
     openrouter_api_key: SecretStr | None = Field(default=None, validation_alias="OPENROUTER_API_KEY")
     azure_api_key: SecretStr | None = Field(default=None, validation_alias="AZURE_API_KEY")
 
+    # The operator's self-hosted servers may take keys too (vLLM --api-key).
+    openai_compatible: str = Field(default="", validation_alias="GATEWAY_OPENAI_COMPATIBLE")
+
     def env_provider_keys(self) -> dict[str, SecretStr]:
         out: dict[str, SecretStr] = {}
         for name in type(self).model_fields:

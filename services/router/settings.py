@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from shared.catalog import self_hosted_providers
 from shared.settings import ServiceSettings
 
 
@@ -21,21 +22,12 @@ class RouterSettings(ServiceSettings):
     azure_base_url: str | None = Field(default=None, validation_alias="AZURE_BASE_URL")
     azure_api_version: str | None = Field(default=None, validation_alias="AZURE_API_VERSION")
     # Self-hosted OpenAI-compatible servers (vLLM, Ollama, llama.cpp): "name=url,name=url";
-    # each becomes a keyless provider reached as `name/<model>`.
+    # each becomes a provider reached as `name/<model>`, keyless unless an admin adds a key.
     openai_compatible: str = Field(default="", validation_alias="GATEWAY_OPENAI_COMPATIBLE")
     republish_interval: float = Field(default=30.0, validation_alias="GATEWAY_ROUTER_REPUBLISH_SECONDS")
 
     def self_hosted(self) -> dict[str, str]:
-        """``{name: base_url}`` of the self-hosted OpenAI-compatible servers."""
-        out: dict[str, str] = {}
-        for item in self.openai_compatible.split(","):
-            name, sep, url = item.strip().partition("=")
-            if not sep:
-                continue
-            if not name.strip() or not url.strip().startswith(("http://", "https://")):
-                raise ValueError(f"GATEWAY_OPENAI_COMPATIBLE entry {item!r} is not name=http(s)://url")
-            out[name.strip()] = url.strip().rstrip("/")
-        return out
+        return self_hosted_providers(self.openai_compatible)
 
     def base_url_overrides(self) -> dict[str, str]:
         """``{provider: base_url}`` for every ``<PROVIDER>_BASE_URL`` that is set."""

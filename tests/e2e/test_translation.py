@@ -186,3 +186,30 @@ def test_azure_deployment_url_version_and_key(gateway: Gateway) -> None:
     sent = gateway.sim.state.requests[-1]
     assert sent.path == "/openai/deployments/gpt-4.1-prod/chat/completions?api-version=2024-10-21"
     assert sent.headers["api-key"] and "authorization" not in {h.lower() for h in sent.headers}
+
+
+def test_self_hosted_server_is_keyless_until_an_admin_adds_a_key(gateway: Gateway) -> None:
+    client = gateway.client()
+    messages = [{"role": "user", "content": "x"}]
+
+    def last_auth() -> str | None:
+        return gateway.sim.state.requests[-1].headers.get("Authorization")
+
+    client.chat.completions.create(model="selfhosted/llama-3.1-8b", messages=messages)  # type: ignore[arg-type]
+    assert gateway.sim.state.requests[-1].path == "/selfhosted/v1/chat/completions" and last_auth() is None
+    key = {"provider": "selfhosted", "api_key": "sk-vllm-123", "label": "vllm"}
+    created = gateway.admin("POST", "/ai/providers/keys", json=key)
+    assert created.status_code == 201, created.text
+
+    def uses_key() -> bool:
+        client.chat.completions.create(model="selfhosted/llama-3.1-8b", messages=messages)  # type: ignore[arg-type]
+        return last_auth() == "Bearer sk-vllm-123"
+
+    wait_until(uses_key, what="the self-hosted server's key to be used")
+    assert gateway.admin("DELETE", f"/ai/providers/keys/{created.json()['id']}").status_code == 200
+
+    def keyless_again() -> bool:
+        client.chat.completions.create(model="selfhosted/llama-3.1-8b", messages=messages)  # type: ignore[arg-type]
+        return last_auth() is None
+
+    wait_until(keyless_again, what="requests to go keyless again")

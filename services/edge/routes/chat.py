@@ -79,9 +79,8 @@ async def with_provider_keys(
     provider = edge.routes.current().providers[route.provider]
     tried: frozenset[str] = frozenset()
     while True:
-        credential = (
-            edge.credentials.pick(route.provider, route.upstream_model, tried) if provider.requires_key else None
-        )
+        pick = edge.credentials.pick if provider.requires_key else edge.credentials.optional
+        credential = pick(route.provider, route.upstream_model, tried)
         record.provider_key_id = credential.key_id if credential else ""
         call = Call(route, provider, credential, record.body, record.request_id, edge.http, drop, media=edge.media)
         try:
