@@ -120,7 +120,8 @@ def render() -> str:
         "relayed. Gemini's bad-key 400 is a 401. A failure in the middle of a stream, or a stream that stops "
         "early, ends with an error event, never with `[DONE]`.",
         "- Embeddings (`POST /v1/embeddings`): OpenAI and OpenAI-compatible providers (Mistral) as sent; Gemini "
-        "through `embedContent` (one input) or `batchEmbedContents` (several), with `dimensions` as "
+        "through `embedContent` (one input) or `batchEmbedContents` (several; over 100 inputs go as several "
+        "batches at once, joined in order), with `dimensions` as "
         "`outputDimensionality` and `encoding_format: base64` encoded by the gateway. Gemini reports no token "
         "counts for embeddings: usage is estimated and metered as estimated.",
         "",

@@ -213,3 +213,13 @@ def test_self_hosted_server_is_keyless_until_an_admin_adds_a_key(gateway: Gatewa
         return last_auth() is None
 
     wait_until(keyless_again, what="requests to go keyless again")
+
+
+def test_gemini_embeddings_over_the_batch_limit_go_in_several_batches(gateway: Gateway) -> None:
+    before = len(gateway.gemini.state.requests)
+    texts = [f"text number {i}" for i in range(250)]
+    resp = gateway.client().embeddings.create(model="gemini-embedding-001", input=texts, dimensions=4)
+    assert [d.index for d in resp.data] == list(range(250))
+    assert resp.data[249].embedding == pytest.approx(vector("text number 249", 4))
+    batches = [r for r in gateway.gemini.state.requests[before:] if r.path.endswith(":batchEmbedContents")]
+    assert sorted(len(r.body["requests"]) for r in batches) == [50, 100, 100]

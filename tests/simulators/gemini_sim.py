@@ -318,6 +318,8 @@ class GeminiSimulator(ThreadedServer):
             if method == "embedContent":
                 return self._embed([body], single=True)
             if method == "batchEmbedContents":
+                if len(body.get("requests") or []) > 100:
+                    raise Invalid("* BatchEmbedContentsRequest.requests: at most 100 requests can be in one batch.")
                 return self._embed(body.get("requests") or [], single=False)
             prompt = read_prompt(model, body)
         except Invalid as exc:

@@ -18,7 +18,6 @@ OpenAI-compatible endpoint uses) and one on text as the message's
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import os
@@ -29,10 +28,11 @@ from typing import Any
 from services.edge.providers import common
 from services.edge.providers.base import Call, Completion, StreamMeter, Usage, estimate_tokens
 from services.edge.providers.common import ChunkWriter, invalid
-from services.edge.providers.wire import open_stream, post_json, read_reply, relay
+from services.edge.providers.wire import gather, open_stream, post_json, read_reply, relay
 from services.edge.sse import DONE
 from shared.errors import UPSTREAM, GatewayError
 
+EMBED_BATCH = 100  # batchEmbedContents' limit of requests per call
 EMBEDDING_PARAMS = frozenset({"model", "input", "encoding_format", "dimensions", "user"})
 MAX_FETCHED_IMAGES = 16  # image URLs the gateway fetches for one request
 
@@ -281,17 +281,8 @@ async def _fetch_images(call: Call, fetches: list[tuple[dict[str, Any], str, str
             fetches[MAX_FETCHED_IMAGES][2],
             "invalid_image_url",
         )
-    media = call.media
-    try:
-        async with asyncio.TaskGroup() as group:  # the first failure cancels the other fetches
-            tasks = [group.create_task(media.fetch(url, param)) for _, url, param in fetches]
-    except ExceptionGroup as failed:
-        first = next((e for e in failed.exceptions if isinstance(e, GatewayError)), None)
-        if first is None:
-            raise
-        raise first from None
-    for (part, _, _), task in zip(fetches, tasks, strict=True):
-        item = task.result()
+    fetched = await gather([call.media.fetch(url, param) for _, url, param in fetches])
+    for (part, _, _), item in zip(fetches, fetched, strict=True):
         part["inlineData"] = {"mimeType": item.mime, "data": item.data}
 
 
@@ -689,10 +680,23 @@ class GeminiAdapter:
             reply = common.parse_json_reply(raw, provider)
             vectors = read_reply(provider, lambda: _vectors([reply.get("embedding")]))
         else:
-            batch = {"requests": [request(t) for t in texts]}
-            raw, upstream_ms = await post_json(call, _url(call, "batchEmbedContents"), batch, _headers(call), on_error)
-            reply = common.parse_json_reply(raw, provider)
-            vectors = read_reply(provider, lambda: _vectors(reply.get("embeddings") or []))
+            # batchEmbedContents takes at most EMBED_BATCH inputs: larger lists go as several
+            # batches at once, their vectors joined in order.
+            async def batch(chunk: list[str]) -> tuple[list[list[float]], float]:
+                body = {"requests": [request(t) for t in chunk]}
+                raw, ms = await post_json(call, _url(call, "batchEmbedContents"), body, _headers(call), on_error)
+                reply = common.parse_json_reply(raw, provider)
+                got = read_reply(provider, lambda: _vectors(reply.get("embeddings") or []))
+                if len(got) != len(chunk):
+                    raise GatewayError(
+                        UPSTREAM, f"provider {provider!r} returned {len(got)} embeddings for {len(chunk)} inputs"
+                    )
+                return got, ms
+
+            chunks = [texts[k : k + EMBED_BATCH] for k in range(0, len(texts), EMBED_BATCH)]
+            results = await gather([batch(chunk) for chunk in chunks])
+            vectors = [vector for got, _ in results for vector in got]
+            upstream_ms = max(ms for _, ms in results)
         if len(vectors) != len(texts):
             raise GatewayError(
                 UPSTREAM, f"provider {provider!r} returned {len(vectors)} embeddings for {len(texts)} inputs"

@@ -8,9 +8,10 @@ is a finished stream; the others end with an OpenAI error event, never like a su
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from typing import Any, Protocol, TypeVar
 
 import aiohttp
@@ -52,6 +53,20 @@ class StreamTranslator(Protocol):
     def close(self) -> list[bytes]:
         """Events after the provider's stream ended: the usage chunk and ``[DONE]``."""
         ...
+
+
+async def gather(coros: list[Coroutine[Any, Any, T]]) -> list[T]:
+    """Run calls at once and return their results in order; the first failure cancels the
+    others and is raised as itself (a GatewayError, not an ExceptionGroup)."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(coro) for coro in coros]
+    except ExceptionGroup as failed:
+        first = next((e for e in failed.exceptions if isinstance(e, GatewayError)), None)
+        if first is None:
+            raise
+        raise first from None
+    return [task.result() for task in tasks]
 
 
 async def post_json(
