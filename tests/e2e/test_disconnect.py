@@ -6,6 +6,8 @@ import httpx
 import pytest
 
 from tests.conftest import Gateway, wait_until
+from tests.simulators.anthropic_sim import CACHE_READ, CACHE_WRITE
+from tests.simulators.script import TEMPLATE_TOKENS
 
 
 def test_client_disconnect_cancels_upstream_and_is_metered(gateway: Gateway) -> None:
@@ -38,6 +40,9 @@ def test_client_disconnect_cancels_upstream_and_is_metered(gateway: Gateway) -> 
     assert summary["prompt_tokens"] >= 1
 
 
+PROMPT = "go " * 40  # 120 characters: the gateway would estimate 30 tokens
+
+
 @pytest.mark.parametrize(("model", "provider"), [("claude-sim-long", "anthropic"), ("gemini-sim-long", "gemini")])
 def test_client_leaving_a_translated_stream_cancels_it_and_is_metered(
     gateway: Gateway, model: str, provider: str
@@ -51,7 +56,7 @@ def test_client_leaving_a_translated_stream_cancels_it_and_is_metered(
         "POST",
         gateway.info.base_url + "/chat/completions",
         headers={"authorization": f"Bearer {key}"},
-        json={"model": model, "messages": [{"role": "user", "content": "go"}], "stream": True},
+        json={"model": model, "messages": [{"role": "user", "content": PROMPT}], "stream": True},
         timeout=10,
     ) as resp:
         assert resp.status_code == 200
@@ -67,3 +72,8 @@ def test_client_leaving_a_translated_stream_cancels_it_and_is_metered(
     wait_until(lambda: gateway.usage(user)["total_requests"] == 1, what="the cut stream's usage event")
     summary = gateway.usage(user)
     assert 9 <= summary["completion_tokens"] <= log.chunks_sent, summary  # estimated from what was relayed
+    # The prompt count is the provider's own, given before the cut (Anthropic adds its cache
+    # reads and writes): not the gateway's estimate of 30.
+    assert summary["prompt_tokens"] == (
+        30 + TEMPLATE_TOKENS + CACHE_READ + CACHE_WRITE if provider == "anthropic" else 30 + TEMPLATE_TOKENS
+    )

@@ -27,6 +27,7 @@ from typing import Any
 
 _SIGNING_KEY = b"switchyard-simulator-signing-key"
 MEDIA_TOKENS = 258  # what an image or document counts for in the prompt
+TEMPLATE_TOKENS = 3  # the chat template's own tokens, as real tokenizers add them
 
 
 def sign(text: str) -> str:
@@ -143,7 +144,7 @@ def example(schema: Any, name: str = "value", root: Any = None) -> Any:
 
 
 def answer(prompt: Prompt, id_prefix: str = "call") -> Answer:
-    prompt_tokens = max(1, prompt.prompt_chars // 4) + MEDIA_TOKENS * len(prompt.media)
+    prompt_tokens = max(1, prompt.prompt_chars // 4) + TEMPLATE_TOKENS + MEDIA_TOKENS * len(prompt.media)
     candidates = [_candidate(prompt, i, id_prefix) for i in range(max(prompt.n, 1))]
     return Answer(candidates=candidates, prompt_tokens=prompt_tokens)
 

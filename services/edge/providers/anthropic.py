@@ -366,6 +366,7 @@ class AnthropicStream:
             if message.get("id"):
                 self.out.id = "chatcmpl-" + str(message["id"])
             self.usage.update(message.get("usage") or {})
+            self.meter.prompt_tokens = usage_of(self.usage).prompt_tokens
             return [self.out.delta(0, {"role": "assistant", "content": ""})]
         if kind == "content_block_start":
             return self._start(int(event.get("index", 0)), event.get("content_block") or {})

@@ -140,6 +140,9 @@ class StreamMeter:
     first_chunk_at: float | None = None
     upstream_done_at: float | None = None
     usage: Usage | None = None
+    # The provider's own prompt count, when it gave one before the stream ended (Anthropic's
+    # message_start, Gemini's running usage): exact even for a stream cut short.
+    prompt_tokens: int | None = None
     content_chars: int = 0
     finished: bool = False
     error_type: str = ""
@@ -152,11 +155,8 @@ class StreamMeter:
     def final_usage(self, body: dict[str, Any]) -> Usage:
         if self.usage is not None:
             return self.usage
-        return Usage(
-            prompt_tokens=estimate_tokens(prompt_chars(body)),
-            completion_tokens=estimate_tokens(self.content_chars),
-            estimated=True,
-        )
+        prompt = self.prompt_tokens if self.prompt_tokens is not None else estimate_tokens(prompt_chars(body))
+        return Usage(prompt_tokens=prompt, completion_tokens=estimate_tokens(self.content_chars), estimated=True)
 
 
 class Adapter(Protocol):

@@ -522,6 +522,8 @@ class GeminiStream:
             # Running counts until the last chunk: metered from eof(), so a cut stream is
             # estimated (and flagged) rather than billed with a partial count.
             self.usage = event["usageMetadata"]
+            if "promptTokenCount" in self.usage:
+                self.meter.prompt_tokens = usage_of(self.usage).prompt_tokens
         out: list[bytes] = []
         candidates = event.get("candidates")
         if not candidates and (event.get("promptFeedback") or {}).get("blockReason"):
