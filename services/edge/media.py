@@ -89,10 +89,13 @@ class MediaFetcher:
         if (parts.hostname, port) in self.allowed:
             return
         try:
-            literal = ipaddress.ip_address(parts.hostname)
+            literal = str(ipaddress.ip_address(parts.hostname))
         except ValueError:
-            return  # a name: the resolver checks what it resolves to
-        if not is_public(str(literal)):
+            try:  # the legacy numeric forms resolvers accept: 2130706433, 0x7f.1, 127.1
+                literal = socket.inet_ntoa(socket.inet_aton(parts.hostname))
+            except OSError:
+                return  # a name: the resolver checks what it resolves to
+        if not is_public(literal):
             raise invalid(
                 f"the image URL points at a non-public address ({parts.hostname}); it will not be fetched.",
                 param,

@@ -41,6 +41,8 @@ def test_gemini_image_url_is_fetched_by_the_gateway(gateway: Gateway) -> None:
         ("http://[::1]:{other}/a.png", "non-public"),
         ("http://[::ffff:127.0.0.1]:{other}/a.png", "non-public"),
         ("http://localhost:{other}/a.png", "non-public"),  # a name that resolves to loopback
+        ("http://2130706433:{other}/a.png", "non-public"),  # 127.0.0.1 written as one number
+        ("http://0x7f.0.0.1:{other}/a.png", "non-public"),  # ... and in hex
         ("{images}/to-private", "non-public"),  # an allowed server redirecting to loopback
         ("{images}/page.html", "did not return an image"),
         ("{images}/huge.png", "larger than"),
