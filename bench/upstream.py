@@ -94,18 +94,22 @@ def build_app(chunks: int, interval: float) -> web.Application:
         + event("message_stop", {"type": "message_stop"})
     )
 
-    async def messages(request: web.Request) -> web.StreamResponse:
+    async def replay(request: web.Request, head: bytes, words: list[bytes], tail: bytes) -> web.StreamResponse:
+        """A pre-encoded stream: the head, each word ``interval`` apart, the tail."""
         await request.read()
         resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await resp.prepare(request)
-        await resp.write(a_head)
-        for word in a_words:
+        await resp.write(head)
+        for word in words:
             if interval:
-                await asyncio.sleep(interval)
+                await asyncio.sleep(interval)  # a model generating tokens
             await resp.write(word)
-        await resp.write(a_tail)
+        await resp.write(tail)
         await resp.write_eof()
         return resp
+
+    async def messages(request: web.Request) -> web.StreamResponse:
+        return await replay(request, a_head, a_words, a_tail)
 
     # Gemini's streamGenerateContent (alt=sse) with the same text: whole responses per chunk.
     def g_chunk(parts: list[dict[str, object]], finish: str | None = None) -> bytes:
@@ -125,16 +129,7 @@ def build_app(chunks: int, interval: float) -> web.Application:
     g_tail = g_chunk([{"text": ""}], "STOP")
 
     async def generate(request: web.Request) -> web.StreamResponse:
-        await request.read()
-        resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
-        await resp.prepare(request)
-        for word in g_words:
-            if interval:
-                await asyncio.sleep(interval)
-            await resp.write(word)
-        await resp.write(g_tail)
-        await resp.write_eof()
-        return resp
+        return await replay(request, b"", g_words, g_tail)
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", chat)

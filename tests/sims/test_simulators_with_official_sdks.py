@@ -14,7 +14,7 @@ from google.genai import types
 
 from tests.simulators import script
 from tests.simulators.anthropic_sim import AnthropicSimulator
-from tests.simulators.gemini_sim import GeminiSimulator, floats
+from tests.simulators.gemini_sim import GeminiSimulator
 
 WEATHER_SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 
@@ -168,4 +168,3 @@ def test_gemini_embeddings_and_errors(gemini_sim: GeminiSimulator) -> None:
     with pytest.raises(genai_errors.ServerError) as unavailable:
         client.models.generate_content(model="gemini-x-status-503", contents="x")
     assert unavailable.value.code == 503
-    assert floats("AACAPw==") == [1.0]

@@ -18,13 +18,12 @@ import binascii
 import json
 import re
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
 from tests.simulators import script
-from tests.simulators.server import LongStream, ThreadedServer
+from tests.simulators.server import LongStream, ProviderState, Recorded, ThreadedServer
 
 CACHE_READ = 4
 CACHE_WRITE = 2
@@ -39,12 +38,6 @@ ERROR_TYPES = {
     500: "api_error",
     529: "overloaded_error",
 }
-
-
-@dataclass
-class Recorded:
-    headers: dict[str, str]
-    body: dict[str, Any]
 
 
 class Invalid(Exception):
@@ -206,23 +199,12 @@ def read_prompt(body: dict[str, Any]) -> script.Prompt:
     return prompt
 
 
-@dataclass
-class AnthropicState:
-    requests: list[Recorded] = field(default_factory=list)
-    long_streams: list[LongStream] = field(default_factory=list)
-    slow_seconds: float = 5.0
-
-
 class AnthropicSimulator(ThreadedServer):
     name = "anthropic-sim"
 
     def __init__(self) -> None:
         super().__init__()
-        self.state = AnthropicState()
-
-    @property
-    def base_url(self) -> str:
-        return self.origin
+        self.state = ProviderState()
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/messages", self.messages)
@@ -240,7 +222,7 @@ class AnthropicSimulator(ThreadedServer):
             body = await request.json()
         except ValueError:
             return error(400, "There was an error parsing the body of your request")
-        self.state.requests.append(Recorded(dict(request.headers), body))
+        self.state.requests.append(Recorded(request.path_qs, dict(request.headers), body))
         model = str(body.get("model", ""))
         status = re.search(r"-status-(\d{3})$", model)
         if status:

@@ -19,15 +19,13 @@ import binascii
 import hashlib
 import json
 import re
-import struct
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
 from tests.simulators import script
-from tests.simulators.server import LongStream, ThreadedServer
+from tests.simulators.server import LongStream, ProviderState, Recorded, ThreadedServer
 
 CACHED = 5
 STATUS_NAMES = {
@@ -52,13 +50,6 @@ CONFIG_FIELDS = {
     "frequencyPenalty", "responseMimeType", "responseSchema", "responseJsonSchema", "responseLogprobs", "logprobs",
     "thinkingConfig", "mediaResolution",
 }  # fmt: skip
-
-
-@dataclass
-class Recorded:
-    path: str
-    headers: dict[str, str]
-    body: dict[str, Any]
 
 
 class Invalid(Exception):
@@ -268,23 +259,12 @@ def vector(text: str, dims: int) -> list[float]:
     return [round((digest[k % 32] - 128) / 128, 6) for k in range(dims)]
 
 
-@dataclass
-class GeminiState:
-    requests: list[Recorded] = field(default_factory=list)
-    long_streams: list[LongStream] = field(default_factory=list)
-    slow_seconds: float = 5.0
-
-
 class GeminiSimulator(ThreadedServer):
     name = "gemini-sim"
 
     def __init__(self) -> None:
         super().__init__()
-        self.state = GeminiState()
-
-    @property
-    def base_url(self) -> str:
-        return self.origin
+        self.state = ProviderState()
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1beta/models/{model_method}", self.dispatch)
@@ -419,8 +399,3 @@ class GeminiSimulator(ThreadedServer):
         ]
         await send(final, final=True)
         return resp
-
-
-def floats(b64: str) -> list[float]:
-    raw = base64.b64decode(b64)
-    return list(struct.unpack(f"<{len(raw) // 4}f", raw))

@@ -31,18 +31,11 @@ from typing import Any
 from aiohttp import web
 
 from tests.simulators import script
-from tests.simulators.server import ThreadedServer
+from tests.simulators.server import Recorded, ThreadedServer
 
 REPLY = "Hello from the simulator, friend"
 PROMPT_TOKENS = 11
 CACHED_TOKENS = 3
-
-
-@dataclass
-class Recorded:
-    path: str
-    headers: dict[str, str]
-    body: dict[str, Any]
 
 
 @dataclass

@@ -5,9 +5,19 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
+
+
+@dataclass
+class Recorded:
+    """One request a simulator received."""
+
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
 
 
 @dataclass
@@ -31,6 +41,15 @@ class LongStream:
             raise
 
 
+@dataclass
+class ProviderState:
+    """What a provider simulator saw: its requests, and its ``*-long`` streams."""
+
+    requests: list[Recorded] = field(default_factory=list)
+    long_streams: list[LongStream] = field(default_factory=list)
+    slow_seconds: float = 5.0
+
+
 class ThreadedServer:
     name = "simulator"
 
@@ -43,6 +62,11 @@ class ThreadedServer:
     @property
     def origin(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """What the provider's own SDK takes as base URL."""
+        return self.origin
 
     def routes(self, app: web.Application) -> None:
         raise NotImplementedError

@@ -21,7 +21,6 @@ from services.edge.providers import common
 from services.edge.providers.base import Call, Completion, StreamMeter, Usage
 from services.edge.providers.common import ChunkWriter, invalid
 from services.edge.providers.wire import open_stream, post_json, read_reply, relay
-from services.edge.sse import DONE
 from shared.errors import GatewayError
 
 API_VERSION = "2023-06-01"
@@ -183,10 +182,9 @@ def _user_blocks(content: Any, where: str) -> list[dict[str, Any]]:
         param = f"{where}.content[{j}]"
         kind = part["type"]
         if kind == "text":
-            if not isinstance(part.get("text"), str):
-                raise invalid("a text part needs a string 'text'.", param)
-            if part["text"]:
-                blocks.append({"type": "text", "text": part["text"]})
+            text = common.part_text(part, param)
+            if text:
+                blocks.append({"type": "text", "text": text})
         elif kind == "image_url":
             url, _detail = common.image_url_of(part, param)  # Anthropic chooses resolution itself
             if url.startswith("data:"):
@@ -270,12 +268,6 @@ def usage_of(usage: Mapping[str, Any]) -> Usage:
     )
 
 
-def usage_json(usage: Usage) -> dict[str, Any]:
-    return common.usage_json(
-        usage.prompt_tokens, usage.completion_tokens, cached=usage.cached_tokens, cache_write=usage.cache_write_tokens
-    )
-
-
 def to_openai(reply: dict[str, Any], model: str, json_mode: bool) -> tuple[bytes, Usage]:
     text: list[str] = []
     reasoning: list[str] = []
@@ -319,7 +311,7 @@ def to_openai(reply: dict[str, Any], model: str, json_mode: bool) -> tuple[bytes
     usage = usage_of(reply.get("usage") or {})
     choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
     completion_id = "chatcmpl-" + str(reply.get("id") or "anthropic")
-    return common.completion_json(completion_id, model, [choice], usage_json(usage)), usage
+    return common.completion_json(completion_id, model, [choice], common.usage_json(usage)), usage
 
 
 def error_from(status: int, raw: bytes, provider: str, headers: Mapping[str, str]) -> GatewayError:
@@ -464,11 +456,7 @@ class AnthropicStream:
         pass  # Anthropic streams end with message_stop; without it the stream was cut
 
     def close(self) -> list[bytes]:
-        out = []
-        if self.wants_usage:
-            out.append(self.out.chunk([], usage_json(usage_of(self.usage))))
-        out.append(DONE)
-        return out
+        return self.out.end(usage_of(self.usage) if self.wants_usage else None)
 
 
 # --- adapter -------------------------------------------------------------------------------

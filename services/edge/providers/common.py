@@ -18,10 +18,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from services.edge.sse import frame
+from services.edge.sse import DONE, frame
 
 if TYPE_CHECKING:
-    from services.edge.providers.base import Call
+    from services.edge.providers.base import Call, Usage
 from shared.errors import INVALID_REQUEST, UPSTREAM, ErrorKind, GatewayError, kind_for_status, upstream_status_to_client
 
 # Parameters every adapter handles itself or that only concern the gateway.
@@ -157,6 +157,13 @@ def text_of(content: Any, where: str) -> str:
             texts.append(part["text"])
         return "\n".join(texts)
     raise invalid(f"{where}.content must be a string or an array of parts.", f"{where}.content")
+
+
+def part_text(part: dict[str, Any], param: str) -> str:
+    """The text of a ``text`` content part, checked."""
+    if not isinstance(part.get("text"), str):
+        raise invalid("a text part needs a string 'text'.", param)
+    return str(part["text"])
 
 
 def content_parts(content: Any, where: str) -> list[dict[str, Any]]:
@@ -453,18 +460,17 @@ def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
 # --- OpenAI response shapes ----------------------------------------------------------------
 
 
-def usage_json(
-    prompt: int, completion: int, *, cached: int = 0, reasoning: int = 0, cache_write: int = 0
-) -> dict[str, Any]:
-    prompt_details: dict[str, int] = {"cached_tokens": cached}
-    if cache_write:
-        prompt_details["cache_write_tokens"] = cache_write
+def usage_json(usage: Usage) -> dict[str, Any]:
+    """OpenAI's usage object; the detail counts are zero where the provider reports none."""
+    prompt_details: dict[str, int] = {"cached_tokens": usage.cached_tokens}
+    if usage.cache_write_tokens:
+        prompt_details["cache_write_tokens"] = usage.cache_write_tokens
     return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
         "prompt_tokens_details": prompt_details,
-        "completion_tokens_details": {"reasoning_tokens": reasoning},
+        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
     }
 
 
@@ -505,6 +511,11 @@ class ChunkWriter:
         if usage is not None:
             payload["usage"] = usage
         return frame(json.dumps(payload, separators=(",", ":")).encode())
+
+    def end(self, usage: Usage | None) -> list[bytes]:
+        """The close of a finished stream: the usage chunk (empty ``choices``) when the client
+        asked for it, then ``[DONE]``."""
+        return [self.chunk([], usage_json(usage)), DONE] if usage is not None else [DONE]
 
     def delta(self, index: int, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
         """One choice's delta; the same bytes as :meth:`chunk` with that one choice."""

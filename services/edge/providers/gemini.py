@@ -29,7 +29,6 @@ from services.edge.providers import common
 from services.edge.providers.base import Call, Completion, StreamMeter, Usage, estimate_tokens
 from services.edge.providers.common import ChunkWriter, invalid
 from services.edge.providers.wire import gather, open_stream, post_json, read_reply, relay
-from services.edge.sse import DONE
 from shared.errors import UPSTREAM, GatewayError
 
 EMBED_BATCH = 100  # batchEmbedContents' limit of requests per call
@@ -294,10 +293,9 @@ def _user_parts(
         param = f"{where}.content[{j}]"
         kind = part["type"]
         if kind == "text":
-            if not isinstance(part.get("text"), str):
-                raise invalid("a text part needs a string 'text'.", param)
-            if part["text"]:
-                parts.append({"text": part["text"]})
+            text = common.part_text(part, param)
+            if text:
+                parts.append({"text": text})
         elif kind == "image_url":
             url, detail = common.image_url_of(part, param)
             if detail in ("low", "high"):
@@ -361,12 +359,6 @@ def usage_of(meta: Mapping[str, Any]) -> Usage:
         completion_tokens=candidates + thoughts,
         cached_tokens=common.count(meta.get("cachedContentTokenCount")),
         reasoning_tokens=thoughts,
-    )
-
-
-def usage_json(usage: Usage) -> dict[str, Any]:
-    return common.usage_json(
-        usage.prompt_tokens, usage.completion_tokens, cached=usage.cached_tokens, reasoning=usage.reasoning_tokens
     )
 
 
@@ -459,7 +451,7 @@ def to_openai(reply: dict[str, Any], model: str) -> tuple[bytes, Usage]:
         choices.append({"index": 0, "message": message, "logprobs": None, "finish_reason": "content_filter"})
     usage = usage_of(reply.get("usageMetadata") or {})
     completion_id = "chatcmpl-" + str(reply.get("responseId") or os.urandom(12).hex())
-    return common.completion_json(completion_id, model, choices, usage_json(usage)), usage
+    return common.completion_json(completion_id, model, choices, common.usage_json(usage)), usage
 
 
 def error_from(status: int, raw: bytes, provider: str, headers: Mapping[str, str]) -> GatewayError:
@@ -587,11 +579,7 @@ class GeminiStream:
             self.meter.usage = usage_of(self.usage)
 
     def close(self) -> list[bytes]:
-        out = []
-        if self.wants_usage:
-            out.append(self.out.chunk([], usage_json(usage_of(self.usage))))
-        out.append(DONE)
-        return out
+        return self.out.end(usage_of(self.usage) if self.wants_usage else None)
 
 
 # --- embeddings ----------------------------------------------------------------------------

@@ -28,19 +28,29 @@ DROP_PARAMS_HEADER = "x-switchyard-drop-params"
 DROPPED_HEADER = "x-switchyard-dropped-params"
 
 
-async def chat_completions(request: Request) -> Response:
+async def begin(
+    request: Request, endpoint: str, check: Callable[[dict[str, Any]], None]
+) -> tuple[Edge, RequestRecord, bool]:
+    """What every model endpoint does first: authenticate, read and check the body, take
+    the drop-params opt-in out of it, and open the request's usage record."""
     edge: Edge = request.app.state.edge
     principal = edge.client_keys.authenticate(request.headers.get("authorization"), request.headers.get("api-key"))
     body = await read_json(request, edge.settings.max_body_bytes)
     drop = drop_params(request, body)
-    check_chat(body)
+    check(body)
     record = RequestRecord(
         request_id="req_" + os.urandom(16).hex(),
         principal=principal,
-        endpoint="chat.completions",
+        endpoint=endpoint,
         body=body,
         instance=edge.instance,
     )
+    return edge, record, drop
+
+
+async def chat_completions(request: Request) -> Response:
+    edge, record, drop = await begin(request, "chat.completions", check_chat)
+    body, principal = record.body, record.principal
     stream = bool(body.get("stream"))
     meter = StreamMeter()
     try:

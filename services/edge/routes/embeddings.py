@@ -6,17 +6,14 @@ Gemini's ``embedContent`` / ``batchEmbedContents`` are translated by its adapter
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from services.edge.auth import require_model
-from services.edge.body import check_model, read_json
-from services.edge.metered import RequestRecord
-from services.edge.routes.chat import drop_params, response_headers, with_provider_keys
-from services.edge.state import Edge
+from services.edge.body import check_model
+from services.edge.routes.chat import begin, response_headers, with_provider_keys
 from shared.errors import INVALID_REQUEST, MISSING_PARAM, GatewayError
 
 
@@ -32,18 +29,8 @@ def check_embeddings(body: dict[str, Any]) -> None:
 
 
 async def embeddings(request: Request) -> Response:
-    edge: Edge = request.app.state.edge
-    principal = edge.client_keys.authenticate(request.headers.get("authorization"), request.headers.get("api-key"))
-    body = await read_json(request, edge.settings.max_body_bytes)
-    drop = drop_params(request, body)
-    check_embeddings(body)
-    record = RequestRecord(
-        request_id="req_" + os.urandom(16).hex(),
-        principal=principal,
-        endpoint="embeddings",
-        body=body,
-        instance=edge.instance,
-    )
+    edge, record, drop = await begin(request, "embeddings", check_embeddings)
+    body, principal = record.body, record.principal
     try:
         record.route = edge.routes.resolve(str(body["model"]))
         require_model(principal, str(body["model"]), record.route.model)
