@@ -74,6 +74,22 @@ class Gateway:
         return int(resp.json()["total_requests"]) if resp.status_code == 200 else -1
 
 
+def files_containing(root: Path, needle: bytes) -> list[Path]:
+    """Files under ``root`` holding ``needle``. A live data dir changes while it is walked
+    (ClickHouse renames and removes its temporary parts and merge dirs): whatever vanishes
+    mid-walk is skipped, as ``os.walk`` skips directories it cannot list."""
+    found: list[Path] = []
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            path = Path(folder, name)
+            try:
+                if needle in path.read_bytes():
+                    found.append(path)
+            except OSError:
+                continue
+    return found
+
+
 def wait_until(check: Callable[[], bool], *, timeout: float = 30.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

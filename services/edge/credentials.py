@@ -137,6 +137,11 @@ class Credentials:
         reconnected = self.bus.on_reconnect()
         delay = 0.5
         while True:
+            # Cleared before the fetch, not after: a change that lands while a fetch is in
+            # flight (an admin adds a key just as the previous change is being fetched) must
+            # cause one more fetch, not wait for the TTL.
+            self._wake.clear()
+            reconnected.clear()
             try:
                 await self.refresh()
                 delay = 0.5
@@ -145,11 +150,9 @@ class Credentials:
                 log.warning("provider key refresh failed (%s); keeping %d cached", exc, len(self._keys))
                 wait_for = delay
                 delay = min(delay * 2, 10.0)
-            self._wake.clear()
             waiters = [asyncio.create_task(self._wake.wait()), asyncio.create_task(reconnected.wait())]
             try:
                 await asyncio.wait(waiters, timeout=wait_for, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 for w in waiters:
                     w.cancel()
-            reconnected.clear()

@@ -15,7 +15,7 @@ from openai import OpenAI
 
 from stack import procs
 from stack.launcher import REPO_ROOT
-from tests.conftest import PROVIDER_KEY, stack_environ, wait_until
+from tests.conftest import PROVIDER_KEY, files_containing, stack_environ, wait_until
 from tests.simulators.openai_sim import OpenAISimulator
 
 _children = procs.children
@@ -132,8 +132,7 @@ def test_make_up_supervises_stops_cleanly_and_keeps_data(tmp_path: Path, sim: Op
     # The provider key from the environment is nowhere in the data dir in plaintext: not in a
     # log, the NATS store, ClickHouse, the spool, nor Vault's own (encrypted) storage.
     needle = PROVIDER_KEY.encode()
-    leaks = [p for p in data.rglob("*") if p.is_file() and needle in p.read_bytes()]
-    assert leaks == []
+    assert files_containing(data, needle) == []
 
 
 def test_make_up_refuses_a_busy_port_clearly(tmp_path: Path, sim: OpenAISimulator) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from pathlib import Path
 
 import httpx
 
@@ -12,7 +11,7 @@ from shared import subjects
 from shared.bus import Bus, Msg
 from shared.messages import ProviderKeyFetch, SealedProviderKeys
 from shared.sealing import Recipient
-from tests.conftest import PROVIDER_KEY, Gateway, wait_until
+from tests.conftest import PROVIDER_KEY, Gateway, files_containing, wait_until
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 CANARY = "sk-canary-7f3a9c1e5b2d4f6a8c0e1b3d5f7a9c1e"
@@ -99,17 +98,8 @@ def test_canary_provider_key_never_leaves_vault_in_plaintext(gateway: Gateway) -
     assert not [m for m in recorder.seen if CANARY.encode() in m], "the canary crossed the bus in plaintext"
     assert not [r for r in responses if CANARY in r], "an admin API response showed the canary"
     needle = CANARY.encode()
-    leaks = [p for p in gateway.info.data_dir.rglob("*") if needle in _contents(p)]
+    leaks = files_containing(gateway.info.data_dir, needle)
     assert leaks == [], f"the canary is in plaintext in {leaks}"
-
-
-def _contents(path: Path) -> bytes:
-    """A file's bytes; empty for a directory or for a file that went away while the tree was
-    walked (ClickHouse renames its temporary insert parts as it commits them)."""
-    try:
-        return path.read_bytes() if path.is_file() else b""
-    except OSError:
-        return b""
 
 
 def test_vault_down_traffic_flows_admin_503_then_recovers(gateway: Gateway) -> None:

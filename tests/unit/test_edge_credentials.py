@@ -1,0 +1,73 @@
+"""The edge's provider-key cache on a real nats-server: a change announced while a fetch is
+in flight is fetched again at once, not after the cache's TTL."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from services.edge.credentials import Credentials
+from shared import subjects
+from shared.bus import Bus
+from shared.messages import ProviderKeyFetch, SealedProviderKey, SealedProviderKeys
+from shared.sealing import seal
+from tests.servers import NatsServer
+
+TTL = 600.0  # far longer than the test may take: only a change event can bring the key in time
+
+
+def test_a_change_during_an_in_flight_fetch_is_not_lost(tmp_path: Path) -> None:
+    nats = NatsServer(tmp_path / "nats")
+    nats.start()
+
+    async def run() -> None:
+        # Keyvault's side of the exchange: the first fetch sees one key; while it is being
+        # answered an admin adds another (keyvault announces the change before that answer
+        # lands). The edge always holds a key, so no miss in pick() wakes it up either.
+        keyvault = Bus(nats.url, "keyvault-under-test")
+        await keyvault.connect(deadline=10)
+        fetches: list[float] = []
+
+        def key(request: ProviderKeyFetch, key_id: str, secret: str) -> SealedProviderKey:
+            sealed = seal(request.public_key, secret.encode(), context=key_id.encode())
+            return SealedProviderKey(id=key_id, provider="openai", sealed=sealed)
+
+        async def fetch(request: ProviderKeyFetch) -> SealedProviderKeys:
+            fetches.append(time.monotonic())
+            old = key(request, "pk_old", "sk-old")
+            if len(fetches) == 1:
+                await keyvault.publish(
+                    subjects.PROVIDER_KEYS_CHANGED, ProviderKeyFetch(public_key="", edge_instance="")
+                )
+                await keyvault.nc.flush()
+                await asyncio.sleep(0.3)  # the edge has the change event before this answer
+                return SealedProviderKeys(keys=[old])
+            return SealedProviderKeys(keys=[old, key(request, "pk_new", "sk-added-mid-fetch")])
+
+        await keyvault.serve(subjects.PROVIDER_KEYS_FETCH, "keyvault", ProviderKeyFetch, fetch)
+
+        edge = Bus(nats.url, "edge-under-test")
+        await edge.connect(deadline=10)
+        credentials = Credentials(edge, "edge-1", ttl=TTL)
+        task = asyncio.create_task(credentials.run())
+        try:
+            await asyncio.wait_for(credentials.loaded.wait(), 10)
+            deadline = time.monotonic() + 10
+            secrets: set[str] = set()
+            while "sk-added-mid-fetch" not in secrets:
+                assert time.monotonic() < deadline, f"the added key never arrived ({len(fetches)} fetch(es))"
+                secrets.add(credentials.pick("openai", "gpt-4o").secret)
+                await asyncio.sleep(0.05)
+            assert secrets == {"sk-old", "sk-added-mid-fetch"}
+            assert len(fetches) == 2
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await edge.close()
+            await keyvault.close()
+
+    try:
+        asyncio.run(run())
+    finally:
+        nats.stop()
