@@ -93,6 +93,10 @@ class ProviderKeyList(BaseModel):
     data: list[ProviderKeyInfo]
 
 
+class Empty(BaseModel):
+    """A request or announcement that carries nothing (a ping, a change event)."""
+
+
 class ById(BaseModel):
     id: str = Field(min_length=1, max_length=128)
 

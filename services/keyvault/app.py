@@ -7,8 +7,6 @@ import logging
 import os
 import socket
 
-from pydantic import BaseModel
-
 from services.keyvault.client_keys import ClientKeyStore
 from services.keyvault.provider_keys import ProviderKeyStore
 from services.keyvault.settings import KeyvaultSettings
@@ -25,6 +23,7 @@ from shared.messages import (
     ClientKeyCreated,
     ClientKeyInfo,
     ClientKeyList,
+    Empty,
     EncryptionRotated,
     Ping,
     ProviderKeyCreate,
@@ -41,10 +40,6 @@ from shared.sealing import Recipient, SealingError
 log = logging.getLogger("switchyard.keyvault")
 
 _TRANSPORT_KEY_PATH = "keyvault/transport-key"
-
-
-class Empty(BaseModel):
-    pass
 
 
 class Keyvault:

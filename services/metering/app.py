@@ -8,8 +8,6 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from pydantic import BaseModel
-
 from services.metering.consumer import AuditConsumer, UsageConsumer
 from services.metering.prices import Prices
 from services.metering.queries import audit_log, provider_keys_last_used, request_log, usage_summary, usage_timeseries
@@ -22,6 +20,7 @@ from shared.errors import UNAVAILABLE, GatewayError
 from shared.messages import (
     AuditLog,
     AuditQuery,
+    Empty,
     KeysLastUsed,
     MeteringStatus,
     Ping,
@@ -39,10 +38,6 @@ from shared.messages import (
 log = logging.getLogger("switchyard.metering")
 
 T = TypeVar("T")
-
-
-class Empty(BaseModel):
-    pass
 
 
 async def _store(call: Callable[[], Awaitable[T]]) -> T:

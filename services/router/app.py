@@ -7,20 +7,14 @@ import logging
 import os
 import socket
 
-from pydantic import BaseModel
-
 from services.router.compile import catalog_listing, compile_routes
 from services.router.settings import RouterSettings
 from shared import subjects
 from shared.bus import Bus
 from shared.catalog import RouteTable, load_catalog
-from shared.messages import CatalogListing, Ping
+from shared.messages import CatalogListing, Empty, Ping
 
 log = logging.getLogger("switchyard.router")
-
-
-class Empty(BaseModel):
-    pass
 
 
 class Router:
