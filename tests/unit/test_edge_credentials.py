@@ -10,7 +10,7 @@ from pathlib import Path
 from services.edge.credentials import Credentials
 from shared import subjects
 from shared.bus import Bus
-from shared.messages import ProviderKeyFetch, SealedProviderKey, SealedProviderKeys
+from shared.messages import Empty, ProviderKeyFetch, SealedProviderKey, SealedProviderKeys
 from shared.sealing import seal
 from tests.servers import NatsServer
 
@@ -37,9 +37,7 @@ def test_a_change_during_an_in_flight_fetch_is_not_lost(tmp_path: Path) -> None:
             fetches.append(time.monotonic())
             old = key(request, "pk_old", "sk-old")
             if len(fetches) == 1:
-                await keyvault.publish(
-                    subjects.PROVIDER_KEYS_CHANGED, ProviderKeyFetch(public_key="", edge_instance="")
-                )
+                await keyvault.publish(subjects.PROVIDER_KEYS_CHANGED, Empty())
                 await keyvault.nc.flush()
                 await asyncio.sleep(0.3)  # the edge has the change event before this answer
                 return SealedProviderKeys(keys=[old])
