@@ -321,8 +321,7 @@ def f_reasoning(ctx: Ctx) -> None:
     if ctx.provider in TRANSLATED:
         assert r.reasoning == "Thinking about: think", r.reasoning
     assert r.content.startswith("Reply 0 to: think")
-    if ctx.provider != "anthropic":  # Anthropic does not report reasoning tokens apart
-        assert r.usage.completion_tokens_details.reasoning_tokens == 3, r.usage
+    assert r.usage.completion_tokens_details.reasoning_tokens == 3, r.usage
 
 
 def f_reasoning_roundtrip(ctx: Ctx) -> None:

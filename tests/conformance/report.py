@@ -113,7 +113,8 @@ def render() -> str:
         "whole request has been checked; a failure is a 400 with code `invalid_image_url` naming the part.",
         "- Usage: `prompt_tokens` includes cached input (Anthropic's cache reads and writes are added in); "
         "`prompt_tokens_details.cached_tokens` and `completion_tokens_details.reasoning_tokens` are filled when "
-        "the provider reports them (Anthropic does not report reasoning tokens apart). With "
+        "the provider reports them (Anthropic's `output_tokens_details.thinking_tokens`, Gemini's "
+        "`thoughtsTokenCount`). With "
         "`stream_options.include_usage` the last chunk has empty `choices` and the usage, for every provider.",
         "- Errors: the provider's status becomes the client's (a provider 500 is 502, 503 and Anthropic's 529 "
         "are 503), with OpenAI's error `type`, so the SDK raises the matching exception; `retry-after` is "

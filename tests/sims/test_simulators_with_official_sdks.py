@@ -65,6 +65,8 @@ def test_anthropic_stream_thinking_tools_and_round_trip(anthropic_sim: Anthropic
         assert [b.type for b in final.content] == ["thinking", "tool_use"]
         assert final.content[0].signature == script.sign(final.content[0].thinking)
         assert final.content[1].input == {"city": "Paris"} and final.stop_reason == "tool_use"
+        details = final.usage.output_tokens_details  # how much of output_tokens was thinking
+        assert details is not None and 0 < details.thinking_tokens < final.usage.output_tokens
         # The SDK's own round trip (its blocks sent back) is accepted ...
         tool_use = final.content[1]
         follow = [

@@ -328,7 +328,7 @@ class AnthropicSimulator(ThreadedServer):
                     )
             await send("content_block_stop", {"type": "content_block_stop", "index": index})
             index += 1
-        usage = {"output_tokens": cand.output_tokens + cand.thinking_tokens}
+        usage = {"output_tokens": cand.output_tokens + cand.thinking_tokens, **_output_details(cand)}
         await send(
             "message_delta",
             {
@@ -367,5 +367,11 @@ def message_json(model: str, reply: script.Answer) -> dict[str, Any]:
             "cache_creation_input_tokens": CACHE_WRITE,
             "cache_read_input_tokens": CACHE_READ,
             "output_tokens": cand.output_tokens + cand.thinking_tokens,
+            **_output_details(cand),
         },
     }
+
+
+def _output_details(cand: script.Candidate) -> dict[str, Any]:
+    """How much of ``output_tokens`` was thinking: reported when the model thought."""
+    return {"output_tokens_details": {"thinking_tokens": cand.thinking_tokens}} if cand.thinking_tokens else {}

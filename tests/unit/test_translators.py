@@ -215,13 +215,21 @@ ANTHROPIC_REPLY = {
         {"type": "tool_use", "id": "toolu_b", "name": "get_time", "input": {"zone": "CET"}},
     ],
     "stop_reason": "tool_use",
-    "usage": {"input_tokens": 10, "cache_read_input_tokens": 4, "cache_creation_input_tokens": 2, "output_tokens": 7},
+    "usage": {
+        "input_tokens": 10,
+        "cache_read_input_tokens": 4,
+        "cache_creation_input_tokens": 2,
+        "output_tokens": 7,
+        "output_tokens_details": {"thinking_tokens": 3},
+    },
 }
 
 
 def anthropic_events(reply: dict[str, Any]) -> list[dict[str, Any]]:
     """The stream Anthropic sends for ``reply``: each block started, streamed, stopped."""
-    start = dict(reply, content=[], stop_reason=None, usage=dict(reply["usage"], output_tokens=1))
+    final = {k: v for k, v in reply["usage"].items() if k.startswith("output_")}
+    first = {k: v for k, v in reply["usage"].items() if not k.startswith("output_")}
+    start = dict(reply, content=[], stop_reason=None, usage=dict(first, output_tokens=1))
     events: list[dict[str, Any]] = [{"type": "message_start", "message": start}, {"type": "ping"}]
     for i, block in enumerate(reply["content"]):
         kind = block["type"]
@@ -262,7 +270,7 @@ def anthropic_events(reply: dict[str, Any]) -> list[dict[str, Any]]:
         {
             "type": "message_delta",
             "delta": {"stop_reason": reply["stop_reason"]},
-            "usage": {"output_tokens": reply["usage"]["output_tokens"]},
+            "usage": final,
         }
     )
     events.append({"type": "message_stop"})
@@ -282,6 +290,8 @@ def test_anthropic_reply_and_stream_are_twins() -> None:
         2,
         7,
     )
+    assert usage.reasoning_tokens == 3
+    assert json.loads(raw)["usage"]["completion_tokens_details"]["reasoning_tokens"] == 3
 
     meter = StreamMeter()
     machine = ant.AnthropicStream("claude", meter, wants_usage=True, json_mode=False)
@@ -303,7 +313,8 @@ def test_anthropic_reply_and_stream_are_twins() -> None:
         )  # fmt: skip
     assert streamed["finish_reason"] == finish
     assert payloads[-1]["choices"] == [] and payloads[-1]["usage"]["prompt_tokens_details"]["cached_tokens"] == 4
-    assert meter.usage is not None and meter.usage.prompt_tokens == 16
+    assert payloads[-1]["usage"]["completion_tokens_details"]["reasoning_tokens"] == 3
+    assert meter.usage is not None and meter.usage.prompt_tokens == 16 and meter.usage.reasoning_tokens == 3
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ user turn of ``tool_result`` blocks; images (base64 or URL) and PDFs become ``im
 thinking budget; ``response_format`` becomes a forced tool whose input is the JSON answer.
 
 Reply: text, ``reasoning_content`` (thinking), ``thinking_blocks`` (thinking with its
-signature, to send back on the next turn) and ``tool_calls``; usage with cached tokens;
+signature, to send back on the next turn) and ``tool_calls``; usage with cached and thinking tokens;
 ``finish_reason`` mapped. Streams are translated event by event by :class:`AnthropicStream`.
 """
 
@@ -256,13 +256,16 @@ def _assistant_blocks(message: dict[str, Any], where: str) -> list[dict[str, Any
 
 def usage_of(usage: Mapping[str, Any]) -> Usage:
     """Anthropic counts fresh, cache-read and cache-written input apart; OpenAI's prompt
-    tokens are all of them, with the cached part in the details."""
+    tokens are all of them, with the cached part in the details. ``output_tokens`` includes
+    thinking; ``output_tokens_details.thinking_tokens`` says how much of it was thinking."""
     fresh = common.count(usage.get("input_tokens"))
     read = common.count(usage.get("cache_read_input_tokens"))
     write = common.count(usage.get("cache_creation_input_tokens"))
+    details = usage.get("output_tokens_details")
     return Usage(
         prompt_tokens=fresh + read + write,
         completion_tokens=common.count(usage.get("output_tokens")),
+        reasoning_tokens=common.count(details.get("thinking_tokens")) if isinstance(details, Mapping) else 0,
         cached_tokens=read,
         cache_write_tokens=write,
     )
