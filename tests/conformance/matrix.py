@@ -22,7 +22,7 @@ PROVIDERS: dict[str, str] = {
     "azure": "azure/gpt-4.1-deployment",
     "mistral": "mistral-large-latest",
     "selfhosted": "selfhosted/llama-3.1-8b",
-    "anthropic": "claude-sonnet-4-5",
+    "anthropic": "claude-sonnet-4-6",
     "gemini": "gemini-2.5-flash",
 }
 PROVIDER_TITLES = {

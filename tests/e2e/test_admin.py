@@ -123,7 +123,7 @@ def test_catalog_lists_prices_and_capabilities(gateway: Gateway) -> None:
     rows = {m["id"]: m for m in resp.json()["data"]}
     assert rows["gpt-4o"]["pricing"]["input"] == 2.5
     assert rows["gpt-4o"]["pricing"]["output"] == 10.0
-    assert "tools" in rows["claude-sonnet-4-5"]["capabilities"]
+    assert "tools" in rows["claude-sonnet-4-6"]["capabilities"]
     assert rows["gemini-2.5-flash"]["provider"] == "gemini"
     assert "gpt-4o-latest" in rows["gpt-4o"]["aliases"]
 

@@ -106,7 +106,7 @@ def test_also_served_under_ai_v1(gateway: Gateway) -> None:
 def test_models_list_and_retrieve(gateway: Gateway) -> None:
     client = gateway.client()
     ids = {m.id for m in client.models.list()}
-    assert {"gpt-4o", "claude-sonnet-4-5", "gemini-2.5-flash", "grok-4", "deepseek-chat", "echo/echo-1"} <= ids
+    assert {"gpt-4o", "claude-sonnet-4-6", "gemini-2.5-flash", "grok-4", "deepseek-chat", "echo/echo-1"} <= ids
     model = client.models.retrieve("gpt-4o")
     assert model.owned_by == "openai"
     assert client.models.retrieve("meta-llama/Llama-3.3-70B-Instruct-Turbo").owned_by == "together"

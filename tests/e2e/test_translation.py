@@ -89,7 +89,7 @@ def test_embeddings_openai_gemini_mistral(gateway: Gateway) -> None:
     with pytest.raises(openai.BadRequestError):
         client.embeddings.create(model="gemini-embedding-001", input=[[1, 2, 3]])
     with pytest.raises(openai.APIStatusError) as err:
-        client.embeddings.create(model="claude-sonnet-4-5", input="x")
+        client.embeddings.create(model="claude-sonnet-4-6", input="x")
     assert err.value.status_code == 501
 
 
@@ -107,7 +107,7 @@ def test_embeddings_are_metered(gateway: Gateway) -> None:
 
 def test_models_list_owner_and_capabilities(gateway: Gateway) -> None:
     models = {m.id: m for m in gateway.client().models.list()}
-    assert models["claude-sonnet-4-5"].owned_by == "anthropic"
+    assert models["claude-sonnet-4-6"].owned_by == "anthropic"
     assert "reasoning" in (models["gemini-2.5-flash"].model_extra or {})["capabilities"]
     assert (models["gemini-embedding-001"].model_extra or {})["capabilities"] == ["embeddings"]
 
@@ -115,7 +115,7 @@ def test_models_list_owner_and_capabilities(gateway: Gateway) -> None:
 def test_translated_calls_are_metered_with_provider_usage(gateway: Gateway) -> None:
     key = gateway.new_user_key("translator-meter")
     client = gateway.client(key)
-    a = client.chat.completions.create(model="claude-sonnet-4-5", messages=[{"role": "user", "content": "one two"}])
+    a = client.chat.completions.create(model="claude-sonnet-4-6", messages=[{"role": "user", "content": "one two"}])
     g = client.chat.completions.create(
         model="gemini-2.5-flash", messages=[{"role": "user", "content": "three"}], stream=True,
         stream_options={"include_usage": True}, reasoning_effort="low",
@@ -133,7 +133,7 @@ def test_translated_calls_are_metered_with_provider_usage(gateway: Gateway) -> N
 
 def test_dropped_parameters_are_named_and_not_sent(gateway: Gateway) -> None:
     raw = gateway.client().chat.completions.with_raw_response.create(
-        model="claude-sonnet-4-5",
+        model="claude-sonnet-4-6",
         messages=[{"role": "user", "content": "x", "name": "alice"}],
         seed=1,
         frequency_penalty=0.5,
@@ -168,7 +168,7 @@ def test_several_image_urls_are_fetched_together_and_capped(gateway: Gateway) ->
     assert err.value.body["param"] == "messages[0].content[4]"  # type: ignore[index]
 
 
-@pytest.mark.parametrize("model", ["claude-sonnet-4-5", "gemini-2.5-flash"])
+@pytest.mark.parametrize("model", ["claude-sonnet-4-6", "gemini-2.5-flash"])
 def test_sdk_message_objects_sent_back_as_they_are_keep_signatures(gateway: Gateway, model: str) -> None:
     """The commonest client pattern: append the SDK's message object itself to the history."""
     client = gateway.client()

@@ -32,7 +32,7 @@ def table():  # type: ignore[no-untyped-def]
         ("openai/gpt-4o", "openai", "gpt-4o"),
         ("echo/anything", "echo", "anything"),
         ("echo/echo-1", "echo", "echo-1"),
-        ("claude-sonnet", "anthropic", "claude-sonnet-4-5"),
+        ("claude-sonnet", "anthropic", "claude-sonnet-4-6"),
     ],
 )
 def test_resolution(table, name: str, provider: str, upstream: str) -> None:  # type: ignore[no-untyped-def]
