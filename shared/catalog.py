@@ -87,6 +87,7 @@ class Route(BaseModel):
     model: str  # the canonical model name (catalog id, or as requested when not in catalog)
     provider: str
     upstream_model: str
+    capabilities: tuple[str, ...] = ()  # the catalog's, for a catalog model; none known otherwise
 
 
 class RouteTable(BaseModel):
@@ -104,12 +105,19 @@ class RouteTable(BaseModel):
         entry = self.models.get(name)
         if entry is not None:
             upstream = entry.upstream_model or name
-            return Route(model=name, provider=entry.provider, upstream_model=upstream)
+            return Route(
+                model=name, provider=entry.provider, upstream_model=upstream, capabilities=tuple(entry.capabilities)
+            )
         provider, sep, rest = name.partition("/")
         if sep and rest and provider in self.providers:
             pinned = self.models.get(rest)
             if pinned is not None and pinned.provider == provider:
-                return Route(model=rest, provider=provider, upstream_model=pinned.upstream_model or rest)
+                return Route(
+                    model=rest,
+                    provider=provider,
+                    upstream_model=pinned.upstream_model or rest,
+                    capabilities=tuple(pinned.capabilities),
+                )
             return Route(model=rest, provider=provider, upstream_model=rest)
         for pname, cfg in self.providers.items():
             for pattern in cfg.prefixes:

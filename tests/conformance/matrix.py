@@ -311,6 +311,26 @@ def f_json_schema(ctx: Ctx) -> None:
     assert r.finish == "stop"
 
 
+def f_json_with_tools(ctx: Ctx) -> None:
+    """An agent turn in JSON mode, reasoning on: a tool call first, then, after its result, the
+    answer in the schema. On Anthropic this needs native structured outputs (a forced JSON tool
+    could not sit beside the client's tools, nor beside thinking)."""
+    fmt = {"type": "json_schema", "json_schema": {"name": "person", "strict": True, "schema": PERSON_SCHEMA}}
+    ask = {"tools": [WEATHER], "response_format": fmt, "reasoning_effort": "low"}
+    first = chat(ctx, messages=user("a person"), **ask)
+    assert first.tool_calls and first.finish == "tool_calls", first
+    messages = [*user("a person"), first.assistant_message()]
+    messages.append({"role": "tool", "tool_call_id": first.tool_calls[0]["id"], "content": "sunny"})
+    r = chat(ctx, messages=messages, **ask)
+    value = json.loads(r.content)
+    assert list(value) == ["name", "age", "nickname", "address"] and value["address"] == {"city": "Paris"}, value
+    assert r.finish == "stop"
+    if ctx.provider == "anthropic":
+        sent = ctx.sent()
+        assert sent["output_config"]["format"]["type"] == "json_schema", sent
+        assert [t["name"] for t in sent["tools"]] == ["get_weather"] and "thinking" in sent, sent
+
+
 def f_reasoning(ctx: Ctx) -> None:
     r = chat(
         ctx,
@@ -522,6 +542,7 @@ FEATURES = [
     Feature("audio_video", "Audio (input_audio) and video file parts with a MIME type", f_audio_video),
     Feature("json_object", "response_format json_object", f_json_object),
     Feature("json_schema", "response_format json_schema (strict, $defs, nullable)", f_json_schema),
+    Feature("json_with_tools", "json_schema beside tools and reasoning (tool call, then JSON)", f_json_with_tools),
     Feature("reasoning", "reasoning_effort, reasoning_content, reasoning tokens", f_reasoning),
     Feature("reasoning_roundtrip", "Reasoning signatures carried to the next turn", f_reasoning_roundtrip),
     Feature("stop", "stop, temperature, top_p", f_stop),

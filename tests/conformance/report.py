@@ -98,9 +98,15 @@ def render() -> str:
         "- Gemini thought signatures come back as `tool_calls[].extra_content.google.thought_signature` (and "
         "`extra_content.google.thought_signature` on the message for text), the shape Google's own "
         "OpenAI-compatible endpoint uses. Send them back unchanged.",
-        "- Anthropic has no JSON mode: `response_format` becomes a forced tool whose input is the answer, "
-        "returned as the message content with `finish_reason` `stop`. It cannot be combined with tools or "
-        "with reasoning (400, or dropped on request).",
+        "- Anthropic: `json_schema` becomes native structured outputs (`output_config.format`) on the models "
+        "the catalog lists with the `json_schema` capability (Claude Sonnet 4.6 and 4.5, Haiku 4.5), so it "
+        "combines with tools and reasoning. The schema is put in Anthropic's subset: every object is closed "
+        '(`additionalProperties: false`), `["T", "null"]` becomes `anyOf`, `oneOf` becomes `anyOf`, and '
+        "what it cannot enforce (numeric and length bounds, patterns, other formats, `minItems` over 1) is "
+        "written into the `description` for the model to read. `json_object`, other models, and a schema "
+        "with an open object (`additionalProperties` not false) use a forced tool whose input is the answer, "
+        "returned as the message content with `finish_reason` `stop`; that way cannot be combined with tools "
+        "or with reasoning (400, or dropped on request).",
         '- Gemini takes JSON Schemas in its own dialect: `$ref`/`$defs` are inlined, `["T", "null"]` '
         "becomes `nullable`, `const` a one-value `enum`, `additionalProperties` and `$schema` are left out, "
         "and property order is kept (`propertyOrdering`).",

@@ -4,9 +4,10 @@ parse it (stream accumulation checks event order and block indexes)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import anthropic
+import pydantic
 import pytest
 from google import genai
 from google.genai import errors as genai_errors
@@ -49,6 +50,33 @@ def test_anthropic_text_and_usage(anthropic_sim: AnthropicSimulator) -> None:
     assert msg.usage.cache_read_input_tokens == 4 and msg.usage.cache_creation_input_tokens == 2
     headers = anthropic_sim.state.requests[-1].headers
     assert "sk-sim" in (headers.get("x-api-key") or headers["Authorization"]) and headers["anthropic-version"]
+
+
+class _Address(pydantic.BaseModel):
+    city: str
+
+
+class _Person(pydantic.BaseModel):
+    name: str
+    age: int = pydantic.Field(ge=0, le=150)
+    nickname: str | None
+    address: _Address
+
+
+def test_anthropic_structured_outputs(anthropic_sim: AnthropicSimulator) -> None:
+    """The SDK's own ``output_format`` schema (its transform: closed objects, bounds moved to
+    descriptions) is accepted, and its parser reads the JSON answer; an object left open is a
+    400, as the API says."""
+    user = [{"role": "user", "content": "a person"}]
+    with _anthropic(anthropic_sim) as client:
+        with client.messages.stream(model="claude-sim-1", max_tokens=100, messages=user, output_format=_Person) as s:
+            final = s.get_final_message()
+        assert isinstance(final.parsed_output, _Person) and final.parsed_output.address.city == "Paris"
+        sent = anthropic_sim.state.requests[-1].body["output_config"]["format"]
+        assert sent["type"] == "json_schema" and sent["schema"]["additionalProperties"] is False
+        open_object = {"format": {"type": "json_schema", "schema": {"type": "object", "properties": {}}}}
+        with pytest.raises(anthropic.BadRequestError, match="additionalProperties"):
+            client.messages.create(model="claude-sim-1", max_tokens=100, messages=user, output_config=open_object)
 
 
 def test_anthropic_stream_thinking_tools_and_round_trip(anthropic_sim: AnthropicSimulator) -> None:
@@ -107,12 +135,23 @@ def test_anthropic_errors(anthropic_sim: AnthropicSimulator) -> None:
                     pass
 
 
-def _genai(sim: GeminiSimulator, key: str = "sk-sim") -> genai.Client:
-    return genai.Client(api_key=key, http_options=types.HttpOptions(base_url=sim.base_url, api_version="v1beta"))
+@pytest.fixture()
+def genai_client(gemini_sim: GeminiSimulator) -> Iterator[Callable[..., genai.Client]]:
+    """Clients of the simulator by key, each closed after the test (they hold connections)."""
+    made: list[genai.Client] = []
+
+    def make(key: str = "sk-sim") -> genai.Client:
+        options = types.HttpOptions(base_url=gemini_sim.base_url, api_version="v1beta")
+        made.append(genai.Client(api_key=key, http_options=options))
+        return made[-1]
+
+    yield make
+    for client in made:
+        client.close()
 
 
-def test_gemini_text_stream_and_usage(gemini_sim: GeminiSimulator) -> None:
-    client = _genai(gemini_sim)
+def test_gemini_text_stream_and_usage(gemini_sim: GeminiSimulator, genai_client: Callable[..., genai.Client]) -> None:
+    client = genai_client()
     reply = client.models.generate_content(model="gemini-2.5-flash", contents="hello there")
     assert reply.text == "Reply 0 to: hello there"
     assert reply.usage_metadata is not None and reply.usage_metadata.cached_content_token_count == 5
@@ -123,8 +162,10 @@ def test_gemini_text_stream_and_usage(gemini_sim: GeminiSimulator) -> None:
     assert chunks[-1].candidates and chunks[-1].candidates[0].finish_reason == types.FinishReason.STOP
 
 
-def test_gemini_function_call_signature_round_trip(gemini_sim: GeminiSimulator) -> None:
-    client = _genai(gemini_sim)
+def test_gemini_function_call_signature_round_trip(
+    gemini_sim: GeminiSimulator, genai_client: Callable[..., genai.Client]
+) -> None:
+    client = genai_client()
     config = types.GenerateContentConfig(
         tools=[
             types.Tool(function_declarations=[types.FunctionDeclaration(name="get_weather", parameters=WEATHER_SCHEMA)])
@@ -152,15 +193,15 @@ def test_gemini_function_call_signature_round_trip(gemini_sim: GeminiSimulator) 
     assert err.value.code == 400
 
 
-def test_gemini_embeddings_and_errors(gemini_sim: GeminiSimulator) -> None:
-    client = _genai(gemini_sim)
+def test_gemini_embeddings_and_errors(gemini_sim: GeminiSimulator, genai_client: Callable[..., genai.Client]) -> None:
+    client = genai_client()
     one = client.models.embed_content(model="gemini-embedding-001", contents="a")
     many = client.models.embed_content(
         model="gemini-embedding-001", contents=["a", "b"], config=types.EmbedContentConfig(output_dimensionality=16)
     )
     assert one.embeddings and len(one.embeddings[0].values or []) == 768
     assert many.embeddings and [len(e.values or []) for e in many.embeddings] == [16, 16]
-    bad_client, limited_client = _genai(gemini_sim, "sk-invalid"), _genai(gemini_sim, "sk-ratelimited")
+    bad_client, limited_client = genai_client("sk-invalid"), genai_client("sk-ratelimited")
     with pytest.raises(genai_errors.ClientError) as bad_key:
         bad_client.models.generate_content(model="gemini-2.5-flash", contents="x")
     assert bad_key.value.code == 400 and "API key not valid" in str(bad_key.value)

@@ -40,6 +40,41 @@ ERROR_TYPES = {
 }
 
 
+# Request fields of the Messages API (anthropic 2.x's MessageCreateParams, and the sampling
+# options the API still takes though the SDK no longer names them); anything else is a 400.
+FIELDS = {
+    "model", "messages", "max_tokens", "system", "metadata", "stop_sequences", "stream", "thinking", "tools",
+    "tool_choice", "output_config", "service_tier", "container", "cache_control", "inference_geo", "speed",
+    "diagnostics", "temperature", "top_p", "top_k",
+}  # fmt: skip
+# What each node of an ``output_config.format`` schema may carry (structured outputs' subset).
+SCHEMA_KEYS = {
+    "type", "description", "title", "enum", "const", "anyOf", "allOf", "$ref", "$defs", "definitions",
+    "properties", "required", "additionalProperties", "items", "minItems", "format",
+}  # fmt: skip
+
+
+def check_output_schema(node: Any, where: str) -> None:
+    """Structured outputs' JSON Schema subset: every object closed, no bounds or patterns."""
+    if not isinstance(node, dict):
+        raise Invalid(f"{where}: schema must be an object")
+    for key in node:
+        if key not in SCHEMA_KEYS:
+            raise Invalid(f"{where}: property '{key}' is not supported in output_config.format schemas")
+    if node.get("type") == "object" and node.get("additionalProperties") is not False:
+        raise Invalid(f"{where}: for 'object' type, 'additionalProperties' must be explicitly set to false")
+    if isinstance(node.get("type"), list):
+        raise Invalid(f"{where}.type: must be a single type; use anyOf for unions")
+    if node.get("minItems") not in (None, 0, 1):
+        raise Invalid(f"{where}.minItems: only 0 and 1 are supported")
+    children = [*(node.get("properties") or {}).items(), *(node.get("$defs") or {}).items()]
+    children += [(str(k), sub) for k, sub in enumerate(node.get("anyOf") or node.get("allOf") or [])]
+    if "items" in node:
+        children.append(("items", node["items"]))
+    for name, sub in children:
+        check_output_schema(sub, f"{where}.{name}")
+
+
 class Invalid(Exception):
     pass
 
@@ -72,7 +107,20 @@ def read_prompt(body: dict[str, Any]) -> script.Prompt:
     messages = body["messages"]
     if not isinstance(messages, list) or not messages:
         raise Invalid("messages: at least one message is required")
+    for key in body:
+        if key not in FIELDS:
+            raise Invalid(f"{key}: Extra inputs are not permitted")
     prompt = script.Prompt(model=str(body["model"]))
+    output = body.get("output_config")
+    if output is not None:
+        if not isinstance(output, dict) or set(output) - {"effort", "format"}:
+            raise Invalid("output_config: Extra inputs are not permitted")
+        fmt = output.get("format")
+        if fmt is not None:
+            if not isinstance(fmt, dict) or fmt.get("type") != "json_schema" or set(fmt) != {"type", "schema"}:
+                raise Invalid("output_config.format: expected {type: 'json_schema', schema: {...}}")
+            check_output_schema(fmt["schema"], "output_config.format.schema")
+            prompt.json_schema = fmt["schema"]
     system = body.get("system")
     if isinstance(system, list):
         prompt.system = " ".join(b["text"] for b in system if b.get("type") == "text")

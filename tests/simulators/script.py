@@ -7,7 +7,8 @@ function of the prompt, so tests can predict it exactly:
 - the last turn holds tool results: text that quotes each result (``name=content``);
 - tools are offered and ``tool_choice`` is not ``none``: a call to the named tool, or to
   every offered tool (parallel calls), with arguments built from each tool's schema;
-- a JSON answer is asked for: an object that fits the schema (``{"answer": ...}`` without);
+- a JSON answer is asked for: an object that fits the schema (``{"answer": ...}`` without),
+  also as the answer that follows tool results;
 - otherwise: text that repeats the last user text and lists the media the prompt held.
 
 Thinking, when asked for, comes first and is signed: the signature is an HMAC of the text (or
@@ -157,9 +158,10 @@ def _candidate(prompt: Prompt, index: int, id_prefix: str) -> Candidate:
     if prompt.model.endswith("-filtered"):
         cand.finish = "content_filter"
         return cand
-    if prompt.tool_results:
+    wants_json = prompt.json_schema is not None or prompt.json_mode
+    if prompt.tool_results and not wants_json:
         cand.text = "Tool results: " + "; ".join(f"{name}={content}" for name, content in prompt.tool_results)
-    elif prompt.tools and prompt.tool_choice != "none":
+    elif prompt.tools and prompt.tool_choice != "none" and not prompt.tool_results:
         if isinstance(prompt.tool_choice, tuple):
             chosen = [t for t in prompt.tools if t["name"] == prompt.tool_choice[1]]
         else:
@@ -169,7 +171,7 @@ def _candidate(prompt: Prompt, index: int, id_prefix: str) -> Candidate:
             cand.tool_calls.append(ToolCall(id=f"{id_prefix}_{index}_{k}_{tool['name']}", name=tool["name"], args=args))
         cand.finish = "tool_calls"
         return cand
-    elif prompt.json_schema is not None or prompt.json_mode:
+    elif wants_json:  # the answer, also after tool results
         value = example(prompt.json_schema) if prompt.json_schema is not None else {"answer": last}
         cand.text = json.dumps(value)
     else:

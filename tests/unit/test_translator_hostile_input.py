@@ -80,25 +80,30 @@ def _variant(path: tuple[Any, ...], value: Any) -> dict[str, Any]:
     return body
 
 
-def _call(provider: str, body: dict[str, Any]) -> Call:
+def _call(provider: str, body: dict[str, Any], capabilities: tuple[str, ...]) -> Call:
     cfg = ProviderConfig(api=provider, base_url="http://x")
-    return Call(Route(model="m", provider=provider, upstream_model="m"), cfg, None, body, "r", None, True)  # type: ignore[arg-type]
+    route = Route(model="m", provider=provider, upstream_model="m", capabilities=capabilities)
+    return Call(route, cfg, None, body, "r", None, True)  # type: ignore[arg-type]
 
 
 VARIANTS = [(path, value) for path in _paths(VALID) if path[0] != "model" for value in BAD_VALUES]
 
 
-@pytest.mark.parametrize("provider", ["anthropic", "gemini"])
-def test_wrong_types_anywhere_are_400s_not_crashes(provider: str) -> None:
+@pytest.mark.parametrize(
+    ("provider", "capabilities"),
+    # Anthropic twice: a model with native structured outputs, and one answering through the JSON tool.
+    [("anthropic", ("json_schema",)), ("anthropic", ()), ("gemini", ("json_schema",))],
+)
+def test_wrong_types_anywhere_are_400s_not_crashes(provider: str, capabilities: tuple[str, ...]) -> None:
     crashes = []
     for path, value in VARIANTS:
         body = _variant(path, value)
         try:
             check_chat(body)  # what the route checks before any adapter runs
             if provider == "anthropic":
-                ant.to_anthropic(_call(provider, body))
+                ant.to_anthropic(_call(provider, body, capabilities))
             else:
-                asyncio.run(gem.to_gemini(_call(provider, body)))
+                asyncio.run(gem.to_gemini(_call(provider, body, capabilities)))
         except GatewayError as exc:
             assert exc.status == 400, (path, value, exc.status)
         except Exception as exc:  # a crash: would be a 500

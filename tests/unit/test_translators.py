@@ -24,9 +24,9 @@ WEATHER = {
 }
 
 
-def call(provider: str, body: dict[str, Any], drop: bool = False) -> Call:
+def call(provider: str, body: dict[str, Any], drop: bool = False, capabilities: tuple[str, ...] = ()) -> Call:
     cfg = ProviderConfig(api=provider, base_url="http://x")
-    route = Route(model="m", provider=provider, upstream_model="m-up")
+    route = Route(model="m", provider=provider, upstream_model="m-up", capabilities=capabilities)
     return Call(route, cfg, None, body, "req_1", None, drop)  # type: ignore[arg-type]
 
 
@@ -643,6 +643,76 @@ def test_anthropic_json_schema_must_be_an_object() -> None:
     with pytest.raises(GatewayError) as err:
         ant.to_anthropic(call("anthropic", body))
     assert err.value.status == 400 and err.value.param == "response_format.json_schema.schema"
+
+
+def test_anthropic_schema_is_normalised_to_the_structured_outputs_subset() -> None:
+    schema = {
+        "type": "object",
+        "description": "A person",
+        "properties": {
+            "age": {"type": "integer", "minimum": 0, "maximum": 150},
+            "name": {"type": "string", "minLength": 1, "pattern": "^[A-Z]", "format": "name"},
+            "born": {"type": "string", "format": "date"},
+            "nickname": {"type": ["string", "null"], "description": "if any"},
+            "tags": {"type": "array", "items": {"type": "string"}, "minItems": 3, "uniqueItems": True},
+            "pets": {"type": "array", "items": {"$ref": "#/$defs/pet"}, "minItems": 1},
+            "kind": {"oneOf": [{"const": "a"}, {"enum": ["b", "c"]}]},
+        },
+        "required": ["age", "name"],
+        "$defs": {"pet": {"type": "object", "properties": {"species": {"type": "string"}}}},
+    }
+    out = ant.anthropic_schema(schema)
+    assert out is not None
+    props = out["properties"]
+    assert list(props) == list(schema["properties"])  # property order kept
+    assert out["additionalProperties"] is False and out["required"] == ["age", "name"]
+    assert out["$defs"]["pet"]["additionalProperties"] is False  # every object is closed
+    # What Anthropic cannot enforce is told to the model in the description.
+    assert props["age"] == {"type": "integer", "description": "{minimum: 0, maximum: 150}"}
+    assert props["name"]["type"] == "string" and "format" not in props["name"]
+    assert props["name"]["description"] == '{minLength: 1, pattern: "^[A-Z]", format: "name"}'
+    assert props["born"] == {"type": "string", "format": "date"}
+    assert props["nickname"] == {"description": "if any", "anyOf": [{"type": "string"}, {"type": "null"}]}
+    assert props["tags"]["description"] == "{minItems: 3, uniqueItems: true}" and "minItems" not in props["tags"]
+    assert props["pets"] == {"type": "array", "items": {"$ref": "#/$defs/pet"}, "minItems": 1}
+    assert props["kind"] == {"anyOf": [{"const": "a"}, {"enum": ["b", "c"]}]}
+    # An object open to other properties cannot be said: Anthropic closes every object.
+    assert ant.anthropic_schema({"type": "object", "additionalProperties": True}) is None
+    assert ant.anthropic_schema({"type": "object", "additionalProperties": {"type": "string"}}) is None
+
+
+def test_anthropic_json_schema_goes_native_beside_tools_and_thinking() -> None:
+    fmt = {"type": "json_schema", "json_schema": {"name": "n", "strict": True, "schema": {"type": "object"}}}
+    body = {
+        "model": "m",
+        "messages": [{"role": "user", "content": "x"}],
+        "tools": [WEATHER],
+        "response_format": fmt,
+        "reasoning_effort": "low",
+    }
+    native = call("anthropic", body, capabilities=("json_schema",))
+    out = ant.to_anthropic(native)
+    assert out["output_config"] == {
+        "format": {"type": "json_schema", "schema": {"type": "object", "properties": {}, "additionalProperties": False}}
+    }
+    assert [t["name"] for t in out["tools"]] == ["get_weather"] and "tool_choice" not in out
+    assert out["thinking"]["type"] == "enabled" and not native.dropped
+    assert not ant._json_mode(native, out)  # the JSON comes back as text, read as any reply
+    # A model without native structured outputs answers through the forced JSON tool, which
+    # cannot sit beside the client's tools: a 400 naming response_format.
+    with pytest.raises(GatewayError) as err:
+        ant.to_anthropic(call("anthropic", body))
+    assert err.value.param == "response_format"
+    # ... as does a schema Anthropic's subset cannot say, even on a model that has them.
+    open_fmt = {
+        "type": "json_schema",
+        "json_schema": {"name": "n", "schema": {"type": "object", "additionalProperties": True}},
+    }
+    lone = {"model": "m", "messages": [{"role": "user", "content": "x"}], "response_format": open_fmt}
+    forced = call("anthropic", lone, capabilities=("json_schema",))
+    out = ant.to_anthropic(forced)
+    assert "output_config" not in out and out["tool_choice"] == {"type": "tool", "name": ant.JSON_TOOL}
+    assert ant._json_mode(forced, out)
 
 
 def test_chunk_writer_delta_is_the_chunk_with_one_choice() -> None:

@@ -3,7 +3,10 @@
 Request: system and developer messages become ``system``; consecutive tool results become one
 user turn of ``tool_result`` blocks; images (base64 or URL) and PDFs become ``image`` and
 ``document`` blocks; tools and ``tool_choice`` map one to one; ``reasoning_effort`` becomes a
-thinking budget; ``response_format`` becomes a forced tool whose input is the JSON answer.
+thinking budget; ``response_format`` ``json_schema`` becomes ``output_config.format`` (native
+structured outputs) for the models the catalog lists with ``json_schema``, with the schema
+normalised to the subset Anthropic accepts; otherwise, and for ``json_object``, a forced tool
+whose input is the JSON answer.
 
 Reply: text, ``reasoning_content`` (thinking), ``thinking_blocks`` (thinking with its
 signature, to send back on the next turn) and ``tool_calls``; usage with cached and thinking tokens;
@@ -54,6 +57,93 @@ _ERROR_CODES = {
 _ID_CHARS = re.compile(r"[^a-zA-Z0-9_-]")
 
 
+# The JSON Schema subset of Anthropic's structured outputs: what each type may carry. Other
+# keywords (numeric and length bounds, patterns, most array bounds) are not accepted; they go
+# into the description, where the model can still read them.
+_STRING_FORMATS = frozenset(
+    ("date-time", "time", "date", "duration", "email", "hostname", "uri", "ipv4", "ipv6", "uuid")
+)
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def anthropic_schema(schema: Any) -> dict[str, Any] | None:
+    """``schema`` in the form Anthropic's structured outputs accept, or None when it cannot be
+    said there (an object open to extra properties: Anthropic closes every object)."""
+    try:
+        return _strict(schema)
+    except _Unsayable:
+        return None
+
+
+class _Unsayable(Exception):
+    pass
+
+
+def _strict(schema: Any) -> dict[str, Any]:
+    if not isinstance(schema, dict):
+        raise _Unsayable
+    rest = dict(schema)
+    out: dict[str, Any] = {}
+    for key in ("$defs", "definitions"):
+        defs = rest.pop(key, None)
+        if isinstance(defs, dict):
+            out[key] = {name: _strict(sub) for name, sub in defs.items()}
+    if isinstance(rest.get("$ref"), str):
+        out["$ref"] = rest["$ref"]
+        return out
+    kind = rest.pop("type", None)
+    if isinstance(kind, list):  # ["string", "null"]: one branch a type
+        if not kind or not all(isinstance(k, str) for k in kind):
+            raise _Unsayable
+        if len(kind) > 1:
+            notes = {key: rest.pop(key) for key in ("description", "title") if isinstance(rest.get(key), str)}
+            return {**out, **notes, "anyOf": [_strict({**rest, "type": k}) for k in kind]}
+        kind = kind[0]
+    for key in ("description", "title"):
+        if isinstance(rest.get(key), str):
+            out[key] = rest.pop(key)
+    literal = False
+    enum = rest.get("enum")
+    if isinstance(enum, list) and enum and all(isinstance(v, _SCALARS) for v in enum):
+        out["enum"] = rest.pop("enum")
+        literal = True
+    if "const" in rest and isinstance(rest["const"], _SCALARS):
+        out["const"] = rest.pop("const")
+        literal = True
+    branches = [key for key in ("anyOf", "oneOf", "allOf") if isinstance(rest.get(key), list)]
+    if branches:
+        key = branches[0]
+        out["allOf" if key == "allOf" else "anyOf"] = [_strict(sub) for sub in rest.pop(key)]
+    elif not literal:
+        if not isinstance(kind, str):
+            raise _Unsayable
+        out["type"] = kind
+    if kind == "object":
+        extra = rest.pop("additionalProperties", False)
+        if extra is not False:
+            raise _Unsayable
+        props = rest.pop("properties", {})
+        if not isinstance(props, dict):
+            raise _Unsayable
+        out["properties"] = {name: _strict(sub) for name, sub in props.items()}
+        out["additionalProperties"] = False
+        if isinstance(rest.get("required"), list):
+            out["required"] = rest.pop("required")
+    elif kind == "string" and rest.get("format") in _STRING_FORMATS:
+        out["format"] = rest.pop("format")
+    elif kind == "array":
+        if "items" in rest:
+            out["items"] = _strict(rest.pop("items"))
+        if rest.get("minItems") in (0, 1):
+            out["minItems"] = rest.pop("minItems")
+    for key in ("anyOf", "oneOf", "allOf", "type", "nullable"):
+        rest.pop(key, None)
+    if rest:  # what Anthropic cannot enforce, told to the model instead
+        note = ", ".join(f"{key}: {json.dumps(value)}" for key, value in rest.items())
+        out["description"] = (out["description"] + "\n\n" if "description" in out else "") + "{" + note + "}"
+    return out
+
+
 def _tool_id(value: Any) -> str:
     """Anthropic tool ids allow ``[a-zA-Z0-9_-]``; ids from other providers are mapped the
     same way on the tool call and on its result, so they still match."""
@@ -101,7 +191,10 @@ def to_anthropic(call: Call) -> dict[str, Any]:
     if tools:
         out["tools"] = [_tool(t) for t in tools]
     kind, schema, _ = common.response_format_of(body)
-    if kind in ("json_object", "json_schema"):
+    native = anthropic_schema(schema) if kind == "json_schema" and "json_schema" in call.route.capabilities else None
+    if native is not None:
+        out["output_config"] = {"format": {"type": "json_schema", "schema": native}}
+    elif kind in ("json_object", "json_schema"):
         if tools:
             call.unsupported(
                 "response_format", "Anthropic answers in JSON through a tool, which cannot be combined with tools"
@@ -473,9 +566,11 @@ def _url(call: Call) -> str:
     return call.provider.base_url.rstrip("/") + "/v1/messages"
 
 
-def _json_mode(call: Call) -> bool:
-    fmt = call.body.get("response_format")
-    return isinstance(fmt, dict) and fmt.get("type") in ("json_object", "json_schema") and not call.body.get("tools")
+def _json_mode(call: Call, body: dict[str, Any]) -> bool:
+    """Whether ``body`` asks for the answer through the forced JSON tool (not dropped, not
+    native structured outputs, not a client's own tool): then its input is the content."""
+    choice = body.get("tool_choice")
+    return not call.body.get("tools") and isinstance(choice, dict) and choice.get("name") == JSON_TOOL
 
 
 class AnthropicAdapter:
@@ -486,7 +581,7 @@ class AnthropicAdapter:
             call, _url(call), body, _headers(call), lambda s, r, h: error_from(s, r, provider, h)
         )
         reply = common.parse_json_reply(raw, provider)
-        json_mode = _json_mode(call) and "response_format" not in call.dropped
+        json_mode = _json_mode(call, body)
         out, usage = read_reply(provider, lambda: to_openai(reply, call.route.model, json_mode))
         return Completion(body=out, usage=usage, upstream_ms=upstream_ms)
 
@@ -495,6 +590,5 @@ class AnthropicAdapter:
         body["stream"] = True
         provider = call.route.provider
         resp = await open_stream(call, _url(call), body, _headers(call), lambda s, r, h: error_from(s, r, provider, h))
-        json_mode = _json_mode(call) and "response_format" not in call.dropped
-        translator = AnthropicStream(call.route.model, meter, call.wants_usage_chunk, json_mode)
+        translator = AnthropicStream(call.route.model, meter, call.wants_usage_chunk, _json_mode(call, body))
         return relay(call, resp, translator, meter)
