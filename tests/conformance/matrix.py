@@ -373,7 +373,19 @@ def f_reasoning_roundtrip(ctx: Ctx) -> None:
 
 
 def f_stop(ctx: Ctx) -> None:
-    r = chat(ctx, messages=user("alpha beta gamma"), stop=["beta"], temperature=0.2, top_p=0.9)
+    ask: dict[str, Any] = {"messages": user("alpha beta gamma"), "stop": ["beta"], "temperature": 0.2, "top_p": 0.9}
+    if ctx.provider == "anthropic":  # Anthropic takes temperature or top_p, not both
+        try:
+            chat(ctx, **ask)
+        except openai.BadRequestError as exc:
+            assert exc.body["param"] == "top_p", exc.body  # type: ignore[index]
+        else:
+            raise AssertionError("temperature with top_p must be refused for Anthropic, naming top_p")
+        top_p_only = chat(ctx, **dict(ask, temperature=openai.NOT_GIVEN))
+        assert top_p_only.content == "Reply 0 to: alpha " and ctx.sent()["top_p"] == 0.9
+        assert "temperature" not in ctx.sent()
+        ask["extra_headers"] = {"x-switchyard-drop-params": "true"}
+    r = chat(ctx, **ask)
     assert r.content == "Reply 0 to: alpha ", repr(r.content)
     assert r.finish == "stop"
     sent = ctx.sent()
@@ -381,7 +393,8 @@ def f_stop(ctx: Ctx) -> None:
         config = sent["generationConfig"]
         assert (config["temperature"], config["topP"], config["stopSequences"]) == (0.2, 0.9, ["beta"])
     elif ctx.provider == "anthropic":
-        assert (sent["temperature"], sent["top_p"], sent["stop_sequences"]) == (0.2, 0.9, ["beta"])
+        assert r.headers.get("x-switchyard-dropped-params") == "top_p"
+        assert (sent["temperature"], sent["stop_sequences"]) == (0.2, ["beta"]) and "top_p" not in sent
     else:
         assert (sent["temperature"], sent["top_p"], sent["stop"]) == (0.2, 0.9, ["beta"])
 

@@ -110,6 +110,10 @@ def render() -> str:
         '- Gemini takes JSON Schemas in its own dialect: `$ref`/`$defs` are inlined, `["T", "null"]` '
         "becomes `nullable`, `const` a one-value `enum`, `additionalProperties` and `$schema` are left out, "
         "and property order is kept (`propertyOrdering`).",
+        "- Sampling on Anthropic: `temperature` goes from 0 to 1 (a higher one is a 400 naming it), and "
+        "Anthropic takes `temperature` or `top_p`, not both. When one of the two is at its default "
+        "(`top_p` 1, `temperature` 1) it is left out, which changes nothing; otherwise the request is a 400 "
+        "naming `top_p`, or `top_p` is dropped on request.",
         "- Image `detail`: Gemini takes `low` / `high` as its media resolution when every image of the "
         "request asks for the same; Anthropic has no such setting and sizes images itself.",
         "- Image URLs: Anthropic and OpenAI-format providers fetch them themselves. For Gemini the gateway "

@@ -104,6 +104,8 @@ def read_prompt(body: dict[str, Any]) -> script.Prompt:
     temperature = body.get("temperature")
     if temperature is not None and not 0 <= temperature <= 1:
         raise Invalid("temperature: range: 0..1")
+    if temperature is not None and body.get("top_p") is not None:
+        raise Invalid("`temperature` and `top_p` cannot both be specified for this model. Please use only one.")
     messages = body["messages"]
     if not isinstance(messages, list) or not messages:
         raise Invalid("messages: at least one message is required")

@@ -54,6 +54,7 @@ VALID: dict[str, Any] = {
         "json_schema": {"name": "n", "schema": {"type": "object", "properties": {}}},
     },
     "stop": ["x"],
+    "temperature": 0.5,
     "max_tokens": 100,
     "reasoning_effort": "low",
 }  # fmt: skip

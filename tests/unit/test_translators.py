@@ -645,6 +645,31 @@ def test_anthropic_json_schema_must_be_an_object() -> None:
     assert err.value.status == 400 and err.value.param == "response_format.json_schema.schema"
 
 
+@pytest.mark.parametrize(
+    ("sampling", "sent", "refused"),
+    [
+        ({"temperature": 0.2}, {"temperature": 0.2}, None),
+        ({"top_p": 0.9}, {"top_p": 0.9}, None),
+        ({"temperature": 0.2, "top_p": 1}, {"temperature": 0.2}, None),  # top_p 1: the whole distribution
+        ({"temperature": 1, "top_p": 0.9}, {"top_p": 0.9}, None),  # temperature 1: Anthropic's default
+        ({"temperature": 0.2, "top_p": 0.9}, {"temperature": 0.2}, "top_p"),  # one of them, not both
+        ({"temperature": 1.5}, {}, "temperature"),  # OpenAI's range goes to 2, Anthropic's to 1
+    ],
+)
+def test_anthropic_sampling_one_of_temperature_and_top_p(
+    sampling: dict[str, float], sent: dict[str, float], refused: str | None
+) -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "x"}], **sampling}
+    if refused is not None:
+        with pytest.raises(GatewayError) as err:
+            ant.to_anthropic(call("anthropic", body))
+        assert err.value.status == 400 and err.value.param == refused
+    dropping = call("anthropic", body, drop=True)
+    out = ant.to_anthropic(dropping)
+    assert {k: out[k] for k in ("temperature", "top_p") if k in out} == sent
+    assert dropping.dropped == ([refused] if refused else [])
+
+
 def test_anthropic_schema_is_normalised_to_the_structured_outputs_subset() -> None:
     schema = {
         "type": "object",

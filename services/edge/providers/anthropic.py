@@ -144,6 +144,29 @@ def _strict(schema: Any) -> dict[str, Any]:
     return out
 
 
+def _sampling(call: Call) -> dict[str, Any]:
+    """``temperature`` and ``top_p`` as Anthropic takes them: temperature from 0 to 1 (OpenAI's
+    goes to 2), and one of the two, not both ("cannot both be specified for this model"). When
+    one of them is at its default (top_p 1, temperature 1) it is left out, which changes
+    nothing; otherwise ``top_p`` is refused, or dropped on request."""
+    temperature, top_p = call.body.get("temperature"), call.body.get("top_p")
+    for name, value in (("temperature", temperature), ("top_p", top_p)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise invalid(f"{name} must be a number.", name)
+    if temperature is not None and not 0 <= temperature <= 1:
+        call.unsupported("temperature", "Anthropic takes a temperature from 0 to 1")
+        temperature = None
+    if temperature is not None and top_p is not None:
+        if top_p == 1:
+            top_p = None
+        elif temperature == 1:
+            temperature = None
+        else:
+            call.unsupported("top_p", "Anthropic takes temperature or top_p, not both")
+            top_p = None
+    return {k: v for k, v in (("temperature", temperature), ("top_p", top_p)) if v is not None}
+
+
 def _tool_id(value: Any) -> str:
     """Anthropic tool ids allow ``[a-zA-Z0-9_-]``; ids from other providers are mapped the
     same way on the tool call and on its result, so they still match."""
@@ -176,9 +199,7 @@ def to_anthropic(call: Call) -> dict[str, Any]:
     else:
         out["max_tokens"] = limit or DEFAULT_MAX_TOKENS
 
-    for src, dst in (("temperature", "temperature"), ("top_p", "top_p")):
-        if body.get(src) is not None:
-            out[dst] = body[src]
+    out.update(_sampling(call))
     stops = common.stop_sequences(body)
     if stops:
         out["stop_sequences"] = stops
