@@ -679,6 +679,7 @@ def test_anthropic_schema_is_normalised_to_the_structured_outputs_subset() -> No
             "name": {"type": "string", "minLength": 1, "pattern": "^[A-Z]", "format": "name"},
             "born": {"type": "string", "format": "date"},
             "nickname": {"type": ["string", "null"], "description": "if any"},
+            "middle": {"type": "string", "nullable": True},
             "tags": {"type": "array", "items": {"type": "string"}, "minItems": 3, "uniqueItems": True},
             "pets": {"type": "array", "items": {"$ref": "#/$defs/pet"}, "minItems": 1},
             "kind": {"oneOf": [{"const": "a"}, {"enum": ["b", "c"]}]},
@@ -698,6 +699,7 @@ def test_anthropic_schema_is_normalised_to_the_structured_outputs_subset() -> No
     assert props["name"]["description"] == '{minLength: 1, pattern: "^[A-Z]", format: "name"}'
     assert props["born"] == {"type": "string", "format": "date"}
     assert props["nickname"] == {"description": "if any", "anyOf": [{"type": "string"}, {"type": "null"}]}
+    assert props["middle"] == {"anyOf": [{"type": "string"}, {"type": "null"}]}
     assert props["tags"]["description"] == "{minItems: 3, uniqueItems: true}" and "minItems" not in props["tags"]
     assert props["pets"] == {"type": "array", "items": {"$ref": "#/$defs/pet"}, "minItems": 1}
     assert props["kind"] == {"anyOf": [{"const": "a"}, {"enum": ["b", "c"]}]}

@@ -91,6 +91,8 @@ def _strict(schema: Any) -> dict[str, Any]:
     if isinstance(rest.get("$ref"), str):
         out["$ref"] = rest["$ref"]
         return out
+    if rest.pop("nullable", False) is True:  # OpenAPI's way to say "or null"
+        return {**out, "anyOf": [_strict(rest), {"type": "null"}]}
     kind = rest.pop("type", None)
     if isinstance(kind, list):  # ["string", "null"]: one branch a type
         if not kind or not all(isinstance(k, str) for k in kind):
@@ -136,7 +138,7 @@ def _strict(schema: Any) -> dict[str, Any]:
             out["items"] = _strict(rest.pop("items"))
         if rest.get("minItems") in (0, 1):
             out["minItems"] = rest.pop("minItems")
-    for key in ("anyOf", "oneOf", "allOf", "type", "nullable"):
+    for key in ("anyOf", "oneOf", "allOf", "type"):
         rest.pop(key, None)
     if rest:  # what Anthropic cannot enforce, told to the model instead
         note = ", ".join(f"{key}: {json.dumps(value)}" for key, value in rest.items())
