@@ -25,7 +25,7 @@ class ProviderConfig(BaseModel):
     key_env: str = ""
     requires_key: bool = True
     prefixes: list[str] = []
-    api_version: str = ""  # Azure OpenAI's api-version query parameter
+    api_version: str = ""  # Azure OpenAI's api-version query parameter; Anthropic's anthropic-version
 
 
 class ModelEntry(BaseModel):

@@ -26,7 +26,7 @@ class Router:
             load_catalog(),
             settings.base_url_overrides(),
             settings.self_hosted(),
-            {"azure": settings.azure_api_version} if settings.azure_api_version else None,
+            settings.api_versions(),
         )
 
     async def start(self) -> None:

@@ -21,10 +21,17 @@ class RouterSettings(ServiceSettings):
     openrouter_base_url: str | None = Field(default=None, validation_alias="OPENROUTER_BASE_URL")
     azure_base_url: str | None = Field(default=None, validation_alias="AZURE_BASE_URL")
     azure_api_version: str | None = Field(default=None, validation_alias="AZURE_API_VERSION")
+    anthropic_api_version: str | None = Field(default=None, validation_alias="ANTHROPIC_API_VERSION")
     # Self-hosted OpenAI-compatible servers (vLLM, Ollama, llama.cpp): "name=url,name=url";
     # each becomes a provider reached as `name/<model>`, keyless unless an admin adds a key.
     openai_compatible: str = Field(default="", validation_alias="GATEWAY_OPENAI_COMPATIBLE")
     republish_interval: float = Field(default=30.0, validation_alias="GATEWAY_ROUTER_REPUBLISH_SECONDS")
+
+    def api_versions(self) -> dict[str, str]:
+        """The API versions the operator set, by provider (Azure's api-version, Anthropic's
+        anthropic-version); the catalog's apply to the rest."""
+        chosen = {"azure": self.azure_api_version, "anthropic": self.anthropic_api_version}
+        return {provider: version for provider, version in chosen.items() if version}
 
     def self_hosted(self) -> dict[str, str]:
         return self_hosted_providers(self.openai_compatible)

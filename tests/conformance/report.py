@@ -113,7 +113,9 @@ def render() -> str:
         "- Sampling on Anthropic: `temperature` goes from 0 to 1 (a higher one is a 400 naming it), and "
         "Anthropic takes `temperature` or `top_p`, not both. When one of the two is at its default "
         "(`top_p` 1, `temperature` 1) it is left out, which changes nothing; otherwise the request is a 400 "
-        "naming `top_p`, or `top_p` is dropped on request.",
+        "naming `top_p`, or `top_p` is dropped on request. The gateway speaks Anthropic API version "
+        "2023-06-01 (`ANTHROPIC_API_VERSION`); version 2026-10-21 has no sampling options at all, so with "
+        "it `temperature` and `top_p` (other than 1) are refused, or dropped on request.",
         "- Image `detail`: Gemini takes `low` / `high` as its media resolution when every image of the "
         "request asks for the same; Anthropic has no such setting and sizes images itself.",
         "- Image URLs: Anthropic and OpenAI-format providers fetch them themselves. For Gemini the gateway "

@@ -41,15 +41,19 @@ def _anthropic(sim: AnthropicSimulator, key: str = "sk-sim") -> anthropic.Anthro
 
 
 def test_anthropic_text_and_usage(anthropic_sim: AnthropicSimulator) -> None:
+    user = [{"role": "user", "content": "hi"}]
     with _anthropic(anthropic_sim) as client:
-        msg = client.messages.create(
-            model="claude-sim-1", max_tokens=100, system="be brief", messages=[{"role": "user", "content": "hi"}]
-        )
+        msg = client.messages.create(model="claude-sim-1", max_tokens=100, system="be brief", messages=user)
     assert msg.content[0].type == "text" and msg.content[0].text == "Reply 0 to: hi [system: be brief]"
     assert msg.stop_reason == "end_turn"
     assert msg.usage.cache_read_input_tokens == 4 and msg.usage.cache_creation_input_tokens == 2
     headers = anthropic_sim.state.requests[-1].headers
     assert "sk-sim" in (headers.get("x-api-key") or headers["Authorization"]) and headers["anthropic-version"]
+    # This SDK speaks API version 2026-10-21, which has no sampling options (the SDK dropped
+    # them from its signature); the gateway's default version, 2023-06-01, still has them.
+    assert headers["anthropic-version"] == "2026-10-21"
+    with _anthropic(anthropic_sim) as client, pytest.raises(anthropic.BadRequestError, match="temperature"):
+        client.messages.create(model="claude-sim-1", max_tokens=100, messages=user, extra_body={"temperature": 0.5})
 
 
 class _Address(pydantic.BaseModel):

@@ -47,6 +47,9 @@ FIELDS = {
     "tool_choice", "output_config", "service_tier", "container", "cache_control", "inference_geo", "speed",
     "diagnostics", "temperature", "top_p", "top_k",
 }  # fmt: skip
+# The API versions served; 2026-10-21 removed the sampling options from the Messages API.
+VERSIONS = {"2023-06-01", "2026-10-21"}
+SAMPLING = {"temperature", "top_p", "top_k"}
 # What each node of an ``output_config.format`` schema may carry (structured outputs' subset).
 SCHEMA_KEYS = {
     "type", "description", "title", "enum", "const", "anyOf", "allOf", "$ref", "$defs", "definitions",
@@ -94,8 +97,9 @@ def _b64(data: Any, where: str) -> int:
         raise Invalid(f"{where}: invalid base64 data") from exc
 
 
-def read_prompt(body: dict[str, Any]) -> script.Prompt:
-    """Check a Messages request as the API does and read it into a scripted prompt."""
+def read_prompt(body: dict[str, Any], version: str = "2023-06-01") -> script.Prompt:
+    """Check a Messages request as the API does, under API ``version``, and read it into a
+    scripted prompt."""
     for name in ("model", "max_tokens", "messages"):
         if name not in body:
             raise Invalid(f"{name}: Field required")
@@ -109,8 +113,9 @@ def read_prompt(body: dict[str, Any]) -> script.Prompt:
     messages = body["messages"]
     if not isinstance(messages, list) or not messages:
         raise Invalid("messages: at least one message is required")
+    removed = SAMPLING if version >= "2026-10-21" else set()
     for key in body:
-        if key not in FIELDS:
+        if key not in FIELDS or key in removed:
             raise Invalid(f"{key}: Extra inputs are not permitted")
     prompt = script.Prompt(model=str(body["model"]))
     output = body.get("output_config")
@@ -264,8 +269,11 @@ class AnthropicSimulator(ThreadedServer):
         key = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
         if not key or key.startswith("sk-invalid"):
             return error(401, "invalid x-api-key")
-        if not request.headers.get("anthropic-version"):
+        version = request.headers.get("anthropic-version")
+        if not version:
             return error(400, "anthropic-version: header is required")
+        if version not in VERSIONS:
+            return error(400, f"anthropic-version: {version!r} is not a valid version")
         if key.startswith("sk-ratelimited"):
             return error(429, "Number of request tokens has exceeded your per-minute rate limit")
         try:
@@ -280,7 +288,7 @@ class AnthropicSimulator(ThreadedServer):
         if model.endswith("-slow"):
             await asyncio.sleep(self.state.slow_seconds)
         try:
-            prompt = read_prompt(body)
+            prompt = read_prompt(body, version)
         except Invalid as exc:
             return error(400, str(exc))
         reply = script.answer(prompt, id_prefix="toolu")

@@ -54,6 +54,20 @@ def test_base_url_overrides_come_from_provider_env() -> None:
     assert table.providers["xai"].base_url == "https://api.x.ai/v1"
 
 
+def test_api_versions_come_from_the_catalog_or_the_operator() -> None:
+    table = compile_routes(load_catalog(), {}, None, RouterSettings().api_versions())
+    assert (table.providers["anthropic"].api_version, table.providers["azure"].api_version) == (
+        "2023-06-01",
+        "2024-10-21",
+    )
+    settings = RouterSettings(ANTHROPIC_API_VERSION="2026-10-21", AZURE_API_VERSION="2025-04-01-preview")
+    table = compile_routes(load_catalog(), {}, None, settings.api_versions())
+    assert (table.providers["anthropic"].api_version, table.providers["azure"].api_version) == (
+        "2026-10-21",
+        "2025-04-01-preview",
+    )
+
+
 def test_every_catalog_model_is_priced_and_listed(table) -> None:  # type: ignore[no-untyped-def]
     rows = catalog_listing(table)
     assert {r["id"] for r in rows} == set(table.models)

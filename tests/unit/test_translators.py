@@ -670,6 +670,20 @@ def test_anthropic_sampling_one_of_temperature_and_top_p(
     assert dropping.dropped == ([refused] if refused else [])
 
 
+def test_anthropic_api_version_2026_10_21_has_no_sampling_parameters() -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "x"}], "temperature": 0.2, "top_p": 1}
+    newer = call("anthropic", body)
+    newer.provider = newer.provider.model_copy(update={"api_version": "2026-10-21"})
+    with pytest.raises(GatewayError) as err:
+        ant.to_anthropic(newer)
+    assert err.value.status == 400 and err.value.param == "temperature" and "2026-10-21" in err.value.message
+    newer.drop_params = True
+    out = ant.to_anthropic(newer)
+    assert "temperature" not in out and "top_p" not in out and newer.dropped == ["temperature"]  # top_p 1: nothing
+    assert ant._headers(newer)["anthropic-version"] == "2026-10-21"
+    assert ant._headers(call("anthropic", body))["anthropic-version"] == ant.API_VERSION == "2023-06-01"
+
+
 def test_anthropic_schema_is_normalised_to_the_structured_outputs_subset() -> None:
     schema = {
         "type": "object",

@@ -26,7 +26,8 @@ from services.edge.providers.common import ChunkWriter, invalid
 from services.edge.providers.wire import open_stream, post_json, read_reply, relay
 from shared.errors import GatewayError
 
-API_VERSION = "2023-06-01"
+API_VERSION = "2023-06-01"  # when the route table names none (the catalog does)
+SAMPLING_REMOVED = "2026-10-21"  # the first API version without temperature and top_p
 JSON_TOOL = "json_response"  # the forced tool that carries a response_format answer
 DEFAULT_MAX_TOKENS = 4096
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
@@ -150,11 +151,17 @@ def _sampling(call: Call) -> dict[str, Any]:
     """``temperature`` and ``top_p`` as Anthropic takes them: temperature from 0 to 1 (OpenAI's
     goes to 2), and one of the two, not both ("cannot both be specified for this model"). When
     one of them is at its default (top_p 1, temperature 1) it is left out, which changes
-    nothing; otherwise ``top_p`` is refused, or dropped on request."""
+    nothing; otherwise ``top_p`` is refused, or dropped on request. From API version
+    2026-10-21 on, neither exists: any other value is refused, or dropped on request."""
     temperature, top_p = call.body.get("temperature"), call.body.get("top_p")
     for name, value in (("temperature", temperature), ("top_p", top_p)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise invalid(f"{name} must be a number.", name)
+    if _version(call) >= SAMPLING_REMOVED:
+        for name, value in (("temperature", temperature), ("top_p", top_p)):
+            if value is not None and value != 1:
+                call.unsupported(name, f"Anthropic API version {_version(call)} has no sampling parameters")
+        return {}
     if temperature is not None and not 0 <= temperature <= 1:
         call.unsupported("temperature", "Anthropic takes a temperature from 0 to 1")
         temperature = None
@@ -581,8 +588,12 @@ class AnthropicStream:
 # --- adapter -------------------------------------------------------------------------------
 
 
+def _version(call: Call) -> str:
+    return call.provider.api_version or API_VERSION
+
+
 def _headers(call: Call) -> dict[str, str]:
-    return common.json_headers(call, **{"anthropic-version": API_VERSION})
+    return common.json_headers(call, **{"anthropic-version": _version(call)})
 
 
 def _url(call: Call) -> str:
