@@ -36,7 +36,7 @@ class ModelEntry(BaseModel):
     cached_input: float | None = None
     cache_write: float | None = None
     reasoning: float | None = None  # only where reasoning tokens are billed unlike output
-    capabilities: list[str] = []
+    capabilities: tuple[str, ...] = ()  # a tuple, so each Route shares it as it is
 
 
 class PastPrice(BaseModel):
@@ -105,9 +105,7 @@ class RouteTable(BaseModel):
         entry = self.models.get(name)
         if entry is not None:
             upstream = entry.upstream_model or name
-            return Route(
-                model=name, provider=entry.provider, upstream_model=upstream, capabilities=tuple(entry.capabilities)
-            )
+            return Route(model=name, provider=entry.provider, upstream_model=upstream, capabilities=entry.capabilities)
         provider, sep, rest = name.partition("/")
         if sep and rest and provider in self.providers:
             pinned = self.models.get(rest)
@@ -116,7 +114,7 @@ class RouteTable(BaseModel):
                     model=rest,
                     provider=provider,
                     upstream_model=pinned.upstream_model or rest,
-                    capabilities=tuple(pinned.capabilities),
+                    capabilities=pinned.capabilities,
                 )
             return Route(model=rest, provider=provider, upstream_model=rest)
         for pname, cfg in self.providers.items():
