@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import nats
 import nats.errors
@@ -37,6 +40,9 @@ from shared.errors import (
 )
 from shared.messages import Reply
 
+if TYPE_CHECKING:
+    from shared.settings import ServiceSettings
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T", bound=BaseModel)
@@ -51,15 +57,74 @@ class BusUnavailable(Exception):
     pass
 
 
-class Bus:
-    """A NATS connection that reconnects forever and speaks pydantic models."""
+def server_urls(url: str) -> list[str]:
+    """The servers of a comma-separated list of NATS URLs (a cluster's seeds)."""
+    urls = [part.strip() for part in url.split(",") if part.strip()]
+    if not urls:
+        raise ValueError("GATEWAY_NATS_URL is empty")
+    return urls
 
-    def __init__(self, url: str, name: str) -> None:
+
+def redact(url: str) -> str:
+    """The URLs without the passwords in them, for logs and files."""
+    out = []
+    for one in server_urls(url):
+        parts = urlsplit(one if "://" in one else f"nats://{one}")
+        host = parts.hostname or ""
+        netloc = (f"{parts.username}:***@" if parts.password else "") + host
+        netloc += f":{parts.port}" if parts.port else ""
+        out.append(urlunsplit((parts.scheme, netloc, parts.path, "", "")))
+    return ",".join(out)
+
+
+class Bus:
+    """A NATS connection that reconnects forever and speaks pydantic models.
+
+    ``service`` names the service the connection belongs to: its reply inboxes are
+    ``_INBOX.<service>.*``, so NATS permissions can give each service its own and no other's.
+    ``replicas`` is the replica count of every stream and bucket this connection creates.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        name: str,
+        *,
+        service: str | None = None,
+        replicas: int = 1,
+        creds: Path | None = None,
+        ca_file: Path | None = None,
+    ) -> None:
         self.url = url
         self.name = name
+        self.service = service
+        self.replicas = replicas
+        self.creds = creds
+        self.ca_file = ca_file
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
         self._reconnect_listeners: list[asyncio.Event] = []
+
+    @classmethod
+    def for_service(cls, settings: ServiceSettings, service: str, name: str | None = None) -> Bus:
+        return cls(
+            settings.nats_url,
+            name or f"switchyard-{service}",
+            service=service,
+            replicas=settings.nats_replicas,
+            creds=settings.nats_creds,
+            ca_file=settings.nats_ca_file,
+        )
+
+    def _connect_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        if self.service:
+            options["inbox_prefix"] = f"_INBOX.{self.service}"
+        if self.creds is not None:
+            options["user_credentials"] = str(self.creds)
+        if self.ca_file is not None or any(u.startswith("tls://") for u in server_urls(self.url)):
+            options["tls"] = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+        return options
 
     # --- connection ----------------------------------------------------------------------
 
@@ -71,7 +136,7 @@ class Bus:
         while True:
             try:
                 self._nc = await nats.connect(
-                    self.url,
+                    server_urls(self.url),
                     name=self.name,
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=0.25,
@@ -81,16 +146,17 @@ class Bus:
                     error_cb=self._on_error,
                     disconnected_cb=self._on_disconnect,
                     reconnected_cb=self._on_reconnect,
+                    **self._connect_options(),
                 )
                 break
             except (TimeoutError, OSError, nats.errors.Error) as exc:
                 if give_up is not None and loop.time() > give_up:
-                    raise BusUnavailable(f"cannot reach NATS at {self.url}: {exc}") from exc
-                log.info("waiting for NATS at %s (%s)", self.url, type(exc).__name__)
+                    raise BusUnavailable(f"cannot reach NATS at {redact(self.url)}: {exc}") from exc
+                log.info("waiting for NATS at %s (%s)", redact(self.url), type(exc).__name__)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
         self._js = self._nc.jetstream(timeout=5)
-        log.info("connected to NATS at %s", self.url)
+        log.info("connected to NATS at %s", redact(self.url))
 
     async def _on_error(self, exc: Exception) -> None:
         log.debug("nats error: %s", exc)
@@ -125,11 +191,12 @@ class Bus:
     def connected(self) -> bool:
         return self._nc is not None and self._nc.is_connected
 
-    async def close(self) -> None:
-        """Drain (finish in-flight handlers, flush publishes), but never hang a shutdown."""
+    async def close(self, timeout: float = 3.0) -> None:
+        """Drain (stop taking requests, finish in-flight handlers, flush publishes) within
+        ``timeout`` seconds, so a shutdown never hangs."""
         if self._nc is not None and not self._nc.is_closed:
             try:
-                await asyncio.wait_for(self._nc.drain(), timeout=3.0)
+                await asyncio.wait_for(self._nc.drain(), timeout=max(timeout, 0.1))
             except (TimeoutError, nats.errors.Error):
                 await self._nc.close()
 
@@ -190,14 +257,29 @@ class Bus:
 
     # --- KV and JetStream ---------------------------------------------------------------
 
-    async def kv(self, bucket: str, *, history: int = 1) -> KeyValue:
-        """The bucket, created on first use (file storage, so it survives restarts)."""
+    async def kv(self, bucket: str, *, history: int = 1, create: bool = True) -> KeyValue:
+        """The bucket, created on first use (file storage, so it survives restarts) unless
+        ``create`` is False: a reader waits for the bucket's owner to make it."""
         try:
             return await self.js.key_value(bucket)
         except (nats.js.errors.BucketNotFoundError, nats.js.errors.NotFoundError):
+            if not create:
+                raise
             return await self.js.create_key_value(
-                KeyValueConfig(bucket=bucket, history=history, storage=StorageType.FILE)
+                KeyValueConfig(bucket=bucket, history=history, storage=StorageType.FILE, replicas=self.replicas)
             )
+
+    async def ensure_kv(self, bucket: str, *, history: int = 1) -> KeyValue:
+        """The bucket its owner keeps: created if missing, its replicas raised to this
+        connection's count (never lowered: an operator may have set more by hand)."""
+        kv = await self.kv(bucket, history=history)
+        stream = f"KV_{bucket}"
+        config = (await self.js.stream_info(stream)).config
+        if (config.num_replicas or 1) < self.replicas:
+            config.num_replicas = self.replicas
+            await self.js.update_stream(config)
+            log.info("bucket %s now has %d replicas", bucket, self.replicas)
+        return kv
 
     async def pull_consumer(
         self, stream: str, subject: str, durable: str, *, ack_wait: float = 30.0
@@ -270,12 +352,15 @@ class Bus:
             storage=StorageType.FILE,
             duplicate_window=duplicate_window,
             retention=RetentionPolicy.WORK_QUEUE if work_queue else RetentionPolicy.LIMITS,
+            num_replicas=self.replicas,
         )
         try:
-            await self.js.stream_info(name)
+            existing = (await self.js.stream_info(name)).config
         except nats.js.errors.NotFoundError:
             await self.js.add_stream(config)
             return
+        # Never lower the replicas: an operator may have raised them by hand.
+        config.num_replicas = max(self.replicas, existing.num_replicas or 1)
         try:
             await self.js.update_stream(config)
         except nats.js.errors.APIError as exc:  # e.g. a retention policy cannot change in place
@@ -320,11 +405,15 @@ class KVMirror:
                     task.cancel()
                 await asyncio.gather(follow, wait_reconnect, return_exceptions=True)
             if follow.done() and not follow.cancelled() and follow.exception() is not None:
-                log.warning("watch on %s failed: %s; restarting", self.bucket, follow.exception())
+                error = follow.exception()
+                if isinstance(error, nats.js.errors.NotFoundError):  # its owner has not made it yet
+                    log.info("waiting for bucket %s", self.bucket)
+                else:
+                    log.warning("watch on %s failed: %s; restarting", self.bucket, error)
                 await asyncio.sleep(0.5)
 
     async def _follow(self) -> None:
-        kv = await self.bus.kv(self.bucket)
+        kv = await self.bus.kv(self.bucket, create=False)
         watcher = await kv.watchall()
         try:
             fresh: dict[str, bytes] | None = {}

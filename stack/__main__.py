@@ -28,14 +28,15 @@ def main() -> int:
     if stop.is_set():
         stack.stop()
         return 0
+    others = "".join(f"\n  {name:<10} {url}/readyz" for name, url in info.health.items() if name != "edge")
     print(
         f"""
-Switchyard is up.
+Switchyard is up ({", ".join(info.health)}).
 
-  base URL   {info.base_url}
+  base URL   {info.base_url or "(no edge on this node)"}
   admin key  {info.admin_key}
   data       {info.data_dir}
-  logs       {info.data_dir / "logs"}
+  logs       {info.data_dir / "logs"}{others}
 
 Try it:  curl {info.base_url}/chat/completions -H "Authorization: Bearer {info.admin_key}" \\
            -H "Content-Type: application/json" \\

@@ -1,7 +1,11 @@
-"""The whole stack on one machine: NATS, OpenBao, router, keyvault, metering and edge.
+"""The stack on one machine: NATS, OpenBao, and the services this node runs (all four by
+default: router, keyvault, metering, edge).
 
 Used by ``make up`` (``python -m stack``) and by the test suite, so tests run the stack the
-way users do.
+way users do. ``GATEWAY_SERVICES`` picks the services, so one machine can play several nodes
+against the same NATS, Vault and ClickHouse; with external NATS (``GATEWAY_NATS_URL``) and
+Vault (``VAULT_ADDR``/``VAULT_TOKEN``) it starts neither, and it never starts a Vault for a
+node without keyvault.
 """
 
 from __future__ import annotations
@@ -12,14 +16,17 @@ import os
 import secrets
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
+from shared.bus import redact
 from shared.catalog import load_catalog
-from stack.nats import nats_argv
-from stack.openbao import EmbeddedVault, bao_argv, write_config
+from stack import nats_auth
+from stack.nats import config_argv, write_config
+from stack.openbao import EmbeddedVault, bao_argv
+from stack.openbao import write_config as write_vault_config
 from stack.ports import free_port, port_free, wait_port
 from stack.settings import StackSettings
 from stack.supervisor import ChildSpec, Supervisor
@@ -27,17 +34,33 @@ from stack.supervisor import ChildSpec, Supervisor
 log = logging.getLogger("switchyard.stack")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SERVICES = ("router", "keyvault", "metering", "edge")
+# The port variable of each service's HTTP endpoints (the edge's is its API's).
+PORT_VARIABLES = {
+    "router": "GATEWAY_ROUTER_PORT",
+    "keyvault": "GATEWAY_KEYVAULT_PORT",
+    "metering": "GATEWAY_METERING_PORT",
+    "edge": "GATEWAY_PORT",
+}
 
 
 @dataclass
 class StackInfo:
-    base_url: str
+    base_url: str  # the edge's API ("" on a node without an edge)
     admin_key: str
-    nats_url: str
+    nats_url: str  # without credentials
     vault_addr: str
     data_dir: Path
     nats_monitor_url: str | None = None  # the embedded NATS server's monitoring endpoint
+    # Each service's /healthz and /readyz origin, by service name.
+    health: dict[str, str] = field(default_factory=dict)
+    # The embedded NATS's credentials by user (the services' and "admin"), for tests and operators.
+    nats_users: dict[str, str] = field(default_factory=dict)
+
+    def nats_url_for(self, user: str) -> str:
+        """The NATS URL with ``user``'s credentials (the URL itself against an external NATS)."""
+        if user not in self.nats_users:
+            return self.nats_url
+        return nats_auth.with_user(self.nats_url, user, self.nats_users[user])
 
 
 class Stack:
@@ -48,6 +71,7 @@ class Stack:
         self.supervisor = Supervisor()
         self.vault_token = ""
         self.nats_monitor_url: str | None = None
+        self.nats_users: dict[str, str] = {}
         self._envs: dict[str, dict[str, str]] = {}
         self.info: StackInfo | None = None
 
@@ -68,12 +92,14 @@ class Stack:
     def _base_env(self) -> dict[str, str]:
         """The launcher's environment without secrets: each child gets only what it needs."""
         provider_key_vars = {p.key_env for p in load_catalog().providers.values() if p.key_env}
-        hidden = provider_key_vars | {"VAULT_TOKEN", "GATEWAY_ADMIN_KEY"}
+        nats_passwords = {nats_auth.password_variable(user) for user in (*nats_auth.SERVICES, nats_auth.ADMIN)}
+        hidden = provider_key_vars | nats_passwords | {"VAULT_TOKEN", "GATEWAY_ADMIN_KEY", "VAULT_SECRET_ID"}
         env = {k: v for k, v in self.environ.items() if k not in hidden}
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
         env["PYTHONUNBUFFERED"] = "1"
         env["GATEWAY_DATA_DIR"] = str(self.data_dir)
         env["GATEWAY_LOG_LEVEL"] = self.settings.log_level
+        env["GATEWAY_DRAIN_SECONDS"] = str(self.settings.drain_seconds)
         return env
 
     def _service(self, name: str, env: dict[str, str]) -> ChildSpec:
@@ -85,6 +111,8 @@ class Stack:
             # On one machine the edge is the latency-critical process; metering's batch inserts
             # and the other services' housekeeping can wait a few milliseconds.
             nice=0 if name == "edge" else 19,
+            # A stop lets the service drain first.
+            stop_timeout=self.settings.drain_seconds + 10,
         )
 
     def _start_nats(self) -> str:
@@ -92,21 +120,41 @@ class Stack:
             return self.settings.nats_url
         port, monitor = free_port(), free_port()
         self.nats_monitor_url = f"http://127.0.0.1:{monitor}"
-        argv = nats_argv(self.data_dir, port, monitor)
-        spec = ChildSpec("nats", argv, self._base_env(), self.data_dir / "logs" / "nats.log")
+        folder = self.data_dir / "nats"
+        self.nats_users = nats_auth.load_or_create(folder / "users.json")
+        config = write_config(
+            folder / "nats.conf",
+            name="switchyard",
+            port=port,
+            store_dir=folder / "jetstream",
+            authorization=nats_auth.authorization(self.nats_users),
+            monitor_port=monitor,
+        )
+        spec = ChildSpec("nats", config_argv(config), self._base_env(), self.data_dir / "logs" / "nats.log")
         self.supervisor.add(spec)
         self.supervisor.start("nats")
         if not wait_port("127.0.0.1", port, 20):
             raise RuntimeError("nats-server did not start; see " + str(spec.log_file))
         return f"nats://127.0.0.1:{port}"
 
+    def _nats_url_for(self, service: str, nats_url: str) -> str:
+        """Each service connects as its own user: to the embedded NATS with the generated
+        passwords; to an external one with ``NATS_<SERVICE>_PASSWORD`` when set (the variables
+        deploy/nats/auth.conf reads), else as the URL or ``GATEWAY_NATS_CREDS`` says."""
+        if service in self.nats_users:
+            return nats_auth.with_user(nats_url, service, self.nats_users[service])
+        password = self.environ.get(nats_auth.password_variable(service))
+        return nats_auth.with_user(nats_url, service, password) if password else nats_url
+
     def _start_vault(self) -> str:
         if self.settings.external_vault:
             assert self.settings.vault_addr and self.settings.vault_token
             self.vault_token = self.settings.vault_token.get_secret_value()
             return self.settings.vault_addr
+        if "keyvault" not in self.settings.service_list:
+            return ""  # no service of this node talks to Vault
         port = free_port()
-        config = write_config(self.data_dir, port, free_port())
+        config = write_vault_config(self.data_dir, port, free_port())
         vault = EmbeddedVault(self.data_dir, port)
 
         def unseal() -> None:
@@ -121,10 +169,17 @@ class Stack:
             raise RuntimeError("OpenBao did not become ready; see " + str(spec.log_file))
         return vault.addr
 
+    def _port(self, service: str) -> int:
+        if service == "edge":
+            return self.settings.port or free_port()
+        chosen = self.environ.get(PORT_VARIABLES[service], "")
+        return int(chosen) if chosen.isdigit() and int(chosen) else free_port()
+
     # --- the stack -----------------------------------------------------------------------
 
     def start(self) -> StackInfo:
-        if self.settings.port and not port_free(self.settings.host, self.settings.port):
+        services = self.settings.service_list
+        if "edge" in services and self.settings.port and not port_free(self.settings.host, self.settings.port):
             raise RuntimeError(
                 f"{self.settings.host}:{self.settings.port} is already in use; set GATEWAY_PORT to another port"
             )
@@ -132,36 +187,60 @@ class Stack:
         admin_key = self._admin_key()
         nats_url = self._start_nats()
         vault_addr = self._start_vault()
-        port = self.settings.port or free_port()
-        base = self._base_env() | {"GATEWAY_NATS_URL": nats_url}
+        base = self._base_env()
 
         keyvault_env = base | {"VAULT_ADDR": vault_addr, "VAULT_TOKEN": self.vault_token}
+        for name in ("VAULT_SECRET_ID",):
+            if self.environ.get(name):
+                keyvault_env[name] = self.environ[name]
         provider_keys = {p.key_env for p in load_catalog().providers.values() if p.key_env}
         keyvault_env |= {k: v for k, v in self.environ.items() if k in provider_keys and v}
-        edge_env = base | {
-            "GATEWAY_ADMIN_KEY": admin_key,
-            "GATEWAY_HOST": self.settings.host,
-            "GATEWAY_PORT": str(port),
-            "GATEWAY_EDGE_WORKERS": str(self.settings.edge_workers),
+        extra: dict[str, dict[str, str]] = {
+            "keyvault": keyvault_env,
+            "edge": base | {"GATEWAY_ADMIN_KEY": admin_key, "GATEWAY_EDGE_WORKERS": str(self.settings.edge_workers)},
         }
-        metering_env = dict(base)
         if self.settings.clickhouse_dsn:
-            metering_env["GATEWAY_CLICKHOUSE_DSN"] = self.settings.clickhouse_dsn
-        envs = {"router": base, "keyvault": keyvault_env, "metering": metering_env, "edge": edge_env}
-        self._envs = envs
-        for name in SERVICES:
-            self.supervisor.add(self._service(name, envs[name]))
+            extra["metering"] = base | {"GATEWAY_CLICKHOUSE_DSN": self.settings.clickhouse_dsn}
+        host = "127.0.0.1" if self.settings.host in ("0.0.0.0", "::") else self.settings.host
+        health: dict[str, str] = {}
+        for name in services:
+            port = self._port(name)
+            env = extra.get(name, base) | {
+                "GATEWAY_NATS_URL": self._nats_url_for(name, nats_url),
+                "GATEWAY_HOST": self.settings.host,
+                PORT_VARIABLES[name]: str(port),
+            }
+            self._envs[name] = env
+            health[name] = f"http://{host}:{port}"
+            if name != "edge":
+                log.info("%s: /healthz and /readyz on %s", name, health[name])
+            self.supervisor.add(self._service(name, env))
             self.supervisor.start(name)
 
-        host = "127.0.0.1" if self.settings.host in ("0.0.0.0", "::") else self.settings.host
-        origin = f"http://{host}:{port}"
-        self._wait_ready(origin)
-        self.info = StackInfo(f"{origin}/v1", admin_key, nats_url, vault_addr, self.data_dir, self.nats_monitor_url)
-        (self.data_dir / "stack.json").write_text(
-            json.dumps(
-                {"base_url": self.info.base_url, "nats_url": nats_url, "vault_addr": vault_addr, "pid": os.getpid()}
-            )
+        for name in services:
+            self._wait_ready(health[name])
+        origin = health.get("edge")
+        self.info = StackInfo(
+            f"{origin}/v1" if origin else "",
+            admin_key,
+            redact(nats_url),
+            vault_addr,
+            self.data_dir,
+            self.nats_monitor_url,
+            health,
+            dict(self.nats_users),
         )
+        state = {
+            "base_url": self.info.base_url,
+            "nats_url": self.info.nats_url,
+            "vault_addr": vault_addr,
+            "services": services,
+            "health": health,
+            "pid": os.getpid(),
+        }
+        fd = os.open(self.data_dir / "stack.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(state, fh)
         return self.info
 
     def _wait_ready(self, origin: str) -> None:
@@ -177,12 +256,13 @@ class Stack:
                 except httpx.HTTPError as exc:
                     last = type(exc).__name__
                 time.sleep(0.2)
-        raise RuntimeError(f"the gateway did not become ready in {self.settings.ready_timeout:.0f}s: {last}")
+        raise RuntimeError(f"{origin} did not become ready in {self.settings.ready_timeout:.0f}s: {last}")
 
     def add_replica(self, service: str, name: str, env: dict[str, str | None]) -> None:
         """Start one more process of ``service`` (a replica on this machine), its environment
         changed by ``env`` (None removes a variable)."""
         changed = dict(self._envs[service])
+        changed[PORT_VARIABLES[service]] = str(free_port())  # its own /healthz port (the edge's API)
         for key, value in env.items():
             if value is None:
                 changed.pop(key, None)

@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# In start order: the edge last, once what it depends on answers.
+ALL_SERVICES = ("router", "keyvault", "metering", "edge")
 
 
 class StackSettings(BaseSettings):
@@ -19,12 +22,31 @@ class StackSettings(BaseSettings):
     edge_workers: int = Field(
         default_factory=lambda: os.cpu_count() or 1, ge=1, le=64, validation_alias="GATEWAY_EDGE_WORKERS"
     )
+    # Which services this node runs (comma list): several machines, or one playing several nodes.
+    services: str = Field(default="router,keyvault,metering,edge", validation_alias="GATEWAY_SERVICES")
     nats_url: str | None = Field(default=None, validation_alias="GATEWAY_NATS_URL")
+    drain_seconds: float = Field(default=30.0, ge=0, le=3600, validation_alias="GATEWAY_DRAIN_SECONDS")
     vault_addr: str | None = Field(default=None, validation_alias="VAULT_ADDR")
     vault_token: SecretStr | None = Field(default=None, validation_alias="VAULT_TOKEN")
     clickhouse_dsn: str | None = Field(default=None, validation_alias="GATEWAY_CLICKHOUSE_DSN")
     log_level: str = Field(default="INFO", validation_alias="GATEWAY_LOG_LEVEL")
     ready_timeout: float = Field(default=120.0, gt=0, validation_alias="GATEWAY_READY_TIMEOUT_SECONDS")
+
+    @field_validator("services")
+    @classmethod
+    def _known_services(cls, value: str) -> str:
+        chosen = [name.strip() for name in value.split(",") if name.strip()]
+        unknown = set(chosen) - set(ALL_SERVICES)
+        if unknown or not chosen:
+            raise ValueError(
+                f"GATEWAY_SERVICES lists {', '.join(sorted(unknown)) or 'nothing'}; "
+                f"choose among {', '.join(ALL_SERVICES)}"
+            )
+        return ",".join(name for name in ALL_SERVICES if name in chosen)  # start order
+
+    @property
+    def service_list(self) -> list[str]:
+        return self.services.split(",")
 
     @property
     def external_vault(self) -> bool:

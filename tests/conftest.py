@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -15,7 +16,6 @@ import pytest
 from openai import OpenAI
 
 from stack.launcher import Stack, StackInfo
-from stack.ports import free_port
 from stack.settings import StackSettings
 from tests.simulators.anthropic_sim import AnthropicSimulator
 from tests.simulators.gemini_sim import GeminiSimulator
@@ -125,6 +125,18 @@ class Simulators:
         }
 
 
+def _unreachable_port() -> int:
+    """A loopback port where nothing listens, held for the whole session (bound, never
+    listening) so no server started later (a health port, an edge) can take it."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    _HELD.append(sock)
+    return int(sock.getsockname()[1])
+
+
+_HELD: list[socket.socket] = []
+
+
 def stack_environ(sim: OpenAISimulator, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and not k.startswith("GATEWAY_")}
     env.pop("VAULT_ADDR", None)
@@ -134,7 +146,7 @@ def stack_environ(sim: OpenAISimulator, **extra: str) -> dict[str, str]:
             "OPENAI_BASE_URL": sim.base_url,
             "OPENAI_API_KEY": PROVIDER_KEY,
             # A provider whose base URL leads nowhere: nothing listens on this loopback port.
-            "GROQ_BASE_URL": f"http://127.0.0.1:{free_port()}/openai/v1",
+            "GROQ_BASE_URL": f"http://127.0.0.1:{_unreachable_port()}/openai/v1",
             "GROQ_API_KEY": "gsk-sim-unreachable",
             "GATEWAY_UPSTREAM_TIMEOUT_SECONDS": "1.5",
             "GATEWAY_MAX_BODY_BYTES": str(1024 * 1024),
@@ -156,6 +168,13 @@ def start_stack(data_dir: Path, sim: OpenAISimulator, **extra: str) -> Stack:
         stack.stop()
         raise
     return stack
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _release_held_ports() -> Iterator[None]:
+    yield
+    while _HELD:
+        _HELD.pop().close()
 
 
 @pytest.fixture(scope="session")

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 from pathlib import Path
 
-from stack.nats import nats_argv
+import httpx
+
+from stack import nats_auth
+from stack.nats import config_argv, nats_argv, write_config
+from stack.openbao import EmbeddedVault, bao_argv
+from stack.openbao import write_config as write_vault_config
 from stack.ports import free_port, wait_port
 
 
 class NatsServer:
+    """One server without authentication (tests of the bus code alone)."""
+
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         self.port = free_port()
@@ -29,4 +37,91 @@ class NatsServer:
         if self.proc is not None:
             self.proc.terminate()
             self.proc.wait(timeout=10)
+            self.proc = None
+
+
+class NatsCluster:
+    """A NATS cluster on loopback: ``size`` nodes with JetStream, routes between them, and the
+    per-service users of ``stack.nats_auth``."""
+
+    def __init__(self, root: Path, passwords: dict[str, str], size: int = 3) -> None:
+        self.root = root
+        self.passwords = passwords
+        self.ports = [free_port() for _ in range(size)]
+        self.monitors = [free_port() for _ in range(size)]
+        self.routes = [free_port() for _ in range(size)]
+        self.procs: list[subprocess.Popen[bytes] | None] = [None] * size
+        self.configs = [
+            write_config(
+                root / f"n{i}" / "nats.conf",
+                name=f"n{i}",
+                port=self.ports[i],
+                store_dir=root / f"n{i}" / "jetstream",
+                authorization=nats_auth.authorization(passwords),
+                monitor_port=self.monitors[i],
+                cluster_port=self.routes[i],
+                routes=[p for j, p in enumerate(self.routes) if j != i],
+            )
+            for i in range(size)
+        ]
+
+    @property
+    def url(self) -> str:
+        return ",".join(f"nats://127.0.0.1:{p}" for p in self.ports)
+
+    def start(self, i: int | None = None) -> None:
+        for n in range(len(self.ports)) if i is None else [i]:
+            log = (self.root / f"n{n}" / "nats.log").open("ab")
+            self.procs[n] = subprocess.Popen(config_argv(self.configs[n]), stdout=log, stderr=subprocess.STDOUT)
+            log.close()
+        for n in range(len(self.ports)) if i is None else [i]:
+            assert wait_port("127.0.0.1", self.ports[n], 20)
+
+    def healthy(self, i: int) -> bool:
+        """The node serves and its JetStream is current (meta leader known, streams caught up)."""
+        try:
+            return httpx.get(f"http://127.0.0.1:{self.monitors[i]}/healthz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def kill(self, i: int) -> None:
+        proc = self.procs[i]
+        assert proc is not None
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        self.procs[i] = None
+
+    def stop(self) -> None:
+        for i, proc in enumerate(self.procs):
+            if proc is not None:
+                proc.terminate()
+                proc.wait(timeout=15)
+                self.procs[i] = None
+
+
+class VaultServer:
+    """OpenBao on loopback, initialised and unsealed as the launcher does."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.port = free_port()
+        self.config = write_vault_config(data_dir, self.port, free_port())
+        self.vault = EmbeddedVault(data_dir, self.port)
+        self.log = data_dir / "vault.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.token = ""
+
+    @property
+    def addr(self) -> str:
+        return self.vault.addr
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(bao_argv(self.config), stdout=out, stderr=subprocess.STDOUT)
+        proc = self.proc
+        self.token = self.vault.prepare(alive=lambda: proc.poll() is None)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=15)
             self.proc = None

@@ -1,30 +1,22 @@
-"""``python -m services.edge``: uvicorn with ``GATEWAY_EDGE_WORKERS`` worker processes."""
+"""``python -m services.edge``: ``GATEWAY_EDGE_WORKERS`` uvicorn workers that drain on SIGTERM."""
 
 from __future__ import annotations
 
-import uvicorn
+import sys
 
+from services.edge.server import Workers, serve
 from services.edge.settings import EdgeSettings
 from shared.runner import setup_logging
 
 
-def main() -> None:
+def main() -> int:
     settings = EdgeSettings()
     setup_logging("edge", settings.log_level)
-    uvicorn.run(
-        "services.edge.app:create_app_from_env",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_level=settings.log_level.lower(),
-        access_log=False,
-        timeout_graceful_shutdown=10,
-        loop="uvloop",
-        http="httptools",
-        log_config=None,
-    )
+    if settings.workers == 1:
+        serve(settings)
+        return 0
+    return Workers(settings).run()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -12,11 +12,12 @@ from services.edge import errors
 from services.edge.audit import AuditMiddleware
 from services.edge.limits import HeaderLimitMiddleware
 from services.edge.routes import admin, chat, embeddings, health, models, usage
+from services.edge.server import Drain
 from services.edge.settings import EdgeSettings
 from services.edge.state import Edge
 
 
-def create_app(settings: EdgeSettings) -> FastAPI:
+def create_app(settings: EdgeSettings, drain: Drain | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         edge = Edge.build(settings)
@@ -32,6 +33,7 @@ def create_app(settings: EdgeSettings) -> FastAPI:
             await edge.stop()
 
     app = FastAPI(title="Switchyard", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.drain = drain or Drain()
     errors.install(app)
     app.add_middleware(AuditMiddleware)
     app.add_middleware(HeaderLimitMiddleware, max_header_bytes=settings.max_header_bytes)
@@ -43,8 +45,3 @@ def create_app(settings: EdgeSettings) -> FastAPI:
     app.include_router(usage.router, prefix="/ai")
     app.include_router(health.router)
     return app
-
-
-def create_app_from_env() -> FastAPI:
-    """Factory for uvicorn's worker processes: each builds its own settings and state."""
-    return create_app(EdgeSettings())

@@ -12,7 +12,6 @@ from shared.settings import ServiceSettings
 
 
 class EdgeSettings(ServiceSettings):
-    host: str = Field(default="127.0.0.1", validation_alias="GATEWAY_HOST")
     port: int = Field(default=8080, ge=0, le=65535, validation_alias="GATEWAY_PORT")
     workers: int = Field(
         default_factory=lambda: os.cpu_count() or 1, ge=1, le=64, validation_alias="GATEWAY_EDGE_WORKERS"

@@ -43,7 +43,7 @@ class Edge:
     @classmethod
     def build(cls, settings: EdgeSettings) -> Edge:
         instance = f"edge-{settings.instance_name}-{os.getpid()}"
-        bus = Bus(settings.nats_url, f"switchyard-{instance}")
+        bus = Bus.for_service(settings, "edge", f"switchyard-{instance}")
         return cls(
             settings=settings,
             bus=bus,

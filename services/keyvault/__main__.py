@@ -8,12 +8,15 @@ from services.keyvault.app import Keyvault
 from services.keyvault.settings import KeyvaultSettings
 from services.keyvault.vault import Vault
 from shared.bus import Bus
+from shared.health import Health
 from shared.runner import run_service
 
 
 async def main(stop: asyncio.Event) -> None:
     settings = KeyvaultSettings()
-    bus = Bus(settings.nats_url, "switchyard-keyvault")
+    health = Health("keyvault", settings.host, settings.port)
+    await health.start()
+    bus = Bus.for_service(settings, "keyvault")
     await bus.connect()
     vault = Vault(
         settings.vault_addr,
@@ -28,10 +31,24 @@ async def main(stop: asyncio.Event) -> None:
         )
     service = Keyvault(settings, bus, vault)
     await service.start()
-    await service.prepare_vault(stop)
-    await service.keep_token_alive(stop)
-    await stop.wait()
-    await bus.close()
+
+    async def connected() -> bool:
+        return bus.connected
+
+    async def vault_ready() -> bool:
+        return service.transport is not None and await vault.healthy()
+
+    health.add_check("nats", connected)
+    health.add_check("vault", vault_ready)
+    try:
+        await service.prepare_vault(stop)
+        await service.keep_token_alive(stop)
+        await stop.wait()
+    finally:
+        health.draining = True
+        await bus.close(settings.drain_seconds)  # answers the requests in hand, takes no more
+        await service.auditor.flush()
+        await health.stop()
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ class Keyvault:
         self.token_ttl = 0.0
 
     async def start(self) -> None:
-        await self.bus.kv(subjects.CLIENT_KEYS_BUCKET)
+        await self.bus.ensure_kv(subjects.CLIENT_KEYS_BUCKET)
         await self.auditor.setup()
         serve = self.bus.serve
         q = subjects.QUEUE_KEYVAULT

@@ -8,6 +8,8 @@ from shared.settings import ServiceSettings
 
 
 class KeyvaultSettings(ServiceSettings):
+    # /healthz and /readyz (0: any free port, logged at start).
+    port: int = Field(default=9102, ge=0, le=65535, validation_alias="GATEWAY_KEYVAULT_PORT")
     vault_addr: str = Field(default="http://127.0.0.1:8200", validation_alias="VAULT_ADDR")
     vault_token: SecretStr = Field(default=SecretStr(""), validation_alias="VAULT_TOKEN")
     # Production: AppRole instead of a static token (the token is then obtained and renewed).

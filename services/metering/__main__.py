@@ -3,29 +3,50 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from services.metering.app import Metering
 from services.metering.settings import MeteringSettings
 from services.metering.sink import Sink
 from shared.bus import Bus
+from shared.health import Health
 from shared.runner import install_stop_handlers, run_service
+
+log = logging.getLogger("switchyard.metering")
 
 
 async def main(stop: asyncio.Event) -> None:
     settings = MeteringSettings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    sink = Sink(settings.dsn(), settings.retention_days)
+    health = Health("metering", settings.host, settings.port)
+    await health.start()
+    sink = Sink(settings.dsn(), settings.retention_days, cluster=settings.clickhouse_cluster)
     await sink.open()
     install_stop_handlers(stop)  # the embedded engine replaced them while loading
-    bus = Bus(settings.nats_url, "switchyard-metering")
+    bus = Bus.for_service(settings, "metering")
     await bus.connect()
     service = Metering(settings, bus, sink)
     await service.start()
+
+    async def connected() -> bool:
+        return bus.connected
+
+    health.add_check("nats", connected)
+    health.add_check("clickhouse", sink.ping)
     consumers = [asyncio.create_task(service.consumer.run(stop)), asyncio.create_task(service.audit.run(stop))]
     await stop.wait()
-    await asyncio.gather(*consumers)  # each finishes the batch in hand, then returns
-    await bus.close()
+    health.draining = True
+    # Each consumer stores and acknowledges the batch in hand, then returns; what it has not
+    # acknowledged by the deadline is redelivered to another replica (or to this one restarted).
+    _, pending = await asyncio.wait(consumers, timeout=settings.drain_seconds)
+    if pending:
+        log.warning("drain deadline passed; unacknowledged events will be redelivered")
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*consumers, return_exceptions=True)
+    await bus.close(settings.drain_seconds)
     await sink.close()
+    await health.stop()
 
 
 if __name__ == "__main__":

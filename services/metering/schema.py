@@ -5,9 +5,18 @@
   materialized view as events are inserted; the usage API reads it.
 - ``prices``: prices admins added (the catalog's ship with the code); versioned, with
   effective dates.
+
+With ``GATEWAY_CLICKHOUSE_CLUSTER`` set, each table is a Replicated table ``<name>_local`` made
+``ON CLUSTER`` (every shard's replicas hold it, kept by ClickHouse Keeper), and ``<name>`` is a
+Distributed table over them: writes and queries use the same names in both forms. Usage events
+are sharded by event id, so an event and its repeats meet on one shard, where the
+ReplacingMergeTree folds them.
 """
 
 from __future__ import annotations
+
+import re
+from dataclasses import dataclass
 
 USAGE_TABLE = "usage_events"
 HOURLY_TABLE = "usage_hourly"
@@ -60,11 +69,21 @@ PRICE_COLUMNS = [
 ]
 
 
-def ddl(retention_days: int) -> list[str]:
-    days = int(retention_days)
+@dataclass(frozen=True)
+class _Table:
+    name: str
+    columns: str
+    engine: str  # a MergeTree family member; Replicated<engine> on a cluster
+    version: str  # the engine's version column ("" for none)
+    layout: str  # PARTITION BY / ORDER BY / TTL
+    shard_key: str  # how the Distributed table spreads rows over shards
+
+
+def _tables(days: int) -> list[_Table]:
     return [
-        f"""
-CREATE TABLE IF NOT EXISTS {USAGE_TABLE} (
+        _Table(
+            USAGE_TABLE,
+            """
     event_id String,
     ts DateTime64(3, 'UTC'),
     schema_version UInt8,
@@ -93,14 +112,15 @@ CREATE TABLE IF NOT EXISTS {USAGE_TABLE} (
     upstream_latency_ms Float32,
     edge_instance LowCardinality(String),
     inserted_at DateTime64(3, 'UTC') DEFAULT now64(3)
-)
-ENGINE = ReplacingMergeTree(inserted_at)
-PARTITION BY toYYYYMM(ts)
-ORDER BY (toDate(ts), event_id)
-TTL toDateTime(ts) + INTERVAL {days} DAY
 """,
-        f"""
-CREATE TABLE IF NOT EXISTS {HOURLY_TABLE} (
+            "ReplacingMergeTree",
+            "inserted_at",
+            f"PARTITION BY toYYYYMM(ts)\nORDER BY (toDate(ts), event_id)\nTTL toDateTime(ts) + INTERVAL {days} DAY",
+            "cityHash64(event_id)",
+        ),
+        _Table(
+            HOURLY_TABLE,
+            """
     hour DateTime('UTC'),
     user String,
     client_key_id String,
@@ -115,14 +135,55 @@ CREATE TABLE IF NOT EXISTS {HOURLY_TABLE} (
     reasoning_tokens UInt64,
     total_tokens UInt64,
     cost_usd Float64
-)
-ENGINE = SummingMergeTree
-PARTITION BY toYYYYMM(hour)
-ORDER BY (hour, user, client_key_id, model, provider)
-TTL hour + INTERVAL {days} DAY
 """,
-        f"""
-CREATE MATERIALIZED VIEW IF NOT EXISTS {HOURLY_VIEW} TO {HOURLY_TABLE} AS
+            "SummingMergeTree",
+            "",
+            "PARTITION BY toYYYYMM(hour)\nORDER BY (hour, user, client_key_id, model, provider)\n"
+            f"TTL hour + INTERVAL {days} DAY",
+            "cityHash64(user)",
+        ),
+        _Table(
+            PRICES_TABLE,
+            """
+    provider String,
+    model String,
+    effective_from DateTime64(3, 'UTC'),
+    version String,
+    input Float64,
+    output Float64,
+    cached_input Nullable(Float64),
+    cache_write Nullable(Float64),
+    reasoning Nullable(Float64),
+    created_at DateTime64(3, 'UTC')
+""",
+            "ReplacingMergeTree",
+            "created_at",
+            "ORDER BY (provider, model, effective_from)",
+            "cityHash64(provider, model)",
+        ),
+        _Table(
+            AUDIT_TABLE,
+            """
+    event_id String,
+    ts DateTime64(3, 'UTC'),
+    actor String,
+    actor_user String,
+    action LowCardinality(String),
+    target String,
+    status UInt16,
+    source String,
+    instance LowCardinality(String),
+    inserted_at DateTime64(3, 'UTC') DEFAULT now64(3)
+""",
+            "ReplacingMergeTree",
+            "inserted_at",
+            "PARTITION BY toYYYYMM(ts)\nORDER BY (toDate(ts), event_id)",
+            "cityHash64(event_id)",
+        ),
+    ]
+
+
+_HOURLY_SELECT = """
 SELECT
     toStartOfHour(ts) AS hour,
     user,
@@ -138,40 +199,43 @@ SELECT
     sum(reasoning_tokens) AS reasoning_tokens,
     sum(total_tokens) AS total_tokens,
     sum(cost_usd) AS cost_usd
-FROM {USAGE_TABLE}
-GROUP BY hour, user, client_key_id, model, provider
-""",
-        f"""
-CREATE TABLE IF NOT EXISTS {PRICES_TABLE} (
-    provider String,
-    model String,
-    effective_from DateTime64(3, 'UTC'),
-    version String,
-    input Float64,
-    output Float64,
-    cached_input Nullable(Float64),
-    cache_write Nullable(Float64),
-    reasoning Nullable(Float64),
-    created_at DateTime64(3, 'UTC')
-)
-ENGINE = ReplacingMergeTree(created_at)
-ORDER BY (provider, model, effective_from)
-""",
-        f"""
-CREATE TABLE IF NOT EXISTS {AUDIT_TABLE} (
-    event_id String,
-    ts DateTime64(3, 'UTC'),
-    actor String,
-    actor_user String,
-    action LowCardinality(String),
-    target String,
-    status UInt16,
-    source String,
-    instance LowCardinality(String),
-    inserted_at DateTime64(3, 'UTC') DEFAULT now64(3)
-)
-ENGINE = ReplacingMergeTree(inserted_at)
-PARTITION BY toYYYYMM(ts)
-ORDER BY (toDate(ts), event_id)
-""",
-    ]
+"""
+
+
+def local_name(table: str, cluster: str | None) -> str:
+    """Where rows are stored: the table itself, or on a cluster its Replicated ``_local`` table."""
+    return f"{table}_local" if cluster else table
+
+
+def ddl(retention_days: int, cluster: str | None = None) -> list[str]:
+    """The statements that create the schema: for one server, or ``ON CLUSTER cluster``."""
+    days = int(retention_days)
+    on = f" ON CLUSTER {_ident(cluster)}" if cluster else ""
+    out = []
+    for table in _tables(days):
+        stored = local_name(table.name, cluster)
+        if cluster:
+            path = f"'/clickhouse/tables/{{shard}}/{{database}}/{stored}', '{{replica}}'"
+            args = ", ".join(a for a in (path, table.version) if a)
+            engine = f"Replicated{table.engine}({args})"
+        else:
+            engine = f"{table.engine}({table.version})" if table.version else table.engine
+        out.append(f"CREATE TABLE IF NOT EXISTS {stored}{on} ({table.columns})\nENGINE = {engine}\n{table.layout}\n")
+        if cluster:
+            out.append(
+                f"CREATE TABLE IF NOT EXISTS {table.name}{on} AS {stored}\n"
+                f"ENGINE = Distributed({_ident(cluster)}, currentDatabase(), {stored}, {table.shard_key})\n"
+            )
+    # Each shard sums its own events: the view reads the table rows are stored in.
+    out.append(
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {HOURLY_VIEW}{on} TO {local_name(HOURLY_TABLE, cluster)} AS"
+        f"{_HOURLY_SELECT}FROM {local_name(USAGE_TABLE, cluster)}\n"
+        "GROUP BY hour, user, client_key_id, model, provider\n"
+    )
+    return out
+
+
+def _ident(name: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise ValueError(f"GATEWAY_CLICKHOUSE_CLUSTER must be a plain identifier, not {name!r}")
+    return name

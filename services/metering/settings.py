@@ -8,7 +8,11 @@ from shared.settings import ServiceSettings
 
 
 class MeteringSettings(ServiceSettings):
+    # /healthz and /readyz (0: any free port, logged at start).
+    port: int = Field(default=9103, ge=0, le=65535, validation_alias="GATEWAY_METERING_PORT")
     clickhouse_dsn: str | None = Field(default=None, validation_alias="GATEWAY_CLICKHOUSE_DSN")
+    # A ClickHouse cluster's name (remote_servers): Replicated tables ON CLUSTER, Distributed over them.
+    clickhouse_cluster: str | None = Field(default=None, validation_alias="GATEWAY_CLICKHOUSE_CLUSTER")
     batch_size: int = Field(default=1000, ge=1, le=50_000, validation_alias="GATEWAY_METERING_BATCH_SIZE")
     batch_wait: float = Field(default=0.5, gt=0, le=30, validation_alias="GATEWAY_METERING_BATCH_WAIT_SECONDS")
     ack_wait: float = Field(default=30.0, ge=1, le=3600, validation_alias="GATEWAY_METERING_ACK_WAIT_SECONDS")

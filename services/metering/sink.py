@@ -29,9 +29,13 @@ from shared.events import AuditEvent, UsageEvent
 
 
 class Sink:
-    def __init__(self, dsn: str, retention_days: int) -> None:
+    def __init__(self, dsn: str, retention_days: int, *, cluster: str | None = None) -> None:
         self.dsn = dsn
         self.retention_days = retention_days
+        self.cluster = cluster
+        # On a cluster, an insert returns once the shards hold the rows, so the next batch's
+        # check for events already stored sees them.
+        self._insert_settings: dict[str, Any] = {"insert_distributed_sync": 1} if cluster else {}
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
         self._client: Client | None = None
 
@@ -41,7 +45,7 @@ class Sink:
     def _connect(self) -> Client:
         if self._client is None:
             client = clickhouse_connect.get_client(dsn=self.dsn)
-            for statement in ddl(self.retention_days):
+            for statement in ddl(self.retention_days, self.cluster):
                 client.command(statement)
             self._client = client
         return self._client
@@ -89,7 +93,7 @@ class Sink:
         if not unique:
             return 0
         data = [_row(event, cost, version) for event, cost, version in unique.values()]
-        client.insert(USAGE_TABLE, data, column_names=USAGE_COLUMNS)
+        client.insert(USAGE_TABLE, data, column_names=USAGE_COLUMNS, settings=self._insert_settings)
         return len(data)
 
     async def insert_audit(self, events: list[AuditEvent]) -> int:
@@ -109,7 +113,7 @@ class Sink:
                 for e in unique.values()
             ]
             if rows:
-                client.insert(AUDIT_TABLE, rows, column_names=AUDIT_COLUMNS)
+                client.insert(AUDIT_TABLE, rows, column_names=AUDIT_COLUMNS, settings=self._insert_settings)
             return len(rows)
 
         return int(await self._run(_insert))
@@ -128,7 +132,7 @@ class Sink:
                 price.reasoning,
                 dt.datetime.now(dt.UTC),
             ]
-            self._connect().insert(PRICES_TABLE, [row], column_names=PRICE_COLUMNS)
+            self._connect().insert(PRICES_TABLE, [row], column_names=PRICE_COLUMNS, settings=self._insert_settings)
 
         await self._run(_insert)
 

@@ -7,19 +7,30 @@ import asyncio
 from services.router.app import Router
 from services.router.settings import RouterSettings
 from shared.bus import Bus
+from shared.health import Health
 from shared.runner import run_service
 
 
 async def main(stop: asyncio.Event) -> None:
     settings = RouterSettings()
-    bus = Bus(settings.nats_url, "switchyard-router")
+    health = Health("router", settings.host, settings.port)
+    await health.start()
+    bus = Bus.for_service(settings, "router")
     await bus.connect()
     router = Router(settings, bus)
     await router.start()
+
+    async def connected() -> bool:
+        return bus.connected
+
+    health.add_check("nats", connected)
+    health.add_check("route_table", router.table_published)
     try:
         await router.keep_published(stop)
     finally:
-        await bus.close()
+        health.draining = True
+        await bus.close(settings.drain_seconds)  # answers the requests in hand, takes no more
+        await health.stop()
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ class Router:
 
     async def publish_table(self) -> None:
         """Write the table if the bucket's copy differs (also heals a lost or stale bucket)."""
-        kv = await self.bus.kv(subjects.ROUTES_BUCKET)
+        kv = await self.bus.ensure_kv(subjects.ROUTES_BUCKET)
         payload = self.table.model_dump_json().encode()
         try:
             current = await kv.get(subjects.ROUTES_KEY)
@@ -51,6 +51,11 @@ class Router:
             len(self.table.models),
             self.table.catalog_version,
         )
+
+    async def table_published(self) -> bool:
+        """The bucket holds this router's table (a readiness check)."""
+        kv = await self.bus.kv(subjects.ROUTES_BUCKET)
+        return (await kv.get(subjects.ROUTES_KEY)).value == self.table.model_dump_json().encode()
 
     async def keep_published(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -9,6 +9,8 @@ from shared.settings import ServiceSettings
 
 
 class RouterSettings(ServiceSettings):
+    # /healthz and /readyz (0: any free port, logged at start).
+    port: int = Field(default=9101, ge=0, le=65535, validation_alias="GATEWAY_ROUTER_PORT")
     openai_base_url: str | None = Field(default=None, validation_alias="OPENAI_BASE_URL")
     anthropic_base_url: str | None = Field(default=None, validation_alias="ANTHROPIC_BASE_URL")
     gemini_base_url: str | None = Field(default=None, validation_alias="GEMINI_BASE_URL")

@@ -55,7 +55,7 @@ class BusRecorder:
 
 def test_canary_provider_key_never_leaves_vault_in_plaintext(gateway: Gateway) -> None:
     responses: list[str] = []
-    with BusRecorder(gateway.info.nats_url) as recorder:
+    with BusRecorder(gateway.info.nats_url_for("admin")) as recorder:
         created = gateway.admin(
             "POST", "/ai/providers/keys", json={"provider": "openai", "api_key": CANARY, "label": "canary"}
         )
@@ -130,7 +130,7 @@ def _deliver(gateway: Gateway) -> dict[str, list[str]]:
 
     async def run() -> dict[str, list[str]]:
         me = Recipient()
-        bus = Bus(gateway.info.nats_url, "test-edge")
+        bus = Bus(gateway.info.nats_url_for("edge"), "test-edge", service="edge")
         await bus.connect(deadline=10)
         try:
             reply = await bus.request(

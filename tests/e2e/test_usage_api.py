@@ -130,7 +130,7 @@ def test_poison_messages_go_to_the_dead_letter_subject(gateway: Gateway) -> None
     before = gateway.admin("GET", "/ai/usage/status").json()
 
     async def publish() -> None:
-        bus = Bus(gateway.info.nats_url, "test-poison")
+        bus = Bus(gateway.info.nats_url_for("edge"), "test-poison", service="edge")
         await bus.connect(deadline=10)
         try:
             await bus.publish_durable(subjects.USAGE_SUBJECT, b"{not json", msg_id="poison-1")

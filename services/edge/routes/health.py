@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
@@ -29,7 +29,9 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-async def readyz(edge: EdgeDep) -> JSONResponse:
+async def readyz(request: Request, edge: EdgeDep) -> JSONResponse:
+    if request.app.state.drain.started:  # on its way out: a load balancer should move on now
+        return JSONResponse({"status": "draining", "checks": {"draining": False}}, status_code=503)
     checks: dict[str, Any] = {"nats": edge.bus.connected, "route_table": edge.routes.table is not None}
 
     async def ping(name: str, subject: str) -> None:

@@ -1,0 +1,192 @@
+"""NATS users and permissions: each service connects as its own user and may publish and
+subscribe only where its work needs it.
+
+The table below is the one place the permissions are written: the embedded server's
+configuration, ``deploy/nats/auth.conf`` (docker compose and Kubernetes) and the README's table
+are all made from it (``python -m stack.nats_auth`` prints the deploy file).
+
+What it guarantees: an edge cannot write the client-key or route buckets, cannot read
+requests addressed to keyvault, router or metering, and cannot touch the usage stream but by
+publishing events; a service's reply inboxes are ``_INBOX.<service>.>``, which only that
+service may read. Edges share one user, so one edge could read another edge's inbox: what
+keyvault sends there is sealed to the asking edge's ephemeral key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from shared import subjects as s
+
+SERVICES = ("router", "keyvault", "metering", "edge")
+ADMIN = "admin"  # operators and tests: every subject (the `nats` CLI, debugging)
+
+
+@dataclass(frozen=True)
+class Permissions:
+    publish: tuple[str, ...]
+    subscribe: tuple[str, ...]
+    responds: bool  # may answer the requests it receives (NATS allow_responses)
+
+
+def _stream_manage(stream: str) -> list[str]:
+    """Create the stream and raise its settings (never delete or purge it)."""
+    return [f"$JS.API.STREAM.{verb}.{stream}" for verb in ("CREATE", "UPDATE", "INFO")]
+
+
+def _stream_read(stream: str) -> list[str]:
+    """Read it through consumers (KV watches, pull consumers) and direct gets; acknowledge."""
+    return [
+        f"$JS.API.STREAM.INFO.{stream}",
+        f"$JS.API.STREAM.MSG.GET.{stream}",
+        f"$JS.API.DIRECT.GET.{stream}",
+        f"$JS.API.DIRECT.GET.{stream}.>",
+        f"$JS.API.CONSUMER.CREATE.{stream}",
+        f"$JS.API.CONSUMER.CREATE.{stream}.>",
+        f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.>",
+        f"$JS.API.CONSUMER.INFO.{stream}.>",
+        f"$JS.API.CONSUMER.DELETE.{stream}.>",
+        f"$JS.API.CONSUMER.MSG.NEXT.{stream}.>",
+        f"$JS.ACK.{stream}.>",
+        f"$JS.FC.{stream}.>",
+    ]
+
+
+def _kv(bucket: str) -> str:
+    return f"KV_{bucket}"
+
+
+def _unique(items: list[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(items))
+
+
+def permissions() -> dict[str, Permissions]:
+    routes, client_keys = _kv(s.ROUTES_BUCKET), _kv(s.CLIENT_KEYS_BUCKET)
+    return {
+        "router": Permissions(
+            publish=_unique(
+                ["$JS.API.INFO", *_stream_manage(routes), *_stream_read(routes), f"$KV.{s.ROUTES_BUCKET}.>"]
+            ),
+            subscribe=(f"{s.PREFIX}.router.>", "_INBOX.router.>"),
+            responds=True,
+        ),
+        "keyvault": Permissions(
+            publish=_unique(
+                [
+                    "$JS.API.INFO",
+                    *_stream_manage(client_keys),
+                    *_stream_read(client_keys),
+                    f"$KV.{s.CLIENT_KEYS_BUCKET}.>",
+                    *_stream_manage(s.AUDIT_STREAM),
+                    s.AUDIT_SUBJECT,
+                    s.PROVIDER_KEYS_CHANGED,
+                ]
+            ),
+            subscribe=(f"{s.PREFIX}.keyvault.>", "_INBOX.keyvault.>"),
+            responds=True,
+        ),
+        "metering": Permissions(
+            publish=_unique(
+                [
+                    "$JS.API.INFO",
+                    *_stream_manage(s.USAGE_STREAM),
+                    *_stream_read(s.USAGE_STREAM),
+                    *_stream_manage(s.AUDIT_STREAM),
+                    *_stream_read(s.AUDIT_STREAM),
+                    *_stream_manage(s.USAGE_DLQ_STREAM),
+                    s.USAGE_DEAD_LETTER,
+                    s.PRICES_CHANGED,
+                ]
+            ),
+            subscribe=(f"{s.PREFIX}.metering.>", "_INBOX.metering.>"),
+            responds=True,
+        ),
+        "edge": Permissions(
+            publish=_unique(
+                [
+                    "$JS.API.INFO",
+                    *_stream_read(routes),
+                    *_stream_read(client_keys),
+                    *_stream_manage(s.AUDIT_STREAM),
+                    s.USAGE_SUBJECT,
+                    s.AUDIT_SUBJECT,
+                    # The admin API and readiness: requests to the other services.
+                    f"{s.PREFIX}.router.>",
+                    f"{s.PREFIX}.keyvault.>",
+                    f"{s.PREFIX}.metering.>",
+                ]
+            ),
+            subscribe=(s.PROVIDER_KEYS_CHANGED, "_INBOX.edge.>"),
+            responds=False,
+        ),
+    }
+
+
+def _quoted(items: tuple[str, ...]) -> str:
+    return ", ".join(json.dumps(item) for item in items)
+
+
+def authorization(passwords: dict[str, str]) -> str:
+    """The server's ``authorization`` block. A password may be a literal or a ``$VARIABLE``
+    the server reads from its environment (docker compose, Kubernetes)."""
+
+    def value(password: str) -> str:
+        return password if password.startswith("$") else json.dumps(password)
+
+    lines = ["authorization {", "  users = ["]
+    for user, perms in permissions().items():
+        lines += [
+            f"    {{user: {json.dumps(user)}, password: {value(passwords[user])}, permissions: {{",
+            f"      publish: {{allow: [{_quoted(perms.publish)}]}},",
+            f"      subscribe: {{allow: [{_quoted(perms.subscribe)}]}},",
+            *([f"      allow_responses: {str(perms.responds).lower()}"] if perms.responds else []),
+            "    }},",
+        ]
+    lines += [f"    {{user: {json.dumps(ADMIN)}, password: {value(passwords[ADMIN])}}}", "  ]", "}"]
+    return "\n".join(lines) + "\n"
+
+
+def load_or_create(path: Path) -> dict[str, str]:
+    """The users' passwords, made on first start and kept (mode 0600) in the data dir."""
+    if path.exists():
+        stored = dict(json.loads(path.read_text()))
+        if set(stored) >= {*SERVICES, ADMIN}:
+            return {str(k): str(v) for k, v in stored.items()}
+    passwords = {user: secrets.token_urlsafe(24) for user in (*SERVICES, ADMIN)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(passwords, fh)
+    os.chmod(path, 0o600)
+    return passwords
+
+
+def with_user(urls: str, user: str, password: str) -> str:
+    """The comma-separated URLs, each carrying the user and password."""
+    out = []
+    for url in urls.split(","):
+        parts = urlsplit(url.strip())
+        netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{parts.hostname}:{parts.port}"
+        out.append(urlunsplit((parts.scheme, netloc, parts.path, "", "")))
+    return ",".join(out)
+
+
+def password_variable(user: str) -> str:
+    return f"NATS_{user.upper()}_PASSWORD"
+
+
+def deploy_file() -> str:
+    """``deploy/nats/auth.conf``: the same users, passwords read from the server's environment."""
+    env = {user: "$" + password_variable(user) for user in (*SERVICES, ADMIN)}
+    header = "# Generated by `python -m stack.nats_auth` from stack/nats_auth.py: do not edit by hand.\n"
+    return header + authorization(env)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(deploy_file())
