@@ -1,7 +1,8 @@
-# OpenBao for docker-compose: integrated (raft) storage on the openbao-data volume.
-# Initialise once with `bao operator init`, unseal after every restart (or configure auto-unseal).
+# OpenBao for docker-compose: integrated (raft) storage on the openbao-data volume, mounted at
+# /openbao/file, the directory the image gives its `openbao` user. deploy/init-openbao.sh
+# (the openbao-init service) initialises, unseals and configures it.
 storage "raft" {
-  path    = "/openbao/data"
+  path    = "/openbao/file"
   node_id = "openbao-1"
 }
 
@@ -13,3 +14,4 @@ listener "tcp" {
 api_addr     = "http://openbao:8200"
 cluster_addr = "http://openbao:8201"
 ui           = false
+disable_mlock = true

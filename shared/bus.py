@@ -11,7 +11,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import nats
 import nats.errors
@@ -104,6 +104,7 @@ class Bus:
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
         self._reconnect_listeners: list[asyncio.Event] = []
+        self._last_error = ""
 
     @classmethod
     def for_service(cls, settings: ServiceSettings, service: str, name: str | None = None) -> Bus:
@@ -122,6 +123,13 @@ class Bus:
             options["inbox_prefix"] = f"_INBOX.{self.service}"
         if self.creds is not None:
             options["user_credentials"] = str(self.creds)
+        for url in server_urls(self.url):
+            parts = urlsplit(url if "://" in url else f"nats://{url}")
+            if parts.username and parts.password:
+                # Also for the servers the cluster announces (their URLs carry no credentials),
+                # which a reconnection after a node loss may pick.
+                options["user"], options["password"] = unquote(parts.username), unquote(parts.password)
+                break
         if self.ca_file is not None or any(u.startswith("tls://") for u in server_urls(self.url)):
             options["tls"] = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
         return options
@@ -129,37 +137,56 @@ class Bus:
     # --- connection ----------------------------------------------------------------------
 
     async def connect(self, *, deadline: float | None = None) -> None:
-        """Connect, retrying the first connection until ``deadline`` seconds (forever if None)."""
+        """Connect, retrying the first connection until ``deadline`` seconds (forever if None).
+
+        nats-py retries a first connection forever by itself when reconnection is unlimited;
+        each attempt here is bounded instead, so a wrong password or an unreachable cluster is
+        logged, and a caller with a deadline gets an error."""
         loop = asyncio.get_running_loop()
         give_up = None if deadline is None else loop.time() + deadline
         delay = 0.1
         while True:
+            nc = NatsClient()
+            window = 5.0 if give_up is None else max(min(5.0, give_up - loop.time()), 0.1)
             try:
-                self._nc = await nats.connect(
-                    server_urls(self.url),
-                    name=self.name,
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.25,
-                    connect_timeout=2,
-                    ping_interval=5,
-                    max_outstanding_pings=3,
-                    error_cb=self._on_error,
-                    disconnected_cb=self._on_disconnect,
-                    reconnected_cb=self._on_reconnect,
-                    **self._connect_options(),
+                await asyncio.wait_for(
+                    nc.connect(
+                        server_urls(self.url),
+                        name=self.name,
+                        max_reconnect_attempts=-1,
+                        reconnect_time_wait=0.25,  # type: ignore[arg-type]  # typed int, takes seconds as float
+                        connect_timeout=2,
+                        ping_interval=5,
+                        max_outstanding_pings=3,
+                        error_cb=self._on_error,
+                        disconnected_cb=self._on_disconnect,
+                        reconnected_cb=self._on_reconnect,
+                        **self._connect_options(),
+                    ),
+                    timeout=window,
                 )
+                self._nc = nc
                 break
             except (TimeoutError, OSError, nats.errors.Error) as exc:
-                if give_up is not None and loop.time() > give_up:
-                    raise BusUnavailable(f"cannot reach NATS at {redact(self.url)}: {exc}") from exc
-                log.info("waiting for NATS at %s (%s)", redact(self.url), type(exc).__name__)
+                await _close_quietly(nc)
+                reason = self._last_error or type(exc).__name__
+                if give_up is not None and loop.time() >= give_up:
+                    raise BusUnavailable(f"cannot connect to NATS at {redact(self.url)}: {reason}") from exc
+                log.warning("waiting for NATS at %s (%s)", redact(self.url), reason)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+        self._last_error = ""
         self._js = self._nc.jetstream(timeout=5)
         log.info("connected to NATS at %s", redact(self.url))
 
     async def _on_error(self, exc: Exception) -> None:
-        log.debug("nats error: %s", exc)
+        self._last_error = str(exc) or type(exc).__name__
+        if isinstance(exc, nats.errors.AuthorizationError) or "authoriz" in str(exc).lower():
+            log.warning("NATS refused the credentials of %s: %s", self.name, exc)
+        elif "permissions violation" in str(exc).lower():
+            log.error("NATS refused an operation of %s: %s", self.name, exc)
+        else:
+            log.debug("nats error: %s", exc)
 
     async def _on_disconnect(self) -> None:
         log.warning("disconnected from NATS")
@@ -365,6 +392,13 @@ class Bus:
             await self.js.update_stream(config)
         except nats.js.errors.APIError as exc:  # e.g. a retention policy cannot change in place
             log.warning("stream %s keeps its existing settings: %s", name, exc)
+
+
+async def _close_quietly(nc: NatsClient) -> None:
+    try:
+        await nc.close()
+    except Exception as exc:  # a client that never connected has little to close
+        log.debug("closing a failed NATS client: %s", exc)
 
 
 def _unknown_error() -> ErrorBody:

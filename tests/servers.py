@@ -40,6 +40,40 @@ class NatsServer:
             self.proc = None
 
 
+class AuthNatsServer:
+    """One server configured as ``make up`` configures its embedded NATS: the per-service
+    users and permissions of ``stack.nats_auth``."""
+
+    def __init__(self, data_dir: Path, passwords: dict[str, str]) -> None:
+        self.port = free_port()
+        self.passwords = passwords
+        self.config = write_config(
+            data_dir / "nats.conf",
+            name="auth-test",
+            port=self.port,
+            store_dir=data_dir / "jetstream",
+            authorization=nats_auth.authorization(passwords),
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def url_for(self, user: str) -> str:
+        return nats_auth.with_user(self.url, user, self.passwords[user])
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(config_argv(self.config), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert wait_port("127.0.0.1", self.port, 10)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+
 class NatsCluster:
     """A NATS cluster on loopback: ``size`` nodes with JetStream, routes between them, and the
     per-service users of ``stack.nats_auth``."""

@@ -25,10 +25,9 @@ async def main(stop: asyncio.Event) -> None:
         transit_key=settings.vault_transit_key,
         kv_mount=settings.vault_kv_mount,
     )
-    if settings.vault_role_id and settings.vault_secret_id and settings.vault_secret_id.get_secret_value():
-        vault.use_approle(
-            settings.vault_role_id, settings.vault_secret_id.get_secret_value(), settings.vault_approle_mount
-        )
+    approle = settings.approle()
+    if approle is not None:
+        vault.use_approle(*approle, settings.vault_approle_mount)
     service = Keyvault(settings, bus, vault)
     await service.start()
 

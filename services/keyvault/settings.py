@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field, SecretStr
 
 from shared.settings import ServiceSettings
@@ -15,6 +17,9 @@ class KeyvaultSettings(ServiceSettings):
     # Production: AppRole instead of a static token (the token is then obtained and renewed).
     vault_role_id: str | None = Field(default=None, validation_alias="VAULT_ROLE_ID")
     vault_secret_id: SecretStr | None = Field(default=None, validation_alias="VAULT_SECRET_ID")
+    # A directory holding the AppRole's `role_id` and `secret_id` files (docker compose's
+    # openbao-init writes them; a Kubernetes Secret mounted as files works the same way).
+    vault_approle_dir: Path | None = Field(default=None, validation_alias="GATEWAY_VAULT_APPROLE_DIR")
     vault_approle_mount: str = Field(default="approle", validation_alias="VAULT_APPROLE_MOUNT")
     vault_transit_mount: str = Field(default="transit", validation_alias="GATEWAY_VAULT_TRANSIT_MOUNT")
     vault_transit_key: str = Field(default="switchyard-provider-keys", validation_alias="GATEWAY_VAULT_TRANSIT_KEY")
@@ -35,6 +40,16 @@ class KeyvaultSettings(ServiceSettings):
 
     # The operator's self-hosted servers may take keys too (vLLM --api-key).
     openai_compatible: str = Field(default="", validation_alias="GATEWAY_OPENAI_COMPATIBLE")
+
+    def approle(self) -> tuple[str, str] | None:
+        """The AppRole login (role_id, secret_id), from the variables or the directory."""
+        if self.vault_approle_dir is not None:
+            role_id = (self.vault_approle_dir / "role_id").read_text().strip()
+            secret_id = (self.vault_approle_dir / "secret_id").read_text().strip()
+            return (role_id, secret_id) if role_id and secret_id else None
+        if self.vault_role_id and self.vault_secret_id and self.vault_secret_id.get_secret_value():
+            return self.vault_role_id, self.vault_secret_id.get_secret_value()
+        return None
 
     def env_provider_keys(self) -> dict[str, SecretStr]:
         out: dict[str, SecretStr] = {}

@@ -191,6 +191,8 @@ def _node(
         GATEWAY_NATS_URL=nats.url,
         VAULT_ADDR=vault.addr,
         VAULT_TOKEN=vault.token,
+        GATEWAY_ADMIN_KEY=env["GATEWAY_ADMIN_KEY"],
+        GATEWAY_DRAIN_SECONDS=env["GATEWAY_DRAIN_SECONDS"],
     )
     stack = Stack(settings, environ=stack_environ(sim, **env))
     try:
@@ -321,6 +323,8 @@ def test_two_nodes_survive_nats_metering_and_edge_restarts_with_exact_metering(
             wait_until(lambda: summary()["total_requests"] >= tally.succeeded, timeout=120, what="usage to settle")
         finally:
             seen = summary()
+            status = httpx.get(origin["A"] + "/ai/usage/status", headers=admin, timeout=30).text
+            print(f"\nmetering status: {status}")
             print(
                 f"\ncluster figures: attempts {tally.attempts}, succeeded {tally.succeeded}, "
                 f"refused during drain {tally.refused_in_drain}, metered {seen.get('total_requests')}, "
