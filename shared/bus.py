@@ -327,10 +327,12 @@ class Bus:
         Raises BusUnavailable when the bus itself failed."""
         try:
             return list(await sub.fetch(batch, timeout=timeout))
-        except nats.errors.TimeoutError:
+        except (nats.errors.TimeoutError, TimeoutError):
+            # nats-py raises the builtin TimeoutError when no answer to its pull request came
+            # within the window: on an idle stream that is the same as "nothing arrived".
             return []
-        except (TimeoutError, nats.errors.Error) as exc:
-            raise BusUnavailable(str(exc)) from exc
+        except nats.errors.Error as exc:
+            raise BusUnavailable(str(exc) or type(exc).__name__) from exc
 
     async def publish_durable(self, subject: str, payload: bytes, *, msg_id: str, timeout: float = 5.0) -> None:
         """Publish to JetStream and wait for the ack; ``msg_id`` lets the stream drop repeats."""

@@ -66,66 +66,107 @@ def _unique(items: list[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
-def permissions() -> dict[str, Permissions]:
+@dataclass(frozen=True)
+class Grant:
+    """One thing a user may do: what it is for, and the subjects that takes."""
+
+    what: str
+    publish: tuple[str, ...] = ()
+    subscribe: tuple[str, ...] = ()
+
+
+def _grants() -> dict[str, list[Grant]]:
     routes, client_keys = _kv(s.ROUTES_BUCKET), _kv(s.CLIENT_KEYS_BUCKET)
+    js = Grant("JetStream account info", ("$JS.API.INFO",))
+
+    def inbox(user: str) -> Grant:
+        return Grant(f"read replies to its own requests (`_INBOX.{user}.>`)", subscribe=(f"_INBOX.{user}.>",))
+
     return {
-        "router": Permissions(
-            publish=_unique(
-                ["$JS.API.INFO", *_stream_manage(routes), *_stream_read(routes), f"$KV.{s.ROUTES_BUCKET}.>"]
+        "router": [
+            Grant(f"answer `{s.PREFIX}.router.*`", subscribe=(f"{s.PREFIX}.router.>",)),
+            Grant(
+                f"own the route bucket `{s.ROUTES_BUCKET}` (create, raise replicas, read, write)",
+                (*_stream_manage(routes), *_stream_read(routes), f"$KV.{s.ROUTES_BUCKET}.>"),
             ),
-            subscribe=(f"{s.PREFIX}.router.>", "_INBOX.router.>"),
-            responds=True,
-        ),
-        "keyvault": Permissions(
-            publish=_unique(
-                [
-                    "$JS.API.INFO",
-                    *_stream_manage(client_keys),
-                    *_stream_read(client_keys),
-                    f"$KV.{s.CLIENT_KEYS_BUCKET}.>",
-                    *_stream_manage(s.AUDIT_STREAM),
-                    s.AUDIT_SUBJECT,
-                    s.PROVIDER_KEYS_CHANGED,
-                ]
+            js,
+            inbox("router"),
+        ],
+        "keyvault": [
+            Grant(f"answer `{s.PREFIX}.keyvault.*`", subscribe=(f"{s.PREFIX}.keyvault.>",)),
+            Grant(
+                f"own the client-key bucket `{s.CLIENT_KEYS_BUCKET}` (create, raise replicas, read, write)",
+                (*_stream_manage(client_keys), *_stream_read(client_keys), f"$KV.{s.CLIENT_KEYS_BUCKET}.>"),
             ),
-            subscribe=(f"{s.PREFIX}.keyvault.>", "_INBOX.keyvault.>"),
-            responds=True,
-        ),
-        "metering": Permissions(
-            publish=_unique(
-                [
-                    "$JS.API.INFO",
+            Grant(f"announce provider-key changes (`{s.PROVIDER_KEYS_CHANGED}`)", (s.PROVIDER_KEYS_CHANGED,)),
+            Grant(
+                f"publish audit events (`{s.AUDIT_SUBJECT}`; create the `{s.AUDIT_STREAM}` stream)",
+                (*_stream_manage(s.AUDIT_STREAM), s.AUDIT_SUBJECT),
+            ),
+            js,
+            inbox("keyvault"),
+        ],
+        "metering": [
+            Grant(f"answer `{s.PREFIX}.metering.*`", subscribe=(f"{s.PREFIX}.metering.>",)),
+            Grant(
+                f"own and consume the `{s.USAGE_STREAM}` and `{s.AUDIT_STREAM}` streams (durable consumers, acks)",
+                (
                     *_stream_manage(s.USAGE_STREAM),
                     *_stream_read(s.USAGE_STREAM),
                     *_stream_manage(s.AUDIT_STREAM),
                     *_stream_read(s.AUDIT_STREAM),
-                    *_stream_manage(s.USAGE_DLQ_STREAM),
-                    s.USAGE_DEAD_LETTER,
-                    s.PRICES_CHANGED,
-                ]
+                ),
             ),
-            subscribe=(f"{s.PREFIX}.metering.>", "_INBOX.metering.>"),
-            responds=True,
-        ),
-        "edge": Permissions(
-            publish=_unique(
-                [
-                    "$JS.API.INFO",
-                    *_stream_read(routes),
-                    *_stream_read(client_keys),
-                    *_stream_manage(s.AUDIT_STREAM),
-                    s.USAGE_SUBJECT,
-                    s.AUDIT_SUBJECT,
-                    # The admin API and readiness: requests to the other services.
-                    f"{s.PREFIX}.router.>",
-                    f"{s.PREFIX}.keyvault.>",
-                    f"{s.PREFIX}.metering.>",
-                ]
+            Grant(
+                f"dead-letter poison events (`{s.USAGE_DEAD_LETTER}`, stream `{s.USAGE_DLQ_STREAM}`)",
+                (*_stream_manage(s.USAGE_DLQ_STREAM), s.USAGE_DEAD_LETTER),
             ),
-            subscribe=(s.PROVIDER_KEYS_CHANGED, "_INBOX.edge.>"),
-            responds=False,
-        ),
+            Grant(f"announce price changes (`{s.PRICES_CHANGED}`)", (s.PRICES_CHANGED,)),
+            js,
+            inbox("metering"),
+        ],
+        "edge": [
+            Grant(
+                f"publish usage and audit events (`{s.USAGE_SUBJECT}`, `{s.AUDIT_SUBJECT}`; "
+                f"create the `{s.AUDIT_STREAM}` stream)",
+                (s.USAGE_SUBJECT, s.AUDIT_SUBJECT, *_stream_manage(s.AUDIT_STREAM)),
+            ),
+            Grant(
+                "read (watch) the route and client-key buckets, never write them",
+                (*_stream_read(routes), *_stream_read(client_keys)),
+            ),
+            Grant(
+                "send requests to router, keyvault and metering (admin API, provider keys, readiness)",
+                (f"{s.PREFIX}.router.>", f"{s.PREFIX}.keyvault.>", f"{s.PREFIX}.metering.>"),
+            ),
+            Grant(
+                f"hear provider-key changes (`{s.PROVIDER_KEYS_CHANGED}`) and no other service subject",
+                subscribe=(s.PROVIDER_KEYS_CHANGED,),
+            ),
+            js,
+            inbox("edge"),
+        ],
     }
+
+
+def permissions() -> dict[str, Permissions]:
+    out = {}
+    for user, grants in _grants().items():
+        out[user] = Permissions(
+            publish=_unique([x for g in grants for x in g.publish]),
+            subscribe=_unique([x for g in grants for x in g.subscribe]),
+            responds=user != "edge",  # the others answer requests (NATS allow_responses)
+        )
+    return out
+
+
+def markdown() -> str:
+    """The README's permission table (made from the same grants as the server's config)."""
+    rows = ["| NATS user | may (and nothing else) |", "| --- | --- |"]
+    for user, grants in _grants().items():
+        rows.append(f"| `{user}` | {'; '.join(g.what for g in grants)} |")
+    rows.append(f"| `{ADMIN}` | every subject (operators: the `nats` CLI; tests) |")
+    return "\n".join(rows) + "\n"
 
 
 def _quoted(items: tuple[str, ...]) -> str:

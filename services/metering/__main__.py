@@ -36,6 +36,7 @@ async def main(stop: asyncio.Event) -> None:
     consumers = [asyncio.create_task(service.consumer.run(stop)), asyncio.create_task(service.audit.run(stop))]
     await stop.wait()
     health.draining = True
+    log.info("draining: storing the batches in hand, taking no more")
     # Each consumer stores and acknowledges the batch in hand, then returns; what it has not
     # acknowledged by the deadline is redelivered to another replica (or to this one restarted).
     _, pending = await asyncio.wait(consumers, timeout=settings.drain_seconds)

@@ -73,7 +73,11 @@ class BatchConsumer:
             if await self.handle(msgs, retry_in=backoff):
                 backoff = 1.0
             else:
-                await asyncio.sleep(backoff)
+                # Wait before the next try, but not past a stop: the batch was nak'ed already.
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=backoff)
+                except TimeoutError:
+                    pass
                 backoff = min(backoff * 2, 30.0)
 
     async def handle(self, msgs: list[Msg], retry_in: float = 1.0) -> bool:

@@ -107,3 +107,8 @@ def test_every_service_has_its_own_inbox_and_none_writes_another_owners_bucket()
     writers = {s for s, p in table.items() if f"$KV.{subjects.CLIENT_KEYS_BUCKET}.>" in p.publish}
     assert writers == {"keyvault"}
     assert not any(".DELETE." in x and "CONSUMER" not in x for p in table.values() for x in p.publish)
+
+
+def test_the_readme_documents_the_permission_table() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert nats_auth.markdown() in readme, "the README's NATS permission table is stale"
