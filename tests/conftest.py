@@ -159,15 +159,20 @@ def stack_environ(sim: OpenAISimulator, **extra: str) -> dict[str, str]:
     return env
 
 
-def start_stack(data_dir: Path, sim: OpenAISimulator, **extra: str) -> Stack:
-    settings = StackSettings(GATEWAY_DATA_DIR=data_dir, GATEWAY_PORT=0, GATEWAY_EDGE_WORKERS=1)
-    stack = Stack(settings, environ=stack_environ(sim, **extra))
+def launch(settings: StackSettings, environ: dict[str, str]) -> Stack:
+    """A started stack (or nothing left running if it failed to start)."""
+    stack = Stack(settings, environ=environ)
     try:
         stack.start()
     except Exception:
         stack.stop()
         raise
     return stack
+
+
+def start_stack(data_dir: Path, sim: OpenAISimulator, **extra: str) -> Stack:
+    settings = StackSettings(GATEWAY_DATA_DIR=data_dir, GATEWAY_PORT=0, GATEWAY_EDGE_WORKERS=1)
+    return launch(settings, stack_environ(sim, **extra))
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -27,10 +27,11 @@ class NatsServer:
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
+    def argv(self) -> list[str]:
+        return nats_argv(self.data_dir, self.port)
+
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            nats_argv(self.data_dir, self.port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+        self.proc = subprocess.Popen(self.argv(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         assert wait_port("127.0.0.1", self.port, 10)
 
     def stop(self) -> None:
@@ -40,12 +41,12 @@ class NatsServer:
             self.proc = None
 
 
-class AuthNatsServer:
+class AuthNatsServer(NatsServer):
     """One server configured as ``make up`` configures its embedded NATS: the per-service
     users and permissions of ``stack.nats_auth``."""
 
     def __init__(self, data_dir: Path, passwords: dict[str, str]) -> None:
-        self.port = free_port()
+        super().__init__(data_dir)
         self.passwords = passwords
         self.config = write_config(
             data_dir / "nats.conf",
@@ -54,24 +55,12 @@ class AuthNatsServer:
             store_dir=data_dir / "jetstream",
             authorization=nats_auth.authorization(passwords),
         )
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
 
     def url_for(self, user: str) -> str:
         return nats_auth.with_user(self.url, user, self.passwords[user])
 
-    def start(self) -> None:
-        self.proc = subprocess.Popen(config_argv(self.config), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        assert wait_port("127.0.0.1", self.port, 10)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-            self.proc = None
+    def argv(self) -> list[str]:
+        return config_argv(self.config)
 
 
 class NatsCluster:

@@ -32,7 +32,7 @@ from shared.bus import Bus
 from stack import nats_auth
 from stack.launcher import Stack
 from stack.settings import StackSettings
-from tests.conftest import stack_environ, wait_until
+from tests.conftest import launch, stack_environ, wait_until
 from tests.servers import NatsCluster, VaultServer
 from tests.simulators.openai_sim import OpenAISimulator
 
@@ -166,7 +166,7 @@ def _ready(origin: str) -> bool:
 
 
 @pytest.fixture
-def cluster_env(tmp_path: Path, sim: OpenAISimulator) -> Iterator[tuple[NatsCluster, VaultServer, dict[str, str]]]:
+def cluster_env(tmp_path: Path) -> Iterator[tuple[NatsCluster, VaultServer, dict[str, str]]]:
     passwords = {user: secrets.token_urlsafe(16) for user in (*nats_auth.SERVICES, nats_auth.ADMIN)}
     nats = NatsCluster(tmp_path / "nats", passwords)
     vault = VaultServer(tmp_path / "vault")
@@ -192,13 +192,7 @@ def _node(root: Path, nats: NatsCluster, vault: VaultServer, env: dict[str, str]
         GATEWAY_ADMIN_KEY=env["GATEWAY_ADMIN_KEY"],
         GATEWAY_DRAIN_SECONDS=env["GATEWAY_DRAIN_SECONDS"],
     )
-    stack = Stack(settings, environ=env)
-    try:
-        stack.start()
-    except Exception:
-        stack.stop()
-        raise
-    return stack
+    return launch(settings, env)
 
 
 def _replicas(nats: NatsCluster, admin_password: str) -> dict[str, int]:

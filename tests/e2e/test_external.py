@@ -3,7 +3,10 @@ a server the operator runs: the launcher then starts none of its own."""
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
+
+import httpx
 
 from stack.launcher import Stack
 from stack.settings import StackSettings
@@ -45,3 +48,28 @@ def test_external_nats_vault_and_clickhouse(tmp_path: Path, gateway: Gateway) ->
     finally:
         stack.stop()
         nats.stop()
+
+
+def test_a_node_runs_only_the_services_it_is_given(tmp_path: Path, gateway: Gateway) -> None:
+    """GATEWAY_SERVICES=router against the session stack's NATS, as its own NATS user: the
+    launcher starts that service alone (no NATS, no Vault), and keeps no password on disk."""
+    password = gateway.info.nats_users["router"]
+    settings = StackSettings(
+        GATEWAY_DATA_DIR=tmp_path / "router-node",
+        GATEWAY_SERVICES="router",
+        GATEWAY_NATS_URL=gateway.info.nats_url,
+    )
+    # The session stack's configuration: routers configured alike publish the same table.
+    stack = Stack(settings, environ=dict(gateway.stack.environ, NATS_ROUTER_PASSWORD=password))
+    try:
+        info = stack.start()
+        assert set(stack.supervisor.children) == {"router"}
+        assert info.base_url == "" and set(info.health) == {"router"}
+        ready = httpx.get(info.health["router"] + "/readyz").json()
+        assert ready["checks"] == {"nats": True, "route_table": True}
+        state = tmp_path / "router-node" / "stack.json"
+        assert stat.S_IMODE(state.stat().st_mode) == 0o600
+        assert password not in state.read_text()
+        assert password not in stack.supervisor.children["router"].spec.log_file.read_text()
+    finally:
+        stack.stop()

@@ -26,6 +26,7 @@ from services.metering.settings import MeteringSettings
 from services.router.settings import RouterSettings
 from shared.settings import ServiceSettings
 from stack import nats_auth
+from stack.launcher import PORT_VARIABLES
 from stack.nats import nats_binary
 from stack.openbao import bao_argv
 
@@ -42,8 +43,6 @@ REQUIRED = {
     "keyvault": {"GATEWAY_NATS_URL", "VAULT_ADDR", "GATEWAY_VAULT_APPROLE_DIR", "GATEWAY_KEYVAULT_PORT"},
     "metering": {"GATEWAY_NATS_URL", "GATEWAY_CLICKHOUSE_DSN", "GATEWAY_METERING_PORT", "GATEWAY_NATS_REPLICAS"},
 }
-PORTS = {"edge": "GATEWAY_PORT", "router": "GATEWAY_ROUTER_PORT", "keyvault": "GATEWAY_KEYVAULT_PORT"}
-PORTS["metering"] = "GATEWAY_METERING_PORT"
 NATS_NODES = ("nats-1", "nats-2", "nats-3")
 JOBS = {"openbao-init"}  # run once and exit: no health check, others wait for their success
 Compose = dict[str, Any]
@@ -130,7 +129,7 @@ def test_every_server_has_a_health_check_on_its_own_port(compose: Compose) -> No
             assert service["restart"] == "no"
             continue
         assert "healthcheck" in service, f"{name} has no health check"
-    for name, variable in PORTS.items():
+    for name, variable in PORT_VARIABLES.items():
         service = compose["services"][name]
         port = service["environment"][variable]
         assert service["healthcheck"]["test"] == [

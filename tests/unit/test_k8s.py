@@ -12,28 +12,13 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from pydantic_settings import BaseSettings
 
-from services.edge.settings import EdgeSettings
-from services.keyvault.settings import KeyvaultSettings
-from services.metering.settings import MeteringSettings
-from services.router.settings import RouterSettings
 from stack import nats_auth
+from stack.launcher import PORT_VARIABLES
+from tests.unit.test_deploy import SETTINGS
 
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 KUBERNETES_VERSION = "1.32.0"  # the oldest minor the base targets (native preStop sleep: 1.30+)
-SETTINGS: dict[str, type[BaseSettings]] = {
-    "edge": EdgeSettings,
-    "router": RouterSettings,
-    "keyvault": KeyvaultSettings,
-    "metering": MeteringSettings,
-}
-PORT_VARIABLES = {
-    "edge": "GATEWAY_PORT",
-    "router": "GATEWAY_ROUTER_PORT",
-    "keyvault": "GATEWAY_KEYVAULT_PORT",
-    "metering": "GATEWAY_METERING_PORT",
-}
 HELPERS = {"NATS_HOST", "NATS_PASSWORD"}  # only used inside $(...) references
 Doc = dict[str, Any]
 
