@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -63,13 +64,13 @@ class Edge:
     async def start(self) -> None:
         await self.bus.connect()
         await self.auditor.setup()
-        for coro in (
-            self.client_keys.mirror.run(),
-            self.routes.mirror.run(),
-            self.credentials.run(),
-            self.usage.run(),
+        for name, coro in (
+            ("client-keys", self.client_keys.mirror.run()),
+            ("routes", self.routes.mirror.run()),
+            ("credentials", self.credentials.run()),
+            ("usage", self.usage.run()),
         ):
-            self.tasks.append(asyncio.create_task(coro))
+            self.tasks.append(asyncio.create_task(coro, name=name))
         # Serve once the caches hold the current state, so the first request is not refused.
         waits = [self.client_keys.mirror.ready.wait(), self.routes.mirror.ready.wait()]
         try:
@@ -82,13 +83,27 @@ class Edge:
             log.warning("serving without provider keys yet; is keyvault up?")
 
     async def stop(self) -> None:
-        await self.auditor.flush()
+        """The app's shutdown, after uvicorn finished the requests in flight: each step is
+        bounded, so a stuck one is logged (with where it is stuck) instead of holding the
+        process until it is killed; the usage publisher gets the longest, to flush."""
+        await _bounded("audit flush", self.auditor.flush(), 6.0)
         for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-        await self.http.close()
-        await self.media.close()
-        await self.bus.close()
+            task.cancel()  # the usage publisher publishes (or spools) what it holds on the way out
+        _, pending = await asyncio.wait(self.tasks, timeout=10.0)
+        for task in pending:
+            log.error("edge task %s did not stop within 10 s; it is at:", task.get_name())
+            for frame in task.get_stack():
+                log.error("  %s:%d %s", frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name)
+        await _bounded("upstream client close", self.http.close(), 5.0)
+        await _bounded("media client close", self.media.close(), 5.0)
+        await self.bus.close(5.0)
+
+
+async def _bounded(step: str, work: Awaitable[object], seconds: float) -> None:
+    try:
+        await asyncio.wait_for(work, timeout=seconds)
+    except TimeoutError:
+        log.error("edge shutdown: %s took over %.0f s; going on", step, seconds)
 
 
 async def get_edge(request: Request) -> Edge:

@@ -55,6 +55,23 @@ USAGE_COLUMNS = [
     "edge_instance",
 ]
 
+HOURLY_COLUMNS = [
+    "hour",
+    "user",
+    "client_key_id",
+    "model",
+    "provider",
+    "requests",
+    "errors",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "total_tokens",
+    "cost_usd",
+]
+
 PRICE_COLUMNS = [
     "provider",
     "model",

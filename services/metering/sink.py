@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -19,6 +20,8 @@ from services.metering.pricing import Price
 from services.metering.schema import (
     AUDIT_COLUMNS,
     AUDIT_TABLE,
+    HOURLY_COLUMNS,
+    HOURLY_TABLE,
     PRICE_COLUMNS,
     PRICES_TABLE,
     USAGE_COLUMNS,
@@ -26,6 +29,15 @@ from services.metering.schema import (
     ddl,
 )
 from shared.events import AuditEvent, UsageEvent
+
+log = logging.getLogger("switchyard.metering.sink")
+
+# The rollup's grouping, and the sums it keeps beside requests and errors (same names in both tables).
+_GROUP = "user, client_key_id, model, provider"
+_RAW_SUMS = (
+    "sum(prompt_tokens), sum(completion_tokens), sum(cached_tokens), sum(cache_write_tokens), "
+    "sum(reasoning_tokens), sum(total_tokens), sum(cost_usd)"
+)
 
 
 class Sink:
@@ -88,13 +100,55 @@ class Sink:
             "AND event_id IN {ids:Array(String)}",
             parameters={"days": days, "ids": list(unique)},
         ).result_rows
-        for (event_id,) in present:
-            unique.pop(event_id, None)
-        if not unique:
-            return 0
-        data = [_row(event, cost, version) for event, cost, version in unique.values()]
-        client.insert(USAGE_TABLE, data, column_names=USAGE_COLUMNS, settings=self._insert_settings)
-        return len(data)
+        stored = [unique.pop(event_id)[0] for (event_id,) in present if event_id in unique]
+        if unique:
+            data = [_row(event, cost, version) for event, cost, version in unique.values()]
+            client.insert(USAGE_TABLE, data, column_names=USAGE_COLUMNS, settings=self._insert_settings)
+        if stored:
+            # Events already stored come back when a metering process died before acking
+            # them, possibly mid-insert: ClickHouse writes the raw rows, then the rollup's, and
+            # a crash in between leaves the rollup short. Bring those hours up to the raw rows.
+            self._repair_rollup(client, stored)
+        return len(unique)
+
+    def _repair_rollup(self, client: Client, events: list[UsageEvent]) -> None:
+        """Add to the hourly rollup what the raw rows of these events' hours and users hold
+        beyond it (runs on the sink's one thread, between this process's own inserts)."""
+        hours = sorted({_utc(e.ts).replace(minute=0, second=0, microsecond=0) for e in events})
+        params = {
+            "days": sorted({h.date() for h in hours}),
+            "hours": hours,
+            "users": sorted({e.user for e in events}),
+        }
+        raw = client.query(
+            f"SELECT toStartOfHour(ts) AS hour, {_GROUP}, count(), countIf(status >= 400), {_RAW_SUMS} "
+            f"FROM {USAGE_TABLE} FINAL WHERE toDate(ts) IN {{days:Array(Date)}} "
+            "AND toStartOfHour(ts) IN {hours:Array(DateTime('UTC'))} AND user IN {users:Array(String)} "
+            f"GROUP BY hour, {_GROUP}",
+            parameters=params,
+        ).result_rows
+        rolled = client.query(
+            f"SELECT hour, {_GROUP}, sum(requests), sum(errors), {_RAW_SUMS} FROM {HOURLY_TABLE} "
+            "WHERE hour IN {hours:Array(DateTime('UTC'))} AND user IN {users:Array(String)} "
+            f"GROUP BY hour, {_GROUP}",
+            parameters=params,
+        ).result_rows
+        have = {tuple(r[:5]): r[5:] for r in rolled}
+        fixes = []
+        for row in raw:
+            key, want = tuple(row[:5]), row[5:]
+            got = have.get(key, (0,) * len(want))
+            delta = [w - g for w, g in zip(want, got, strict=True)]
+            counts = delta[:-1]  # the last column is the cost, a float
+            if not any(counts):
+                continue
+            if any(d < 0 for d in counts):
+                log.error("hourly rollup holds more than the raw events for %s; left as it is", key)
+                continue
+            fixes.append([*key, *delta])
+        if fixes:
+            client.insert(HOURLY_TABLE, fixes, column_names=HOURLY_COLUMNS, settings=self._insert_settings)
+            log.warning("hourly rollup was short for %d group(s) after a redelivery; repaired", len(fixes))
 
     async def insert_audit(self, events: list[AuditEvent]) -> int:
         """Insert audit events not stored yet; idempotent per event id."""
