@@ -190,9 +190,8 @@ class Stack:
         base = self._base_env()
 
         keyvault_env = base | {"VAULT_ADDR": vault_addr, "VAULT_TOKEN": self.vault_token}
-        for name in ("VAULT_SECRET_ID",):
-            if self.environ.get(name):
-                keyvault_env[name] = self.environ[name]
+        if self.environ.get("VAULT_SECRET_ID"):
+            keyvault_env["VAULT_SECRET_ID"] = self.environ["VAULT_SECRET_ID"]
         provider_keys = {p.key_env for p in load_catalog().providers.values() if p.key_env}
         keyvault_env |= {k: v for k, v in self.environ.items() if k in provider_keys and v}
         extra: dict[str, dict[str, str]] = {

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 from pathlib import Path
 
 import httpx
 
+from shared.bus import Bus, Msg
 from stack import nats_auth
 from stack.nats import config_argv, nats_argv, write_config
 from stack.openbao import EmbeddedVault, bao_argv
@@ -39,6 +41,31 @@ class NatsServer:
             self.proc.terminate()
             self.proc.wait(timeout=10)
             self.proc = None
+
+
+class ConfiguredNats(NatsServer):
+    """One server run from configuration the test writes (TLS, operator mode, ...)."""
+
+    def __init__(self, data_dir: Path, settings: str) -> None:
+        super().__init__(data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.config = data_dir / "nats.conf"
+        self.config.write_text(f'host: "127.0.0.1"\nport: {self.port}\n{settings}')
+
+    def argv(self) -> list[str]:
+        return config_argv(self.config)
+
+
+async def round_trip(bus: Bus, subject: str, payload: bytes) -> bytes:
+    """Publish ``payload`` and return what a subscription of the same connection received."""
+    got: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def on_msg(msg: Msg) -> None:
+        await got.put(msg.data)
+
+    await bus.subscribe(subject, on_msg)
+    await bus.nc.publish(subject, payload)
+    return await asyncio.wait_for(got.get(), timeout=5)
 
 
 class AuthNatsServer(NatsServer):

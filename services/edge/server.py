@@ -125,7 +125,8 @@ class Workers:
                 if proc.exitcode is not None:
                     failures += 1
                     log.warning("edge worker %s exited with %s; starting another", proc.pid, proc.exitcode)
-                    time.sleep(min(0.5 * 2 ** min(failures, 6), 30.0))
+                    if self._stop.wait(min(0.5 * 2 ** min(failures, 6), 30.0)):
+                        break  # told to stop while backing off: start nothing more
                     self._procs[i] = self._spawn()
         for proc in self._procs:
             if proc.exitcode is None and proc.pid is not None:

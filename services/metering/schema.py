@@ -55,12 +55,9 @@ USAGE_COLUMNS = [
     "edge_instance",
 ]
 
-HOURLY_COLUMNS = [
-    "hour",
-    "user",
-    "client_key_id",
-    "model",
-    "provider",
+# The rollup's grouping and the sums it keeps, in the order of HOURLY_SELECT's columns.
+HOURLY_GROUP = ("hour", "user", "client_key_id", "model", "provider")
+HOURLY_SUMS = (
     "requests",
     "errors",
     "prompt_tokens",
@@ -70,7 +67,8 @@ HOURLY_COLUMNS = [
     "reasoning_tokens",
     "total_tokens",
     "cost_usd",
-]
+)
+HOURLY_COLUMNS = [*HOURLY_GROUP, *HOURLY_SUMS]
 
 PRICE_COLUMNS = [
     "provider",
@@ -200,7 +198,8 @@ def _tables(days: int) -> list[_Table]:
     ]
 
 
-_HOURLY_SELECT = """
+# What the rollup holds for a set of raw events (the view runs it on each insert).
+HOURLY_SELECT = """
 SELECT
     toStartOfHour(ts) AS hour,
     user,
@@ -246,7 +245,7 @@ def ddl(retention_days: int, cluster: str | None = None) -> list[str]:
     # Each shard sums its own events: the view reads the table rows are stored in.
     out.append(
         f"CREATE MATERIALIZED VIEW IF NOT EXISTS {HOURLY_VIEW}{on} TO {local_name(HOURLY_TABLE, cluster)} AS"
-        f"{_HOURLY_SELECT}FROM {local_name(USAGE_TABLE, cluster)}\n"
+        f"{HOURLY_SELECT}FROM {local_name(USAGE_TABLE, cluster)}\n"
         "GROUP BY hour, user, client_key_id, model, provider\n"
     )
     return out

@@ -21,6 +21,9 @@ from services.metering.schema import (
     AUDIT_COLUMNS,
     AUDIT_TABLE,
     HOURLY_COLUMNS,
+    HOURLY_GROUP,
+    HOURLY_SELECT,
+    HOURLY_SUMS,
     HOURLY_TABLE,
     PRICE_COLUMNS,
     PRICES_TABLE,
@@ -32,12 +35,8 @@ from shared.events import AuditEvent, UsageEvent
 
 log = logging.getLogger("switchyard.metering.sink")
 
-# The rollup's grouping, and the sums it keeps beside requests and errors (same names in both tables).
-_GROUP = "user, client_key_id, model, provider"
-_RAW_SUMS = (
-    "sum(prompt_tokens), sum(completion_tokens), sum(cached_tokens), sum(cache_write_tokens), "
-    "sum(reasoning_tokens), sum(total_tokens), sum(cost_usd)"
-)
+_GROUP_BY = ", ".join(HOURLY_GROUP)
+_ROLLUP_SUMS = ", ".join(f"sum({column})" for column in HOURLY_SUMS)
 
 
 class Sink:
@@ -121,22 +120,22 @@ class Sink:
             "users": sorted({e.user for e in events}),
         }
         raw = client.query(
-            f"SELECT toStartOfHour(ts) AS hour, {_GROUP}, count(), countIf(status >= 400), {_RAW_SUMS} "
-            f"FROM {USAGE_TABLE} FINAL WHERE toDate(ts) IN {{days:Array(Date)}} "
+            f"{HOURLY_SELECT}FROM {USAGE_TABLE} FINAL WHERE toDate(ts) IN {{days:Array(Date)}} "
             "AND toStartOfHour(ts) IN {hours:Array(DateTime('UTC'))} AND user IN {users:Array(String)} "
-            f"GROUP BY hour, {_GROUP}",
+            f"GROUP BY {_GROUP_BY}",
             parameters=params,
         ).result_rows
         rolled = client.query(
-            f"SELECT hour, {_GROUP}, sum(requests), sum(errors), {_RAW_SUMS} FROM {HOURLY_TABLE} "
+            f"SELECT {_GROUP_BY}, {_ROLLUP_SUMS} FROM {HOURLY_TABLE} "
             "WHERE hour IN {hours:Array(DateTime('UTC'))} AND user IN {users:Array(String)} "
-            f"GROUP BY hour, {_GROUP}",
+            f"GROUP BY {_GROUP_BY}",
             parameters=params,
         ).result_rows
-        have = {tuple(r[:5]): r[5:] for r in rolled}
+        width = len(HOURLY_GROUP)
+        have = {tuple(r[:width]): r[width:] for r in rolled}
         fixes = []
         for row in raw:
-            key, want = tuple(row[:5]), row[5:]
+            key, want = tuple(row[:width]), row[width:]
             got = have.get(key, (0,) * len(want))
             delta = [w - g for w, g in zip(want, got, strict=True)]
             counts = delta[:-1]  # the last column is the cost, a float

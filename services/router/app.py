@@ -30,13 +30,14 @@ class Router:
         )
 
     async def start(self) -> None:
+        await self.bus.ensure_kv(subjects.ROUTES_BUCKET)  # created, its replicas raised, once
         await self.bus.serve(subjects.ROUTER_PING, subjects.QUEUE_ROUTER, Empty, self.ping)
         await self.bus.serve(subjects.ROUTER_MODELS, subjects.QUEUE_ROUTER, Empty, self.models)
         await self.publish_table()
 
     async def publish_table(self) -> None:
         """Write the table if the bucket's copy differs (also heals a lost or stale bucket)."""
-        kv = await self.bus.ensure_kv(subjects.ROUTES_BUCKET)
+        kv = await self.bus.kv(subjects.ROUTES_BUCKET)
         payload = self.table.model_dump_json().encode()
         try:
             current = await kv.get(subjects.ROUTES_KEY)

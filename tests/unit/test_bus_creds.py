@@ -8,17 +8,15 @@ import asyncio
 import base64
 import json
 import os
-import subprocess
 import time
 from pathlib import Path
 
 import nkeys
 import pytest
 
-from shared.bus import Bus, BusUnavailable, Msg
+from shared.bus import Bus, BusUnavailable
 from shared.settings import ServiceSettings
-from stack.nats import nats_binary
-from stack.ports import free_port, wait_port
+from tests.servers import ConfiguredNats, round_trip
 
 
 def _b64(data: bytes) -> str:
@@ -62,36 +60,25 @@ def test_a_creds_file_authenticates_against_an_operator_mode_server(tmp_path: Pa
         f"-----BEGIN NATS USER JWT-----\n{user_jwt}\n------END NATS USER JWT------\n\n"
         f"-----BEGIN USER NKEY SEED-----\n{user.seed.decode()}\n------END USER NKEY SEED------\n"
     )
-    port = free_port()
-    config = tmp_path / "nats.conf"
-    config.write_text(
-        f'host: "127.0.0.1"\nport: {port}\noperator: "{operator_jwt}"\n'
-        f'resolver: MEMORY\nresolver_preload: {{ {account_pub}: "{account_jwt}" }}\n'
+    nats = ConfiguredNats(
+        tmp_path / "nats",
+        f'operator: "{operator_jwt}"\nresolver: MEMORY\nresolver_preload: {{ {account_pub}: "{account_jwt}" }}\n',
     )
-    proc = subprocess.Popen([nats_binary(), "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    nats.start()
     try:
-        assert wait_port("127.0.0.1", port, 10)
-        url = f"nats://127.0.0.1:{port}"
 
         async def run() -> None:
             with pytest.raises(BusUnavailable):  # no credentials: refused
-                await Bus(url, "anonymous").connect(deadline=1)
-            settings = ServiceSettings(GATEWAY_NATS_URL=url, GATEWAY_NATS_CREDS=creds)
+                await Bus(nats.url, "anonymous").connect(deadline=1)
+            settings = ServiceSettings(GATEWAY_NATS_URL=nats.url, GATEWAY_NATS_CREDS=creds)
             bus = Bus.for_service(settings, "edge")
             await bus.connect(deadline=10)
             try:
-                got: asyncio.Queue[bytes] = asyncio.Queue()
-
-                async def on_msg(msg: Msg) -> None:
-                    await got.put(msg.data)
-
-                await bus.subscribe("creds.check", on_msg)
-                await bus.nc.publish("creds.check", b"signed in with a .creds file")
-                assert await asyncio.wait_for(got.get(), timeout=5) == b"signed in with a .creds file"
+                signed_in = b"signed in with a .creds file"
+                assert await round_trip(bus, "creds.check", signed_in) == signed_in
             finally:
                 await bus.close()
 
         asyncio.run(run())
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        nats.stop()

@@ -7,7 +7,6 @@ import asyncio
 import datetime as dt
 import ipaddress
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,9 +15,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from shared.bus import Bus, BusUnavailable, Msg
-from stack.nats import nats_binary
-from stack.ports import free_port, wait_port
+from shared.bus import Bus, BusUnavailable
+from tests.servers import ConfiguredNats, round_trip
 
 
 def _certificate(
@@ -61,36 +59,25 @@ def test_tls_url_with_a_ca_file(tmp_path: Path) -> None:
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         ),
     )
-    port = free_port()
-    config = tmp_path / "nats.conf"
-    config.write_text(
-        f'host: "127.0.0.1"\nport: {port}\n'
-        f"tls {{cert_file: {json.dumps(str(cert_file))}, key_file: {json.dumps(str(key_file))}}}\n"
+    nats = ConfiguredNats(
+        tmp_path / "nats",
+        f"tls {{cert_file: {json.dumps(str(cert_file))}, key_file: {json.dumps(str(key_file))}}}\n",
     )
-    proc = subprocess.Popen([nats_binary(), "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    nats.start()
     try:
-        assert wait_port("127.0.0.1", port, 10)
 
         async def run() -> None:
-            url = f"tls://127.0.0.1:{port}"
+            url = f"tls://127.0.0.1:{nats.port}"
             with pytest.raises(BusUnavailable):  # the server's CA is not one the system trusts
                 await Bus(url, "untrusting").connect(deadline=1)
 
             bus = Bus(url, "trusting", ca_file=ca_file)
             await bus.connect(deadline=10)
             try:
-                got: asyncio.Queue[bytes] = asyncio.Queue()
-
-                async def on_msg(msg: Msg) -> None:
-                    await got.put(msg.data)
-
-                await bus.subscribe("tls.check", on_msg)
-                await bus.nc.publish("tls.check", b"over tls")
-                assert await asyncio.wait_for(got.get(), timeout=5) == b"over tls"
+                assert await round_trip(bus, "tls.check", b"over tls") == b"over tls"
             finally:
                 await bus.close()
 
         asyncio.run(run())
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        nats.stop()
