@@ -248,8 +248,50 @@ class Bus:
             raise GatewayError(UNAVAILABLE, f"message bus unavailable: {exc}") from exc
         return msg.data
 
-    async def serve(self, subject: str, queue: str, request_type: type[M], handler: Handler[M]) -> None:
-        """Answer requests on ``subject`` in queue group ``queue`` with ``handler``."""
+    async def gather(
+        self,
+        subject: str,
+        message: BaseModel,
+        reply_type: type[T],
+        *,
+        expect: set[str],
+        who: Callable[[T], str],
+        timeout: float,
+    ) -> list[T]:
+        """Ask every subscriber of ``subject`` and collect answers until each of ``expect``
+        (named by ``who``) answered or ``timeout`` passed; errors and strays are skipped."""
+        got: dict[str, T] = {}
+        done = asyncio.Event()
+        if not expect:
+            return []
+
+        async def on_reply(msg: Msg) -> None:
+            try:
+                reply = Reply.model_validate_json(msg.data)
+                if not reply.ok:
+                    return
+                item = reply_type.model_validate(reply.data)
+            except ValidationError:
+                return
+            got[who(item)] = item
+            if expect <= got.keys():
+                done.set()
+
+        inbox = self.nc.new_inbox()
+        sub = await self.nc.subscribe(inbox, cb=on_reply)
+        try:
+            await self.nc.publish(subject, message.model_dump_json().encode(), reply=inbox)
+            try:
+                await asyncio.wait_for(done.wait(), timeout)
+            except TimeoutError:
+                pass
+        finally:
+            await sub.unsubscribe()
+        return list(got.values())
+
+    async def serve(self, subject: str, queue: str | None, request_type: type[M], handler: Handler[M]) -> None:
+        """Answer requests on ``subject`` in queue group ``queue`` (every subscriber answers
+        when None) with ``handler``."""
 
         async def on_msg(msg: Msg) -> None:
             reply: Reply
@@ -274,7 +316,7 @@ class Bus:
                 except nats.errors.Error as exc:
                     log.warning("could not answer on %s: %s", subject, exc)
 
-        await self.nc.subscribe(subject, queue=queue, cb=on_msg)
+        await self.nc.subscribe(subject, queue=queue or "", cb=on_msg)
 
     async def publish(self, subject: str, message: BaseModel) -> None:
         await self.nc.publish(subject, message.model_dump_json().encode())
@@ -426,7 +468,24 @@ class KVMirror:
         self.bucket = bucket
         self.entries: dict[str, bytes] = {}
         self.ready = asyncio.Event()
+        self.revision = 0  # the bucket's stream sequence the copy is current to
+        self._advanced = asyncio.Event()
         self._on_change = on_change
+
+    async def caught_up(self, timeout: float) -> bool:
+        """Wait until the copy holds every change the bucket has now (read-your-writes: an admin
+        change is in force here); False if it did not within ``timeout`` seconds."""
+        info = await self.bus.js.stream_info(f"KV_{self.bucket}")
+        target = int(info.state.last_seq or 0)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.revision < target:
+            self._advanced.clear()
+            try:
+                await asyncio.wait_for(self._advanced.wait(), max(deadline - loop.time(), 0))
+            except TimeoutError:
+                return self.revision >= target
+        return True
 
     async def run(self) -> None:
         reconnected = self.bus.on_reconnect()
@@ -453,26 +512,30 @@ class KVMirror:
         watcher = await kv.watchall()
         try:
             fresh: dict[str, bytes] | None = {}
+            seen = 0
             async for entry in watcher:
                 if entry is None:  # the bucket's current state is complete
                     if fresh is not None:
-                        self._swap(fresh)
+                        self._swap(fresh, seen)
                         fresh = None
                     continue
+                seen = max(seen, int(entry.revision or 0))
                 target = fresh if fresh is not None else dict(self.entries)
                 if entry.operation in ("DEL", "PURGE") or not entry.value:
                     target.pop(entry.key, None)
                 else:
                     target[entry.key] = entry.value
                 if fresh is None:
-                    self._swap(target)
+                    self._swap(target, seen)
         finally:
             try:
                 await watcher.stop()  # type: ignore[no-untyped-call]
             except Exception:  # the connection may be gone already
                 pass
 
-    def _swap(self, entries: dict[str, bytes]) -> None:
+    def _swap(self, entries: dict[str, bytes], revision: int) -> None:
         self.entries = entries
         self._on_change(entries)
+        self.revision = max(self.revision, revision)
+        self._advanced.set()
         self.ready.set()

@@ -1,18 +1,23 @@
 """The model catalog (data in ``catalog.toml``) and the route table compiled from it.
 
-The router compiles the catalog and the operator's base-URL overrides into a
-:class:`RouteTable`, publishes it to a KV bucket, and every edge resolves model names
-against its local copy with :meth:`RouteTable.resolve`.
+The router compiles the catalog, the operator's base-URL overrides and the routing
+configuration (accounts, virtual models, aliases, deprecations; ``shared.gateway_config``)
+into a :class:`RouteTable`, publishes it to a KV bucket with each target's circuit state, and
+every edge resolves model names against its local copy with :meth:`RouteTable.plan`.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import tomllib
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
+
+from shared.gateway_config import RetryPolicy, Strategy, Timeouts, VirtualModel
 
 CATALOG_PATH = Path(__file__).with_name("catalog.toml")
 
@@ -26,6 +31,7 @@ class ProviderConfig(BaseModel):
     requires_key: bool = True
     prefixes: list[str] = []
     api_version: str = ""  # Azure OpenAI's api-version query parameter; Anthropic's anthropic-version
+    account_of: str = ""  # set for a named account: the catalog provider whose models it serves
 
 
 class ModelEntry(BaseModel):
@@ -37,6 +43,17 @@ class ModelEntry(BaseModel):
     cache_write: float | None = None
     reasoning: float | None = None  # only where reasoning tokens are billed unlike output
     capabilities: tuple[str, ...] = ()  # a tuple, so each Route shares it as it is
+    family: str = ""  # e.g. claude-sonnet: the family alias names the newest stable member
+    released: date | None = None
+    retired: date | None = None  # from this day on, requests go to the successor
+    successor: str | None = None
+
+
+class Deprecation(BaseModel):
+    """A model name the provider retired (or the operator deprecated) and where it goes now."""
+
+    successor: str
+    retired: date | None = None
 
 
 class PastPrice(BaseModel):
@@ -59,7 +76,9 @@ class Catalog(BaseModel):
     providers: dict[str, ProviderConfig]
     models: dict[str, ModelEntry]
     aliases: dict[str, str] = {}
+    deprecated: dict[str, Deprecation] = {}  # retired names that are no longer catalog models
     price_history: list[PastPrice] = []
+    stream_timeouts: Timeouts = Timeouts(first_token_seconds=120, idle_seconds=120)
 
 
 def self_hosted_providers(spec: str) -> dict[str, str]:
@@ -82,12 +101,57 @@ def load_catalog(path: Path = CATALOG_PATH) -> Catalog:
 
 
 class Route(BaseModel):
-    """Where one request goes."""
+    """Where one request goes: one target."""
 
     model: str  # the canonical model name (catalog id, or as requested when not in catalog)
-    provider: str
+    provider: str  # the provider or named account whose base URL and keys are used
     upstream_model: str
     capabilities: tuple[str, ...] = ()  # the catalog's, for a catalog model; none known otherwise
+    catalog_provider: str = ""  # the provider of the catalog (prices); equals provider but for accounts
+
+    @property
+    def target(self) -> str:
+        """The target's name in circuit state and health reports."""
+        return f"{self.provider}/{self.upstream_model}"
+
+    @property
+    def billed_provider(self) -> str:
+        return self.catalog_provider or self.provider
+
+    @property
+    def account(self) -> str:
+        """The named account this target belongs to; "" for a provider's own."""
+        return self.provider if self.catalog_provider and self.catalog_provider != self.provider else ""
+
+
+CircuitState = Literal["closed", "open", "half_open"]
+
+
+class Circuit(BaseModel):
+    """What every edge knows of one target's health (kept by the router from edge reports)."""
+
+    state: CircuitState = "closed"
+    since: float = 0.0  # when the state began (epoch seconds)
+    reason: str = ""  # the last failure that counted
+    ttft_ms: float | None = None  # the measured time to first token (moving average)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How to serve a model name: the targets in declared order and the policy."""
+
+    requested: str  # as the client sent it
+    model: str  # after aliases and deprecations: a virtual model or the single target's model
+    targets: tuple[Route, ...]
+    strategy: Strategy = "fallback"
+    weights: tuple[float, ...] = ()
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    successor: str | None = None  # the requested name is retired; this is what serves it
+    virtual: bool = False
+
+
+_SINGLE = VirtualModel(targets=["-"])  # the policy of a name that is not a virtual model
 
 
 class RouteTable(BaseModel):
@@ -98,27 +162,111 @@ class RouteTable(BaseModel):
     providers: dict[str, ProviderConfig]
     models: dict[str, ModelEntry]
     aliases: dict[str, str]
+    virtual: dict[str, VirtualModel] = {}
+    deprecated: dict[str, Deprecation] = {}
+    circuits: dict[str, Circuit] = {}
+    stream_timeouts: Timeouts = Timeouts()
+    _plans: dict[str, Plan | None] = PrivateAttr(default_factory=dict)  # the table never changes
 
     def resolve(self, name: str) -> Route | None:
-        """Route ``name``: catalog id or alias, ``provider/model`` pinning, then prefixes."""
+        """Route ``name`` to one target: catalog id or alias, ``provider/model`` pinning (a
+        provider or a named account), then prefixes."""
         name = self.aliases.get(name, name)
         entry = self.models.get(name)
         if entry is not None:
             upstream = entry.upstream_model or name
-            return Route(model=name, provider=entry.provider, upstream_model=upstream, capabilities=entry.capabilities)
+            return Route(
+                model=name,
+                provider=entry.provider,
+                upstream_model=upstream,
+                capabilities=entry.capabilities,
+                catalog_provider=entry.provider,
+            )
         provider, sep, rest = name.partition("/")
-        if sep and rest and provider in self.providers:
+        cfg = self.providers.get(provider) if sep and rest else None
+        if cfg is not None:
+            base = cfg.account_of or provider
+            rest = self.aliases.get(rest, rest)
             pinned = self.models.get(rest)
-            if pinned is not None and pinned.provider == provider:
+            if pinned is not None and pinned.provider == base:
                 return Route(
                     model=rest,
                     provider=provider,
                     upstream_model=pinned.upstream_model or rest,
                     capabilities=pinned.capabilities,
+                    catalog_provider=base,
                 )
-            return Route(model=rest, provider=provider, upstream_model=rest)
-        for pname, cfg in self.providers.items():
-            for pattern in cfg.prefixes:
+            return Route(model=rest, provider=provider, upstream_model=rest, catalog_provider=base)
+        for pname, pcfg in self.providers.items():
+            for pattern in pcfg.prefixes:
                 if fnmatch.fnmatchcase(name, pattern):
-                    return Route(model=name, provider=pname, upstream_model=name)
+                    return Route(model=name, provider=pname, upstream_model=name, catalog_provider=pname)
         return None
+
+    def successor(self, name: str) -> str | None:
+        """Where a retired or deprecated name goes now, else None."""
+        gone = self.deprecated.get(name)
+        if gone is not None:
+            return gone.successor
+        entry = self.models.get(name)
+        return entry.successor if entry is not None and entry.retired is not None else None
+
+    def canonical(self, name: str) -> tuple[str, str | None]:
+        """The name after aliases and deprecations, and the successor if the name was retired."""
+        successor = None
+        for _ in range(8):  # alias -> retired -> successor chains are short; never loop
+            aliased = self.aliases.get(name, name)
+            after = self.successor(aliased)
+            if after is None:
+                return aliased, successor
+            name = successor = after
+        return name, successor
+
+    def plan(self, requested: str) -> Plan | None:
+        """How to serve ``requested``: a virtual model's targets and policy, or one target."""
+        try:
+            return self._plans[requested]
+        except KeyError:
+            pass
+        plan = self._plan(requested)
+        if len(self._plans) < 10_000:  # names clients invent are not kept without bound
+            self._plans[requested] = plan
+        return plan
+
+    def _plan(self, requested: str) -> Plan | None:
+        name, successor = self.canonical(requested)
+        virtual = self.virtual.get(name)
+        if virtual is None:
+            route = self.resolve(name)
+            if route is None:
+                return None
+            return Plan(
+                requested=requested,
+                model=route.model,
+                targets=(route,),
+                timeouts=_SINGLE.timeouts.over(self.stream_timeouts),
+                successor=successor,
+            )
+        targets = tuple(r for r in (self.resolve(self.canonical(t)[0]) for t in virtual.targets) if r is not None)
+        return Plan(
+            requested=requested,
+            model=name,
+            targets=targets,
+            strategy=virtual.strategy,
+            weights=tuple(virtual.weights or ()),
+            retry=virtual.retry,
+            timeouts=virtual.timeouts.over(self.stream_timeouts),
+            successor=successor,
+            virtual=True,
+        )
+
+    def live_models(self) -> list[str]:
+        """The names ``/v1/models`` lists: catalog models not retired, and virtual models."""
+        return sorted([m for m, e in self.models.items() if e.retired is None] + list(self.virtual))
+
+    def blended_price(self, route: Route) -> float | None:
+        """USD per million tokens at a 3:1 input:output mix, for ``cheapest``; None if unknown."""
+        entry = self.models.get(route.model)
+        if entry is None or entry.provider != route.billed_provider:
+            return None
+        return (3 * entry.input + entry.output) / 4

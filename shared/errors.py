@@ -40,6 +40,7 @@ NOT_IMPLEMENTED = ErrorKind(501, "api_error", "unsupported_provider", logging.IN
 UPSTREAM = ErrorKind(502, "api_error", "upstream_error", logging.WARNING)
 UNAVAILABLE = ErrorKind(503, "api_error", "service_unavailable", logging.WARNING)
 NO_PROVIDER_KEY = ErrorKind(503, "api_error", "provider_key_missing", logging.WARNING)
+PROVIDER_KEY_REFUSED = ErrorKind(503, "api_error", "provider_key_refused", logging.WARNING)
 UPSTREAM_TIMEOUT = ErrorKind(504, "api_error", "upstream_timeout", logging.WARNING)
 
 _BY_STATUS: dict[int, ErrorKind] = {
@@ -86,6 +87,9 @@ class GatewayError(Exception):
         self.status = status if status is not None else kind.status
         self.headers = headers or {}
         self.upstream_status: int | None = None  # set when a provider answered with this error
+        # Why an attempt failed without a provider's answer, for retries and fallbacks:
+        # "timeout", "connect" (transport), "keys" (no usable provider key for the target).
+        self.cause = ""
 
     @property
     def type(self) -> str:

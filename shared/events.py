@@ -34,6 +34,11 @@ class UsageEvent(BaseModel):
     latency_ms: float = 0.0
     upstream_latency_ms: float = 0.0
     edge_instance: str = ""
+    # Routing: the decision's id (also in the response's x_switchyard), how many upstream
+    # attempts it took, and the named account the target belonged to ("" for the provider's own).
+    routing_decision_id: str = ""
+    attempts: int = 0
+    provider_account: str = ""
 
     @property
     def total_tokens(self) -> int:

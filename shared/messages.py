@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field
 
 from shared.errors import ErrorBody
+from shared.gateway_config import Account, VirtualModel
 
 
 class Reply(BaseModel):
@@ -80,6 +81,7 @@ class ProviderKeyInfo(BaseModel):
     created_at: float
     status: Literal["active", "disabled", "invalid"] = "active"
     status_reason: str = ""
+    status_since: float | None = None  # when the status last changed
     last_used_at: float | None = None
     source: Literal["api", "env"] = "api"
 
@@ -114,8 +116,18 @@ class SealedProviderKey(BaseModel):
     sealed: str
 
 
+class RefusedProviderKey(BaseModel):
+    """A key out of service because the provider refused it: why and since when, no secret."""
+
+    id: str
+    provider: str
+    reason: str
+    since: float
+
+
 class SealedProviderKeys(BaseModel):
     keys: list[SealedProviderKey]
+    refused: list[RefusedProviderKey] = []
 
 
 # --- client keys ---------------------------------------------------------------------------
@@ -354,3 +366,82 @@ class AuditEntry(BaseModel):
 class AuditLog(BaseModel):
     object: Literal["list"] = "list"
     data: list[AuditEntry]
+
+
+# --- routing configuration, health, and read-your-writes ------------------------------------
+
+
+class ConfigName(BaseModel):
+    name: str = Field(min_length=1, max_length=128)
+
+
+class RouteObject(BaseModel):
+    """A virtual model as the admin API shows it: where it is defined, and its spec."""
+
+    name: str
+    object: Literal["route"] = "route"
+    source: Literal["file", "api"]
+    spec: VirtualModel
+
+
+class RoutePut(BaseModel):
+    name: str = Field(min_length=1, max_length=128)
+    spec: VirtualModel
+
+
+class AccountObject(BaseModel):
+    name: str
+    object: Literal["account"] = "account"
+    source: Literal["file", "api"]
+    spec: Account
+
+
+class AccountPut(BaseModel):
+    name: str = Field(min_length=1, max_length=128)
+    spec: Account
+
+
+class ConfigObjects(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[RouteObject] | list[AccountObject]
+    config_file: str = ""
+    config_error: str = ""  # the file's last refused version, if any
+
+
+class TargetOutcomes(BaseModel):
+    """What one edge saw of one target since its last report."""
+
+    ok: int = 0
+    failed: int = 0
+    last_failure: str = ""
+    ttft_ms_sum: float = 0.0
+    ttft_count: int = 0
+
+
+class HealthReport(BaseModel):
+    """An edge's periodic report (also its heartbeat): outcomes per target."""
+
+    instance: str
+    targets: dict[str, TargetOutcomes] = {}
+    leaving: bool = False  # the edge is shutting down: do not wait for it to confirm changes
+
+
+SyncKind = Literal["routes", "client_keys", "provider_keys"]
+
+
+class SyncRequest(BaseModel):
+    kind: SyncKind
+
+
+class SyncAck(BaseModel):
+    instance: str
+    ok: bool = True
+    detail: str = ""
+
+
+class SyncResult(BaseModel):
+    """Which live edges confirmed that they apply the change."""
+
+    kind: SyncKind
+    confirmed: list[str]
+    missing: list[str]

@@ -20,10 +20,23 @@ METERING_DURABLE = "metering"
 ROUTES_BUCKET = "switchyard_routes"
 ROUTES_KEY = "table"
 CLIENT_KEYS_BUCKET = "switchyard_client_keys"
+# The routes and accounts admins manage through the API (the router's; edges never read it).
+CONFIG_BUCKET = "switchyard_config"
 
 # Request-reply (queue groups so each service scales out).
 ROUTER_MODELS = f"{PREFIX}.router.models"
 ROUTER_PING = f"{PREFIX}.router.ping"
+ROUTES_LIST = f"{PREFIX}.router.routes.list"
+ROUTES_PUT = f"{PREFIX}.router.routes.put"
+ROUTES_DELETE = f"{PREFIX}.router.routes.delete"
+ACCOUNTS_LIST = f"{PREFIX}.router.accounts.list"
+ACCOUNTS_PUT = f"{PREFIX}.router.accounts.put"
+ACCOUNTS_DELETE = f"{PREFIX}.router.accounts.delete"
+# Edges publish what they saw of each target (and so say they are alive) to every router.
+ROUTER_HEALTH = f"{PREFIX}.router.health"
+# Read-your-writes: the router asks every live edge to confirm it applies a change.
+ROUTER_SYNC = f"{PREFIX}.router.sync"
+EDGE_SYNC = f"{PREFIX}.edge.sync"
 
 KEYVAULT_PING = f"{PREFIX}.keyvault.ping"
 PROVIDER_KEYS_CREATE = f"{PREFIX}.keyvault.provider_keys.create"

@@ -76,7 +76,7 @@ class Grant:
 
 
 def _grants() -> dict[str, list[Grant]]:
-    routes, client_keys = _kv(s.ROUTES_BUCKET), _kv(s.CLIENT_KEYS_BUCKET)
+    routes, client_keys, config = _kv(s.ROUTES_BUCKET), _kv(s.CLIENT_KEYS_BUCKET), _kv(s.CONFIG_BUCKET)
     js = Grant("JetStream account info", ("$JS.API.INFO",))
 
     def inbox(user: str) -> Grant:
@@ -89,6 +89,11 @@ def _grants() -> dict[str, list[Grant]]:
                 f"own the route bucket `{s.ROUTES_BUCKET}` (create, raise replicas, read, write)",
                 (*_stream_manage(routes), *_stream_read(routes), f"$KV.{s.ROUTES_BUCKET}.>"),
             ),
+            Grant(
+                f"own the bucket of routes and accounts made through the API `{s.CONFIG_BUCKET}`",
+                (*_stream_manage(config), *_stream_read(config), f"$KV.{s.CONFIG_BUCKET}.>"),
+            ),
+            Grant(f"ask every edge to confirm an admin change (`{s.EDGE_SYNC}`)", (s.EDGE_SYNC,)),
             js,
             inbox("router"),
         ],
@@ -99,6 +104,10 @@ def _grants() -> dict[str, list[Grant]]:
                 (*_stream_manage(client_keys), *_stream_read(client_keys), f"$KV.{s.CLIENT_KEYS_BUCKET}.>"),
             ),
             Grant(f"announce provider-key changes (`{s.PROVIDER_KEYS_CHANGED}`)", (s.PROVIDER_KEYS_CHANGED,)),
+            Grant(
+                "read (watch) the route table, for accounts' names and the provider APIs it probes keys at",
+                tuple(_stream_read(routes)),
+            ),
             Grant(
                 f"publish audit events (`{s.AUDIT_SUBJECT}`; create the `{s.AUDIT_STREAM}` stream)",
                 (*_stream_manage(s.AUDIT_STREAM), s.AUDIT_SUBJECT),
@@ -140,8 +149,9 @@ def _grants() -> dict[str, list[Grant]]:
                 (f"{s.PREFIX}.router.>", f"{s.PREFIX}.keyvault.>", f"{s.PREFIX}.metering.>"),
             ),
             Grant(
-                f"hear provider-key changes (`{s.PROVIDER_KEYS_CHANGED}`) and no other service subject",
-                subscribe=(s.PROVIDER_KEYS_CHANGED,),
+                f"hear provider-key changes (`{s.PROVIDER_KEYS_CHANGED}`) and the router's requests to "
+                f"confirm admin changes (`{s.EDGE_SYNC}`, answered), and no other service subject",
+                subscribe=(s.PROVIDER_KEYS_CHANGED, s.EDGE_SYNC),
             ),
             js,
             inbox("edge"),
@@ -155,7 +165,7 @@ def permissions() -> dict[str, Permissions]:
         out[user] = Permissions(
             publish=_unique([x for g in grants for x in g.publish]),
             subscribe=_unique([x for g in grants for x in g.subscribe]),
-            responds=user != "edge",  # the others answer requests (NATS allow_responses)
+            responds=True,  # each answers the requests it may hear (NATS allow_responses)
         )
     return out
 

@@ -8,6 +8,7 @@ copy is older than its TTL; requests only read the cache. Keys are never written
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import itertools
 import logging
 import math
@@ -16,8 +17,14 @@ import time
 from services.edge.providers.base import Credential
 from shared import subjects
 from shared.bus import Bus, Msg
-from shared.errors import NO_PROVIDER_KEY, RATE_LIMITED, GatewayError
-from shared.messages import ProviderKeyFetch, ProviderKeyInfo, ProviderKeyStatusChange, SealedProviderKeys
+from shared.errors import NO_PROVIDER_KEY, PROVIDER_KEY_REFUSED, RATE_LIMITED, GatewayError
+from shared.messages import (
+    ProviderKeyFetch,
+    ProviderKeyInfo,
+    ProviderKeyStatusChange,
+    RefusedProviderKey,
+    SealedProviderKeys,
+)
 from shared.sealing import Recipient, SealingError
 
 log = logging.getLogger("switchyard.edge.credentials")
@@ -39,35 +46,76 @@ class Credentials:
         self.loaded = asyncio.Event()
         self._reports: set[asyncio.Task[None]] = set()
         self._refused: set[str] = set()  # refused upstream; kept out until keyvault has heard
+        # Keys out of service because their provider refused them, by provider (no secrets).
+        self._out: dict[str, list[RefusedProviderKey]] = {}
+        self._last_fetch = 0.0  # monotonic time the newest fetch began
 
     def pick(self, provider: str, model: str, exclude: frozenset[str] = frozenset()) -> Credential:
         """A key for ``provider``, round-robin over its active keys, skipping keys cooling down
         after a 429 for ``model`` and those in ``exclude`` (already tried). No I/O."""
         keys = self._keys.get(provider)
         if not keys:
-            self._wake.set()  # maybe one was added and the change event is in flight
-            raise GatewayError(
-                NO_PROVIDER_KEY,
-                f"No API key is configured for provider {provider!r}. "
-                "An admin can add one with POST /ai/providers/keys.",
-            )
+            raise self._none_usable(provider)
         now = time.monotonic()
         for _ in range(len(keys)):
             key = keys[next(self._cursors[provider]) % len(keys)]
             if key.key_id not in exclude and not key.cooling(model, now):
                 return key
         waits = [k.cooldown_until[model] - now for k in keys if k.key_id not in exclude and k.cooling(model, now)]
-        retry = max(1, math.ceil(min(waits))) if waits else 1
-        raise GatewayError(
+        if not waits:  # every key was tried for this request and refused
+            raise self._none_usable(provider)
+        retry = max(1, math.ceil(min(waits)))
+        err = GatewayError(
             RATE_LIMITED,
-            f"Every API key for provider {provider!r} is rate limited for `{model}`; retry in {retry} s.",
+            f"Every API key for provider {provider!r} is cooling down after a rate limit for `{model}`; "
+            f"retry in {retry} s.",
             headers={"retry-after": str(retry)},
         )
+        err.cause = "keys"
+        raise err
+
+    def _none_usable(self, provider: str) -> GatewayError:
+        """The truth about a provider without a usable key: none configured, or every one
+        refused by the provider (since when, and why)."""
+        refused = self._out.get(provider)
+        if refused:
+            first = min(refused, key=lambda k: k.since)
+            since = dt.datetime.fromtimestamp(first.since, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            err = GatewayError(
+                PROVIDER_KEY_REFUSED,
+                f"Every API key for provider {provider!r} is refused by the provider ({first.reason} since "
+                f"{since}); the gateway re-checks them in the background. An admin can add a working key "
+                "with POST /ai/providers/keys.",
+            )
+        else:
+            self._wake.set()  # maybe one was added and the change event is in flight
+            err = GatewayError(
+                NO_PROVIDER_KEY,
+                f"No API key is configured for provider {provider!r}. "
+                "An admin can add one with POST /ai/providers/keys.",
+            )
+        err.cause = "keys"
+        return err
+
+    async def fetched_since(self, moment: float, timeout: float) -> None:
+        """Make sure the keys were fetched after ``moment`` (monotonic): ask keyvault once for a
+        request that found no key, instead of answering 503 while a change is on its way."""
+        if self._last_fetch >= moment:
+            async with self._refresh_lock:  # a fetch that began after the moment may be running
+                return
+        try:
+            await asyncio.wait_for(self.refresh(), timeout)
+        except (GatewayError, TimeoutError) as exc:
+            log.warning("could not fetch provider keys on a miss: %s", exc)
 
     def optional(self, provider: str, model: str, exclude: frozenset[str] = frozenset()) -> Credential | None:
         """For a provider that works without a key (a self-hosted server): a key if an admin
         added one, else None. No I/O."""
         return self.pick(provider, model, exclude) if self._keys.get(provider) else None
+
+    def usable(self, provider: str) -> int:
+        """How many keys for ``provider`` this edge holds in service."""
+        return len(self._keys.get(provider, []))
 
     def has_other(self, provider: str, model: str, exclude: frozenset[str]) -> bool:
         now = time.monotonic()
@@ -85,6 +133,9 @@ class Credentials:
         """The provider refused this key: stop using it here at once, and tell keyvault (off the
         request path), which marks it invalid for every edge and in the admin listing."""
         self._refused.add(key.key_id)
+        self._out.setdefault(provider, []).append(
+            RefusedProviderKey(id=key.key_id, provider=provider, reason=reason.split(":")[0], since=time.time())
+        )
         self._keys[provider] = [k for k in self._keys.get(provider, []) if k.key_id != key.key_id]
         self._cursors[provider] = itertools.cycle(range(max(len(self._keys[provider]), 1)))
         log.warning("provider key %s was refused by %s (%s); not using it", key.key_id, provider, reason)
@@ -104,6 +155,7 @@ class Credentials:
 
     async def refresh(self) -> None:
         async with self._refresh_lock:
+            self._last_fetch = time.monotonic()
             reply = await self.bus.request(
                 subjects.PROVIDER_KEYS_FETCH,
                 ProviderKeyFetch(public_key=self._recipient.public_key_b64, edge_instance=self.instance),
@@ -122,7 +174,12 @@ class Credentials:
                     continue
                 cred = Credential(key_id=item.id, secret=secret, cooldown_until=cooling.get(item.id, {}))
                 keys.setdefault(item.provider, []).append(cred)
-            self._keys = keys
+            out: dict[str, list[RefusedProviderKey]] = {}
+            for refused in reply.refused:
+                out.setdefault(refused.provider, []).append(refused)
+            for provider, held in self._out.items():  # refused here, not yet known to keyvault
+                out.setdefault(provider, []).extend(k for k in held if k.id in self._refused)
+            self._keys, self._out = keys, out
             self._cursors = {p: itertools.cycle(range(len(v))) for p, v in keys.items()}
             self.loaded.set()
             log.info("holding %d provider key(s) for %d provider(s)", len(reply.keys), len(keys))

@@ -23,6 +23,13 @@ class RequestRecord:
     started: float = field(default_factory=time.perf_counter)
     route: Route | None = None
     provider_key_id: str = ""
+    routing_decision_id: str = ""
+    attempts: int = 0
+
+    def attempting(self, route: Route) -> None:
+        """An upstream attempt begins on ``route`` (a retry or a fallback counts as one)."""
+        self.route = route
+        self.attempts += 1
 
     def event(
         self,
@@ -45,7 +52,8 @@ class RequestRecord:
             request_user=user_field if isinstance(user_field, str) else "",
             requested_model=requested if isinstance(requested, str) else "",
             model=self.route.model if self.route else "",
-            provider=self.route.provider if self.route else "",
+            provider=self.route.billed_provider if self.route else "",
+            provider_account=self.route.account if self.route else "",
             provider_key_id=self.provider_key_id,
             endpoint=self.endpoint,
             stream=stream,
@@ -61,4 +69,6 @@ class RequestRecord:
             latency_ms=(time.perf_counter() - self.started) * 1000,
             upstream_latency_ms=upstream_ms,
             edge_instance=self.instance,
+            routing_decision_id=self.routing_decision_id,
+            attempts=self.attempts,
         )

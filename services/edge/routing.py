@@ -7,7 +7,7 @@ import logging
 from pydantic import ValidationError
 
 from shared.bus import Bus, KVMirror
-from shared.catalog import Route, RouteTable
+from shared.catalog import Plan, Route, RouteTable
 from shared.errors import MODEL_NOT_FOUND, UNAVAILABLE, GatewayError
 from shared.subjects import ROUTES_BUCKET, ROUTES_KEY
 
@@ -42,3 +42,13 @@ class Routes:
                 param="model",
             )
         return route
+
+    def plan(self, model: str) -> Plan:
+        plan = self.current().plan(model)
+        if plan is None or not plan.targets:
+            raise GatewayError(
+                MODEL_NOT_FOUND,
+                f"The model `{model}` does not exist or you do not have access to it.",
+                param="model",
+            )
+        return plan

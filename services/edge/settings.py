@@ -26,6 +26,10 @@ class EdgeSettings(ServiceSettings):
     upstream_max_connections: int = Field(default=1000, ge=1, validation_alias="GATEWAY_UPSTREAM_MAX_CONNECTIONS")
     provider_key_ttl: float = Field(default=300.0, gt=0, validation_alias="GATEWAY_PROVIDER_KEY_TTL_SECONDS")
     instance_name: str = Field(default_factory=socket.gethostname, validation_alias="GATEWAY_INSTANCE_NAME")
+    # Where this edge runs, as responses' x_switchyard.region say (a deployment's own name).
+    region: str = Field(default="local", max_length=64, validation_alias="GATEWAY_REGION")
+    # How often the edge reports what it saw of each target to the router (also its heartbeat).
+    health_report_seconds: float = Field(default=1.0, gt=0, le=30, validation_alias="GATEWAY_HEALTH_REPORT_SECONDS")
     # Image URLs the gateway fetches itself for providers that cannot (Gemini): public
     # addresses only, within these limits; GATEWAY_MEDIA_FETCH_ALLOW lists host:port pairs
     # that may be fetched although not public (an internal image server).

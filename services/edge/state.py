@@ -14,10 +14,12 @@ from fastapi import Depends, Request
 
 from services.edge.auth import ClientKeys, Principal
 from services.edge.credentials import Credentials
+from services.edge.health import HealthReporter
 from services.edge.media import MediaFetcher
 from services.edge.providers.registry import Registry
 from services.edge.routing import Routes
 from services.edge.settings import EdgeSettings
+from services.edge.sync import SyncResponder
 from services.edge.upstream import upstream_client
 from services.edge.usage import UsagePublisher
 from shared.audit import Auditor
@@ -38,6 +40,7 @@ class Edge:
     http: aiohttp.ClientSession
     auditor: Auditor
     media: MediaFetcher
+    health: HealthReporter
     instance: str
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -58,17 +61,23 @@ class Edge:
             media=MediaFetcher(
                 settings.media_fetch_max_bytes, settings.media_fetch_timeout, settings.media_fetch_allowed()
             ),
+            health=HealthReporter(bus, instance, settings.health_report_seconds),
             instance=instance,
         )
 
     async def start(self) -> None:
         await self.bus.connect()
         await self.auditor.setup()
+        sync = SyncResponder(
+            self.bus, self.instance, self.routes.mirror, self.client_keys.mirror, self.credentials.refresh
+        )
+        await sync.start()
         for name, coro in (
             ("client-keys", self.client_keys.mirror.run()),
             ("routes", self.routes.mirror.run()),
             ("credentials", self.credentials.run()),
             ("usage", self.usage.run()),
+            ("health", self.health.run()),
         ):
             self.tasks.append(asyncio.create_task(coro, name=name))
         # Serve once the caches hold the current state, so the first request is not refused.
@@ -87,6 +96,7 @@ class Edge:
         bounded, so a stuck one is logged (with where it is stuck) instead of holding the
         process until it is killed; the usage publisher gets the longest, to flush."""
         await _bounded("audit flush", self.auditor.flush(), 6.0)
+        await _bounded("leaving the router's list of edges", self.health.leave(), 2.0)
         for task in self.tasks:
             task.cancel()  # the usage publisher publishes (or spools) what it holds on the way out
         _, pending = await asyncio.wait(self.tasks, timeout=10.0)

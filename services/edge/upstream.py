@@ -43,5 +43,9 @@ def upstream_client(settings: EdgeSettings) -> aiohttp.ClientSession:
 
 def transport_error(exc: BaseException, provider: str) -> GatewayError:
     if isinstance(exc, asyncio.TimeoutError):  # aiohttp's ServerTimeoutError is one too
-        return GatewayError(UPSTREAM_TIMEOUT, f"provider {provider!r} did not answer in time")
-    return GatewayError(UPSTREAM, f"could not reach provider {provider!r}: {type(exc).__name__}")
+        err = GatewayError(UPSTREAM_TIMEOUT, f"provider {provider!r} did not answer in time")
+        err.cause = "timeout"
+        return err
+    err = GatewayError(UPSTREAM, f"could not reach provider {provider!r}: {type(exc).__name__}")
+    err.cause = "connect"
+    return err

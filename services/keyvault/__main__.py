@@ -41,7 +41,7 @@ async def main(stop: asyncio.Event) -> None:
     health.add_check("vault", vault_ready)
     try:
         await service.prepare_vault(stop)
-        await service.keep_token_alive(stop)
+        await asyncio.gather(service.keep_token_alive(stop), service.probe_refused_keys(stop))
         await stop.wait()
     finally:
         health.draining = True

@@ -7,14 +7,18 @@ import logging
 import os
 import socket
 
+import aiohttp
+from pydantic import ValidationError
+
 from services.keyvault.client_keys import ClientKeyStore
+from services.keyvault.prober import accepted
 from services.keyvault.provider_keys import ProviderKeyStore
 from services.keyvault.settings import KeyvaultSettings
 from services.keyvault.vault import Vault, VaultUnavailable
 from shared import subjects
 from shared.audit import Auditor
-from shared.bus import Bus
-from shared.catalog import load_catalog, self_hosted_providers
+from shared.bus import Bus, KVMirror
+from shared.catalog import RouteTable, load_catalog, self_hosted_providers
 from shared.errors import INVALID_REQUEST, UNAVAILABLE, GatewayError
 from shared.messages import (
     PROVIDER_KEY_CREATE_CONTEXT,
@@ -48,15 +52,67 @@ class Keyvault:
         self.bus = bus
         self.vault = vault
         self.instance = f"keyvault-{socket.gethostname()}-{os.getpid()}"
+        self._self_hosted = set(self_hosted_providers(settings.openai_compatible))
         providers = {name for name, cfg in load_catalog().providers.items() if cfg.requires_key}
-        providers |= set(self_hosted_providers(settings.openai_compatible))
         self.auditor = Auditor(bus, self.instance)
-        self.provider_keys = ProviderKeyStore(vault, providers, self.auditor)
+        self.provider_keys = ProviderKeyStore(vault, providers | self._self_hosted, self.auditor)
+        # The route table: named accounts take keys too, and the prober needs the providers' URLs.
+        self.table: RouteTable | None = None
+        self.routes = KVMirror(bus, subjects.ROUTES_BUCKET, self._table_changed)
+        self._routes_task: asyncio.Task[None] | None = None
         self.client_keys = ClientKeyStore(bus)
         self.transport: Recipient | None = None
         self.token_ttl = 0.0
 
+    def _table_changed(self, entries: dict[str, bytes]) -> None:
+        raw = entries.get(subjects.ROUTES_KEY)
+        if raw is None:
+            return
+        try:
+            self.table = RouteTable.model_validate_json(raw)
+        except ValidationError as exc:
+            log.error("ignoring an invalid route table: %s", exc)
+            return
+        known = {name for name, cfg in self.table.providers.items() if cfg.requires_key}
+        self.provider_keys.known_providers = known | self._self_hosted
+
+    async def probe_refused_keys(self, stop: asyncio.Event) -> None:
+        """Every ``key_probe_seconds``: try each key a provider refused; bring back those it
+        accepts again."""
+        async with aiohttp.ClientSession(trust_env=False) as http:
+            while not stop.is_set():
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=self.settings.key_probe_seconds)
+                    return
+                except TimeoutError:
+                    pass
+                try:
+                    await self._probe_once(http)
+                except GatewayError as exc:  # Vault unavailable: next round
+                    log.warning("could not probe refused provider keys: %s", exc.message)
+
+    async def _probe_once(self, http: aiohttp.ClientSession) -> None:
+        table = self.table
+        if table is None or self.transport is None:
+            return
+        back = 0
+        for key in await self.provider_keys.refused():
+            cfg = table.providers.get(key.provider)
+            if cfg is None:
+                continue
+            verdict = await accepted(http, key.provider, cfg, await self.provider_keys.reveal_for_probe(key))
+            if verdict:
+                change = ProviderKeyStatusChange(
+                    id=key.id, status="active", reason="probe: the provider accepts it again"
+                )
+                await self.provider_keys.set_status(change)
+                log.info("provider key %s of %s is accepted again; back in service", key.id, key.provider)
+                back += 1
+        if back:
+            await self.bus.publish(subjects.PROVIDER_KEYS_CHANGED, Empty())
+
     async def start(self) -> None:
+        self._routes_task = asyncio.create_task(self.routes.run(), name="routes")
         await self.bus.ensure_kv(subjects.CLIENT_KEYS_BUCKET)
         await self.auditor.setup()
         serve = self.bus.serve
@@ -160,9 +216,9 @@ class Keyvault:
         return info
 
     async def fetch_provider_keys(self, req: ProviderKeyFetch) -> SealedProviderKeys:
-        keys = await self.provider_keys.sealed_for(req.public_key, req.edge_instance)
+        keys, refused = await self.provider_keys.sealed_for(req.public_key, req.edge_instance)
         log.info("delivered %d sealed provider key(s) to %s", len(keys), req.edge_instance)
-        return SealedProviderKeys(keys=keys)
+        return SealedProviderKeys(keys=keys, refused=refused)
 
     async def create_client_key(self, req: ClientKeyCreate) -> ClientKeyCreated:
         return await self.client_keys.create(req)

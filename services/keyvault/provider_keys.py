@@ -18,6 +18,7 @@ from shared.messages import (
     ProviderKeyCreate,
     ProviderKeyInfo,
     ProviderKeyStatusChange,
+    RefusedProviderKey,
     SealedProviderKey,
 )
 from shared.sealing import SealingError, seal
@@ -110,7 +111,12 @@ class ProviderKeyStore:
         key = StoredProviderKey.model_validate(data)
         if change.status == "invalid" and key.status != "active":
             return key.info()  # an admin's decision (disabled) stands; already invalid stays so
-        updated = key.model_copy(update={"status": change.status, "status_reason": change.reason})
+        if change.status == "active" and change.reason.startswith("probe:") and key.status != "invalid":
+            return key.info()  # a probe only brings back what a provider refused
+        since = time.time() if change.status != key.status else key.status_since
+        updated = key.model_copy(
+            update={"status": change.status, "status_reason": change.reason, "status_since": since}
+        )
         await self._guard(self.vault.put(f"{_PREFIX}/{key.id}", updated.model_dump()))
         log.info("provider key %s is now %s%s", key.id, change.status, f" ({change.reason})" if change.reason else "")
         return updated.info()
@@ -123,10 +129,23 @@ class ProviderKeyStore:
         log.info("deleted provider key %s", key_id)
         return StoredProviderKey.model_validate(data).info()
 
-    async def sealed_for(self, public_key: str, edge_instance: str) -> list[SealedProviderKey]:
-        """Every active key, decrypted by Transit and sealed to one edge's public key."""
+    async def sealed_for(
+        self, public_key: str, edge_instance: str
+    ) -> tuple[list[SealedProviderKey], list[RefusedProviderKey]]:
+        """Every active key, decrypted by Transit and sealed to one edge's public key; and the
+        keys out of service because their provider refused them (why and since when)."""
         out = []
+        refused = []
         for key in await self._guard(self._all()):
+            if key.status == "invalid":
+                refused.append(
+                    RefusedProviderKey(
+                        id=key.id,
+                        provider=key.provider,
+                        reason=key.status_reason.split(":")[0] or "refused",
+                        since=key.status_since or key.created_at,
+                    )
+                )
             if key.status != "active":
                 continue
             plaintext = await self._guard(self.vault.decrypt(key.ciphertext, _context(key.id)))
@@ -140,7 +159,17 @@ class ProviderKeyStore:
             finally:
                 del plaintext
             out.append(SealedProviderKey(id=key.id, provider=key.provider, sealed=sealed))
-        return out
+        return out, refused
+
+    async def refused(self) -> list[StoredProviderKey]:
+        """The keys a provider refused (to be probed)."""
+        return [k for k in await self._guard(self._all()) if k.status == "invalid"]
+
+    async def reveal_for_probe(self, key: StoredProviderKey) -> str:
+        """A refused key's plaintext, for the probe that may bring it back (audited)."""
+        plaintext = await self._guard(self.vault.decrypt(key.ciphertext, _context(key.id)))
+        self.auditor.record(actor=self.auditor.instance, action="provider_key.probe", target=key.id)
+        return plaintext.decode()
 
     async def rotate_encryption(self) -> tuple[int, int]:
         """Rotate the Transit key and re-encrypt every stored key under the new version, then

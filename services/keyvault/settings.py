@@ -38,6 +38,9 @@ class KeyvaultSettings(ServiceSettings):
     openrouter_api_key: SecretStr | None = Field(default=None, validation_alias="OPENROUTER_API_KEY")
     azure_api_key: SecretStr | None = Field(default=None, validation_alias="AZURE_API_KEY")
 
+    # How often keys a provider refused (401/403) are tried again (a model listing).
+    key_probe_seconds: float = Field(default=60.0, gt=0, validation_alias="GATEWAY_KEY_PROBE_SECONDS")
+
     # The operator's self-hosted servers may take keys too (vLLM --api-key).
     openai_compatible: str = Field(default="", validation_alias="GATEWAY_OPENAI_COMPATIBLE")
 

@@ -53,7 +53,18 @@ USAGE_COLUMNS = [
     "latency_ms",
     "upstream_latency_ms",
     "edge_instance",
+    "routing_decision_id",
+    "attempts",
+    "provider_account",
 ]
+
+# Columns added to usage_events after its first release: a table made before gets them with
+# ALTER TABLE ... ADD COLUMN IF NOT EXISTS (rows stored earlier read the default).
+ADDED_USAGE_COLUMNS = (
+    ("routing_decision_id", "String"),
+    ("attempts", "UInt8"),
+    ("provider_account", "LowCardinality(String)"),
+)
 
 # The rollup's grouping and the sums it keeps, in the order of HOURLY_SELECT's columns.
 HOURLY_GROUP = ("hour", "user", "client_key_id", "model", "provider")
@@ -126,7 +137,10 @@ def _tables(days: int) -> list[_Table]:
     latency_ms Float32,
     upstream_latency_ms Float32,
     edge_instance LowCardinality(String),
-    inserted_at DateTime64(3, 'UTC') DEFAULT now64(3)
+    inserted_at DateTime64(3, 'UTC') DEFAULT now64(3),
+    routing_decision_id String,
+    attempts UInt8,
+    provider_account LowCardinality(String)
 """,
             "ReplacingMergeTree",
             "inserted_at",
@@ -242,6 +256,12 @@ def ddl(retention_days: int, cluster: str | None = None) -> list[str]:
                 f"CREATE TABLE IF NOT EXISTS {table.name}{on} AS {stored}\n"
                 f"ENGINE = Distributed({_ident(cluster)}, currentDatabase(), {stored}, {table.shard_key})\n"
             )
+    for stored in [local_name(USAGE_TABLE, cluster)] + ([USAGE_TABLE] if cluster else []):
+        out.append(
+            f"ALTER TABLE {stored}{on} "
+            + ", ".join(f"ADD COLUMN IF NOT EXISTS {name} {kind}" for name, kind in ADDED_USAGE_COLUMNS)
+            + "\n"
+        )
     # Each shard sums its own events: the view reads the table rows are stored in.
     out.append(
         f"CREATE MATERIALIZED VIEW IF NOT EXISTS {HOURLY_VIEW}{on} TO {local_name(HOURLY_TABLE, cluster)} AS"

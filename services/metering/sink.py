@@ -251,4 +251,7 @@ def _row(e: UsageEvent, cost: float, version: str) -> list[Any]:
         e.latency_ms,
         e.upstream_latency_ms,
         e.edge_instance,
+        e.routing_decision_id,
+        min(e.attempts, 255),
+        e.provider_account,
     ]

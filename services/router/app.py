@@ -1,20 +1,48 @@
-"""The router service: publishes the compiled route table and answers catalog queries."""
+"""The router service: compiles the catalog and the routing configuration (file and admin
+API) into the route table, keeps every target's circuit state from the edges' reports,
+publishes the table, and confirms admin changes with every live edge."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import os
+import signal
 import socket
+import time
+from typing import Literal
 
+from pydantic import ValidationError
+
+from services.router.circuits import Circuits
 from services.router.compile import catalog_listing, compile_routes
+from services.router.config_file import ConfigFile
 from services.router.settings import RouterSettings
 from shared import subjects
-from shared.bus import Bus
+from shared.bus import Bus, KVMirror, Msg
 from shared.catalog import RouteTable, load_catalog
-from shared.messages import CatalogListing, Empty, Ping
+from shared.errors import CONFLICT, INVALID_REQUEST, NOT_FOUND, GatewayError
+from shared.gateway_config import Account, ConfigError, GatewayConfig, VirtualModel
+from shared.messages import (
+    AccountObject,
+    AccountPut,
+    CatalogListing,
+    ConfigName,
+    ConfigObjects,
+    Empty,
+    HealthReport,
+    Ping,
+    RouteObject,
+    RoutePut,
+    SyncAck,
+    SyncRequest,
+    SyncResult,
+)
 
 log = logging.getLogger("switchyard.router")
+
+_ROUTE, _ACCOUNT = "route.", "account."
 
 
 class Router:
@@ -22,18 +50,63 @@ class Router:
         self.settings = settings
         self.bus = bus
         self.instance = f"router-{socket.gethostname()}-{os.getpid()}"
-        self.table: RouteTable = compile_routes(
-            load_catalog(),
-            settings.base_url_overrides(),
-            settings.self_hosted(),
-            settings.api_versions(),
+        self.catalog = load_catalog()
+        self.file = ConfigFile(settings.config_path)
+        self.api = GatewayConfig()  # the routes and accounts admins put through the API
+        self.circuits = Circuits(settings.circuit_failures, settings.circuit_open_seconds)
+        self.compiled_on = dt.datetime.now(dt.UTC).date()
+        candidate = self.file.read()
+        if candidate is not None:  # a file refused at start leaves the gateway running without it
+            try:
+                self._compile(candidate.config, self.api)
+                self.file.accept(candidate)
+            except ConfigError as exc:
+                self.file.refuse_candidate(candidate, exc)
+        self.table: RouteTable = self._compile(self.file.config, self.api)
+        self.stored = KVMirror(bus, subjects.CONFIG_BUCKET, self._stored_changed)
+        self._publish_soon = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _compile(self, file: GatewayConfig, api: GatewayConfig) -> RouteTable:
+        table = compile_routes(
+            self.catalog,
+            self.settings.base_url_overrides(),
+            self.settings.self_hosted(),
+            self.settings.api_versions(),
+            file.merged(api),
         )
+        table.circuits = self.circuits.snapshot()
+        return table
+
+    def recompile(self) -> None:
+        """Rebuild the table from what is in force now (a refusal here keeps the old table)."""
+        try:
+            self.table = self._compile(self.file.config, self.api)
+        except ConfigError as exc:  # e.g. an API route whose target an edited file removed
+            log.error("routing configuration does not compile, the running table stays: %s", exc)
+            return
+        self.compiled_on = dt.datetime.now(dt.UTC).date()
+        self._publish_soon.set()
 
     async def start(self) -> None:
         await self.bus.ensure_kv(subjects.ROUTES_BUCKET)  # created, its replicas raised, once
-        await self.bus.serve(subjects.ROUTER_PING, subjects.QUEUE_ROUTER, Empty, self.ping)
-        await self.bus.serve(subjects.ROUTER_MODELS, subjects.QUEUE_ROUTER, Empty, self.models)
+        await self.bus.ensure_kv(subjects.CONFIG_BUCKET)
+        self._tasks.append(asyncio.create_task(self.stored.run(), name="config-bucket"))
+        await asyncio.wait_for(self.stored.ready.wait(), timeout=30)
+        serve = self.bus.serve
+        await serve(subjects.ROUTER_PING, subjects.QUEUE_ROUTER, Empty, self.ping)
+        await serve(subjects.ROUTER_MODELS, subjects.QUEUE_ROUTER, Empty, self.models)
+        await serve(subjects.ROUTES_LIST, subjects.QUEUE_ROUTER, Empty, self.list_routes)
+        await serve(subjects.ROUTES_PUT, subjects.QUEUE_ROUTER, RoutePut, self.put_route)
+        await serve(subjects.ROUTES_DELETE, subjects.QUEUE_ROUTER, ConfigName, self.delete_route)
+        await serve(subjects.ACCOUNTS_LIST, subjects.QUEUE_ROUTER, Empty, self.list_accounts)
+        await serve(subjects.ACCOUNTS_PUT, subjects.QUEUE_ROUTER, AccountPut, self.put_account)
+        await serve(subjects.ACCOUNTS_DELETE, subjects.QUEUE_ROUTER, ConfigName, self.delete_account)
+        await serve(subjects.ROUTER_SYNC, subjects.QUEUE_ROUTER, SyncRequest, self.sync)
+        await self.bus.subscribe(subjects.ROUTER_HEALTH, self._on_health)  # every router hears every edge
         await self.publish_table()
+
+    # --- the table ---------------------------------------------------------------------------
 
     async def publish_table(self) -> None:
         """Write the table if the bucket's copy differs (also heals a lost or stale bucket)."""
@@ -47,9 +120,10 @@ class Router:
             pass
         await kv.put(subjects.ROUTES_KEY, payload)
         log.info(
-            "published route table: %d providers, %d models, catalog %s",
+            "published route table: %d providers, %d models, %d virtual models, catalog %s",
             len(self.table.providers),
             len(self.table.models),
+            len(self.table.virtual),
             self.table.catalog_version,
         )
 
@@ -59,14 +133,172 @@ class Router:
         return (await kv.get(subjects.ROUTES_KEY)).value == self.table.model_dump_json().encode()
 
     async def keep_published(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=self.settings.republish_interval)
-            except TimeoutError:
+        """Every second: circuits whose time is up, the configuration file, the date (a model
+        retires at midnight UTC); at once when something changed; the whole table again every
+        ``republish_interval`` (heals a lost bucket)."""
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        last_full = loop.time()
+        try:
+            while not stop.is_set():
+                try:
+                    await asyncio.wait_for(self._publish_soon.wait(), timeout=self.settings.config_poll_seconds)
+                except TimeoutError:
+                    pass
+                due = self._publish_soon.is_set() or loop.time() - last_full >= self.settings.republish_interval
+                self._publish_soon.clear()
+                if stop.is_set():
+                    break
+                self.reload()
+                if self.circuits.tick(time.time()) or dt.datetime.now(dt.UTC).date() != self.compiled_on:
+                    self.recompile()
+                due = due or self._publish_soon.is_set()
+                if not due:
+                    continue
+                self._publish_soon.clear()
                 try:
                     await self.publish_table()
+                    last_full = loop.time()
                 except Exception as exc:  # bus down: try again next round
-                    log.warning("could not republish route table: %s", exc)
+                    self._publish_soon.set()
+                    log.warning("could not publish the route table: %s", exc)
+                    await asyncio.sleep(1.0)
+        finally:
+            loop.remove_signal_handler(signal.SIGHUP)
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def reload(self) -> None:
+        """Read the configuration file if it changed; put it in force if it is valid."""
+        candidate = self.file.read()
+        if candidate is None:
+            return
+        try:
+            table = self._compile(candidate.config, self.api)
+        except ConfigError as exc:
+            self.file.refuse_candidate(candidate, exc)
+            return
+        self.file.accept(candidate)
+        self.table = table
+        self._publish_soon.set()
+
+    # --- health --------------------------------------------------------------------------------
+
+    async def _on_health(self, msg: Msg) -> None:
+        try:
+            report = HealthReport.model_validate_json(msg.data)
+        except ValidationError:
+            return
+        if self.circuits.record(report, time.time()):
+            self.table = self.table.model_copy(update={"circuits": self.circuits.snapshot()})
+            self._publish_soon.set()
+
+    # --- read-your-writes ----------------------------------------------------------------------
+
+    async def sync(self, request: SyncRequest) -> SyncResult:
+        """Ask every live edge to confirm it applies the latest change of ``kind``."""
+        if request.kind == "routes":
+            await self.publish_table()  # the change is in the bucket before edges look
+        live = self.circuits.live_edges(time.time())
+        acks = await self.bus.gather(
+            subjects.EDGE_SYNC,
+            request,
+            SyncAck,
+            expect=live,
+            who=lambda a: a.instance,
+            timeout=self.settings.sync_timeout,
+        )
+        confirmed = sorted(a.instance for a in acks if a.ok)
+        return SyncResult(kind=request.kind, confirmed=confirmed, missing=sorted(live - set(confirmed)))
+
+    # --- routes and accounts through the admin API ----------------------------------------------
+
+    def _stored_changed(self, entries: dict[str, bytes]) -> None:
+        routes: dict[str, VirtualModel] = {}
+        accounts: dict[str, Account] = {}
+        for key, raw in entries.items():
+            try:
+                if key.startswith(_ROUTE):
+                    routes[key.removeprefix(_ROUTE)] = VirtualModel.model_validate_json(raw)
+                elif key.startswith(_ACCOUNT):
+                    accounts[key.removeprefix(_ACCOUNT)] = Account.model_validate_json(raw)
+            except ValidationError as exc:
+                log.error("ignoring stored %s: %s", key, exc)
+        self.api = GatewayConfig(accounts=accounts, models=routes)
+        self.recompile()
+
+    def _objects(self, kind: Literal["route", "account"]) -> list[RouteObject] | list[AccountObject]:
+        if kind == "route":
+            routes = [RouteObject(name=n, source="file", spec=v) for n, v in self.file.config.models.items()]
+            routes += [RouteObject(name=n, source="api", spec=v) for n, v in self.api.models.items()]
+            return sorted(routes, key=lambda o: o.name)
+        accounts = [AccountObject(name=n, source="file", spec=v) for n, v in self.file.config.accounts.items()]
+        accounts += [AccountObject(name=n, source="api", spec=v) for n, v in self.api.accounts.items()]
+        return sorted(accounts, key=lambda o: o.name)
+
+    async def list_routes(self, _: Empty) -> ConfigObjects:
+        path = str(self.file.path or "")
+        return ConfigObjects(data=self._objects("route"), config_file=path, config_error=self.file.error)
+
+    async def list_accounts(self, _: Empty) -> ConfigObjects:
+        path = str(self.file.path or "")
+        return ConfigObjects(data=self._objects("account"), config_file=path, config_error=self.file.error)
+
+    async def put_route(self, request: RoutePut) -> RouteObject:
+        self._not_in_file("models", request.name)
+        candidate = GatewayConfig(accounts=self.api.accounts, models={**self.api.models, request.name: request.spec})
+        await self._store(candidate, _ROUTE + request.name, request.spec.model_dump_json())
+        return RouteObject(name=request.name, source="api", spec=request.spec)
+
+    async def put_account(self, request: AccountPut) -> AccountObject:
+        self._not_in_file("accounts", request.name)
+        candidate = GatewayConfig(accounts={**self.api.accounts, request.name: request.spec}, models=self.api.models)
+        await self._store(candidate, _ACCOUNT + request.name, request.spec.model_dump_json())
+        return AccountObject(name=request.name, source="api", spec=request.spec)
+
+    async def delete_route(self, request: ConfigName) -> RouteObject:
+        self._not_in_file("models", request.name)
+        spec = self.api.models.get(request.name)
+        if spec is None:
+            raise GatewayError(NOT_FOUND, f"No route named {request.name!r}.")
+        rest = {n: v for n, v in self.api.models.items() if n != request.name}
+        await self._store(GatewayConfig(accounts=self.api.accounts, models=rest), _ROUTE + request.name, None)
+        return RouteObject(name=request.name, source="api", spec=spec)
+
+    async def delete_account(self, request: ConfigName) -> AccountObject:
+        self._not_in_file("accounts", request.name)
+        spec = self.api.accounts.get(request.name)
+        if spec is None:
+            raise GatewayError(NOT_FOUND, f"No account named {request.name!r}.")
+        rest = {n: v for n, v in self.api.accounts.items() if n != request.name}
+        await self._store(GatewayConfig(accounts=rest, models=self.api.models), _ACCOUNT + request.name, None)
+        return AccountObject(name=request.name, source="api", spec=spec)
+
+    def _not_in_file(self, section: Literal["models", "accounts"], name: str) -> None:
+        if name in getattr(self.file.config, section):
+            raise GatewayError(
+                CONFLICT,
+                f"{name!r} is defined in the configuration file {self.file.path}; change it there.",
+            )
+
+    async def _store(self, candidate: GatewayConfig, key: str, value: str | None) -> None:
+        """Check that the API's objects with this change compile with the file's, then store
+        the change and put it in force here at once (other routers follow the bucket)."""
+        try:
+            candidate = GatewayConfig.model_validate(candidate.model_dump())  # names checked
+            table = self._compile(self.file.config, candidate)
+        except (ConfigError, ValidationError) as exc:
+            raise GatewayError(INVALID_REQUEST, str(exc).splitlines()[0]) from exc
+        kv = await self.bus.kv(subjects.CONFIG_BUCKET)
+        if value is None:
+            await kv.delete(key)
+        else:
+            await kv.put(key, value.encode())
+        self.api, self.table = candidate, table
+        await self.publish_table()
+
+    # --- catalog --------------------------------------------------------------------------------
 
     async def ping(self, _: Empty) -> Ping:
         return Ping(service="router", instance=self.instance)

@@ -1,8 +1,13 @@
-"""Compile the catalog and the operator's overrides into the route table edges use."""
+"""Compile the catalog, the operator's overrides and the routing configuration into the route
+table edges use. A configuration that does not fit the catalog (an account of an unknown
+provider, a target nothing routes to) is refused with :class:`ConfigError` naming the object."""
 
 from __future__ import annotations
 
-from shared.catalog import Catalog, ProviderConfig, RouteTable
+import datetime as dt
+
+from shared.catalog import Catalog, Deprecation, ModelEntry, ProviderConfig, RouteTable
+from shared.gateway_config import ConfigError, GatewayConfig
 
 
 def compile_routes(
@@ -10,6 +15,8 @@ def compile_routes(
     base_urls: dict[str, str],
     self_hosted: dict[str, str] | None = None,
     api_versions: dict[str, str] | None = None,
+    config: GatewayConfig | None = None,
+    today: dt.date | None = None,
 ) -> RouteTable:
     providers = {}
     for name, cfg in catalog.providers.items():
@@ -29,18 +36,74 @@ def compile_routes(
     for model, entry in catalog.models.items():
         if entry.provider not in providers:
             raise ValueError(f"model {model!r} names unknown provider {entry.provider!r}")
-    return RouteTable(
+    config = config or GatewayConfig()
+    today = today or dt.datetime.now(dt.UTC).date()
+    for name, account in config.accounts.items():
+        where = f"accounts.{name}"
+        if name in providers:
+            raise ConfigError(f"{name!r} is already the name of a provider", where=where)
+        base = providers.get(account.provider)
+        if base is None or base.account_of:
+            raise ConfigError(f"unknown provider {account.provider!r}", where=f"{where}.provider")
+        account_update: dict[str, object] = {"account_of": account.provider, "prefixes": [], "key_env": ""}
+        if account.base_url:
+            account_update["base_url"] = account.base_url
+        if account.api_version:
+            account_update["api_version"] = account.api_version
+        providers[name] = base.model_copy(update=account_update)
+    models = {m: _as_of(e, today) for m, e in catalog.models.items()}
+    deprecated = dict(catalog.deprecated)
+    deprecated.update({old: Deprecation(successor=new) for old, new in config.deprecated.items()})
+    table = RouteTable(
         catalog_version=catalog.version,
         providers=providers,
-        models=catalog.models,
-        aliases=catalog.aliases,
+        models=models,
+        aliases={**_family_aliases(models), **catalog.aliases, **config.aliases},
+        virtual=config.models,
+        deprecated=deprecated,
+        stream_timeouts=catalog.stream_timeouts,
     )
+    for name, virtual in config.models.items():
+        if name in models:
+            raise ConfigError(
+                f"{name!r} is a catalog model; give the virtual model another name", where=f"models.{name}"
+            )
+        for i, target in enumerate(virtual.targets):
+            if target in config.models or table.resolve(table.canonical(target)[0]) is None:
+                raise ConfigError(
+                    f"target {target!r} is not a model the gateway can route to (use provider/model)",
+                    where=f"models.{name}.targets.{i}",
+                )
+    for section, names in (("aliases", config.aliases), ("deprecated", config.deprecated)):
+        for name, target in names.items():
+            if target not in config.models and table.resolve(table.canonical(target)[0]) is None:
+                raise ConfigError(f"{target!r} is not a model the gateway can route to", where=f"{section}.{name}")
+    return table
+
+
+def _as_of(entry: ModelEntry, today: dt.date) -> ModelEntry:
+    """A model whose retirement day has not come yet is still live."""
+    if entry.retired is not None and entry.retired > today:
+        return entry.model_copy(update={"retired": None})
+    return entry
+
+
+def _family_aliases(models: dict[str, ModelEntry]) -> dict[str, str]:
+    """Each family's name, for the newest member released and not retired."""
+    newest: dict[str, tuple[dt.date, str]] = {}
+    for model, entry in models.items():
+        if entry.family and entry.released is not None and entry.retired is None:
+            if entry.family not in newest or entry.released > newest[entry.family][0]:
+                newest[entry.family] = (entry.released, model)
+    return {family: model for family, (_, model) in newest.items()}
 
 
 def catalog_listing(table: RouteTable) -> list[dict[str, object]]:
     """``GET /ai/models``: every catalog model with owner, prices and capabilities."""
     rows: list[dict[str, object]] = []
     for model_id, entry in sorted(table.models.items()):
+        if entry.retired is not None:
+            continue
         rows.append(
             {
                 "id": model_id,

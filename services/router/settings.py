@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 
 from shared.catalog import self_hosted_providers
@@ -28,6 +30,15 @@ class RouterSettings(ServiceSettings):
     # each becomes a provider reached as `name/<model>`, keyless unless an admin adds a key.
     openai_compatible: str = Field(default="", validation_alias="GATEWAY_OPENAI_COMPATIBLE")
     republish_interval: float = Field(default=30.0, validation_alias="GATEWAY_ROUTER_REPUBLISH_SECONDS")
+    # The routing configuration file (accounts, virtual models, aliases, deprecations): read at
+    # start, re-read when it changes (checked every config_poll_seconds) and on SIGHUP.
+    config_path: Path | None = Field(default=None, validation_alias="GATEWAY_CONFIG")
+    config_poll_seconds: float = Field(default=1.0, gt=0, le=60, validation_alias="GATEWAY_CONFIG_POLL_SECONDS")
+    # A target's circuit opens after this many failed attempts in a row and stays open this long.
+    circuit_failures: int = Field(default=5, ge=1, le=1000, validation_alias="GATEWAY_CIRCUIT_FAILURES")
+    circuit_open_seconds: float = Field(default=30.0, gt=0, validation_alias="GATEWAY_CIRCUIT_OPEN_SECONDS")
+    # How long an admin change waits for every live edge to confirm it.
+    sync_timeout: float = Field(default=3.0, gt=0, le=30, validation_alias="GATEWAY_SYNC_TIMEOUT_SECONDS")
 
     def api_versions(self) -> dict[str, str]:
         """The API versions the operator set, by provider (Azure's api-version, Anthropic's

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from services.router.compile import catalog_listing, compile_routes
 from services.router.settings import RouterSettings
 from shared.catalog import load_catalog
+from shared.gateway_config import ConfigError, GatewayConfig
 
 
 @pytest.fixture()
@@ -68,9 +71,10 @@ def test_api_versions_come_from_the_catalog_or_the_operator() -> None:
     )
 
 
-def test_every_catalog_model_is_priced_and_listed(table) -> None:  # type: ignore[no-untyped-def]
+def test_every_live_catalog_model_is_priced_and_listed(table) -> None:  # type: ignore[no-untyped-def]
     rows = catalog_listing(table)
-    assert {r["id"] for r in rows} == set(table.models)
+    assert {r["id"] for r in rows} == {m for m, e in table.models.items() if e.retired is None}
+    assert "claude-sonnet-4-5" not in {r["id"] for r in rows}  # retired on 2026-11-30
     for row in rows:
         assert row["pricing"]["input"] >= 0 and row["pricing"]["output"] >= 0  # type: ignore[index]
         assert row["capabilities"]
@@ -81,3 +85,111 @@ def test_compile_rejects_a_dangling_alias() -> None:
     catalog.aliases["broken"] = "no-such-model"
     with pytest.raises(ValueError, match="broken"):
         compile_routes(catalog, {})
+
+
+# --- aliases, deprecations, accounts and virtual models ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "model"),
+    [
+        ("claude-sonnet", "claude-sonnet-4-6"),
+        ("claude-opus", "claude-opus-4-1"),
+        ("claude-haiku", "claude-haiku-4-5"),
+        ("gemini-pro", "gemini-2.5-pro"),
+        ("gemini-flash", "gemini-2.5-flash"),
+        ("gpt-latest", "gpt-5"),
+        ("gpt-mini-latest", "gpt-5-mini"),
+    ],
+)
+def test_family_aliases_name_the_newest_live_member(table, name: str, model: str) -> None:  # type: ignore[no-untyped-def]
+    plan = table.plan(name)
+    assert plan is not None and plan.model == model and plan.successor is None
+    assert plan.targets[0].upstream_model == model
+
+
+def test_a_family_alias_skips_a_retired_member() -> None:
+    catalog = load_catalog()
+    catalog.models["claude-sonnet-4-6"] = catalog.models["claude-sonnet-4-6"].model_copy(
+        update={"retired": dt.date(2026, 1, 1), "successor": "claude-sonnet-4-5"}
+    )
+    catalog.models["claude-sonnet-4-5"] = catalog.models["claude-sonnet-4-5"].model_copy(update={"retired": None})
+    table = compile_routes(catalog, {}, today=dt.date(2026, 12, 1))
+    assert table.plan("claude-sonnet").model == "claude-sonnet-4-5"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("name", "successor"),
+    [("claude-sonnet-4-5", "claude-sonnet-4-6"), ("claude-3-5-sonnet-20240620", "claude-sonnet-4-6")],
+)
+def test_retired_models_go_to_their_successor(table, name: str, successor: str) -> None:  # type: ignore[no-untyped-def]
+    plan = table.plan(name)
+    assert plan is not None and plan.successor == successor
+    assert plan.targets[0].upstream_model == successor
+    assert name not in table.live_models()
+
+
+def test_a_retirement_day_in_the_future_keeps_the_model_live() -> None:
+    table = compile_routes(load_catalog(), {}, today=dt.date(2026, 11, 29))
+    plan = table.plan("claude-sonnet-4-5")
+    assert plan is not None and plan.successor is None and "claude-sonnet-4-5" in table.live_models()
+
+
+CONFIG = GatewayConfig.model_validate(
+    {
+        "accounts": {"openai-main": {"provider": "openai", "base_url": "http://127.0.0.1:9/v1"}},
+        "models": {
+            "smart": {
+                "targets": ["anthropic/claude-sonnet-4-6", "openai-main/gpt-4o", "gemini-pro"],
+                "retry": {"attempts": 2},
+                "timeouts": {"first_token_seconds": 5},
+            }
+        },
+        "aliases": {"fast": "openai-main/gpt-4o-mini"},
+        "deprecated": {"gpt-4-0613": "smart"},
+    }
+)
+
+
+def test_accounts_virtual_models_aliases_and_deprecations_compile() -> None:
+    table = compile_routes(load_catalog(), {}, config=CONFIG)
+    account = table.providers["openai-main"]
+    assert (account.api, account.base_url, account.account_of, account.prefixes) == (
+        "openai",
+        "http://127.0.0.1:9/v1",
+        "openai",
+        [],
+    )
+    pinned = table.plan("openai-main/gpt-4o-mini")
+    assert pinned is not None and pinned.targets[0].provider == "openai-main"
+    assert pinned.targets[0].billed_provider == "openai" and pinned.targets[0].account == "openai-main"
+    assert pinned.targets[0].capabilities  # the catalog model's, through the account
+    smart = table.plan("smart")
+    assert smart is not None and smart.virtual
+    assert [t.target for t in smart.targets] == [
+        "anthropic/claude-sonnet-4-6",
+        "openai-main/gpt-4o",
+        "gemini/gemini-2.5-pro",
+    ]
+    assert smart.timeouts.first_token_seconds == 5 and smart.timeouts.idle_seconds == 120  # catalog default
+    assert table.plan("fast").targets[0].target == "openai-main/gpt-4o-mini"  # type: ignore[union-attr]
+    old = table.plan("gpt-4-0613")
+    assert old is not None and old.model == "smart" and old.successor == "smart"
+    assert "smart" in table.live_models()
+
+
+@pytest.mark.parametrize(
+    ("config", "where"),
+    [
+        ({"accounts": {"x": {"provider": "nope"}}}, "accounts.x.provider"),
+        ({"accounts": {"openai": {"provider": "openai"}}}, "accounts.openai"),
+        ({"models": {"m": {"targets": ["openai/gpt-4o", "nowhere/at-all"]}}}, "models.m.targets.1"),
+        ({"models": {"gpt-4o": {"targets": ["openai/gpt-4o"]}}}, "models.gpt-4o"),
+        ({"aliases": {"a": "no-such-thing"}}, "aliases.a"),
+        ({"deprecated": {"old": "no-such-thing"}}, "deprecated.old"),
+    ],
+)
+def test_a_configuration_that_does_not_fit_the_catalog_is_refused(config, where: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ConfigError) as caught:
+        compile_routes(load_catalog(), {}, config=GatewayConfig.model_validate(config))
+    assert caught.value.where == where

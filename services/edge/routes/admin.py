@@ -4,22 +4,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ValidationError
 
+from services.edge import failover
 from services.edge.auth import require_admin
 from services.edge.body import read_json
 from services.edge.state import EdgeDep, PrincipalDep
+from services.edge.sync import confirm_everywhere
 from shared import subjects
-from shared.errors import INVALID_REQUEST, GatewayError
+from shared.errors import INVALID_REQUEST, MODEL_NOT_FOUND, NOT_FOUND, GatewayError
+from shared.gateway_config import Account, VirtualModel
 from shared.messages import (
     PROVIDER_KEY_CREATE_CONTEXT,
+    AccountObject,
+    AccountPut,
     ById,
     CatalogListing,
     ClientKeyCreate,
     ClientKeyCreated,
     ClientKeyInfo,
     ClientKeyList,
+    ConfigName,
+    ConfigObjects,
     EncryptionRotated,
     KeysLastUsed,
     ProviderKeyCreate,
@@ -28,6 +35,8 @@ from shared.messages import (
     ProviderKeyList,
     ProviderKeyPatch,
     ProviderKeyStatusChange,
+    RouteObject,
+    RoutePut,
     TransportKey,
 )
 from shared.sealing import seal
@@ -52,7 +61,9 @@ async def parse_body(request: Request, model: type[BaseModel]) -> Any:
 
 
 @router.post("/providers/keys", status_code=201)
-async def create_provider_key(request: Request, edge: EdgeDep, principal: PrincipalDep) -> ProviderKeyInfo:
+async def create_provider_key(
+    request: Request, response: Response, edge: EdgeDep, principal: PrincipalDep
+) -> ProviderKeyInfo:
     require_admin(principal)
     req = await parse_body(request, ProviderKeyCreate)
     # The secret crosses the bus sealed to keyvault's transport key, never in plaintext.
@@ -62,7 +73,9 @@ async def create_provider_key(request: Request, edge: EdgeDep, principal: Princi
         label=req.label,
         sealed_api_key=seal(transport.public_key, req.api_key.encode(), context=PROVIDER_KEY_CREATE_CONTEXT),
     )
-    return await edge.bus.request(subjects.PROVIDER_KEYS_CREATE, sealed, ProviderKeyInfo, timeout=_ADMIN_TIMEOUT)
+    info = await edge.bus.request(subjects.PROVIDER_KEYS_CREATE, sealed, ProviderKeyInfo, timeout=_ADMIN_TIMEOUT)
+    await confirm_everywhere(edge.bus, "provider_keys", response)
+    return info
 
 
 @router.post("/providers/keys/rotate-encryption")
@@ -85,28 +98,39 @@ async def list_provider_keys(edge: EdgeDep, principal: PrincipalDep) -> dict[str
 
 
 @router.patch("/providers/keys/{key_id}")
-async def patch_provider_key(key_id: str, request: Request, edge: EdgeDep, principal: PrincipalDep) -> ProviderKeyInfo:
+async def patch_provider_key(
+    key_id: str, request: Request, response: Response, edge: EdgeDep, principal: PrincipalDep
+) -> ProviderKeyInfo:
     """Disable or (re-)enable a provider key; re-enabling also clears an ``invalid`` mark."""
     require_admin(principal)
     patch = await parse_body(request, ProviderKeyPatch)
     change = ProviderKeyStatusChange(id=key_id, status=patch.status, reason="set by an admin")
-    return await edge.bus.request(subjects.PROVIDER_KEYS_STATUS, change, ProviderKeyInfo, timeout=_ADMIN_TIMEOUT)
+    info = await edge.bus.request(subjects.PROVIDER_KEYS_STATUS, change, ProviderKeyInfo, timeout=_ADMIN_TIMEOUT)
+    await confirm_everywhere(edge.bus, "provider_keys", response)
+    return info
 
 
 @router.delete("/providers/keys/{key_id}")
-async def delete_provider_key(key_id: str, edge: EdgeDep, principal: PrincipalDep) -> dict[str, Any]:
+async def delete_provider_key(
+    key_id: str, response: Response, edge: EdgeDep, principal: PrincipalDep
+) -> dict[str, Any]:
     require_admin(principal)
     info = await edge.bus.request(
         subjects.PROVIDER_KEYS_DELETE, ById(id=key_id), ProviderKeyInfo, timeout=_ADMIN_TIMEOUT
     )
+    await confirm_everywhere(edge.bus, "provider_keys", response)
     return {"id": info.id, "object": "provider_key", "deleted": True}
 
 
 @router.post("/keys", status_code=201)
-async def create_client_key(request: Request, edge: EdgeDep, principal: PrincipalDep) -> ClientKeyCreated:
+async def create_client_key(
+    request: Request, response: Response, edge: EdgeDep, principal: PrincipalDep
+) -> ClientKeyCreated:
     require_admin(principal)
     req = await parse_body(request, ClientKeyCreate)
-    return await edge.bus.request(subjects.CLIENT_KEYS_CREATE, req, ClientKeyCreated, timeout=_ADMIN_TIMEOUT)
+    created = await edge.bus.request(subjects.CLIENT_KEYS_CREATE, req, ClientKeyCreated, timeout=_ADMIN_TIMEOUT)
+    await confirm_everywhere(edge.bus, "client_keys", response)
+    return created
 
 
 @router.get("/keys")
@@ -119,9 +143,10 @@ async def list_client_keys(edge: EdgeDep, principal: PrincipalDep, user: str | N
 
 
 @router.delete("/keys/{key_id}")
-async def delete_client_key(key_id: str, edge: EdgeDep, principal: PrincipalDep) -> dict[str, Any]:
+async def delete_client_key(key_id: str, response: Response, edge: EdgeDep, principal: PrincipalDep) -> dict[str, Any]:
     require_admin(principal)
     info = await edge.bus.request(subjects.CLIENT_KEYS_DELETE, ById(id=key_id), ClientKeyInfo, timeout=_ADMIN_TIMEOUT)
+    await confirm_everywhere(edge.bus, "client_keys", response)
     return {"id": info.id, "object": "api_key", "deleted": True}
 
 
@@ -129,3 +154,121 @@ async def delete_client_key(key_id: str, edge: EdgeDep, principal: PrincipalDep)
 async def catalog(edge: EdgeDep, principal: PrincipalDep) -> CatalogListing:
     require_admin(principal)
     return await edge.bus.request(subjects.ROUTER_MODELS, _Empty(), CatalogListing, timeout=_ADMIN_TIMEOUT)
+
+
+# --- routes (virtual models) and named accounts ------------------------------------------------
+
+
+@router.get("/routes")
+async def list_routes(edge: EdgeDep, principal: PrincipalDep) -> ConfigObjects:
+    require_admin(principal)
+    return await edge.bus.request(subjects.ROUTES_LIST, _Empty(), ConfigObjects, timeout=_ADMIN_TIMEOUT)
+
+
+@router.get("/routes/explain")
+async def explain_route(edge: EdgeDep, principal: PrincipalDep, model: str) -> dict[str, Any]:
+    """Which targets ``model`` resolves to, in the order they would be tried, with each one's
+    circuit state and keys in hand; nothing is called."""
+    require_admin(principal)
+    table = edge.routes.current()
+    plan = table.plan(model)
+    if plan is None or not plan.targets:
+        raise GatewayError(MODEL_NOT_FOUND, f"The model `{model}` does not route anywhere.", param="model")
+    ordered = failover.order(plan, table) if plan.strategy != "weighted" else list(plan.targets)
+    skipped = [t for t in plan.targets if t not in ordered]
+    rows = []
+    for route in [*ordered, *skipped]:
+        circuit = table.circuits.get(route.target)
+        rows.append(
+            {
+                "target": route.target,
+                "provider": route.provider,
+                "account": route.account or None,
+                "model": route.model,
+                "upstream_model": route.upstream_model,
+                "circuit": circuit.model_dump() if circuit else {"state": "closed"},
+                "skipped": route in skipped,
+                "provider_keys": edge.credentials.usable(route.provider),
+                "blended_price_usd_per_mtok": table.blended_price(route),
+            }
+        )
+    return {
+        "object": "route.explanation",
+        "model": model,
+        "resolved": plan.model,
+        "virtual": plan.virtual,
+        "deprecated_successor": plan.successor,
+        "strategy": plan.strategy,
+        "weights": list(plan.weights) or None,
+        "retry": plan.retry.model_dump(),
+        "timeouts": plan.timeouts.model_dump(),
+        "targets": rows,
+    }
+
+
+@router.get("/routes/{name}")
+async def get_route(name: str, edge: EdgeDep, principal: PrincipalDep) -> RouteObject:
+    require_admin(principal)
+    listing = await edge.bus.request(subjects.ROUTES_LIST, _Empty(), ConfigObjects, timeout=_ADMIN_TIMEOUT)
+    for item in listing.data:
+        if isinstance(item, RouteObject) and item.name == name:
+            return item
+    raise GatewayError(NOT_FOUND, f"No route named {name!r}.")
+
+
+@router.put("/routes/{name}")
+async def put_route(
+    name: str, request: Request, response: Response, edge: EdgeDep, principal: PrincipalDep
+) -> RouteObject:
+    require_admin(principal)
+    spec = await parse_body(request, VirtualModel)
+    route = await edge.bus.request(
+        subjects.ROUTES_PUT, RoutePut(name=name, spec=spec), RouteObject, timeout=_ADMIN_TIMEOUT
+    )
+    await confirm_everywhere(edge.bus, "routes", response)
+    return route
+
+
+@router.delete("/routes/{name}")
+async def delete_route(name: str, response: Response, edge: EdgeDep, principal: PrincipalDep) -> dict[str, Any]:
+    require_admin(principal)
+    await edge.bus.request(subjects.ROUTES_DELETE, ConfigName(name=name), RouteObject, timeout=_ADMIN_TIMEOUT)
+    await confirm_everywhere(edge.bus, "routes", response)
+    return {"id": name, "object": "route", "deleted": True}
+
+
+@router.get("/accounts")
+async def list_accounts(edge: EdgeDep, principal: PrincipalDep) -> ConfigObjects:
+    require_admin(principal)
+    return await edge.bus.request(subjects.ACCOUNTS_LIST, _Empty(), ConfigObjects, timeout=_ADMIN_TIMEOUT)
+
+
+@router.get("/accounts/{name}")
+async def get_account(name: str, edge: EdgeDep, principal: PrincipalDep) -> AccountObject:
+    require_admin(principal)
+    listing = await edge.bus.request(subjects.ACCOUNTS_LIST, _Empty(), ConfigObjects, timeout=_ADMIN_TIMEOUT)
+    for item in listing.data:
+        if isinstance(item, AccountObject) and item.name == name:
+            return item
+    raise GatewayError(NOT_FOUND, f"No account named {name!r}.")
+
+
+@router.put("/accounts/{name}")
+async def put_account(
+    name: str, request: Request, response: Response, edge: EdgeDep, principal: PrincipalDep
+) -> AccountObject:
+    require_admin(principal)
+    spec = await parse_body(request, Account)
+    account = await edge.bus.request(
+        subjects.ACCOUNTS_PUT, AccountPut(name=name, spec=spec), AccountObject, timeout=_ADMIN_TIMEOUT
+    )
+    await confirm_everywhere(edge.bus, "routes", response)
+    return account
+
+
+@router.delete("/accounts/{name}")
+async def delete_account(name: str, response: Response, edge: EdgeDep, principal: PrincipalDep) -> dict[str, Any]:
+    require_admin(principal)
+    await edge.bus.request(subjects.ACCOUNTS_DELETE, ConfigName(name=name), AccountObject, timeout=_ADMIN_TIMEOUT)
+    await confirm_everywhere(edge.bus, "routes", response)
+    return {"id": name, "object": "account", "deleted": True}

@@ -7,21 +7,27 @@ and its only network call is the upstream one.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from services.edge import failover, metadata
 from services.edge.auth import require_model
 from services.edge.body import check_chat, read_json
 from services.edge.metered import RequestRecord
-from services.edge.providers.base import Call, Credential, StreamMeter
+from services.edge.providers.base import Adapter, Call, Completion, Credential, StreamMeter
+from services.edge.providers.common import error_event
+from services.edge.sse import DONE
 from services.edge.state import Edge
 from shared.catalog import Route
-from shared.errors import INVALID_REQUEST, GatewayError
+from shared.errors import INVALID_REQUEST, NO_PROVIDER_KEY, UPSTREAM, UPSTREAM_TIMEOUT, GatewayError
+from shared.gateway_config import Timeouts
 
 OVERHEAD_HEADER = "x-switchyard-overhead-ms"
 DROP_PARAMS_HEADER = "x-switchyard-drop-params"
@@ -44,6 +50,7 @@ async def begin(
         endpoint=endpoint,
         body=body,
         instance=edge.instance,
+        routing_decision_id="rd_" + os.urandom(12).hex(),
     )
     return edge, record, drop
 
@@ -52,45 +59,162 @@ async def chat_completions(request: Request) -> Response:
     edge, record, drop = await begin(request, "chat.completions", check_chat)
     body, principal = record.body, record.principal
     stream = bool(body.get("stream"))
-    meter = StreamMeter()
+    plan = None
     try:
-        record.route = edge.routes.resolve(body["model"])
-        require_model(principal, body["model"], record.route.model)
-        provider = edge.routes.current().providers[record.route.provider]
-        adapter = edge.registry.get(provider.api, record.route.provider)
+        plan = edge.routes.plan(body["model"])
+        require_model(principal, body["model"], plan.model)
+        table = edge.routes.current()
         if stream:
-            call, events = await with_provider_keys(edge, record, drop, lambda c: adapter.stream(c, meter))
-            upstream_ms = (time.perf_counter() - meter.started) * 1000  # until the provider answered
+
+            async def open_stream(route: Route) -> tuple[Call, Opened]:
+                adapter = edge.registry.get(table.providers[route.provider].api, route.provider)
+                return await first_event(edge, record, drop, route, adapter, plan.timeouts)
+
+            call, opened = await failover.serve(plan, table, edge.health, open_stream, record.attempting)
+            upstream_ms = (time.perf_counter() - opened.meter.started) * 1000  # until the first event
         else:
-            call, completion = await with_provider_keys(edge, record, drop, adapter.chat)
+
+            async def complete(route: Route) -> tuple[Call, Completion]:
+                adapter = edge.registry.get(table.providers[route.provider].api, route.provider)
+                work = with_provider_keys(edge, record, drop, route, adapter.chat)
+                return await bounded(work, plan.timeouts.total_seconds, route, "answer")
+
+            call, completion = await failover.serve(plan, table, edge.health, complete, record.attempting)
             upstream_ms = completion.upstream_ms
     except GatewayError as exc:
         edge.usage.submit(record.event(status=exc.status, error_type=exc.type, stream=stream))
+        exc.headers.update(metadata.headers(record, plan))
         exc.headers["x-request-id"] = record.request_id
         raise
     headers = response_headers(record, upstream_ms, call)
+    headers.update(metadata.headers(record, plan))
+    meta = metadata.metadata(record, edge.settings.region)
     if not stream:
         edge.usage.submit(record.event(status=200, usage=completion.usage, upstream_ms=upstream_ms))
-        return Response(completion.body, media_type="application/json", headers=headers)
+        return Response(metadata.into_body(completion.body, meta), media_type="application/json", headers=headers)
     headers["cache-control"] = "no-cache"
     headers["x-accel-buffering"] = "no"
-    return StreamingResponse(_metered(events, meter, record, edge), media_type="text/event-stream", headers=headers)
+    events = guarded(opened, plan.timeouts, call.route.provider)
+    return StreamingResponse(
+        _metered(events, opened.meter, record, edge, meta),
+        media_type="text/event-stream",
+        headers=headers,
+    )
 
 
 T = TypeVar("T")
 
 
+@dataclass
+class Opened:
+    """A stream whose first event arrived (nothing has been sent to the client yet)."""
+
+    first: bytes
+    rest: AsyncIterator[bytes]
+    meter: StreamMeter
+
+
+async def first_event(
+    edge: Edge, record: RequestRecord, drop: bool, route: Route, adapter: Adapter, timeouts: Timeouts
+) -> tuple[Call, Opened]:
+    """Open the stream and wait for its first event within ``first_token_seconds``: until
+    then the attempt may fail over. A stream whose first event is already an error (the
+    provider failed at once) is a failed attempt too."""
+    meter = StreamMeter()
+    call, events = await bounded(
+        with_provider_keys(edge, record, drop, route, lambda c: adapter.stream(c, meter)),
+        timeouts.first_token_seconds,
+        route,
+        "send a first token",
+    )
+    it = events.__aiter__()
+    left = None
+    if timeouts.first_token_seconds is not None:
+        left = max(timeouts.first_token_seconds - (time.perf_counter() - meter.started), 0.001)
+    try:
+        first = await bounded(it.__anext__(), left, route, "send a first token")
+    except StopAsyncIteration:
+        first = b""
+    except BaseException:
+        await _close(events)
+        raise
+    if not first or meter.error_type:
+        await _close(events)
+        err = GatewayError(UPSTREAM, f"provider {route.provider!r} failed the stream before its first token")
+        err.upstream_status = 502
+        raise err
+    return call, Opened(first, it, meter)
+
+
+async def bounded(work: Awaitable[T], seconds: float | None, route: Route, what: str) -> T:
+    """``work`` within ``seconds`` (unbounded for None); a miss is an upstream timeout."""
+    if seconds is None:
+        return await work
+    try:
+        async with asyncio.timeout(seconds):
+            return await work
+    except TimeoutError:
+        err = GatewayError(UPSTREAM_TIMEOUT, f"provider {route.provider!r} did not {what} within {seconds:g} s")
+        err.cause = "timeout"
+        raise err from None
+
+
+async def guarded(opened: Opened, timeouts: Timeouts, provider: str) -> AsyncIterator[bytes]:
+    """The stream after its first event, with the idle and total bounds: a stall ends it with
+    an error event (never with ``[DONE]``) and closes the upstream connection."""
+    yield opened.first
+    meter, rest = opened.meter, opened.rest
+    idle, total = timeouts.idle_seconds, timeouts.total_seconds
+    deadline = meter.started + total if total is not None else None
+    try:
+        while True:
+            wait = idle
+            if deadline is not None:
+                left = deadline - time.perf_counter()
+                wait = left if wait is None else min(wait, left)
+            try:
+                if wait is None:
+                    event = await rest.__anext__()
+                else:
+                    async with asyncio.timeout(max(wait, 0.0)):
+                        event = await rest.__anext__()
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                stalled = deadline is None or time.perf_counter() < deadline
+                meter.error_type = "upstream_stalled" if stalled else "upstream_total_timeout"
+                why = f"sent nothing for {idle:g} s" if stalled else f"did not finish within {total:g} s"
+                yield error_event(f"stream from provider {provider!r} stopped: it {why}", meter.error_type)
+                return
+            yield event
+    finally:
+        await _close(rest)
+
+
+async def _close(events: AsyncIterator[bytes]) -> None:
+    aclose = getattr(events, "aclose", None)
+    if aclose is not None:
+        await aclose()  # closes the upstream response: the provider stops generating
+
+
 async def with_provider_keys(
-    edge: Edge, record: RequestRecord, drop: bool, attempt: Callable[[Call], Awaitable[T]]
+    edge: Edge, record: RequestRecord, drop: bool, route: Route, attempt: Callable[[Call], Awaitable[T]]
 ) -> tuple[Call, T]:
-    """Run ``attempt`` with a provider key, once per key while the provider refuses keys."""
-    assert record.route is not None
-    route = record.route
+    """Run ``attempt`` against ``route`` with a provider key, once per key while the provider
+    refuses keys. A provider without a key in hand asks keyvault once before giving up."""
     provider = edge.routes.current().providers[route.provider]
     tried: frozenset[str] = frozenset()
+    asked = False
     while True:
         pick = edge.credentials.pick if provider.requires_key else edge.credentials.optional
-        credential = pick(route.provider, route.upstream_model, tried)
+        try:
+            credential = pick(route.provider, route.upstream_model, tried)
+        except GatewayError as exc:
+            if asked or exc.code != NO_PROVIDER_KEY.code:
+                raise
+            asked = True  # maybe a key was just added and its change event is on the way
+            await edge.credentials.fetched_since(time.monotonic(), timeout=3.0)
+            continue
         record.provider_key_id = credential.key_id if credential else ""
         call = Call(route, provider, credential, record.body, record.request_id, edge.http, drop, media=edge.media)
         try:
@@ -99,8 +223,11 @@ async def with_provider_keys(
             if credential is None or not _key_refused(edge, route, credential, exc):
                 raise
             tried |= {credential.key_id}
-            if not edge.credentials.has_other(route.provider, route.upstream_model, tried):
-                raise
+            if exc.upstream_status == 429 and not edge.credentials.has_other(
+                route.provider, route.upstream_model, tried
+            ):
+                raise  # the provider's own 429, with its retry-after, for the retry policy
+            # after a 401/403 the next pick says what is true: another key, or none usable
 
 
 def drop_params(request: Request, body: dict[str, Any]) -> bool:
@@ -134,22 +261,33 @@ def _key_refused(edge: Edge, route: Route, credential: Credential, exc: GatewayE
 
 
 async def _metered(
-    events: AsyncIterator[bytes], meter: StreamMeter, record: RequestRecord, edge: Edge
+    events: AsyncIterator[bytes], meter: StreamMeter, record: RequestRecord, edge: Edge, meta: dict[str, object]
 ) -> AsyncIterator[bytes]:
-    """Relay events; whatever happens (finish, upstream error, client gone), meter once."""
+    """Relay events, the routing metadata in the last chunk before ``[DONE]``; whatever
+    happens (finish, upstream error, client gone), meter once."""
     status, error_type = 200, ""
+    held = b""  # a chunk that may be the last one, until the next event tells
     try:
         async for event in events:
+            if event == DONE:
+                yield metadata.into_event(held, meta) if held else metadata.stream_chunk(record, meta)
+                held = b""
+            elif held:
+                yield held
+                held = b""
+            if event != DONE and metadata.may_be_last(event):
+                held = event
+                continue
             yield event
+        if held:
+            yield held
         if not meter.finished:
             status, error_type = 502, meter.error_type or "upstream_error"
     except BaseException:  # the client went away (cancellation) or the relay broke
         status, error_type = 499, "client_disconnected"
         raise
     finally:
-        aclose = getattr(events, "aclose", None)
-        if aclose is not None:
-            await aclose()  # closes the upstream response: the provider stops generating
+        await _close(events)
         ttft = ((meter.first_chunk_at or meter.started) - meter.started) * 1000
         upstream_end = meter.upstream_done_at or time.perf_counter()
         edge.usage.submit(

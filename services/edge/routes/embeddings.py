@@ -11,9 +11,12 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from services.edge import failover, metadata
 from services.edge.auth import require_model
 from services.edge.body import check_model
-from services.edge.routes.chat import begin, response_headers, with_provider_keys
+from services.edge.providers.base import Call, Completion
+from services.edge.routes.chat import begin, bounded, response_headers, with_provider_keys
+from shared.catalog import Route
 from shared.errors import INVALID_REQUEST, MISSING_PARAM, GatewayError
 
 
@@ -31,16 +34,25 @@ def check_embeddings(body: dict[str, Any]) -> None:
 async def embeddings(request: Request) -> Response:
     edge, record, drop = await begin(request, "embeddings", check_embeddings)
     body, principal = record.body, record.principal
+    plan = None
     try:
-        record.route = edge.routes.resolve(str(body["model"]))
-        require_model(principal, str(body["model"]), record.route.model)
-        provider = edge.routes.current().providers[record.route.provider]
-        embedder = edge.registry.embedder(provider.api, record.route.provider)
-        call, completion = await with_provider_keys(edge, record, drop, embedder.embed)
+        plan = edge.routes.plan(str(body["model"]))
+        require_model(principal, str(body["model"]), plan.model)
+        table = edge.routes.current()
+
+        async def embed(route: Route) -> tuple[Call, Completion]:
+            embedder = edge.registry.embedder(table.providers[route.provider].api, route.provider)
+            work = with_provider_keys(edge, record, drop, route, embedder.embed)
+            return await bounded(work, plan.timeouts.total_seconds, route, "answer")
+
+        call, completion = await failover.serve(plan, table, edge.health, embed, record.attempting)
     except GatewayError as exc:
         edge.usage.submit(record.event(status=exc.status, error_type=exc.type))
+        exc.headers.update(metadata.headers(record, plan))
         exc.headers["x-request-id"] = record.request_id
         raise
     edge.usage.submit(record.event(status=200, usage=completion.usage, upstream_ms=completion.upstream_ms))
     headers = response_headers(record, completion.upstream_ms, call)
-    return Response(completion.body, media_type="application/json", headers=headers)
+    headers.update(metadata.headers(record, plan))
+    body_out = metadata.into_body(completion.body, metadata.metadata(record, edge.settings.region))
+    return Response(body_out, media_type="application/json", headers=headers)

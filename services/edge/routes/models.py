@@ -16,27 +16,41 @@ _CREATED = 1_730_419_200  # catalog epoch: models carry no creation date of thei
 
 
 def _model(table: RouteTable, model_id: str) -> dict[str, Any]:
-    entry = table.models[model_id]
+    entry = table.models.get(model_id)
+    if entry is not None:
+        return {
+            "id": model_id,
+            "object": "model",
+            "created": _CREATED,
+            "owned_by": entry.provider,
+            "capabilities": entry.capabilities,
+        }
+    plan = table.plan(model_id)  # a virtual model: what every one of its targets can do
+    targets = plan.targets if plan is not None else ()
+    capabilities = [
+        c for c in (targets[0].capabilities if targets else ()) if all(c in t.capabilities for t in targets)
+    ]
     return {
         "id": model_id,
         "object": "model",
         "created": _CREATED,
-        "owned_by": entry.provider,
-        "capabilities": entry.capabilities,
+        "owned_by": "switchyard",
+        "capabilities": capabilities,
+        "targets": [t.target for t in targets],
     }
 
 
 @router.get("/models")
 async def list_models(edge: EdgeDep, _: PrincipalDep) -> dict[str, Any]:
     table = edge.routes.current()
-    return {"object": "list", "data": [_model(table, m) for m in sorted(table.models)]}
+    return {"object": "list", "data": [_model(table, m) for m in table.live_models()]}
 
 
 @router.get("/models/{model_id:path}")
 async def get_model(model_id: str, edge: EdgeDep, _: PrincipalDep) -> dict[str, Any]:
     table = edge.routes.current()
-    name = table.aliases.get(model_id, model_id)
-    if name not in table.models:
+    name = table.canonical(model_id)[0]
+    if name not in table.virtual and (name not in table.models or table.models[name].retired is not None):
         raise GatewayError(
             MODEL_NOT_FOUND, f"The model `{model_id}` does not exist or you do not have access to it.", param="model"
         )
