@@ -295,6 +295,9 @@ class RequestLogEntry(BaseModel):
     latency_ms: float
     upstream_latency_ms: float
     edge_instance: str
+    routing_decision_id: str
+    attempts: int
+    provider_account: str
 
 
 class RequestLog(BaseModel):

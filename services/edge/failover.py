@@ -45,9 +45,15 @@ def cause_of(exc: GatewayError) -> str | None:
     return None
 
 
-def order(plan: Plan, table: RouteTable, rng: random.Random | None = None) -> list[Route]:
+def order(
+    plan: Plan,
+    table: RouteTable,
+    rng: random.Random | None = None,
+    probe: Callable[[str], bool] | None = None,
+) -> list[Route]:
     """The targets in the order to try them: by strategy, then without open circuits (unless
-    every target is open: then all are tried, as a last resort)."""
+    every target is open: then all are tried, as a last resort). A half-open target goes
+    after the closed ones, or first when ``probe`` grants it this request as its probe."""
     targets = list(plan.targets)
     if len(targets) < 2:
         return targets
@@ -67,7 +73,8 @@ def order(plan: Plan, table: RouteTable, rng: random.Random | None = None) -> li
         targets.sort(key=ttft)
     closed = [t for t in targets if _state(table, t) == "closed"]
     half_open = [t for t in targets if _state(table, t) == "half_open"]
-    return closed + half_open or targets
+    probing = [t for t in half_open if probe is not None and probe(t.target)]
+    return probing + closed + [t for t in half_open if t not in probing] or targets
 
 
 def _state(table: RouteTable, route: Route) -> str:
@@ -99,7 +106,7 @@ async def serve(
     """Run ``attempt`` on the plan's targets until one succeeds; raise the last failure."""
     failures: list[str] = []
     last: GatewayError | None = None
-    targets = order(plan, table)
+    targets = order(plan, table, probe=health.may_probe)
     for route in targets:
         for tries in range(plan.retry.attempts):
             on_attempt(route)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from shared import subjects
 from shared.bus import Bus
@@ -22,6 +23,7 @@ class HealthReporter:
         self.interval = interval
         self._pending: dict[str, TargetOutcomes] = {}
         self._left = False
+        self._probed: dict[str, float] = {}  # half-open target -> when this edge last probed it
 
     def succeeded(self, target: str, ttft_ms: float) -> None:
         seen = self._pending.get(target) or self._pending.setdefault(target, TargetOutcomes())
@@ -33,6 +35,15 @@ class HealthReporter:
         seen = self._pending.get(target) or self._pending.setdefault(target, TargetOutcomes())
         seen.failed += 1
         seen.last_failure = why
+
+    def may_probe(self, target: str) -> bool:
+        """Whether this request may be a half-open target's probe: one per report interval
+        per edge, so a recovering target gets a trickle, not the whole load."""
+        now = time.monotonic()
+        if now - self._probed.get(target, 0.0) < self.interval:
+            return False
+        self._probed[target] = now
+        return True
 
     async def flush(self, *, leaving: bool = False) -> None:
         report = HealthReport(instance=self.instance, targets=self._pending, leaving=leaving)

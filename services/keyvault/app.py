@@ -192,6 +192,8 @@ class Keyvault:
             secret = self.transport.open(req.sealed_api_key, context=PROVIDER_KEY_CREATE_CONTEXT).decode()
         except (SealingError, UnicodeDecodeError) as exc:
             raise GatewayError(INVALID_REQUEST, "api_key could not be unsealed", param="api_key") from exc
+        if req.provider.strip().lower() not in self.provider_keys.known_providers:
+            await self.routes.caught_up(3.0)  # an account added a moment ago: read the latest table
         info = await self.provider_keys.create(
             ProviderKeyCreate(provider=req.provider, api_key=secret, label=req.label)
         )

@@ -137,7 +137,7 @@ class Router:
         retires at midnight UTC); at once when something changed; the whole table again every
         ``republish_interval`` (heals a lost bucket)."""
         loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        loop.add_signal_handler(signal.SIGHUP, self.hangup)
         last_full = loop.time()
         try:
             while not stop.is_set():
@@ -169,9 +169,13 @@ class Router:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def reload(self) -> None:
+    def hangup(self) -> None:
+        log.info("SIGHUP: reading the configuration file %s", self.file.path)
+        self.reload(force=True)
+
+    def reload(self, *, force: bool = False) -> None:
         """Read the configuration file if it changed; put it in force if it is valid."""
-        candidate = self.file.read()
+        candidate = self.file.read(force=force)
         if candidate is None:
             return
         try:

@@ -29,13 +29,20 @@ class ConfigFile:
         self.config = GatewayConfig()  # the version in force
         self.error = ""  # why the newest version on disk was refused ("" when it is in force)
         self._digest = ""  # of the version in force, or of the last refused one
+        self._stat: tuple[int, int, int] | None = None  # (inode, size, mtime) when last read
 
-    def read(self) -> Candidate | None:
+    def read(self, *, force: bool = False) -> Candidate | None:
         """The file's new version, if it changed since the last read; None if it did not or
-        if it was refused (``error`` says why)."""
+        if it was refused (``error`` says why). The periodic check compares the file's inode,
+        size and modification time; ``force`` (SIGHUP) reads it whatever they say."""
         if self.path is None:
             return None
         try:
+            info = self.path.stat()
+            stat = (info.st_ino, info.st_size, info.st_mtime_ns)
+            if stat == self._stat and not force:
+                return None
+            self._stat = stat
             raw = self.path.read_bytes()
         except OSError as exc:
             digest = f"unreadable:{exc.errno}"

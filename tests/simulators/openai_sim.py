@@ -12,7 +12,12 @@ Behaviour is chosen by the model name, so one simulator serves every test:
 - ``*-midstream-error``: a stream that sends an error event mid-answer;
 - ``*-long``: a slow stream of many chunks (client-disconnect tests).
 
-Provider keys starting ``sk-invalid`` get 401 and ``sk-ratelimited`` get 429, whatever the model.
+Provider keys starting ``sk-invalid`` get 401 and ``sk-ratelimited`` get 429, whatever the model;
+keys in ``state.revoked`` get 401 too (chat and the model listing) until a test takes them out.
+
+Failures on demand: ``state.faults[model]`` is a list of :class:`Fault`; each request for that
+model takes the first one (a status with ``retry-after``, a stall before the reply, a slow
+first chunk, a stream cut after N chunks). A model with no faults left answers normally.
 
 Every request is recorded (path, headers, body), and every stream records whether it ran to
 the end or the peer went away.
@@ -47,10 +52,27 @@ class StreamLog:
 
 
 @dataclass
+class Fault:
+    """One failure a request meets (the first that applies)."""
+
+    status: int | None = None  # answer this HTTP status (an OpenAI error body)
+    retry_after: str | None = None  # with this retry-after header
+    stall: float = 0.0  # seconds before anything is answered (headers included)
+    first_chunk_delay: float = 0.0  # streams: seconds between the headers and the first chunk
+    cut_after: int | None = None  # streams: close the connection after this many chunks
+
+
+@dataclass
 class SimState:
     requests: list[Recorded] = field(default_factory=list)
     streams: list[StreamLog] = field(default_factory=list)
     slow_seconds: float = 5.0
+    faults: dict[str, list[Fault]] = field(default_factory=dict)
+    revoked: set[str] = field(default_factory=set)
+
+    def fault_for(self, model: str) -> Fault | None:
+        pending = self.faults.get(model)
+        return pending.pop(0) if pending else None
 
 
 def _usage(completion_tokens: int) -> dict[str, Any]:
@@ -63,7 +85,7 @@ def _usage(completion_tokens: int) -> dict[str, Any]:
     }
 
 
-def _error(status: int) -> web.Response:
+def _error(status: int, retry_after: str | None = None) -> web.Response:
     kinds = {
         400: ("invalid_request_error", "invalid_value"),
         401: ("invalid_request_error", "invalid_api_key"),
@@ -74,7 +96,7 @@ def _error(status: int) -> web.Response:
     }
     err_type, code = kinds.get(status, ("server_error", None))
     body = {"error": {"message": f"simulated {status}", "type": err_type, "param": None, "code": code}}
-    headers = {"retry-after": "7"} if status == 429 else {}
+    headers = {"retry-after": retry_after or "7"} if status == 429 or retry_after else {}
     return web.json_response(body, status=status, headers=headers)
 
 
@@ -108,11 +130,16 @@ class OpenAISimulator(ThreadedServer):
             body["model"] = deployment
         if request.path.startswith("/selfhosted/"):
             auth = "Bearer keyless"  # a self-hosted server without keys (vLLM, Ollama)
-        if auth == "" or auth.startswith("Bearer sk-invalid"):
+        if auth == "" or auth.startswith("Bearer sk-invalid") or auth.removeprefix("Bearer ") in self.state.revoked:
             return _error(401)
         if auth.startswith("Bearer sk-ratelimited"):
             return _error(429)
         model = str(body.get("model", ""))
+        fault = self.state.fault_for(model)
+        if fault is not None and fault.stall:
+            await asyncio.sleep(fault.stall)
+        if fault is not None and fault.status is not None:
+            return _error(fault.status, fault.retry_after)
         status = re.search(r"-status-(\d{3})$", model)
         if status:
             return _error(int(status.group(1)))
@@ -121,7 +148,7 @@ class OpenAISimulator(ThreadedServer):
         if model.startswith(SCRIPTED) and not re.search(r"-(truncate|midstream-error|long)$", model):
             return await scripted_reply(request, body)
         if body.get("stream"):
-            return await self._stream(request, body, model)
+            return await self._stream(request, body, model, fault)
         words = REPLY.split()
         return web.json_response(
             {
@@ -142,7 +169,9 @@ class OpenAISimulator(ThreadedServer):
             }
         )
 
-    async def _stream(self, request: web.Request, body: dict[str, Any], model: str) -> web.StreamResponse:
+    async def _stream(
+        self, request: web.Request, body: dict[str, Any], model: str, fault: Fault | None = None
+    ) -> web.StreamResponse:
         log = StreamLog(model=model)
         self.state.streams.append(log)
         resp = web.StreamResponse(headers={"content-type": "text/event-stream", "cache-control": "no-cache"})
@@ -167,6 +196,15 @@ class OpenAISimulator(ThreadedServer):
         if model.endswith("-long"):
             words = [f"{i:03d} " for i in range(200)]  # four characters: about one token each
         try:
+            if fault is not None and fault.first_chunk_delay:
+                await resp.write(b": keep-alive\n\n")  # the headers are out; no event yet
+                await asyncio.sleep(fault.first_chunk_delay)
+            if fault is not None and fault.cut_after is not None:
+                for word in words[: fault.cut_after]:
+                    await send([{"index": 0, "delta": {"content": word}, "logprobs": None, "finish_reason": None}])
+                assert request.transport is not None
+                request.transport.close()  # cut: no finish_reason, no [DONE]
+                return resp
             await send(
                 [{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}]
             )
@@ -226,6 +264,9 @@ class OpenAISimulator(ThreadedServer):
         )
 
     async def models(self, request: web.Request) -> web.Response:
+        auth = request.headers.get("authorization", "")
+        if auth.startswith("Bearer sk-invalid") or auth.removeprefix("Bearer ") in self.state.revoked:
+            return _error(401)
         return web.json_response(
             {"object": "list", "data": [{"id": "gpt-4o", "object": "model", "created": 0, "owned_by": "sim"}]}
         )

@@ -223,11 +223,11 @@ async def with_provider_keys(
             if credential is None or not _key_refused(edge, route, credential, exc):
                 raise
             tried |= {credential.key_id}
-            if exc.upstream_status == 429 and not edge.credentials.has_other(
-                route.provider, route.upstream_model, tried
-            ):
-                raise  # the provider's own 429, with its retry-after, for the retry policy
-            # after a 401/403 the next pick says what is true: another key, or none usable
+            if not edge.credentials.has_other(route.provider, route.upstream_model, tried):
+                # The provider's own answer (a 429 with its retry-after, for the retry policy; a
+                # 401/403 as it is). Later requests learn the truth from the next pick: every
+                # key cooling down, or every key refused since when.
+                raise
 
 
 def drop_params(request: Request, body: dict[str, Any]) -> bool:
