@@ -31,6 +31,7 @@ log = logging.getLogger("switchyard.edge.credentials")
 
 _DEFAULT_COOLDOWN = 10.0
 _MAX_COOLDOWN = 600.0
+_MISS_INTERVAL = 1.0
 
 
 class Credentials:
@@ -49,6 +50,7 @@ class Credentials:
         # Keys out of service because their provider refused them, by provider (no secrets).
         self._out: dict[str, list[RefusedProviderKey]] = {}
         self._last_fetch = 0.0  # monotonic time the newest fetch began
+        self._miss_fetch: asyncio.Task[None] | None = None
 
     def pick(self, provider: str, model: str, exclude: frozenset[str] = frozenset()) -> Credential:
         """A key for ``provider``, round-robin over its active keys, skipping keys cooling down
@@ -97,14 +99,17 @@ class Credentials:
         err.cause = "keys"
         return err
 
-    async def fetched_since(self, moment: float, timeout: float) -> None:
-        """Make sure the keys were fetched after ``moment`` (monotonic): ask keyvault once for a
-        request that found no key, instead of answering 503 while a change is on its way."""
-        if self._last_fetch >= moment:
-            async with self._refresh_lock:  # a fetch that began after the moment may be running
+    async def fetch_on_miss(self, timeout: float) -> None:
+        """Ask keyvault again for a request that found no key, instead of answering 503 while a
+        change is on its way. Misses share one fetch, and a fetch that began less than
+        ``_MISS_INTERVAL`` ago counts: a flood of requests for a keyless provider is one fetch
+        a second, not one per request."""
+        if self._miss_fetch is None or self._miss_fetch.done():
+            if time.monotonic() - self._last_fetch < _MISS_INTERVAL:
                 return
+            self._miss_fetch = asyncio.get_running_loop().create_task(self.refresh())
         try:
-            await asyncio.wait_for(self.refresh(), timeout)
+            await asyncio.wait_for(asyncio.shield(self._miss_fetch), timeout)
         except (GatewayError, TimeoutError) as exc:
             log.warning("could not fetch provider keys on a miss: %s", exc)
 

@@ -128,9 +128,14 @@ class Router:
         )
 
     async def table_published(self) -> bool:
-        """The bucket holds this router's table (a readiness check)."""
+        """The bucket holds this router's table (a readiness check). Circuit state is left out
+        of the comparison: another router may have published what it heard a moment earlier."""
         kv = await self.bus.kv(subjects.ROUTES_BUCKET)
-        return (await kv.get(subjects.ROUTES_KEY)).value == self.table.model_dump_json().encode()
+        raw = (await kv.get(subjects.ROUTES_KEY)).value
+        if raw is None:
+            return False
+        published = RouteTable.model_validate_json(raw).model_dump(exclude={"circuits"})
+        return published == self.table.model_dump(exclude={"circuits"})
 
     async def keep_published(self, stop: asyncio.Event) -> None:
         """Every second: circuits whose time is up, the configuration file, the date (a model

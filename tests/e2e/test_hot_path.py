@@ -1,9 +1,13 @@
 """The hot path's contract, checked by counting, not timing: a request's only network call
 is the upstream one. The edge talks to NATS once per request, to hand over its usage event,
 and never asks keyvault, the router or metering anything; it has no Vault or ClickHouse
-client at all (tests/unit/test_deploy.py checks its dependencies)."""
+client at all (tests/unit/test_deploy.py checks its dependencies). Off the request path it
+sends one health report a second to the router (its heartbeat); those are allowed for."""
 
 from __future__ import annotations
+
+import math
+import time
 
 import httpx
 
@@ -22,6 +26,7 @@ def test_one_bus_message_per_request_and_no_service_calls(gateway: Gateway) -> N
     client = gateway.client()
     client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "warm"}])
     before = _edge_connections(gateway)
+    started = time.monotonic()
     assert before, "the edge has no NATS connection"
 
     say = [{"role": "user", "content": "x"}]
@@ -37,7 +42,9 @@ def test_one_bus_message_per_request_and_no_service_calls(gateway: Gateway) -> N
         return sum(after[name]["in_msgs"] - before[name]["in_msgs"] for name in before if name in after)
 
     wait_until(lambda: sent() >= N, timeout=10, what="the usage events to be published")
-    assert sent() == N
+    total = sent()
+    heartbeats = len(before) * (math.floor(time.monotonic() - started) + 1)  # one a second per edge
+    assert N <= total <= N + heartbeats, (total, heartbeats)
 
 
 def test_overhead_header_reports_gateway_time(gateway: Gateway) -> None:

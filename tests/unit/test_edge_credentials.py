@@ -7,10 +7,13 @@ import asyncio
 import time
 from pathlib import Path
 
+import pytest
+
 from services.edge.credentials import Credentials
 from shared import subjects
 from shared.bus import Bus
-from shared.messages import Empty, ProviderKeyFetch, SealedProviderKey, SealedProviderKeys
+from shared.errors import GatewayError
+from shared.messages import Empty, ProviderKeyFetch, RefusedProviderKey, SealedProviderKey, SealedProviderKeys
 from shared.sealing import seal
 from tests.servers import NatsServer
 
@@ -64,6 +67,51 @@ def test_a_change_during_an_in_flight_fetch_is_not_lost(tmp_path: Path) -> None:
             await asyncio.gather(task, return_exceptions=True)
             await edge.close()
             await keyvault.close()
+
+    try:
+        asyncio.run(run())
+    finally:
+        nats.stop()
+
+
+def test_misses_share_one_fetch_and_errors_tell_the_truth(tmp_path: Path) -> None:
+    nats = NatsServer(tmp_path / "nats")
+    nats.start()
+
+    async def run() -> None:
+        keyvault = Bus(nats.url, "keyvault-under-test")
+        await keyvault.connect(deadline=10)
+        fetches: list[float] = []
+        answer_now = asyncio.Event()
+
+        async def fetch(request: ProviderKeyFetch) -> SealedProviderKeys:
+            fetches.append(time.monotonic())
+            await answer_now.wait()
+            refused = RefusedProviderKey(id="pk_bad", provider="anthropic", reason="HTTP 401", since=1_796_000_000)
+            return SealedProviderKeys(keys=[], refused=[refused])
+
+        await keyvault.serve(subjects.PROVIDER_KEYS_FETCH, "keyvault", ProviderKeyFetch, fetch)
+        edge = Bus(nats.url, "edge-under-test")
+        await edge.connect(deadline=10)
+        credentials = Credentials(edge, "edge-1", ttl=TTL)
+        # Fifty requests miss at once: one fetch serves them all.
+        misses = [asyncio.create_task(credentials.fetch_on_miss(timeout=10)) for _ in range(50)]
+        await asyncio.sleep(0.2)
+        answer_now.set()
+        await asyncio.gather(*misses)
+        assert len(fetches) == 1
+        await credentials.fetch_on_miss(timeout=10)  # within a second of the last fetch: none
+        assert len(fetches) == 1
+
+        with pytest.raises(GatewayError) as none:
+            credentials.pick("openai", "gpt-4o")
+        assert none.value.code == "provider_key_missing" and "No API key is configured" in none.value.message
+        with pytest.raises(GatewayError) as refused:
+            credentials.pick("anthropic", "claude-sonnet-4-6")
+        assert refused.value.code == "provider_key_refused" and refused.value.status == 503
+        assert "refused by the provider (HTTP 401 since 2026-11-30T" in refused.value.message
+        await edge.close()
+        await keyvault.close()
 
     try:
         asyncio.run(run())

@@ -8,6 +8,7 @@ and its only network call is the upstream one.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -140,10 +141,20 @@ async def first_event(
         raise
     if not first or meter.error_type:
         await _close(events)
-        err = GatewayError(UPSTREAM, f"provider {route.provider!r} failed the stream before its first token")
+        why = _error_message(first) or "the stream ended before its first event"
+        err = GatewayError(UPSTREAM, f"provider {route.provider!r} failed the stream before its first token: {why}")
         err.upstream_status = 502
         raise err
     return call, Opened(first, it, meter)
+
+
+def _error_message(event: bytes) -> str:
+    """The message of an OpenAI-shaped error event (what a relay sends for a failed stream)."""
+    try:
+        payload = json.loads(event.removeprefix(b"data: "))
+        return str(payload["error"]["message"])
+    except (ValueError, TypeError, KeyError):
+        return ""
 
 
 async def bounded(work: Awaitable[T], seconds: float | None, route: Route, what: str) -> T:
@@ -213,7 +224,7 @@ async def with_provider_keys(
             if asked or exc.code != NO_PROVIDER_KEY.code:
                 raise
             asked = True  # maybe a key was just added and its change event is on the way
-            await edge.credentials.fetched_since(time.monotonic(), timeout=3.0)
+            await edge.credentials.fetch_on_miss(timeout=3.0)
             continue
         record.provider_key_id = credential.key_id if credential else ""
         call = Call(route, provider, credential, record.body, record.request_id, edge.http, drop, media=edge.media)
