@@ -217,6 +217,25 @@ def test_a_stream_cut_after_three_chunks_ends_with_an_error_and_is_metered_as_pa
     assert row["routing_decision_id"].startswith("rd_") and row["attempts"] == 1
 
 
+def test_a_stream_that_goes_quiet_ends_with_an_error_and_the_provider_is_cut_off(edges: Edges) -> None:
+    edges.put_route("fo-idle", {"targets": ["openai/fo-idle-a"], "timeouts": {"idle_seconds": 1}})
+    edges.sim.state.faults["fo-idle-a"] = [Fault(pause_after=2, pause=30)]
+    before = len(edges.sim.state.streams)
+    with httpx.stream(
+        "POST",
+        edges.origins[0] + "/v1/chat/completions",
+        headers={"authorization": f"Bearer {edges.admin_key}"},
+        json={"model": "fo-idle", "messages": MESSAGES, "stream": True},
+        timeout=30,
+    ) as resp:
+        events = [line.removeprefix("data: ") for line in resp.iter_lines() if line.startswith("data: ")]
+    assert len(events) == 4  # the role chunk, two words, then the error: nothing looks complete
+    assert "upstream_stalled" in events[-1] and "sent nothing for 1 s" in events[-1]
+    assert "[DONE]" not in events and '"finish_reason": "stop"' not in "".join(events)
+    log = next(s for s in edges.sim.state.streams[before:] if s.model == "fo-idle-a")
+    wait_until(lambda: log.cancelled, what="the provider's stream to be cut off")
+
+
 def test_a_429_storm_across_every_key_moves_to_the_next_target(edges: Edges) -> None:
     resp = edges.admin("PUT", "/ai/accounts/storm", json={"provider": "openai", "base_url": edges.sim.base_url})
     assert resp.status_code == 200 and resp.headers["x-switchyard-sync"] == "confirmed 2/2", resp.text

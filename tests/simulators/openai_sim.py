@@ -60,6 +60,8 @@ class Fault:
     stall: float = 0.0  # seconds before anything is answered (headers included)
     first_chunk_delay: float = 0.0  # streams: seconds between the headers and the first chunk
     cut_after: int | None = None  # streams: close the connection after this many chunks
+    pause_after: int | None = None  # streams: go quiet after this many chunks ...
+    pause: float = 0.0  # ... for this long, then go on
 
 
 @dataclass
@@ -209,6 +211,8 @@ class OpenAISimulator(ThreadedServer):
                 [{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}]
             )
             for i, word in enumerate(words):
+                if fault is not None and fault.pause_after == i:
+                    await asyncio.sleep(fault.pause)
                 await send([{"index": 0, "delta": {"content": word}, "logprobs": None, "finish_reason": None}])
                 if model.endswith("-truncate") and i == 2:
                     log.completed = False

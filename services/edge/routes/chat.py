@@ -175,31 +175,81 @@ async def guarded(opened: Opened, timeouts: Timeouts, provider: str) -> AsyncIte
     an error event (never with ``[DONE]``) and closes the upstream connection."""
     yield opened.first
     meter, rest = opened.meter, opened.rest
-    idle, total = timeouts.idle_seconds, timeouts.total_seconds
-    deadline = meter.started + total if total is not None else None
+    if timeouts.idle_seconds is None and timeouts.total_seconds is None:
+        try:
+            async for event in rest:
+                yield event
+        finally:
+            await _close(rest)
+        return
+    watch = _Watchdog(timeouts, meter.started)
     try:
         while True:
-            wait = idle
-            if deadline is not None:
-                left = deadline - time.perf_counter()
-                wait = left if wait is None else min(wait, left)
             try:
-                if wait is None:
-                    event = await rest.__anext__()
-                else:
-                    async with asyncio.timeout(max(wait, 0.0)):
-                        event = await rest.__anext__()
+                event = await watch.wait(rest.__anext__())
             except StopAsyncIteration:
                 return
             except TimeoutError:
-                stalled = deadline is None or time.perf_counter() < deadline
-                meter.error_type = "upstream_stalled" if stalled else "upstream_total_timeout"
-                why = f"sent nothing for {idle:g} s" if stalled else f"did not finish within {total:g} s"
+                meter.error_type = "upstream_stalled" if watch.stalled else "upstream_total_timeout"
+                why = (
+                    f"sent nothing for {timeouts.idle_seconds:g} s"
+                    if watch.stalled
+                    else (f"did not finish within {timeouts.total_seconds:g} s")
+                )
                 yield error_event(f"stream from provider {provider!r} stopped: it {why}", meter.error_type)
                 return
             yield event
     finally:
+        watch.stop()
         await _close(rest)
+
+
+class _Watchdog:
+    """The idle and total bounds of one stream with one timer, re-armed only when it fires
+    (a chunk costs two assignments, not a timer of its own). It cancels the stream's task
+    only while that task waits for the provider, never while it writes to the client."""
+
+    def __init__(self, timeouts: Timeouts, started: float) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.task = asyncio.current_task()
+        self.idle = timeouts.idle_seconds
+        now, elapsed = self.loop.time(), time.perf_counter() - started
+        self.deadline = now - elapsed + timeouts.total_seconds if timeouts.total_seconds is not None else None
+        self.last = now
+        self.waiting = False
+        self.fired = False
+        self.stalled = False
+        self.handle = self.loop.call_at(self._due(), self._check)
+
+    def _due(self) -> float:
+        due = self.last + self.idle if self.idle is not None else float("inf")
+        return min(due, self.deadline) if self.deadline is not None else due
+
+    def _check(self) -> None:
+        due = self._due()
+        if self.loop.time() < due:
+            self.handle = self.loop.call_at(due, self._check)  # chunks came since: not yet
+        elif not self.waiting:
+            self.handle = self.loop.call_later(0.05, self._check)  # writing to the client: after that
+        elif self.task is not None:
+            self.fired = True
+            self.stalled = self.deadline is None or self.loop.time() < self.deadline
+            self.task.cancel()
+
+    async def wait(self, step: Awaitable[bytes]) -> bytes:
+        self.waiting = True
+        try:
+            return await step
+        except asyncio.CancelledError:
+            if self.fired and self.task is not None and self.task.uncancel() == 0:
+                raise TimeoutError from None  # our own cancellation: the provider went quiet
+            raise
+        finally:
+            self.waiting = False
+            self.last = self.loop.time()
+
+    def stop(self) -> None:
+        self.handle.cancel()
 
 
 async def _close(events: AsyncIterator[bytes]) -> None:
