@@ -9,17 +9,20 @@ every edge resolves model names against its local copy with :meth:`RouteTable.pl
 from __future__ import annotations
 
 import fnmatch
+import logging
 import tomllib
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, PrivateAttr
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError
 
 from shared.gateway_config import RetryPolicy, Strategy, Timeouts, VirtualModel
 
 CATALOG_PATH = Path(__file__).with_name("catalog.toml")
+
+log = logging.getLogger("switchyard.catalog")
 
 
 class ProviderConfig(BaseModel):
@@ -270,3 +273,16 @@ class RouteTable(BaseModel):
         if entry is None or entry.provider != route.billed_provider:
             return None
         return (3 * entry.input + entry.output) / 4
+
+
+def published_table(entries: dict[str, bytes], key: str) -> RouteTable | None:
+    """The route table among a routes bucket's entries (``key``); None when it is not there
+    yet, or is not a valid table (logged: the reader keeps the table it holds)."""
+    raw = entries.get(key)
+    if raw is None:
+        return None
+    try:
+        return RouteTable.model_validate_json(raw)
+    except ValidationError as exc:
+        log.error("ignoring an invalid route table: %s", exc)
+        return None

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from pydantic import ValidationError
-
 from shared.bus import Bus, KVMirror
-from shared.catalog import Plan, Route, RouteTable
+from shared.catalog import Plan, Route, RouteTable, published_table
 from shared.errors import MODEL_NOT_FOUND, UNAVAILABLE, GatewayError
 from shared.subjects import ROUTES_BUCKET, ROUTES_KEY
 
@@ -20,13 +18,7 @@ class Routes:
         self.mirror = KVMirror(bus, ROUTES_BUCKET, self._load)
 
     def _load(self, entries: dict[str, bytes]) -> None:
-        raw = entries.get(ROUTES_KEY)
-        if raw is None:
-            return
-        try:
-            self.table = RouteTable.model_validate_json(raw)
-        except ValidationError as exc:
-            log.error("ignoring an invalid route table: %s", exc)
+        self.table = published_table(entries, ROUTES_KEY) or self.table
 
     def current(self) -> RouteTable:
         if self.table is None:

@@ -8,7 +8,6 @@ import os
 import socket
 
 import aiohttp
-from pydantic import ValidationError
 
 from services.keyvault.client_keys import ClientKeyStore
 from services.keyvault.prober import accepted
@@ -18,7 +17,7 @@ from services.keyvault.vault import Vault, VaultUnavailable
 from shared import subjects
 from shared.audit import Auditor
 from shared.bus import Bus, KVMirror
-from shared.catalog import RouteTable, load_catalog, self_hosted_providers
+from shared.catalog import RouteTable, load_catalog, published_table, self_hosted_providers
 from shared.errors import INVALID_REQUEST, UNAVAILABLE, GatewayError
 from shared.messages import (
     PROVIDER_KEY_CREATE_CONTEXT,
@@ -65,14 +64,10 @@ class Keyvault:
         self.token_ttl = 0.0
 
     def _table_changed(self, entries: dict[str, bytes]) -> None:
-        raw = entries.get(subjects.ROUTES_KEY)
-        if raw is None:
+        table = published_table(entries, subjects.ROUTES_KEY)
+        if table is None:
             return
-        try:
-            self.table = RouteTable.model_validate_json(raw)
-        except ValidationError as exc:
-            log.error("ignoring an invalid route table: %s", exc)
-            return
+        self.table = table
         known = {name for name, cfg in self.table.providers.items() if cfg.requires_key}
         self.provider_keys.known_providers = known | self._self_hosted
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ValidationError
 from services.edge import failover
 from services.edge.auth import require_admin
 from services.edge.body import read_json
-from services.edge.state import EdgeDep, PrincipalDep
+from services.edge.state import Edge, EdgeDep, PrincipalDep
 from services.edge.sync import confirm_everywhere
 from shared import subjects
 from shared.errors import INVALID_REQUEST, MODEL_NOT_FOUND, NOT_FOUND, GatewayError
@@ -206,14 +206,18 @@ async def explain_route(edge: EdgeDep, principal: PrincipalDep, model: str) -> d
     }
 
 
-@router.get("/routes/{name}")
-async def get_route(name: str, edge: EdgeDep, principal: PrincipalDep) -> RouteObject:
-    require_admin(principal)
-    listing = await edge.bus.request(subjects.ROUTES_LIST, _Empty(), ConfigObjects, timeout=_ADMIN_TIMEOUT)
+async def _one(edge: Edge, subject: str, name: str, kind: str) -> RouteObject | AccountObject:
+    listing = await edge.bus.request(subject, _Empty(), ConfigObjects, timeout=_ADMIN_TIMEOUT)
     for item in listing.data:
-        if isinstance(item, RouteObject) and item.name == name:
+        if item.name == name:
             return item
-    raise GatewayError(NOT_FOUND, f"No route named {name!r}.")
+    raise GatewayError(NOT_FOUND, f"No {kind} named {name!r}.")
+
+
+@router.get("/routes/{name}")
+async def get_route(name: str, edge: EdgeDep, principal: PrincipalDep) -> RouteObject | AccountObject:
+    require_admin(principal)
+    return await _one(edge, subjects.ROUTES_LIST, name, "route")
 
 
 @router.put("/routes/{name}")
@@ -244,13 +248,9 @@ async def list_accounts(edge: EdgeDep, principal: PrincipalDep) -> ConfigObjects
 
 
 @router.get("/accounts/{name}")
-async def get_account(name: str, edge: EdgeDep, principal: PrincipalDep) -> AccountObject:
+async def get_account(name: str, edge: EdgeDep, principal: PrincipalDep) -> RouteObject | AccountObject:
     require_admin(principal)
-    listing = await edge.bus.request(subjects.ACCOUNTS_LIST, _Empty(), ConfigObjects, timeout=_ADMIN_TIMEOUT)
-    for item in listing.data:
-        if isinstance(item, AccountObject) and item.name == name:
-            return item
-    raise GatewayError(NOT_FOUND, f"No account named {name!r}.")
+    return await _one(edge, subjects.ACCOUNTS_LIST, name, "account")
 
 
 @router.put("/accounts/{name}")
