@@ -13,6 +13,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from services.router.compile import compile_routes
+from shared.catalog import load_catalog
+from shared.gateway_config import parse_config
 from stack import nats_auth
 from stack.launcher import PORT_VARIABLES
 from tests.unit.test_deploy import SETTINGS
@@ -108,6 +111,23 @@ def test_every_secret_and_config_reference_exists() -> None:
     mount = next(m for m in container["volumeMounts"] if m["mountPath"] == approle_dir)
     secret = next(v for v in keyvault["volumes"] if v["name"] == mount["name"])["secret"]["secretName"]
     assert secrets[secret] == {"role_id", "secret_id"}  # the files KeyvaultSettings.approle() reads
+
+
+def test_the_router_reads_the_routing_configuration_kustomize_generates() -> None:
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    generated = {g["name"]: g for g in kustomization["configMapGenerator"]}
+    files = generated["switchyard-routing"]["files"]
+    assert all((K8S / f).is_file() for f in files)
+    router = _of("Deployment")["router"]["spec"]["template"]["spec"]
+    (container,) = router["containers"]
+    path = Path(next(e["value"] for e in container["env"] if e["name"] == "GATEWAY_CONFIG"))
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == str(path.parent))
+    volume = next(v for v in router["volumes"] if v["name"] == mount["name"])
+    assert volume["configMap"]["name"] == "switchyard-routing"
+    assert path.name in {Path(f).name for f in files}
+    # The file shipped is a valid configuration that fits the catalog.
+    config, _ = parse_config((K8S / files[0]).read_text())
+    compile_routes(load_catalog(), {}, config=config)
 
 
 def test_services_select_their_pods_and_target_a_named_port() -> None:
