@@ -433,3 +433,13 @@ def test_the_env_provider_key_still_serves_plain_models(edges: Edges) -> None:
     resp = edges.chat(1, "gpt-4o")
     assert resp.status_code == 200 and resp.headers["x-switchyard-attempts"] == "1"
     assert edges.requests_for("gpt-4o")[-1] == f"Bearer {PROVIDER_KEY}"
+
+
+def test_embeddings_carry_the_routing_metadata_too(edges: Edges) -> None:
+    edges.put_route("fo-embed", {"targets": ["openai/fo-embed-a", "openai/text-embedding-3-small"]})
+    edges.sim.state.faults["fo-embed-a"] = [Fault(status=503)]
+    raw = edges.client(0).embeddings.with_raw_response.create(model="fo-embed", input="hello")
+    reply = raw.parse()
+    assert len(reply.data[0].embedding) == 8  # the simulator's default dimension
+    assert raw.headers["x-switchyard-attempts"] == "2"  # a 503, then the next target
+    assert reply.model_extra["x_switchyard"]["model_used"] == "text-embedding-3-small"  # type: ignore[index]

@@ -238,6 +238,9 @@ class OpenAISimulator(ThreadedServer):
     async def embeddings(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.state.requests.append(Recorded(request.path_qs, dict(request.headers), body))
+        fault = self.state.fault_for(str(body.get("model", "")))
+        if fault is not None and fault.status is not None:
+            return _error(fault.status, fault.retry_after)
         inputs = body.get("input")
         texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
         dims = int(body.get("dimensions") or 8)
