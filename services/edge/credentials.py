@@ -58,7 +58,7 @@ class Credentials:
         keys = self._keys.get(provider)
         if not keys:
             raise self._none_usable(provider)
-        now = time.monotonic()
+        now = _now()
         for _ in range(len(keys)):
             key = keys[next(self._cursors[provider]) % len(keys)]
             if key.key_id not in exclude and not key.cooling(model, now):
@@ -123,7 +123,7 @@ class Credentials:
         return len(self._keys.get(provider, []))
 
     def has_other(self, provider: str, model: str, exclude: frozenset[str]) -> bool:
-        now = time.monotonic()
+        now = _now()
         return any(k.key_id not in exclude and not k.cooling(model, now) for k in self._keys.get(provider, []))
 
     def cool_down(self, key: Credential, model: str, retry_after: str | None) -> None:
@@ -131,7 +131,7 @@ class Credentials:
             seconds = float(retry_after) if retry_after else _DEFAULT_COOLDOWN
         except ValueError:
             seconds = _DEFAULT_COOLDOWN
-        key.cooldown_until[model] = time.monotonic() + min(max(seconds, 1.0), _MAX_COOLDOWN)
+        key.cooldown_until[model] = _now() + min(max(seconds, 1.0), _MAX_COOLDOWN)
         log.warning("provider key %s is rate limited for %s; cooling down for %.0f s", key.key_id, model, seconds)
 
     def mark_invalid(self, provider: str, key: Credential, reason: str) -> None:
@@ -218,3 +218,13 @@ class Credentials:
             finally:
                 for w in waiters:
                     w.cancel()
+
+
+def _now() -> float:
+    """The event loop's clock: a retry that sleeps a key's cooldown (``asyncio.sleep``, on the
+    same clock) finds the key usable again. uvloop's clock is cached per loop iteration, so
+    ``time.monotonic()`` can be ahead of it by the length of an iteration."""
+    try:
+        return asyncio.get_running_loop().time()
+    except RuntimeError:
+        return time.monotonic()

@@ -65,6 +65,7 @@ class Router:
         self.table: RouteTable = self._compile(self.file.config, self.api)
         self.stored = KVMirror(bus, subjects.CONFIG_BUCKET, self._stored_changed)
         self._publish_soon = asyncio.Event()
+        self._circuits_changed = False  # since this router last wrote the table
         self._tasks: list[asyncio.Task[None]] = []
 
     def _compile(self, file: GatewayConfig, api: GatewayConfig) -> RouteTable:
@@ -109,16 +110,27 @@ class Router:
     # --- the table ---------------------------------------------------------------------------
 
     async def publish_table(self) -> None:
-        """Write the table if the bucket's copy differs (also heals a lost or stale bucket)."""
+        """Write the table if the bucket's copy differs (also heals a lost or stale bucket).
+        A copy that differs only in circuit state another router published is left alone
+        unless this router's circuits changed since it last wrote (routers do not take turns
+        rewriting the table with their own timestamps)."""
         kv = await self.bus.kv(subjects.ROUTES_BUCKET)
         payload = self.table.model_dump_json().encode()
         try:
             current = await kv.get(subjects.ROUTES_KEY)
             if current.value == payload:
+                self._circuits_changed = False
+                return
+            if (
+                not self._circuits_changed
+                and current.value is not None
+                and _same_but_circuits(current.value, self.table)
+            ):
                 return
         except Exception:  # key not there yet
             pass
         await kv.put(subjects.ROUTES_KEY, payload)
+        self._circuits_changed = False
         log.info(
             "published route table: %d providers, %d models, %d virtual models, catalog %s",
             len(self.table.providers),
@@ -134,8 +146,7 @@ class Router:
         raw = (await kv.get(subjects.ROUTES_KEY)).value
         if raw is None:
             return False
-        published = RouteTable.model_validate_json(raw).model_dump(exclude={"circuits"})
-        return published == self.table.model_dump(exclude={"circuits"})
+        return _same_but_circuits(raw, self.table)
 
     async def keep_published(self, stop: asyncio.Event) -> None:
         """Every second: circuits whose time is up, the configuration file, the date (a model
@@ -155,7 +166,10 @@ class Router:
                 if stop.is_set():
                     break
                 self.reload()
-                if self.circuits.tick(time.time()) or dt.datetime.now(dt.UTC).date() != self.compiled_on:
+                if self.circuits.tick(time.time()):
+                    self._circuits_changed = True
+                    self.recompile()
+                elif dt.datetime.now(dt.UTC).date() != self.compiled_on:
                     self.recompile()
                 due = due or self._publish_soon.is_set()
                 if not due:
@@ -201,6 +215,7 @@ class Router:
             return
         if self.circuits.record(report, time.time()):
             self.table = self.table.model_copy(update={"circuits": self.circuits.snapshot()})
+            self._circuits_changed = True
             self._publish_soon.set()
 
     # --- read-your-writes ----------------------------------------------------------------------
@@ -314,3 +329,11 @@ class Router:
 
     async def models(self, _: Empty) -> CatalogListing:
         return CatalogListing(catalog_version=self.table.catalog_version, data=catalog_listing(self.table))
+
+
+def _same_but_circuits(raw: bytes, table: RouteTable) -> bool:
+    try:
+        published = RouteTable.model_validate_json(raw).model_dump(exclude={"circuits"})
+    except ValidationError:
+        return False
+    return published == table.model_dump(exclude={"circuits"})

@@ -19,7 +19,8 @@ from shared.messages import HealthReport
 log = logging.getLogger("switchyard.router.circuits")
 
 _TTFT_WEIGHT = 0.3  # of a new measurement in the moving average
-_TTFT_CHANGE = 0.2  # a relative change that is worth publishing
+_TTFT_CHANGE = 0.2  # a relative change that is worth publishing ...
+_TTFT_EVERY = 10.0  # ... at most this often per target (each publication is a table every edge reads)
 
 
 @dataclass
@@ -30,6 +31,7 @@ class _Target:
     failures: int = 0  # in a row
     ttft_ms: float | None = None
     published_ttft_ms: float | None = None
+    ttft_published_at: float = float("-inf")
 
 
 class Circuits:
@@ -55,8 +57,9 @@ class Circuits:
                     sample if target.ttft_ms is None else (_TTFT_WEIGHT * sample + (1 - _TTFT_WEIGHT) * target.ttft_ms)
                 )
                 old = target.published_ttft_ms
-                if old is None or abs(target.ttft_ms - old) > _TTFT_CHANGE * old:
-                    target.published_ttft_ms = target.ttft_ms
+                moved = old is None or abs(target.ttft_ms - old) > _TTFT_CHANGE * old
+                if moved and now - target.ttft_published_at >= _TTFT_EVERY:
+                    target.published_ttft_ms, target.ttft_published_at = target.ttft_ms, now
                     changed = True
             if seen.ok:
                 target.failures = 0

@@ -12,7 +12,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +49,14 @@ class Edges:
     origins: list[str]  # two edge processes
     config: Path
 
+    clients: dict[tuple[int, str], OpenAI] = field(default_factory=dict)
+
     def client(self, i: int, key: str | None = None) -> OpenAI:
-        return OpenAI(base_url=self.origins[i % 2] + "/v1", api_key=key or self.admin_key, max_retries=0)
+        """One SDK client per edge and key for the module (closed at its end)."""
+        cache = (i % 2, key or self.admin_key)
+        if cache not in self.clients:
+            self.clients[cache] = OpenAI(base_url=self.origins[i % 2] + "/v1", api_key=cache[1], max_retries=0)
+        return self.clients[cache]
 
     def admin(self, method: str, path: str, i: int = 0, **kwargs: Any) -> httpx.Response:
         headers = {"authorization": f"Bearer {self.admin_key}"}
@@ -97,6 +103,8 @@ def edges(tmp_path_factory: pytest.TempPathFactory, sim: OpenAISimulator) -> Ite
 
         wait_until(both_edges_heard, what="the router to hear both edges")
         yield edges
+        for client in edges.clients.values():
+            client.close()
     finally:
         stack.stop()
 
