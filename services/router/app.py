@@ -221,9 +221,9 @@ class Router:
     # --- read-your-writes ----------------------------------------------------------------------
 
     async def sync(self, request: SyncRequest) -> SyncResult:
-        """Ask every live edge to confirm it applies the latest change of ``kind``."""
-        if request.kind == "routes":
-            await self.publish_table()  # the change is in the bucket before edges look
+        """Ask every live edge to confirm it applies the latest change of ``kind``. (The router
+        that made a route change published the table before it answered; this one may be
+        another router, which must not publish the table it holds: it may not have the change.)"""
         live = self.circuits.live_edges(time.time())
         acks = await self.bus.gather(
             subjects.EDGE_SYNC,
