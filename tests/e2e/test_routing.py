@@ -451,3 +451,31 @@ def test_embeddings_carry_the_routing_metadata_too(edges: Edges) -> None:
     assert len(reply.data[0].embedding) == 8  # the simulator's default dimension
     assert raw.headers["x-switchyard-attempts"] == "2"  # a 503, then the next target
     assert reply.model_extra["x_switchyard"]["model_used"] == "text-embedding-3-small"  # type: ignore[index]
+
+
+def test_strategies_cheapest_weighted_and_fastest(edges: Edges) -> None:
+    edges.put_route("st-cheap", {"targets": ["openai/gpt-4o", "openai/gpt-4o-mini"], "strategy": "cheapest"})
+    edges.put_route(
+        "st-weight", {"targets": ["openai/gpt-4o", "openai/gpt-4.1"], "strategy": "weighted", "weights": [0, 1]}
+    )
+    for i in range(4):
+        assert edges.chat(i, "st-cheap").json()["x_switchyard"]["model_used"] == "gpt-4o-mini"
+        assert edges.chat(i, "st-weight").json()["x_switchyard"]["model_used"] == "gpt-4.1"
+
+    # fastest: the edges measure each target's time to first token; the router publishes it.
+    edges.sim.state.faults["fo-fast-lag"] = [Fault(first_chunk_delay=0.6) for _ in range(2)]
+    for target in ("openai/fo-fast-lag", "openai/fo-fast-quick"):
+        resp = edges.chat(0, target, stream=True)
+        assert resp.status_code == 200, resp.text
+    edges.put_route("st-fast", {"targets": ["openai/fo-fast-lag", "openai/fo-fast-quick"], "strategy": "fastest"})
+
+    def measured() -> dict[str, Any]:
+        rows = edges.admin("GET", "/ai/routes/explain", 1, params={"model": "st-fast"}).json()["targets"]
+        return {r["target"]: r["circuit"].get("ttft_ms") for r in rows}
+
+    wait_until(lambda: None not in measured().values(), what="both targets measured")
+    ttft = measured()
+    assert ttft["openai/fo-fast-lag"] >= 500 > ttft["openai/fo-fast-quick"]
+    assert list(ttft) == ["openai/fo-fast-quick", "openai/fo-fast-lag"]  # explain lists the try order
+    for i in range(2):
+        assert edges.chat(i, "st-fast").json()["x_switchyard"]["model_used"] == "fo-fast-quick"
