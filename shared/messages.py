@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from shared.errors import ErrorBody
 from shared.gateway_config import Account, VirtualModel
@@ -103,6 +103,10 @@ class ById(BaseModel):
     id: str = Field(min_length=1, max_length=128)
 
 
+class ByName(BaseModel):
+    name: str = Field(min_length=1, max_length=128)
+
+
 class ProviderKeyFetch(BaseModel):
     """An edge asks for the provider keys, sealed to its ephemeral X25519 public key."""
 
@@ -133,13 +137,41 @@ class SealedProviderKeys(BaseModel):
 # --- client keys ---------------------------------------------------------------------------
 
 
+ModelPatterns = list[Annotated[str, Field(min_length=1, max_length=256)]]
+PROJECT_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
 class ClientKeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     user: str = Field(min_length=1, max_length=256)
     name: str = Field(default="default", min_length=1, max_length=256)
+    description: str = Field(default="", max_length=1024)
+    project: str | None = Field(default=None, pattern=PROJECT_NAME, description="a project made with /ai/projects")
     expires_at: float | None = Field(default=None, gt=0, description="seconds since the epoch")
-    allowed_models: list[Annotated[str, Field(min_length=1, max_length=256)]] | None = Field(
+    allowed_models: ModelPatterns | None = Field(
         default=None, max_length=256, description="model names or glob patterns this key may call"
     )
+
+
+class ClientKeyPatch(BaseModel):
+    """What ``PATCH /ai/keys/{id}`` may change; a field left out stays as it is, and ``null``
+    clears ``expires_at``, ``allowed_models`` or ``project``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=256)
+    description: str | None = Field(default=None, max_length=1024)
+    project: str | None = Field(default=None, pattern=PROJECT_NAME)
+    expires_at: float | None = Field(default=None, gt=0)
+    allowed_models: ModelPatterns | None = Field(default=None, max_length=256)
+    status: Literal["active", "disabled"] | None = None
+
+
+class ClientKeyPatchRequest(BaseModel):
+    id: str = Field(min_length=1, max_length=128)
+    patch: ClientKeyPatch
+    cleared: list[Literal["expires_at", "allowed_models", "project"]] = []
 
 
 class ClientKeyRecord(BaseModel):
@@ -151,9 +183,11 @@ class ClientKeyRecord(BaseModel):
     user: str
     name: str
     created_at: float
-    status: Literal["active", "revoked"] = "active"
+    status: Literal["active", "disabled", "revoked"] = "active"
     expires_at: float | None = None
     allowed_models: list[str] | None = None
+    description: str = ""
+    project: str | None = None
 
 
 class ClientKeyInfo(BaseModel):
@@ -163,9 +197,11 @@ class ClientKeyInfo(BaseModel):
     name: str
     prefix: str
     created_at: float
-    status: str  # active, expired (revoked keys are deleted)
+    status: str  # active, disabled, expired (revoked keys are deleted)
     expires_at: float | None = None
     allowed_models: list[str] | None = None
+    description: str = ""
+    project: str | None = None
 
 
 class ClientKeyCreated(ClientKeyInfo):
@@ -371,11 +407,40 @@ class AuditLog(BaseModel):
     data: list[AuditEntry]
 
 
+# --- projects ---------------------------------------------------------------------------------
+
+
+class ProjectCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=PROJECT_NAME)
+    description: str = Field(default="", max_length=1024)
+
+
+class ProjectPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    description: str | None = Field(default=None, max_length=1024)
+
+
+class ProjectPatchRequest(BaseModel):
+    name: str = Field(pattern=PROJECT_NAME)
+    patch: ProjectPatch
+
+
+class Project(BaseModel):
+    name: str
+    object: Literal["project"] = "project"
+    description: str = ""
+    created_at: float
+
+
+class ProjectList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Project]
+
+
 # --- routing configuration, health, and read-your-writes ------------------------------------
-
-
-class ConfigName(BaseModel):
-    name: str = Field(min_length=1, max_length=128)
 
 
 class RouteObject(BaseModel):

@@ -20,6 +20,8 @@ METERING_DURABLE = "metering"
 ROUTES_BUCKET = "switchyard_routes"
 ROUTES_KEY = "table"
 CLIENT_KEYS_BUCKET = "switchyard_client_keys"
+# Projects (keyvault's): what client keys belong to; later, their limits and budgets.
+PROJECTS_BUCKET = "switchyard_projects"
 # The routes and accounts admins manage through the API (the router's; edges never read it).
 CONFIG_BUCKET = "switchyard_config"
 
@@ -50,6 +52,11 @@ PROVIDER_KEYS_CHANGED = f"{PREFIX}.keyvault.provider_keys.changed"
 CLIENT_KEYS_CREATE = f"{PREFIX}.keyvault.client_keys.create"
 CLIENT_KEYS_LIST = f"{PREFIX}.keyvault.client_keys.list"
 CLIENT_KEYS_DELETE = f"{PREFIX}.keyvault.client_keys.delete"
+CLIENT_KEYS_PATCH = f"{PREFIX}.keyvault.client_keys.patch"
+PROJECTS_CREATE = f"{PREFIX}.keyvault.projects.create"
+PROJECTS_LIST = f"{PREFIX}.keyvault.projects.list"
+PROJECTS_PATCH = f"{PREFIX}.keyvault.projects.patch"
+PROJECTS_DELETE = f"{PREFIX}.keyvault.projects.delete"
 
 METERING_PING = f"{PREFIX}.metering.ping"
 USAGE_SUMMARY = f"{PREFIX}.metering.usage.summary"

@@ -77,6 +77,7 @@ class Grant:
 
 def _grants() -> dict[str, list[Grant]]:
     routes, client_keys, config = _kv(s.ROUTES_BUCKET), _kv(s.CLIENT_KEYS_BUCKET), _kv(s.CONFIG_BUCKET)
+    projects = _kv(s.PROJECTS_BUCKET)
     js = Grant("JetStream account info", ("$JS.API.INFO",))
 
     def inbox(user: str) -> Grant:
@@ -102,6 +103,10 @@ def _grants() -> dict[str, list[Grant]]:
             Grant(
                 f"own the client-key bucket `{s.CLIENT_KEYS_BUCKET}` (create, raise replicas, read, write)",
                 (*_stream_manage(client_keys), *_stream_read(client_keys), f"$KV.{s.CLIENT_KEYS_BUCKET}.>"),
+            ),
+            Grant(
+                f"own the project bucket `{s.PROJECTS_BUCKET}` (create, raise replicas, read, write)",
+                (*_stream_manage(projects), *_stream_read(projects), f"$KV.{s.PROJECTS_BUCKET}.>"),
             ),
             Grant(f"announce provider-key changes (`{s.PROVIDER_KEYS_CHANGED}`)", (s.PROVIDER_KEYS_CHANGED,)),
             Grant(

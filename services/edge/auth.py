@@ -28,6 +28,7 @@ class Principal:
     user: str
     expires_at: float | None = None
     allowed_models: tuple[str, ...] | None = None
+    project: str | None = None
 
     def may_use(self, *names: str) -> bool:
         """Whether this key may call a model known by any of ``names`` (glob patterns allowed)."""
@@ -43,10 +44,12 @@ class ClientKeys:
     def __init__(self, bus: Bus, admin_key: str) -> None:
         self._admin_hash = hash_key(admin_key) if admin_key else ""
         self._by_hash: dict[str, Principal] = {}
+        self._disabled: frozenset[str] = frozenset()  # hashes of keys an admin disabled
         self.mirror = KVMirror(bus, CLIENT_KEYS_BUCKET, self._rebuild)
 
     def _rebuild(self, entries: dict[str, bytes]) -> None:
         index: dict[str, Principal] = {}
+        disabled: set[str] = set()
         for raw in entries.values():
             try:
                 record = ClientKeyRecord.model_validate_json(raw)
@@ -60,8 +63,11 @@ class ClientKeys:
                     user=record.user,
                     expires_at=record.expires_at,
                     allowed_models=allowed,
+                    project=record.project,
                 )
-        self._by_hash = index
+            elif record.status == "disabled":
+                disabled.add(record.key_hash)
+        self._by_hash, self._disabled = index, frozenset(disabled)
 
     def authenticate(self, authorization: str | None, api_key_header: str | None = None) -> Principal:
         token = _bearer(authorization) or (api_key_header or "").strip()
@@ -75,6 +81,8 @@ class ClientKeys:
             return ADMIN
         principal = self._by_hash.get(digest)
         if principal is None:
+            if digest in self._disabled:
+                raise GatewayError(INVALID_API_KEY, "This API key is disabled.", code="disabled_api_key")
             raise GatewayError(INVALID_API_KEY, "Incorrect API key provided.")
         if principal.expires_at is not None and principal.expires_at <= time.time():
             raise GatewayError(INVALID_API_KEY, "This API key has expired.", code="expired_api_key")

@@ -9,7 +9,7 @@ import socket
 
 import aiohttp
 
-from services.keyvault.client_keys import ClientKeyStore
+from services.keyvault.client_keys import ClientKeyStore, ProjectStore
 from services.keyvault.prober import accepted
 from services.keyvault.provider_keys import ProviderKeyStore
 from services.keyvault.settings import KeyvaultSettings
@@ -22,13 +22,19 @@ from shared.errors import INVALID_REQUEST, UNAVAILABLE, GatewayError
 from shared.messages import (
     PROVIDER_KEY_CREATE_CONTEXT,
     ById,
+    ByName,
     ClientKeyCreate,
     ClientKeyCreated,
     ClientKeyInfo,
     ClientKeyList,
+    ClientKeyPatchRequest,
     Empty,
     EncryptionRotated,
     Ping,
+    Project,
+    ProjectCreate,
+    ProjectList,
+    ProjectPatchRequest,
     ProviderKeyCreate,
     ProviderKeyCreateSealed,
     ProviderKeyFetch,
@@ -60,6 +66,7 @@ class Keyvault:
         self.routes = KVMirror(bus, subjects.ROUTES_BUCKET, self._table_changed)
         self._routes_task: asyncio.Task[None] | None = None
         self.client_keys = ClientKeyStore(bus)
+        self.projects = ProjectStore(bus, self.client_keys)
         self.transport: Recipient | None = None
         self.token_ttl = 0.0
 
@@ -109,6 +116,7 @@ class Keyvault:
     async def start(self) -> None:
         self._routes_task = asyncio.create_task(self.routes.run(), name="routes")
         await self.bus.ensure_kv(subjects.CLIENT_KEYS_BUCKET)
+        await self.bus.ensure_kv(subjects.PROJECTS_BUCKET)
         await self.auditor.setup()
         serve = self.bus.serve
         q = subjects.QUEUE_KEYVAULT
@@ -123,6 +131,11 @@ class Keyvault:
         await serve(subjects.CLIENT_KEYS_CREATE, q, ClientKeyCreate, self.create_client_key)
         await serve(subjects.CLIENT_KEYS_LIST, q, Empty, self.list_client_keys)
         await serve(subjects.CLIENT_KEYS_DELETE, q, ById, self.delete_client_key)
+        await serve(subjects.CLIENT_KEYS_PATCH, q, ClientKeyPatchRequest, self.client_keys.patch)
+        await serve(subjects.PROJECTS_CREATE, q, ProjectCreate, self.projects.create)
+        await serve(subjects.PROJECTS_LIST, q, Empty, self.list_projects)
+        await serve(subjects.PROJECTS_PATCH, q, ProjectPatchRequest, self.projects.patch)
+        await serve(subjects.PROJECTS_DELETE, q, ByName, self.delete_project)
 
     async def prepare_vault(self, stop: asyncio.Event) -> None:
         """Mount engines, load the transport key and import env keys, retrying until Vault answers."""
@@ -225,3 +238,9 @@ class Keyvault:
 
     async def delete_client_key(self, req: ById) -> ClientKeyInfo:
         return await self.client_keys.delete(req.id)
+
+    async def list_projects(self, _: Empty) -> ProjectList:
+        return ProjectList(data=await self.projects.list_all())
+
+    async def delete_project(self, req: ByName) -> Project:
+        return await self.projects.delete(req.name)

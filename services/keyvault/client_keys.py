@@ -8,9 +8,18 @@ import time
 
 from shared.apikeys import display_prefix, hash_key, new_client_key
 from shared.bus import Bus
-from shared.errors import INVALID_REQUEST, NOT_FOUND, GatewayError
-from shared.messages import ClientKeyCreate, ClientKeyCreated, ClientKeyInfo, ClientKeyRecord
-from shared.subjects import CLIENT_KEYS_BUCKET
+from shared.errors import CONFLICT, INVALID_REQUEST, NOT_FOUND, GatewayError
+from shared.messages import (
+    ClientKeyCreate,
+    ClientKeyCreated,
+    ClientKeyInfo,
+    ClientKeyPatchRequest,
+    ClientKeyRecord,
+    Project,
+    ProjectCreate,
+    ProjectPatchRequest,
+)
+from shared.subjects import CLIENT_KEYS_BUCKET, PROJECTS_BUCKET
 
 log = logging.getLogger("switchyard.keyvault.client_keys")
 
@@ -26,6 +35,8 @@ def _info(record: ClientKeyRecord) -> ClientKeyInfo:
         status="expired" if expired and record.status == "active" else record.status,
         expires_at=record.expires_at,
         allowed_models=record.allowed_models,
+        description=record.description,
+        project=record.project,
     )
 
 
@@ -33,9 +44,24 @@ class ClientKeyStore:
     def __init__(self, bus: Bus) -> None:
         self.bus = bus
 
+    async def _project_exists(self, name: str) -> None:
+        kv = await self.bus.kv(PROJECTS_BUCKET)
+        try:
+            entry = await kv.get(name)
+        except Exception as exc:  # nats raises KeyNotFoundError
+            raise GatewayError(
+                INVALID_REQUEST, f"no project {name!r}; create it with POST /ai/projects", param="project"
+            ) from exc
+        if not entry.value:
+            raise GatewayError(
+                INVALID_REQUEST, f"no project {name!r}; create it with POST /ai/projects", param="project"
+            )
+
     async def create(self, request: ClientKeyCreate) -> ClientKeyCreated:
         if request.expires_at is not None and request.expires_at <= time.time():
             raise GatewayError(INVALID_REQUEST, "expires_at is in the past", param="expires_at")
+        if request.project is not None:
+            await self._project_exists(request.project)
         key = new_client_key()
         record = ClientKeyRecord(
             id="key_" + secrets.token_hex(8),
@@ -46,31 +72,24 @@ class ClientKeyStore:
             created_at=time.time(),
             expires_at=request.expires_at,
             allowed_models=request.allowed_models,
+            description=request.description,
+            project=request.project,
         )
         kv = await self.bus.kv(CLIENT_KEYS_BUCKET)
         await kv.put(record.id, record.model_dump_json().encode())
         log.info("created client key %s for user %s", record.id, record.user)
         return ClientKeyCreated(key=key, **_info(record).model_dump(exclude={"object"}))
 
-    async def list_all(self) -> list[ClientKeyInfo]:
-        kv = await self.bus.kv(CLIENT_KEYS_BUCKET)
-        try:
-            ids = await kv.keys()
-        except Exception as exc:  # nats raises NoKeysError on an empty bucket
-            if type(exc).__name__ == "NoKeysError":
-                return []
-            raise
-        out = []
-        for key_id in ids:
-            try:
-                entry = await kv.get(key_id)
-            except Exception:
-                continue  # deleted between keys() and get()
-            if entry.value:
-                out.append(_info(ClientKeyRecord.model_validate_json(entry.value)))
-        return sorted(out, key=lambda k: k.created_at)
+    async def records(self) -> list[ClientKeyRecord]:
+        return sorted(
+            (ClientKeyRecord.model_validate_json(raw) for raw in await _values(self.bus, CLIENT_KEYS_BUCKET)),
+            key=lambda r: r.created_at,
+        )
 
-    async def delete(self, key_id: str) -> ClientKeyInfo:
+    async def list_all(self) -> list[ClientKeyInfo]:
+        return [_info(r) for r in await self.records()]
+
+    async def _record(self, key_id: str) -> tuple[ClientKeyRecord, int]:
         kv = await self.bus.kv(CLIENT_KEYS_BUCKET)
         try:
             entry = await kv.get(key_id)
@@ -78,7 +97,105 @@ class ClientKeyStore:
             raise GatewayError(NOT_FOUND, f"no client key {key_id!r}", param="id") from exc
         if not entry.value:
             raise GatewayError(NOT_FOUND, f"no client key {key_id!r}", param="id")
-        record = ClientKeyRecord.model_validate_json(entry.value)
+        return ClientKeyRecord.model_validate_json(entry.value), int(entry.revision or 0)
+
+    async def patch(self, request: ClientKeyPatchRequest) -> ClientKeyInfo:
+        """Change a key in place (a compare-and-set on its revision: two admins' changes do not
+        overwrite each other silently)."""
+        record, revision = await self._record(request.id)
+        changes = request.patch.model_dump(exclude_none=True)
+        for name in request.cleared:
+            changes[name] = None
+        if changes.get("expires_at") is not None and changes["expires_at"] <= time.time():
+            raise GatewayError(INVALID_REQUEST, "expires_at is in the past", param="expires_at")
+        if changes.get("project") is not None:
+            await self._project_exists(changes["project"])
+        updated = record.model_copy(update=changes)
+        kv = await self.bus.kv(CLIENT_KEYS_BUCKET)
+        try:
+            await kv.update(request.id, updated.model_dump_json().encode(), last=revision)
+        except Exception as exc:  # changed meanwhile
+            raise GatewayError(CONFLICT, f"client key {request.id!r} changed meanwhile; try again") from exc
+        log.info("changed client key %s: %s", record.id, ", ".join(sorted(changes)))
+        return _info(updated)
+
+    async def delete(self, key_id: str) -> ClientKeyInfo:
+        kv = await self.bus.kv(CLIENT_KEYS_BUCKET)
+        record, _ = await self._record(key_id)
         await kv.delete(key_id)
         log.info("revoked client key %s of user %s", record.id, record.user)
         return _info(record.model_copy(update={"status": "revoked"}))
+
+
+async def _values(bus: Bus, bucket: str) -> list[bytes]:
+    """Every value in a bucket (none when it is empty)."""
+    kv = await bus.kv(bucket)
+    try:
+        names = await kv.keys()
+    except Exception as exc:  # nats raises NoKeysError on an empty bucket
+        if type(exc).__name__ == "NoKeysError":
+            return []
+        raise
+    out = []
+    for name in names:
+        try:
+            entry = await kv.get(name)
+        except Exception:
+            continue  # deleted between keys() and get()
+        if entry.value:
+            out.append(entry.value)
+    return out
+
+
+class ProjectStore:
+    """Projects: what client keys belong to (limits and budgets come with them later)."""
+
+    def __init__(self, bus: Bus, keys: ClientKeyStore) -> None:
+        self.bus = bus
+        self.keys = keys
+
+    async def create(self, request: ProjectCreate) -> Project:
+        project = Project(name=request.name, description=request.description, created_at=time.time())
+        kv = await self.bus.kv(PROJECTS_BUCKET)
+        try:
+            await kv.create(request.name, project.model_dump_json().encode())
+        except Exception as exc:  # the key exists
+            raise GatewayError(CONFLICT, f"project {request.name!r} exists", param="name") from exc
+        log.info("created project %s", request.name)
+        return project
+
+    async def list_all(self) -> list[Project]:
+        projects = [Project.model_validate_json(raw) for raw in await _values(self.bus, PROJECTS_BUCKET)]
+        return sorted(projects, key=lambda p: p.name)
+
+    async def patch(self, request: ProjectPatchRequest) -> Project:
+        kv = await self.bus.kv(PROJECTS_BUCKET)
+        try:
+            entry = await kv.get(request.name)
+        except Exception as exc:
+            raise GatewayError(NOT_FOUND, f"no project {request.name!r}", param="name") from exc
+        if not entry.value:
+            raise GatewayError(NOT_FOUND, f"no project {request.name!r}", param="name")
+        project = Project.model_validate_json(entry.value)
+        updated = project.model_copy(update=request.patch.model_dump(exclude_none=True))
+        try:
+            await kv.update(request.name, updated.model_dump_json().encode(), last=entry.revision)
+        except Exception as exc:
+            raise GatewayError(CONFLICT, f"project {request.name!r} changed meanwhile; try again") from exc
+        return updated
+
+    async def delete(self, name: str) -> Project:
+        """A project with keys stays: move or revoke its keys first (409 names them)."""
+        projects = {p.name: p for p in await self.list_all()}
+        if name not in projects:
+            raise GatewayError(NOT_FOUND, f"no project {name!r}", param="name")
+        holding = [r.id for r in await self.keys.records() if r.project == name]
+        if holding:
+            raise GatewayError(
+                CONFLICT,
+                f"project {name!r} still has client keys: {', '.join(holding[:10])}; move or revoke them first",
+            )
+        kv = await self.bus.kv(PROJECTS_BUCKET)
+        await kv.delete(name)
+        log.info("deleted project %s", name)
+        return projects[name]

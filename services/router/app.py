@@ -27,8 +27,8 @@ from shared.gateway_config import Account, ConfigError, GatewayConfig, VirtualMo
 from shared.messages import (
     AccountObject,
     AccountPut,
+    ByName,
     CatalogListing,
-    ConfigName,
     ConfigObjects,
     Empty,
     HealthReport,
@@ -99,10 +99,10 @@ class Router:
         await serve(subjects.ROUTER_MODELS, subjects.QUEUE_ROUTER, Empty, self.models)
         await serve(subjects.ROUTES_LIST, subjects.QUEUE_ROUTER, Empty, self.list_routes)
         await serve(subjects.ROUTES_PUT, subjects.QUEUE_ROUTER, RoutePut, self.put_route)
-        await serve(subjects.ROUTES_DELETE, subjects.QUEUE_ROUTER, ConfigName, self.delete_route)
+        await serve(subjects.ROUTES_DELETE, subjects.QUEUE_ROUTER, ByName, self.delete_route)
         await serve(subjects.ACCOUNTS_LIST, subjects.QUEUE_ROUTER, Empty, self.list_accounts)
         await serve(subjects.ACCOUNTS_PUT, subjects.QUEUE_ROUTER, AccountPut, self.put_account)
-        await serve(subjects.ACCOUNTS_DELETE, subjects.QUEUE_ROUTER, ConfigName, self.delete_account)
+        await serve(subjects.ACCOUNTS_DELETE, subjects.QUEUE_ROUTER, ByName, self.delete_account)
         await serve(subjects.ROUTER_SYNC, subjects.QUEUE_ROUTER, SyncRequest, self.sync)
         await self.bus.subscribe(subjects.ROUTER_HEALTH, self._on_health)  # every router hears every edge
         await self.publish_table()
@@ -281,7 +281,7 @@ class Router:
         await self._store(candidate, _ACCOUNT + request.name, request.spec.model_dump_json())
         return AccountObject(name=request.name, source="api", spec=request.spec)
 
-    async def delete_route(self, request: ConfigName) -> RouteObject:
+    async def delete_route(self, request: ByName) -> RouteObject:
         self._not_in_file("models", request.name)
         spec = self.api.models.get(request.name)
         if spec is None:
@@ -290,7 +290,7 @@ class Router:
         await self._store(GatewayConfig(accounts=self.api.accounts, models=rest), _ROUTE + request.name, None)
         return RouteObject(name=request.name, source="api", spec=spec)
 
-    async def delete_account(self, request: ConfigName) -> AccountObject:
+    async def delete_account(self, request: ByName) -> AccountObject:
         self._not_in_file("accounts", request.name)
         spec = self.api.accounts.get(request.name)
         if spec is None:

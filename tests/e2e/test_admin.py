@@ -102,15 +102,25 @@ def test_client_key_lifecycle_and_revocation(gateway: Gateway) -> None:
 
 def test_user_keys_cannot_use_the_admin_api(gateway: Gateway) -> None:
     key = gateway.new_user_key("dave")
+    other = gateway.admin("POST", "/ai/keys", json={"user": "erin", "name": "hers"}).json()["id"]
     for method, path in [
         ("GET", "/ai/providers/keys"),
         ("POST", "/ai/keys"),
-        ("GET", "/ai/keys"),
+        ("PATCH", f"/ai/keys/{other}"),
+        ("DELETE", f"/ai/keys/{other}"),
+        ("GET", "/ai/projects"),
+        ("POST", "/ai/projects"),
         ("GET", "/ai/models"),
     ]:
-        resp = gateway.admin(method, path, key=key, json={"user": "x"} if method == "POST" else None)
+        body = {"user": "x"} if method == "POST" else {"description": "x"} if method == "PATCH" else None
+        resp = gateway.admin(method, path, key=key, json=body)
         assert resp.status_code == 403, (method, path, resp.text)
         assert resp.json()["error"]["type"] == "permission_error"
+    # A user key sees its own user's keys and nothing of other users', whatever it asks.
+    mine = gateway.admin("GET", "/ai/keys", key=key, params={"user": "erin"}).json()["data"]
+    assert mine and {k["user"] for k in mine} == {"dave"}
+    assert gateway.admin("GET", f"/ai/keys/{other}", key=key).status_code == 404
+    assert gateway.admin("GET", f"/ai/keys/{mine[0]['id']}", key=key).json()["user"] == "dave"
     # A user key may read its own usage, and only its own.
     own = gateway.admin("GET", "/ai/usage/summary", key=key, params={"user": "someone-else"})
     assert own.status_code == 200

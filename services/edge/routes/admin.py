@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ValidationError
@@ -20,15 +20,22 @@ from shared.messages import (
     AccountObject,
     AccountPut,
     ById,
+    ByName,
     CatalogListing,
     ClientKeyCreate,
     ClientKeyCreated,
     ClientKeyInfo,
     ClientKeyList,
-    ConfigName,
+    ClientKeyPatch,
+    ClientKeyPatchRequest,
     ConfigObjects,
     EncryptionRotated,
     KeysLastUsed,
+    Project,
+    ProjectCreate,
+    ProjectList,
+    ProjectPatch,
+    ProjectPatchRequest,
     ProviderKeyCreate,
     ProviderKeyCreateSealed,
     ProviderKeyInfo,
@@ -134,12 +141,46 @@ async def create_client_key(
 
 
 @router.get("/keys")
-async def list_client_keys(edge: EdgeDep, principal: PrincipalDep, user: str | None = None) -> ClientKeyList:
-    require_admin(principal)
+async def list_client_keys(
+    edge: EdgeDep, principal: PrincipalDep, user: str | None = None, project: str | None = None
+) -> ClientKeyList:
+    """Every key for the admin; a user key sees its own user's keys and nothing else."""
     reply = await edge.bus.request(subjects.CLIENT_KEYS_LIST, _Empty(), ClientKeyList, timeout=_ADMIN_TIMEOUT)
-    if user is not None:
-        reply.data = [k for k in reply.data if k.user == user]
+    if principal.role != "admin":
+        user = principal.user
+    reply.data = [
+        k for k in reply.data if (user is None or k.user == user) and (project is None or k.project == project)
+    ]
     return reply
+
+
+@router.get("/keys/{key_id}")
+async def get_client_key(key_id: str, edge: EdgeDep, principal: PrincipalDep) -> ClientKeyInfo:
+    reply = await edge.bus.request(subjects.CLIENT_KEYS_LIST, _Empty(), ClientKeyList, timeout=_ADMIN_TIMEOUT)
+    for key in reply.data:
+        if key.id == key_id and (principal.role == "admin" or key.user == principal.user):
+            return key
+    raise GatewayError(NOT_FOUND, f"No client key {key_id!r}.", param="id")  # another user's is not there either
+
+
+@router.patch("/keys/{key_id}")
+async def patch_client_key(
+    key_id: str, request: Request, response: Response, edge: EdgeDep, principal: PrincipalDep
+) -> ClientKeyInfo:
+    """Change a key's name, description, project, expiry, allowed models or status
+    (``active`` / ``disabled``); in force on every edge when the call returns."""
+    require_admin(principal)
+    patch = await parse_body(request, ClientKeyPatch)
+    nullable: tuple[Literal["expires_at", "allowed_models", "project"], ...] = (
+        "expires_at",
+        "allowed_models",
+        "project",
+    )
+    cleared = [f for f in nullable if f in patch.model_fields_set and getattr(patch, f) is None]
+    change = ClientKeyPatchRequest(id=key_id, patch=patch, cleared=cleared)
+    info = await edge.bus.request(subjects.CLIENT_KEYS_PATCH, change, ClientKeyInfo, timeout=_ADMIN_TIMEOUT)
+    await confirm_everywhere(edge.bus, "client_keys", response)
+    return info
 
 
 @router.delete("/keys/{key_id}")
@@ -148,6 +189,47 @@ async def delete_client_key(key_id: str, response: Response, edge: EdgeDep, prin
     info = await edge.bus.request(subjects.CLIENT_KEYS_DELETE, ById(id=key_id), ClientKeyInfo, timeout=_ADMIN_TIMEOUT)
     await confirm_everywhere(edge.bus, "client_keys", response)
     return {"id": info.id, "object": "api_key", "deleted": True}
+
+
+# --- projects ----------------------------------------------------------------------------------
+
+
+@router.post("/projects", status_code=201)
+async def create_project(request: Request, edge: EdgeDep, principal: PrincipalDep) -> Project:
+    require_admin(principal)
+    req = await parse_body(request, ProjectCreate)
+    return await edge.bus.request(subjects.PROJECTS_CREATE, req, Project, timeout=_ADMIN_TIMEOUT)
+
+
+@router.get("/projects")
+async def list_projects(edge: EdgeDep, principal: PrincipalDep) -> ProjectList:
+    require_admin(principal)
+    return await edge.bus.request(subjects.PROJECTS_LIST, _Empty(), ProjectList, timeout=_ADMIN_TIMEOUT)
+
+
+@router.get("/projects/{name}")
+async def get_project(name: str, edge: EdgeDep, principal: PrincipalDep) -> Project:
+    require_admin(principal)
+    listing = await edge.bus.request(subjects.PROJECTS_LIST, _Empty(), ProjectList, timeout=_ADMIN_TIMEOUT)
+    for project in listing.data:
+        if project.name == name:
+            return project
+    raise GatewayError(NOT_FOUND, f"No project {name!r}.", param="name")
+
+
+@router.patch("/projects/{name}")
+async def patch_project(name: str, request: Request, edge: EdgeDep, principal: PrincipalDep) -> Project:
+    require_admin(principal)
+    patch = await parse_body(request, ProjectPatch)
+    change = ProjectPatchRequest(name=name, patch=patch)
+    return await edge.bus.request(subjects.PROJECTS_PATCH, change, Project, timeout=_ADMIN_TIMEOUT)
+
+
+@router.delete("/projects/{name}")
+async def delete_project(name: str, edge: EdgeDep, principal: PrincipalDep) -> dict[str, Any]:
+    require_admin(principal)
+    await edge.bus.request(subjects.PROJECTS_DELETE, ByName(name=name), Project, timeout=_ADMIN_TIMEOUT)
+    return {"id": name, "object": "project", "deleted": True}
 
 
 @router.get("/models")
@@ -236,7 +318,7 @@ async def put_route(
 @router.delete("/routes/{name}")
 async def delete_route(name: str, response: Response, edge: EdgeDep, principal: PrincipalDep) -> dict[str, Any]:
     require_admin(principal)
-    await edge.bus.request(subjects.ROUTES_DELETE, ConfigName(name=name), RouteObject, timeout=_ADMIN_TIMEOUT)
+    await edge.bus.request(subjects.ROUTES_DELETE, ByName(name=name), RouteObject, timeout=_ADMIN_TIMEOUT)
     await confirm_everywhere(edge.bus, "routes", response)
     return {"id": name, "object": "route", "deleted": True}
 
@@ -269,6 +351,6 @@ async def put_account(
 @router.delete("/accounts/{name}")
 async def delete_account(name: str, response: Response, edge: EdgeDep, principal: PrincipalDep) -> dict[str, Any]:
     require_admin(principal)
-    await edge.bus.request(subjects.ACCOUNTS_DELETE, ConfigName(name=name), AccountObject, timeout=_ADMIN_TIMEOUT)
+    await edge.bus.request(subjects.ACCOUNTS_DELETE, ByName(name=name), AccountObject, timeout=_ADMIN_TIMEOUT)
     await confirm_everywhere(edge.bus, "routes", response)
     return {"id": name, "object": "account", "deleted": True}
