@@ -45,6 +45,7 @@ async def main(stop: asyncio.Event) -> None:
         await stop.wait()
     finally:
         health.draining = True
+        await service.stop()
         await bus.close(settings.drain_seconds)  # answers the requests in hand, takes no more
         await service.auditor.flush()
         await health.stop()

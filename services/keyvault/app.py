@@ -113,6 +113,12 @@ class Keyvault:
         if back:
             await self.bus.publish(subjects.PROVIDER_KEYS_CHANGED, Empty())
 
+    async def stop(self) -> None:
+        """Stop following the route table (before the bus closes under it)."""
+        if self._routes_task is not None:
+            self._routes_task.cancel()
+            await asyncio.gather(self._routes_task, return_exceptions=True)
+
     async def start(self) -> None:
         self._routes_task = asyncio.create_task(self.routes.run(), name="routes")
         await self.bus.ensure_kv(subjects.CLIENT_KEYS_BUCKET)
