@@ -102,7 +102,7 @@ def test_client_key_lifecycle_and_revocation(gateway: Gateway) -> None:
 
 def test_user_keys_cannot_use_the_admin_api(gateway: Gateway) -> None:
     key = gateway.new_user_key("dave")
-    other = gateway.admin("POST", "/ai/keys", json={"user": "erin", "name": "hers"}).json()["id"]
+    other = gateway.admin("POST", "/ai/keys", json={"user": "admin-erin", "name": "hers"}).json()["id"]
     for method, path in [
         ("GET", "/ai/providers/keys"),
         ("POST", "/ai/keys"),
@@ -117,7 +117,7 @@ def test_user_keys_cannot_use_the_admin_api(gateway: Gateway) -> None:
         assert resp.status_code == 403, (method, path, resp.text)
         assert resp.json()["error"]["type"] == "permission_error"
     # A user key sees its own user's keys and nothing of other users', whatever it asks.
-    mine = gateway.admin("GET", "/ai/keys", key=key, params={"user": "erin"}).json()["data"]
+    mine = gateway.admin("GET", "/ai/keys", key=key, params={"user": "admin-erin"}).json()["data"]
     assert mine and {k["user"] for k in mine} == {"dave"}
     assert gateway.admin("GET", f"/ai/keys/{other}", key=key).status_code == 404
     assert gateway.admin("GET", f"/ai/keys/{mine[0]['id']}", key=key).json()["user"] == "dave"

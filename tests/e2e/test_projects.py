@@ -47,12 +47,12 @@ def test_projects_crud_and_keys_that_belong_to_them(gateway: Gateway, second_edg
     assert gateway.admin("GET", "/ai/projects/search").json()["description"] == "search and ranking"
     assert "search" in {p["name"] for p in gateway.admin("GET", "/ai/projects").json()["data"]}
 
-    body = {"user": "pat", "name": "ci", "description": "the CI runner", "project": "search"}
+    body = {"user": "projects-pat", "name": "ci", "description": "the CI runner", "project": "search"}
     created = gateway.admin("POST", "/ai/keys", json=body)
     assert created.status_code == 201 and created.headers["x-switchyard-sync"] == "confirmed 2/2"
     key = created.json()
     assert (key["project"], key["description"]) == ("search", "the CI runner")
-    nowhere = gateway.admin("POST", "/ai/keys", json={"user": "pat", "project": "nope"})
+    nowhere = gateway.admin("POST", "/ai/keys", json={"user": "projects-pat", "project": "nope"})
     assert nowhere.status_code == 400 and nowhere.json()["error"]["param"] == "project"
     listed = gateway.admin("GET", "/ai/keys", params={"project": "search"}).json()["data"]
     assert [k["id"] for k in listed] == [key["id"]]
@@ -68,7 +68,7 @@ def test_projects_crud_and_keys_that_belong_to_them(gateway: Gateway, second_edg
 
 def test_a_key_changed_in_place_is_in_force_on_every_edge_at_once(gateway: Gateway, second_edge: str) -> None:
     origins = [gateway.origin, second_edge]
-    created = gateway.admin("POST", "/ai/keys", json={"user": "kim", "name": "laptop"}).json()
+    created = gateway.admin("POST", "/ai/keys", json={"user": "projects-kim", "name": "laptop"}).json()
     key, key_id = created["key"], created["id"]
     for origin in origins:
         assert _call(origin, key).status_code == 200
