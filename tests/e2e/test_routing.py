@@ -87,7 +87,7 @@ def edges(tmp_path_factory: pytest.TempPathFactory, sim: OpenAISimulator) -> Ite
         GATEWAY_CONFIG=str(config),
         GATEWAY_KEY_PROBE_SECONDS="1",
         GATEWAY_CIRCUIT_FAILURES="3",
-        GATEWAY_CIRCUIT_OPEN_SECONDS="2",
+        GATEWAY_CIRCUIT_OPEN_SECONDS="5",  # long enough to see every edge skip the target
         GATEWAY_REGION="test-region",
     )
     stack = launch(settings, environ)
@@ -167,9 +167,9 @@ def test_the_requests_own_error_is_not_retried(edges: Edges) -> None:
 def test_a_stall_before_the_first_byte_times_out_and_falls_back(edges: Edges) -> None:
     edges.put_route(
         "fo-stall",
-        {"targets": ["openai/fo-stall-a", "openai/fo-stall-b"], "timeouts": {"first_token_seconds": 1}},
+        {"targets": ["openai/fo-stall-a", "openai/fo-stall-b"], "timeouts": {"first_token_seconds": 2}},
     )
-    for i, fault in enumerate([Fault(stall=4), Fault(first_chunk_delay=4)]):  # no headers / headers, no token
+    for i, fault in enumerate([Fault(stall=8), Fault(first_chunk_delay=8)]):  # no headers / headers, no token
         edges.sim.state.faults["fo-stall-a"] = [fault]
         stream = edges.client(i).chat.completions.create(model="fo-stall", messages=MESSAGES, stream=True)  # type: ignore[call-overload]
         chunks = list(stream)
@@ -226,6 +226,7 @@ def test_a_stream_cut_after_three_chunks_ends_with_an_error_and_is_metered_as_pa
 
 
 def test_a_stream_that_goes_quiet_ends_with_an_error_and_the_provider_is_cut_off(edges: Edges) -> None:
+    # (under the stack's 1.5 s socket read timeout, GATEWAY_UPSTREAM_TIMEOUT_SECONDS, which would end it too)
     edges.put_route("fo-idle", {"targets": ["openai/fo-idle-a"], "timeouts": {"idle_seconds": 1}})
     edges.sim.state.faults["fo-idle-a"] = [Fault(pause_after=2, pause=30)]
     before = len(edges.sim.state.streams)
