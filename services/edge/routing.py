@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from shared.bus import Bus, KVMirror
-from shared.catalog import Plan, Route, RouteTable, published_table
+from shared.catalog import Plan, RouteTable, published_table
 from shared.errors import MODEL_NOT_FOUND, UNAVAILABLE, GatewayError
 from shared.subjects import ROUTES_BUCKET, ROUTES_KEY
 
@@ -24,16 +24,6 @@ class Routes:
         if self.table is None:
             raise GatewayError(UNAVAILABLE, "the gateway has no route table yet; is the router running?")
         return self.table
-
-    def resolve(self, model: str) -> Route:
-        route = self.current().resolve(model)
-        if route is None:
-            raise GatewayError(
-                MODEL_NOT_FOUND,
-                f"The model `{model}` does not exist or you do not have access to it.",
-                param="model",
-            )
-        return route
 
     def plan(self, model: str) -> Plan:
         plan = self.current().plan(model)

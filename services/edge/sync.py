@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from fastapi import Response
+from pydantic import BaseModel
 
 from shared import subjects
 from shared.bus import Bus, KVMirror
@@ -24,6 +26,8 @@ log = logging.getLogger("switchyard.edge.sync")
 
 SYNC_HEADER = "x-switchyard-sync"
 _APPLY_TIMEOUT = 2.5  # within the router's wait for the answers
+_CHANGE_TIMEOUT = 15.0  # the owning service's answer to an admin change
+T = TypeVar("T", bound=BaseModel)
 
 
 class SyncResponder:
@@ -55,6 +59,16 @@ class SyncResponder:
         except Exception as exc:
             log.warning("could not apply the latest %s change: %s", request.kind, exc)
             return SyncAck(instance=self.instance, ok=False, detail=str(exc)[:200])
+
+
+async def change_everywhere(
+    bus: Bus, response: Response, kind: SyncKind, subject: str, message: BaseModel, reply_type: type[T]
+) -> T:
+    """Make an admin change (a request to the service that owns it), then wait until every live
+    edge applies it: the one way the admin API changes shared state."""
+    reply = await bus.request(subject, message, reply_type, timeout=_CHANGE_TIMEOUT)
+    await confirm_everywhere(bus, kind, response)
+    return reply
 
 
 async def confirm_everywhere(bus: Bus, kind: SyncKind, response: Response) -> None:

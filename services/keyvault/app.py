@@ -138,6 +138,7 @@ class Keyvault:
         await serve(subjects.CLIENT_KEYS_LIST, q, Empty, self.list_client_keys)
         await serve(subjects.CLIENT_KEYS_DELETE, q, ById, self.delete_client_key)
         await serve(subjects.CLIENT_KEYS_PATCH, q, ClientKeyPatchRequest, self.client_keys.patch)
+        await serve(subjects.CLIENT_KEYS_GET, q, ById, self.client_keys.get)
         await serve(subjects.PROJECTS_CREATE, q, ProjectCreate, self.projects.create)
         await serve(subjects.PROJECTS_LIST, q, Empty, self.list_projects)
         await serve(subjects.PROJECTS_PATCH, q, ProjectPatchRequest, self.projects.patch)

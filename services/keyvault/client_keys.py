@@ -10,6 +10,7 @@ from shared.apikeys import display_prefix, hash_key, new_client_key
 from shared.bus import Bus
 from shared.errors import CONFLICT, INVALID_REQUEST, NOT_FOUND, GatewayError
 from shared.messages import (
+    ById,
     ClientKeyCreate,
     ClientKeyCreated,
     ClientKeyInfo,
@@ -98,6 +99,9 @@ class ClientKeyStore:
         if not entry.value:
             raise GatewayError(NOT_FOUND, f"no client key {key_id!r}", param="id")
         return ClientKeyRecord.model_validate_json(entry.value), int(entry.revision or 0)
+
+    async def get(self, request: ById) -> ClientKeyInfo:
+        return _info((await self._record(request.id))[0])
 
     async def patch(self, request: ClientKeyPatchRequest) -> ClientKeyInfo:
         """Change a key in place (a compare-and-set on its revision: two admins' changes do not

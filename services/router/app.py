@@ -43,6 +43,9 @@ from shared.messages import (
 log = logging.getLogger("switchyard.router")
 
 _ROUTE, _ACCOUNT = "route.", "account."
+_Section = Literal["models", "accounts"]
+_KEY_PREFIX: dict[str, str] = {"models": _ROUTE, "accounts": _ACCOUNT}
+_KIND = {"models": "route", "accounts": "account"}
 
 
 class Router:
@@ -249,7 +252,10 @@ class Router:
                     accounts[key.removeprefix(_ACCOUNT)] = Account.model_validate_json(raw)
             except ValidationError as exc:
                 log.error("ignoring stored %s: %s", key, exc)
-        self.api = GatewayConfig(accounts=accounts, models=routes)
+        stored = GatewayConfig(accounts=accounts, models=routes)
+        if stored == self.api:
+            return  # this router's own change, already in force (put/delete compiled it)
+        self.api = stored
         self.recompile()
 
     def _objects(self, kind: Literal["route", "account"]) -> list[RouteObject] | list[AccountObject]:
@@ -270,36 +276,39 @@ class Router:
         return ConfigObjects(data=self._objects("account"), config_file=path, config_error=self.file.error)
 
     async def put_route(self, request: RoutePut) -> RouteObject:
-        self._not_in_file("models", request.name)
-        candidate = GatewayConfig(accounts=self.api.accounts, models={**self.api.models, request.name: request.spec})
-        await self._store(candidate, _ROUTE + request.name, request.spec.model_dump_json())
+        await self._put("models", request.name, request.spec)
         return RouteObject(name=request.name, source="api", spec=request.spec)
 
     async def put_account(self, request: AccountPut) -> AccountObject:
-        self._not_in_file("accounts", request.name)
-        candidate = GatewayConfig(accounts={**self.api.accounts, request.name: request.spec}, models=self.api.models)
-        await self._store(candidate, _ACCOUNT + request.name, request.spec.model_dump_json())
+        await self._put("accounts", request.name, request.spec)
         return AccountObject(name=request.name, source="api", spec=request.spec)
 
     async def delete_route(self, request: ByName) -> RouteObject:
-        self._not_in_file("models", request.name)
-        spec = self.api.models.get(request.name)
-        if spec is None:
-            raise GatewayError(NOT_FOUND, f"No route named {request.name!r}.")
-        rest = {n: v for n, v in self.api.models.items() if n != request.name}
-        await self._store(GatewayConfig(accounts=self.api.accounts, models=rest), _ROUTE + request.name, None)
+        spec = await self._delete("models", request.name)
+        assert isinstance(spec, VirtualModel)
         return RouteObject(name=request.name, source="api", spec=spec)
 
     async def delete_account(self, request: ByName) -> AccountObject:
-        self._not_in_file("accounts", request.name)
-        spec = self.api.accounts.get(request.name)
-        if spec is None:
-            raise GatewayError(NOT_FOUND, f"No account named {request.name!r}.")
-        rest = {n: v for n, v in self.api.accounts.items() if n != request.name}
-        await self._store(GatewayConfig(accounts=rest, models=self.api.models), _ACCOUNT + request.name, None)
+        spec = await self._delete("accounts", request.name)
+        assert isinstance(spec, Account)
         return AccountObject(name=request.name, source="api", spec=spec)
 
-    def _not_in_file(self, section: Literal["models", "accounts"], name: str) -> None:
+    async def _put(self, section: _Section, name: str, spec: VirtualModel | Account) -> None:
+        self._not_in_file(section, name)
+        objects = {**getattr(self.api, section), name: spec}
+        candidate = self.api.model_copy(update={section: objects})
+        await self._store(candidate, _KEY_PREFIX[section] + name, spec.model_dump_json())
+
+    async def _delete(self, section: _Section, name: str) -> VirtualModel | Account:
+        self._not_in_file(section, name)
+        objects = dict(getattr(self.api, section))
+        spec: VirtualModel | Account | None = objects.pop(name, None)
+        if spec is None:
+            raise GatewayError(NOT_FOUND, f"No {_KIND[section]} named {name!r}.")
+        await self._store(self.api.model_copy(update={section: objects}), _KEY_PREFIX[section] + name, None)
+        return spec
+
+    def _not_in_file(self, section: _Section, name: str) -> None:
         if name in getattr(self.file.config, section):
             raise GatewayError(
                 CONFLICT,

@@ -66,6 +66,19 @@ class Edges:
         body = {"model": model, "messages": MESSAGES, **kwargs}
         return self.admin("POST", "/v1/chat/completions", i, json=body)
 
+    def stream_events(self, i: int, model: str, key: str | None = None) -> list[str]:
+        """The data of every event of a streamed chat answer, read raw (the SDK would raise at
+        an error event)."""
+        with httpx.stream(
+            "POST",
+            self.origins[i % 2] + "/v1/chat/completions",
+            headers={"authorization": f"Bearer {key or self.admin_key}"},
+            json={"model": model, "messages": MESSAGES, "stream": True},
+            timeout=30,
+        ) as resp:
+            assert resp.status_code == 200
+            return [line.removeprefix("data: ") for line in resp.iter_lines() if line.startswith("data: ")]
+
     def put_route(self, name: str, spec: dict[str, Any]) -> None:
         resp = self.admin("PUT", f"/ai/routes/{name}", json=spec)
         assert resp.status_code == 200, resp.text
@@ -195,15 +208,7 @@ def test_a_stream_cut_after_three_chunks_ends_with_an_error_and_is_metered_as_pa
     key = edges.admin("POST", "/ai/keys", json={"user": "cut-user", "name": "t"}).json()["key"]
     edges.put_route("fo-cut", {"targets": ["openai/fo-cut-a", "openai/fo-cut-b"], "retry": {"attempts": 2}})
     edges.sim.state.faults["fo-cut-a"] = [Fault(cut_after=3)]
-    with httpx.stream(
-        "POST",
-        edges.origins[1] + "/v1/chat/completions",
-        headers={"authorization": f"Bearer {key}"},
-        json={"model": "fo-cut", "messages": MESSAGES, "stream": True},
-        timeout=30,
-    ) as resp:
-        assert resp.status_code == 200
-        events = [line.removeprefix("data: ") for line in resp.iter_lines() if line.startswith("data: ")]
+    events = edges.stream_events(1, "fo-cut", key)
     assert len(events) == 4  # three chunks, then the error: no retry after the first byte
     assert '"finish_reason": "stop"' not in "".join(events) and "[DONE]" not in events
     assert '"error"' in events[-1] and "upstream_disconnected" in events[-1]
@@ -230,14 +235,7 @@ def test_a_stream_that_goes_quiet_ends_with_an_error_and_the_provider_is_cut_off
     edges.put_route("fo-idle", {"targets": ["openai/fo-idle-a"], "timeouts": {"idle_seconds": 1}})
     edges.sim.state.faults["fo-idle-a"] = [Fault(pause_after=2, pause=30)]
     before = len(edges.sim.state.streams)
-    with httpx.stream(
-        "POST",
-        edges.origins[0] + "/v1/chat/completions",
-        headers={"authorization": f"Bearer {edges.admin_key}"},
-        json={"model": "fo-idle", "messages": MESSAGES, "stream": True},
-        timeout=30,
-    ) as resp:
-        events = [line.removeprefix("data: ") for line in resp.iter_lines() if line.startswith("data: ")]
+    events = edges.stream_events(0, "fo-idle")
     assert len(events) == 4  # the role chunk, two words, then the error: nothing looks complete
     assert "upstream_stalled" in events[-1] and "sent nothing for 1 s" in events[-1]
     assert "[DONE]" not in events and '"finish_reason": "stop"' not in "".join(events)

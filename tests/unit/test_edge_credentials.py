@@ -82,10 +82,11 @@ def test_misses_share_one_fetch_and_errors_tell_the_truth(tmp_path: Path) -> Non
         keyvault = Bus(nats.url, "keyvault-under-test")
         await keyvault.connect(deadline=10)
         fetches: list[float] = []
-        answer_now = asyncio.Event()
+        answer_now, asked = asyncio.Event(), asyncio.Event()
 
         async def fetch(request: ProviderKeyFetch) -> SealedProviderKeys:
             fetches.append(time.monotonic())
+            asked.set()
             await answer_now.wait()
             refused = RefusedProviderKey(id="pk_bad", provider="anthropic", reason="HTTP 401", since=1_796_000_000)
             return SealedProviderKeys(keys=[], refused=[refused])
@@ -96,7 +97,7 @@ def test_misses_share_one_fetch_and_errors_tell_the_truth(tmp_path: Path) -> Non
         credentials = Credentials(edge, "edge-1", ttl=TTL)
         # Fifty requests miss at once: one fetch serves them all.
         misses = [asyncio.create_task(credentials.fetch_on_miss(timeout=10)) for _ in range(50)]
-        await asyncio.sleep(0.2)
+        await asyncio.wait_for(asked.wait(), 10)  # the fetch is with keyvault while all fifty wait
         answer_now.set()
         await asyncio.gather(*misses)
         assert len(fetches) == 1

@@ -11,7 +11,7 @@ from services.edge import failover
 from services.edge.auth import require_admin
 from services.edge.body import read_json
 from services.edge.state import Edge, EdgeDep, PrincipalDep
-from services.edge.sync import confirm_everywhere
+from services.edge.sync import change_everywhere
 from shared import subjects
 from shared.errors import INVALID_REQUEST, MODEL_NOT_FOUND, NOT_FOUND, GatewayError
 from shared.gateway_config import Account, VirtualModel
@@ -80,8 +80,9 @@ async def create_provider_key(
         label=req.label,
         sealed_api_key=seal(transport.public_key, req.api_key.encode(), context=PROVIDER_KEY_CREATE_CONTEXT),
     )
-    info = await edge.bus.request(subjects.PROVIDER_KEYS_CREATE, sealed, ProviderKeyInfo, timeout=_ADMIN_TIMEOUT)
-    await confirm_everywhere(edge.bus, "provider_keys", response)
+    info = await change_everywhere(
+        edge.bus, response, "provider_keys", subjects.PROVIDER_KEYS_CREATE, sealed, ProviderKeyInfo
+    )
     return info
 
 
@@ -112,8 +113,9 @@ async def patch_provider_key(
     require_admin(principal)
     patch = await parse_body(request, ProviderKeyPatch)
     change = ProviderKeyStatusChange(id=key_id, status=patch.status, reason="set by an admin")
-    info = await edge.bus.request(subjects.PROVIDER_KEYS_STATUS, change, ProviderKeyInfo, timeout=_ADMIN_TIMEOUT)
-    await confirm_everywhere(edge.bus, "provider_keys", response)
+    info = await change_everywhere(
+        edge.bus, response, "provider_keys", subjects.PROVIDER_KEYS_STATUS, change, ProviderKeyInfo
+    )
     return info
 
 
@@ -122,10 +124,9 @@ async def delete_provider_key(
     key_id: str, response: Response, edge: EdgeDep, principal: PrincipalDep
 ) -> dict[str, Any]:
     require_admin(principal)
-    info = await edge.bus.request(
-        subjects.PROVIDER_KEYS_DELETE, ById(id=key_id), ProviderKeyInfo, timeout=_ADMIN_TIMEOUT
+    info = await change_everywhere(
+        edge.bus, response, "provider_keys", subjects.PROVIDER_KEYS_DELETE, ById(id=key_id), ProviderKeyInfo
     )
-    await confirm_everywhere(edge.bus, "provider_keys", response)
     return {"id": info.id, "object": "provider_key", "deleted": True}
 
 
@@ -135,8 +136,9 @@ async def create_client_key(
 ) -> ClientKeyCreated:
     require_admin(principal)
     req = await parse_body(request, ClientKeyCreate)
-    created = await edge.bus.request(subjects.CLIENT_KEYS_CREATE, req, ClientKeyCreated, timeout=_ADMIN_TIMEOUT)
-    await confirm_everywhere(edge.bus, "client_keys", response)
+    created = await change_everywhere(
+        edge.bus, response, "client_keys", subjects.CLIENT_KEYS_CREATE, req, ClientKeyCreated
+    )
     return created
 
 
@@ -156,11 +158,10 @@ async def list_client_keys(
 
 @router.get("/keys/{key_id}")
 async def get_client_key(key_id: str, edge: EdgeDep, principal: PrincipalDep) -> ClientKeyInfo:
-    reply = await edge.bus.request(subjects.CLIENT_KEYS_LIST, _Empty(), ClientKeyList, timeout=_ADMIN_TIMEOUT)
-    for key in reply.data:
-        if key.id == key_id and (principal.role == "admin" or key.user == principal.user):
-            return key
-    raise GatewayError(NOT_FOUND, f"No client key {key_id!r}.", param="id")  # another user's is not there either
+    key = await edge.bus.request(subjects.CLIENT_KEYS_GET, ById(id=key_id), ClientKeyInfo, timeout=_ADMIN_TIMEOUT)
+    if principal.role != "admin" and key.user != principal.user:
+        raise GatewayError(NOT_FOUND, f"no client key {key_id!r}", param="id")  # another user's is not there either
+    return key
 
 
 @router.patch("/keys/{key_id}")
@@ -178,16 +179,16 @@ async def patch_client_key(
     )
     cleared = [f for f in nullable if f in patch.model_fields_set and getattr(patch, f) is None]
     change = ClientKeyPatchRequest(id=key_id, patch=patch, cleared=cleared)
-    info = await edge.bus.request(subjects.CLIENT_KEYS_PATCH, change, ClientKeyInfo, timeout=_ADMIN_TIMEOUT)
-    await confirm_everywhere(edge.bus, "client_keys", response)
+    info = await change_everywhere(edge.bus, response, "client_keys", subjects.CLIENT_KEYS_PATCH, change, ClientKeyInfo)
     return info
 
 
 @router.delete("/keys/{key_id}")
 async def delete_client_key(key_id: str, response: Response, edge: EdgeDep, principal: PrincipalDep) -> dict[str, Any]:
     require_admin(principal)
-    info = await edge.bus.request(subjects.CLIENT_KEYS_DELETE, ById(id=key_id), ClientKeyInfo, timeout=_ADMIN_TIMEOUT)
-    await confirm_everywhere(edge.bus, "client_keys", response)
+    info = await change_everywhere(
+        edge.bus, response, "client_keys", subjects.CLIENT_KEYS_DELETE, ById(id=key_id), ClientKeyInfo
+    )
     return {"id": info.id, "object": "api_key", "deleted": True}
 
 
@@ -308,18 +309,16 @@ async def put_route(
 ) -> RouteObject:
     require_admin(principal)
     spec = await parse_body(request, VirtualModel)
-    route = await edge.bus.request(
-        subjects.ROUTES_PUT, RoutePut(name=name, spec=spec), RouteObject, timeout=_ADMIN_TIMEOUT
+    route = await change_everywhere(
+        edge.bus, response, "routes", subjects.ROUTES_PUT, RoutePut(name=name, spec=spec), RouteObject
     )
-    await confirm_everywhere(edge.bus, "routes", response)
     return route
 
 
 @router.delete("/routes/{name}")
 async def delete_route(name: str, response: Response, edge: EdgeDep, principal: PrincipalDep) -> dict[str, Any]:
     require_admin(principal)
-    await edge.bus.request(subjects.ROUTES_DELETE, ByName(name=name), RouteObject, timeout=_ADMIN_TIMEOUT)
-    await confirm_everywhere(edge.bus, "routes", response)
+    await change_everywhere(edge.bus, response, "routes", subjects.ROUTES_DELETE, ByName(name=name), RouteObject)
     return {"id": name, "object": "route", "deleted": True}
 
 
@@ -341,16 +340,14 @@ async def put_account(
 ) -> AccountObject:
     require_admin(principal)
     spec = await parse_body(request, Account)
-    account = await edge.bus.request(
-        subjects.ACCOUNTS_PUT, AccountPut(name=name, spec=spec), AccountObject, timeout=_ADMIN_TIMEOUT
+    account = await change_everywhere(
+        edge.bus, response, "routes", subjects.ACCOUNTS_PUT, AccountPut(name=name, spec=spec), AccountObject
     )
-    await confirm_everywhere(edge.bus, "routes", response)
     return account
 
 
 @router.delete("/accounts/{name}")
 async def delete_account(name: str, response: Response, edge: EdgeDep, principal: PrincipalDep) -> dict[str, Any]:
     require_admin(principal)
-    await edge.bus.request(subjects.ACCOUNTS_DELETE, ByName(name=name), AccountObject, timeout=_ADMIN_TIMEOUT)
-    await confirm_everywhere(edge.bus, "routes", response)
+    await change_everywhere(edge.bus, response, "routes", subjects.ACCOUNTS_DELETE, ByName(name=name), AccountObject)
     return {"id": name, "object": "account", "deleted": True}
