@@ -326,22 +326,25 @@ class Bus:
 
     # --- KV and JetStream ---------------------------------------------------------------
 
-    async def kv(self, bucket: str, *, history: int = 1, create: bool = True) -> KeyValue:
+    async def kv(self, bucket: str, *, history: int = 1, create: bool = True, ttl: float | None = None) -> KeyValue:
         """The bucket, created on first use (file storage, so it survives restarts) unless
-        ``create`` is False: a reader waits for the bucket's owner to make it."""
+        ``create`` is False: a reader waits for the bucket's owner to make it. With ``ttl``,
+        an entry not written for that many seconds goes away."""
         try:
             return await self.js.key_value(bucket)
         except (nats.js.errors.BucketNotFoundError, nats.js.errors.NotFoundError):
             if not create:
                 raise
             return await self.js.create_key_value(
-                KeyValueConfig(bucket=bucket, history=history, storage=StorageType.FILE, replicas=self.replicas)
+                KeyValueConfig(
+                    bucket=bucket, history=history, storage=StorageType.FILE, replicas=self.replicas, ttl=ttl
+                )
             )
 
-    async def ensure_kv(self, bucket: str, *, history: int = 1) -> KeyValue:
+    async def ensure_kv(self, bucket: str, *, history: int = 1, ttl: float | None = None) -> KeyValue:
         """The bucket its owner keeps: created if missing, its replicas raised to this
         connection's count (never lowered: an operator may have set more by hand)."""
-        kv = await self.kv(bucket, history=history)
+        kv = await self.kv(bucket, history=history, ttl=ttl)
         stream = f"KV_{bucket}"
         config = (await self.js.stream_info(stream)).config
         if (config.num_replicas or 1) < self.replicas:

@@ -39,6 +39,7 @@ class UsageEvent(BaseModel):
     routing_decision_id: str = ""
     attempts: int = 0
     provider_account: str = ""
+    project: str = ""  # the client key's project, for budgets and usage by project
 
     @property
     def total_tokens(self) -> int:

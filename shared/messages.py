@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.errors import ErrorBody
 from shared.gateway_config import Account, VirtualModel
+from shared.limits import BudgetPeriod, LimitFields, Scope
 
 
 class Reply(BaseModel):
@@ -107,6 +108,10 @@ class ByName(BaseModel):
     name: str = Field(min_length=1, max_length=128)
 
 
+class ByUser(BaseModel):
+    name: str = Field(min_length=1, max_length=256)
+
+
 class ProviderKeyFetch(BaseModel):
     """An edge asks for the provider keys, sealed to its ephemeral X25519 public key."""
 
@@ -139,9 +144,76 @@ class SealedProviderKeys(BaseModel):
 
 ModelPatterns = list[Annotated[str, Field(min_length=1, max_length=256)]]
 PROJECT_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+LimitField = Literal["rpm", "tpm", "max_parallel", "budget_usd", "budget_period"]
+ClearableKeyField = Literal[
+    "expires_at", "allowed_models", "project", "rpm", "tpm", "max_parallel", "budget_usd", "budget_period"
+]
 
 
-class ClientKeyCreate(BaseModel):
+class BudgetStatus(BaseModel):
+    """A budget this period: what was spent (metered, or settled by edges and not metered
+    yet), what edges hold reserved or leased for requests, and what is left."""
+
+    scope: Scope
+    id: str
+    limit_usd: float
+    period: BudgetPeriod
+    spent_usd: float
+    reserved_usd: float
+    remaining_usd: float
+    period_start: float
+    resets_at: float | None  # None for a total budget
+
+
+class BudgetSpentQuery(BaseModel):
+    """What a scope spent from ``start`` on, as metered (an edge opening a budget counter)."""
+
+    scope: Scope
+    ident: str = Field(min_length=1, max_length=256)
+    start: float = Field(ge=0)
+
+
+class QuotaReclaim(BaseModel):
+    """Hand back the unused part of your lease on this counter."""
+
+    bucket: str
+    key: str
+    origin: str
+
+
+class QuotaReturned(BaseModel):
+    instance: str
+    returned: float = 0.0
+
+
+class BudgetSpent(BaseModel):
+    spent_usd: float
+
+
+class UserLimits(LimitFields):
+    """A user's limits (every key of the user counts against them), set with PUT /ai/users/{name}."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class UserLimitsPut(BaseModel):
+    name: str = Field(min_length=1, max_length=256)
+    limits: UserLimits
+
+
+class UserRecord(LimitFields):
+    name: str
+    object: Literal["user"] = "user"
+    updated_at: float
+    budget: BudgetStatus | None = None
+
+
+class UserList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[UserRecord]
+
+
+class ClientKeyCreate(LimitFields):
     model_config = ConfigDict(extra="forbid")
 
     user: str = Field(min_length=1, max_length=256)
@@ -154,9 +226,9 @@ class ClientKeyCreate(BaseModel):
     )
 
 
-class ClientKeyPatch(BaseModel):
+class ClientKeyPatch(LimitFields):
     """What ``PATCH /ai/keys/{id}`` may change; a field left out stays as it is, and ``null``
-    clears ``expires_at``, ``allowed_models`` or ``project``."""
+    clears ``expires_at``, ``allowed_models``, ``project`` or a limit."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -171,10 +243,10 @@ class ClientKeyPatch(BaseModel):
 class ClientKeyPatchRequest(BaseModel):
     id: str = Field(min_length=1, max_length=128)
     patch: ClientKeyPatch
-    cleared: list[Literal["expires_at", "allowed_models", "project"]] = []
+    cleared: list[ClearableKeyField] = []
 
 
-class ClientKeyRecord(BaseModel):
+class ClientKeyRecord(LimitFields):
     """What the client-keys KV bucket holds per key: the hash, never the secret."""
 
     id: str
@@ -190,7 +262,7 @@ class ClientKeyRecord(BaseModel):
     project: str | None = None
 
 
-class ClientKeyInfo(BaseModel):
+class ClientKeyInfo(LimitFields):
     id: str
     object: Literal["api_key"] = "api_key"
     user: str
@@ -202,6 +274,7 @@ class ClientKeyInfo(BaseModel):
     allowed_models: list[str] | None = None
     description: str = ""
     project: str | None = None
+    budget: BudgetStatus | None = None  # the key's own budget this period, where it has one
 
 
 class ClientKeyCreated(ClientKeyInfo):
@@ -410,14 +483,14 @@ class AuditLog(BaseModel):
 # --- projects ---------------------------------------------------------------------------------
 
 
-class ProjectCreate(BaseModel):
+class ProjectCreate(LimitFields):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=PROJECT_NAME)
     description: str = Field(default="", max_length=1024)
 
 
-class ProjectPatch(BaseModel):
+class ProjectPatch(LimitFields):
     model_config = ConfigDict(extra="forbid")
 
     description: str | None = Field(default=None, max_length=1024)
@@ -426,13 +499,15 @@ class ProjectPatch(BaseModel):
 class ProjectPatchRequest(BaseModel):
     name: str = Field(pattern=PROJECT_NAME)
     patch: ProjectPatch
+    cleared: list[LimitField] = []
 
 
-class Project(BaseModel):
+class Project(LimitFields):
     name: str
     object: Literal["project"] = "project"
     description: str = ""
     created_at: float
+    budget: BudgetStatus | None = None  # this period's spend, where the project has a budget
 
 
 class ProjectList(BaseModel):
@@ -494,7 +569,7 @@ class HealthReport(BaseModel):
     leaving: bool = False  # the edge is shutting down: do not wait for it to confirm changes
 
 
-SyncKind = Literal["routes", "client_keys", "provider_keys"]
+SyncKind = Literal["routes", "client_keys", "provider_keys", "projects", "users"]
 
 
 class SyncRequest(BaseModel):

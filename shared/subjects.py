@@ -22,6 +22,8 @@ ROUTES_KEY = "table"
 CLIENT_KEYS_BUCKET = "switchyard_client_keys"
 # Projects (keyvault's): what client keys belong to; later, their limits and budgets.
 PROJECTS_BUCKET = "switchyard_projects"
+# Users' limits (keyvault's); keys' limits are in their records, projects' in theirs.
+USERS_BUCKET = "switchyard_users"
 # The routes and accounts admins manage through the API (the router's; edges never read it).
 CONFIG_BUCKET = "switchyard_config"
 
@@ -39,6 +41,9 @@ ROUTER_HEALTH = f"{PREFIX}.router.health"
 # Read-your-writes: the router asks every live edge to confirm it applies a change.
 ROUTER_SYNC = f"{PREFIX}.router.sync"
 EDGE_SYNC = f"{PREFIX}.edge.sync"
+# An edge refused for want of quota asks the edges holding leases on that counter to hand
+# back what they do not use (docs/limits.md).
+EDGE_RECLAIM = f"{PREFIX}.edge.quota.reclaim"
 
 KEYVAULT_PING = f"{PREFIX}.keyvault.ping"
 PROVIDER_KEYS_CREATE = f"{PREFIX}.keyvault.provider_keys.create"
@@ -58,6 +63,9 @@ PROJECTS_CREATE = f"{PREFIX}.keyvault.projects.create"
 PROJECTS_LIST = f"{PREFIX}.keyvault.projects.list"
 PROJECTS_PATCH = f"{PREFIX}.keyvault.projects.patch"
 PROJECTS_DELETE = f"{PREFIX}.keyvault.projects.delete"
+USERS_PUT = f"{PREFIX}.keyvault.users.put"
+USERS_LIST = f"{PREFIX}.keyvault.users.list"
+USERS_DELETE = f"{PREFIX}.keyvault.users.delete"
 
 METERING_PING = f"{PREFIX}.metering.ping"
 USAGE_SUMMARY = f"{PREFIX}.metering.usage.summary"
@@ -68,6 +76,8 @@ METERING_STATUS = f"{PREFIX}.metering.status"
 PRICES_LIST = f"{PREFIX}.metering.prices.list"
 PRICES_SET = f"{PREFIX}.metering.prices.set"
 PRICES_CHANGED = f"{PREFIX}.metering.prices.changed"
+# What a budget's scope spent in a period, from the metered events (an edge opening a counter).
+BUDGET_SPENT = f"{PREFIX}.metering.budget.spent"
 
 QUEUE_ROUTER = "router"
 QUEUE_KEYVAULT = "keyvault"

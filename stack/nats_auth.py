@@ -23,6 +23,7 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from shared import subjects as s
+from shared.limits import BUDGET_BUCKET, RATE_BUCKET
 
 SERVICES = ("router", "keyvault", "metering", "edge")
 ADMIN = "admin"  # operators and tests: every subject (the `nats` CLI, debugging)
@@ -77,7 +78,8 @@ class Grant:
 
 def _grants() -> dict[str, list[Grant]]:
     routes, client_keys, config = _kv(s.ROUTES_BUCKET), _kv(s.CLIENT_KEYS_BUCKET), _kv(s.CONFIG_BUCKET)
-    projects = _kv(s.PROJECTS_BUCKET)
+    projects, users = _kv(s.PROJECTS_BUCKET), _kv(s.USERS_BUCKET)
+    rate, budgets = _kv(RATE_BUCKET), _kv(BUDGET_BUCKET)
     js = Grant("JetStream account info", ("$JS.API.INFO",))
 
     def inbox(user: str) -> Grant:
@@ -108,6 +110,14 @@ def _grants() -> dict[str, list[Grant]]:
                 f"own the project bucket `{s.PROJECTS_BUCKET}` (create, raise replicas, read, write)",
                 (*_stream_manage(projects), *_stream_read(projects), f"$KV.{s.PROJECTS_BUCKET}.>"),
             ),
+            Grant(
+                f"own the bucket of users' limits `{s.USERS_BUCKET}` (create, raise replicas, read, write)",
+                (*_stream_manage(users), *_stream_read(users), f"$KV.{s.USERS_BUCKET}.>"),
+            ),
+            Grant(
+                f"make the quota buckets `{RATE_BUCKET}` and `{BUDGET_BUCKET}` (create, raise replicas)",
+                (*_stream_manage(rate), *_stream_manage(budgets)),
+            ),
             Grant(f"announce provider-key changes (`{s.PROVIDER_KEYS_CHANGED}`)", (s.PROVIDER_KEYS_CHANGED,)),
             Grant(
                 "read (watch) the route table, for accounts' names and the provider APIs it probes keys at",
@@ -136,6 +146,10 @@ def _grants() -> dict[str, list[Grant]]:
                 (*_stream_manage(s.USAGE_DLQ_STREAM), s.USAGE_DEAD_LETTER),
             ),
             Grant(f"announce price changes (`{s.PRICES_CHANGED}`)", (s.PRICES_CHANGED,)),
+            Grant(
+                f"raise budget counters to the metered spend (read and write `{BUDGET_BUCKET}`)",
+                (*_stream_read(budgets), f"$KV.{BUDGET_BUCKET}.>"),
+            ),
             js,
             inbox("metering"),
         ],
@@ -146,8 +160,20 @@ def _grants() -> dict[str, list[Grant]]:
                 (s.USAGE_SUBJECT, s.AUDIT_SUBJECT, *_stream_manage(s.AUDIT_STREAM)),
             ),
             Grant(
-                "read (watch) the route and client-key buckets, never write them",
-                (*_stream_read(routes), *_stream_read(client_keys)),
+                "read (watch) the route, client-key, project and user buckets, never write them",
+                (*_stream_read(routes), *_stream_read(client_keys), *_stream_read(projects), *_stream_read(users)),
+            ),
+            Grant(
+                f"lease quota: read and compare-and-set the counters in `{RATE_BUCKET}` and `{BUDGET_BUCKET}`, "
+                f"and ask other edges for unused quota (`{s.EDGE_RECLAIM}`, answered)",
+                (
+                    *_stream_read(rate),
+                    f"$KV.{RATE_BUCKET}.>",
+                    *_stream_read(budgets),
+                    f"$KV.{BUDGET_BUCKET}.>",
+                    s.EDGE_RECLAIM,
+                ),
+                subscribe=(s.EDGE_RECLAIM,),
             ),
             Grant(
                 "send requests to router, keyvault and metering (admin API, provider keys, readiness)",

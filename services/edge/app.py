@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from services.edge import errors
 from services.edge.audit import AuditMiddleware
 from services.edge.limits import HeaderLimitMiddleware
-from services.edge.routes import admin, chat, embeddings, health, models, usage
+from services.edge.routes import admin, chat, embeddings, health, limits, models, usage
 from services.edge.server import Drain
 from services.edge.settings import EdgeSettings
 from services.edge.state import Edge
@@ -43,5 +43,6 @@ def create_app(settings: EdgeSettings, drain: Drain | None = None) -> FastAPI:
         app.include_router(models.router, prefix=prefix)
     app.include_router(admin.router, prefix="/ai")
     app.include_router(usage.router, prefix="/ai")
+    app.include_router(limits.router, prefix="/ai")
     app.include_router(health.router)
     return app

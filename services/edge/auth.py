@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from shared.apikeys import hash_key
 from shared.bus import Bus, KVMirror
 from shared.errors import INVALID_API_KEY, PERMISSION, GatewayError
+from shared.limits import NO_LIMITS, Limits
 from shared.messages import ClientKeyRecord
 from shared.subjects import CLIENT_KEYS_BUCKET
 
@@ -29,6 +30,7 @@ class Principal:
     expires_at: float | None = None
     allowed_models: tuple[str, ...] | None = None
     project: str | None = None
+    limits: Limits = NO_LIMITS  # the key's own (its user's and project's are looked up apart)
 
     def may_use(self, *names: str) -> bool:
         """Whether this key may call a model known by any of ``names`` (glob patterns allowed)."""
@@ -64,6 +66,7 @@ class ClientKeys:
                     expires_at=record.expires_at,
                     allowed_models=allowed,
                     project=record.project,
+                    limits=record.limits(),
                 )
             elif record.status == "disabled":
                 disabled.add(record.key_hash)

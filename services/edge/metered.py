@@ -71,4 +71,5 @@ class RequestRecord:
             edge_instance=self.instance,
             routing_decision_id=self.routing_decision_id,
             attempts=self.attempts,
+            project=self.principal.project or "",
         )

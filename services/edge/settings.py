@@ -38,6 +38,20 @@ class EdgeSettings(ServiceSettings):
     )
     media_fetch_timeout: float = Field(default=10.0, gt=0, validation_alias="GATEWAY_MEDIA_FETCH_TIMEOUT_SECONDS")
     media_fetch_allow: str = Field(default="", validation_alias="GATEWAY_MEDIA_FETCH_ALLOW")
+    # Limits and budgets (docs/limits.md): how long a lease on a budget or in-flight counter
+    # lives unless renewed, what share of the room left a lease takes at once, after how long
+    # without requests unused quota goes back, how long the edge waits for a counter, whether
+    # it admits requests when the counters cannot be reached (fail-open) or refuses them once
+    # its leases are spent (fail-closed, the default), and the completion tokens reserved for
+    # a request that sets no max_tokens.
+    lease_seconds: float = Field(default=15.0, ge=1, le=600, validation_alias="GATEWAY_LIMITS_LEASE_SECONDS")
+    lease_fraction: float = Field(default=0.25, gt=0, le=1, validation_alias="GATEWAY_LIMITS_LEASE_FRACTION")
+    lease_idle_return: float = Field(default=1.0, gt=0, le=60, validation_alias="GATEWAY_LIMITS_IDLE_RETURN_SECONDS")
+    limits_timeout: float = Field(default=2.0, gt=0, le=30, validation_alias="GATEWAY_LIMITS_TIMEOUT_SECONDS")
+    limits_fail_open: bool = Field(default=False, validation_alias="GATEWAY_LIMITS_FAIL_OPEN")
+    default_max_output_tokens: int = Field(
+        default=16_384, ge=1, validation_alias="GATEWAY_LIMITS_DEFAULT_MAX_OUTPUT_TOKENS"
+    )
 
     def media_fetch_allowed(self) -> frozenset[tuple[str, int]]:
         pairs = set()

@@ -12,11 +12,14 @@ from typing import Annotated
 import aiohttp
 from fastapi import Depends, Request
 
+from services.edge.admission import Admission
 from services.edge.auth import ClientKeys, Principal
 from services.edge.credentials import Credentials
+from services.edge.governance import LimitBook
 from services.edge.health import HealthReporter
 from services.edge.media import MediaFetcher
 from services.edge.providers.registry import Registry
+from services.edge.quota import Quotas
 from services.edge.routing import Routes
 from services.edge.settings import EdgeSettings
 from services.edge.sync import SyncResponder
@@ -41,6 +44,9 @@ class Edge:
     auditor: Auditor
     media: MediaFetcher
     health: HealthReporter
+    limits: LimitBook
+    quotas: Quotas
+    admission: Admission
     instance: str
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -48,6 +54,15 @@ class Edge:
     def build(cls, settings: EdgeSettings) -> Edge:
         instance = f"edge-{settings.instance_name}-{os.getpid()}"
         bus = Bus.for_service(settings, "edge", f"switchyard-{instance}")
+        limits = LimitBook(bus)
+        quotas = Quotas(
+            bus,
+            instance,
+            lease_seconds=settings.lease_seconds,
+            fraction=settings.lease_fraction,
+            idle_return=settings.lease_idle_return,
+            timeout=settings.limits_timeout,
+        )
         return cls(
             settings=settings,
             bus=bus,
@@ -62,26 +77,43 @@ class Edge:
                 settings.media_fetch_max_bytes, settings.media_fetch_timeout, settings.media_fetch_allowed()
             ),
             health=HealthReporter(bus, instance, settings.health_report_seconds),
+            limits=limits,
+            quotas=quotas,
+            admission=Admission(
+                bus,
+                limits,
+                quotas,
+                fail_open=settings.limits_fail_open,
+                max_output=settings.default_max_output_tokens,
+            ),
             instance=instance,
         )
 
     async def start(self) -> None:
         await self.bus.connect()
         await self.auditor.setup()
-        sync = SyncResponder(
-            self.bus, self.instance, self.routes.mirror, self.client_keys.mirror, self.credentials.refresh
-        )
+        mirrors = {
+            "routes": self.routes.mirror,
+            "client_keys": self.client_keys.mirror,
+            "projects": self.limits.project_mirror,
+            "users": self.limits.user_mirror,
+        }
+        sync = SyncResponder(self.bus, self.instance, mirrors, self.credentials.refresh)
         await sync.start()
+        await self.quotas.start()
         for name, coro in (
             ("client-keys", self.client_keys.mirror.run()),
             ("routes", self.routes.mirror.run()),
             ("credentials", self.credentials.run()),
             ("usage", self.usage.run()),
             ("health", self.health.run()),
+            ("projects", self.limits.project_mirror.run()),
+            ("users", self.limits.user_mirror.run()),
+            ("quotas", self.quotas.run()),
         ):
             self.tasks.append(asyncio.create_task(coro, name=name))
         # Serve once the caches hold the current state, so the first request is not refused.
-        waits = [self.client_keys.mirror.ready.wait(), self.routes.mirror.ready.wait()]
+        waits = [mirror.ready.wait() for mirror in mirrors.values()]
         try:
             await asyncio.wait_for(asyncio.gather(*waits), timeout=30)
         except TimeoutError:
@@ -97,6 +129,7 @@ class Edge:
         process until it is killed; the usage publisher gets the longest, to flush."""
         await _bounded("audit flush", self.auditor.flush(), 6.0)
         await _bounded("leaving the router's list of edges", self.health.leave(), 2.0)
+        await _bounded("handing back unused quota", self.quotas.give_back_all(), 3.0)
         for task in self.tasks:
             task.cancel()  # the usage publisher publishes (or spools) what it holds on the way out
         _, pending = await asyncio.wait(self.tasks, timeout=10.0)

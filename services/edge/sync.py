@@ -1,8 +1,8 @@
 """Read-your-writes for admin changes.
 
-After an admin call changed provider keys, client keys, routes or accounts, the edge that
-served it asks the router to confirm the change with every live edge (those whose health
-reports it hears). Each edge answers once it applies the change: its copy of the bucket has
+After an admin call changed provider keys, client keys, projects, users' limits, routes or
+accounts, the edge that served it asks the router to confirm the change with every live edge
+(those whose health reports it hears). Each edge answers once it applies the change: its copy of the bucket has
 caught up, or it fetched the provider keys again. The admin call then answers as usual; if an
 edge did not confirm within the router's bound, it answers ``202 Accepted`` with the
 ``x-switchyard-sync`` header naming the edges that did not (the change is saved either way).
@@ -37,13 +37,12 @@ class SyncResponder:
         self,
         bus: Bus,
         instance: str,
-        routes: KVMirror,
-        client_keys: KVMirror,
+        mirrors: dict[str, KVMirror],
         refresh_keys: Callable[[], Awaitable[None]],
     ) -> None:
         self.bus = bus
         self.instance = instance
-        self.mirrors = {"routes": routes, "client_keys": client_keys}
+        self.mirrors = mirrors  # by the kind of change they carry
         self.refresh_keys = refresh_keys
 
     async def start(self) -> None:

@@ -13,16 +13,19 @@ from services.keyvault.client_keys import ClientKeyStore, ProjectStore
 from services.keyvault.prober import accepted
 from services.keyvault.provider_keys import ProviderKeyStore
 from services.keyvault.settings import KeyvaultSettings
+from services.keyvault.users import UserStore
 from services.keyvault.vault import Vault, VaultUnavailable
 from shared import subjects
 from shared.audit import Auditor
 from shared.bus import Bus, KVMirror
 from shared.catalog import RouteTable, load_catalog, published_table, self_hosted_providers
 from shared.errors import INVALID_REQUEST, UNAVAILABLE, GatewayError
+from shared.limits import BUDGET_BUCKET, RATE_BUCKET, RATE_BUCKET_TTL
 from shared.messages import (
     PROVIDER_KEY_CREATE_CONTEXT,
     ById,
     ByName,
+    ByUser,
     ClientKeyCreate,
     ClientKeyCreated,
     ClientKeyInfo,
@@ -43,6 +46,7 @@ from shared.messages import (
     ProviderKeyStatusChange,
     SealedProviderKeys,
     TransportKey,
+    UserLimitsPut,
 )
 from shared.sealing import Recipient, SealingError
 
@@ -67,6 +71,7 @@ class Keyvault:
         self._routes_task: asyncio.Task[None] | None = None
         self.client_keys = ClientKeyStore(bus)
         self.projects = ProjectStore(bus, self.client_keys)
+        self.users = UserStore(bus)
         self.transport: Recipient | None = None
         self.token_ttl = 0.0
 
@@ -123,6 +128,11 @@ class Keyvault:
         self._routes_task = asyncio.create_task(self.routes.run(), name="routes")
         await self.bus.ensure_kv(subjects.CLIENT_KEYS_BUCKET)
         await self.bus.ensure_kv(subjects.PROJECTS_BUCKET)
+        await self.bus.ensure_kv(subjects.USERS_BUCKET)
+        # The counters edges lease quota from (docs/limits.md); keyvault makes them, as it
+        # keeps the limits they enforce.
+        await self.bus.ensure_kv(RATE_BUCKET, ttl=RATE_BUCKET_TTL)
+        await self.bus.ensure_kv(BUDGET_BUCKET)
         await self.auditor.setup()
         serve = self.bus.serve
         q = subjects.QUEUE_KEYVAULT
@@ -143,6 +153,9 @@ class Keyvault:
         await serve(subjects.PROJECTS_LIST, q, Empty, self.list_projects)
         await serve(subjects.PROJECTS_PATCH, q, ProjectPatchRequest, self.projects.patch)
         await serve(subjects.PROJECTS_DELETE, q, ByName, self.delete_project)
+        await serve(subjects.USERS_PUT, q, UserLimitsPut, self.users.put)
+        await serve(subjects.USERS_LIST, q, Empty, self.users.list_all)
+        await serve(subjects.USERS_DELETE, q, ByUser, self.users.delete)
 
     async def prepare_vault(self, stop: asyncio.Event) -> None:
         """Mount engines, load the transport key and import env keys, retrying until Vault answers."""

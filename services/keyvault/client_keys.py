@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from typing import Any
 
 from shared.apikeys import display_prefix, hash_key, new_client_key
 from shared.bus import Bus
 from shared.errors import CONFLICT, INVALID_REQUEST, NOT_FOUND, GatewayError
+from shared.limits import LIMIT_FIELDS, LimitFields
 from shared.messages import (
     ById,
     ClientKeyCreate,
@@ -38,7 +40,16 @@ def _info(record: ClientKeyRecord) -> ClientKeyInfo:
         allowed_models=record.allowed_models,
         description=record.description,
         project=record.project,
+        **limit_values(record),
     )
+
+
+def limit_values(source: LimitFields) -> dict[str, Any]:
+    """The limit fields of a request or record; a budget without a period is monthly."""
+    values = {name: getattr(source, name) for name in LIMIT_FIELDS}
+    if values["budget_usd"] is not None and values["budget_period"] is None:
+        values["budget_period"] = "month"
+    return values
 
 
 class ClientKeyStore:
@@ -75,6 +86,7 @@ class ClientKeyStore:
             allowed_models=request.allowed_models,
             description=request.description,
             project=request.project,
+            **limit_values(request),
         )
         kv = await self.bus.kv(CLIENT_KEYS_BUCKET)
         await kv.put(record.id, record.model_dump_json().encode())
@@ -83,7 +95,7 @@ class ClientKeyStore:
 
     async def records(self) -> list[ClientKeyRecord]:
         return sorted(
-            (ClientKeyRecord.model_validate_json(raw) for raw in await _values(self.bus, CLIENT_KEYS_BUCKET)),
+            (ClientKeyRecord.model_validate_json(raw) for raw in await values(self.bus, CLIENT_KEYS_BUCKET)),
             key=lambda r: r.created_at,
         )
 
@@ -115,6 +127,7 @@ class ClientKeyStore:
         if changes.get("project") is not None:
             await self._project_exists(changes["project"])
         updated = record.model_copy(update=changes)
+        updated = updated.model_copy(update=limit_values(updated))
         kv = await self.bus.kv(CLIENT_KEYS_BUCKET)
         try:
             await kv.update(request.id, updated.model_dump_json().encode(), last=revision)
@@ -131,7 +144,7 @@ class ClientKeyStore:
         return _info(record.model_copy(update={"status": "revoked"}))
 
 
-async def _values(bus: Bus, bucket: str) -> list[bytes]:
+async def values(bus: Bus, bucket: str) -> list[bytes]:
     """Every value in a bucket (none when it is empty)."""
     kv = await bus.kv(bucket)
     try:
@@ -152,14 +165,16 @@ async def _values(bus: Bus, bucket: str) -> list[bytes]:
 
 
 class ProjectStore:
-    """Projects: what client keys belong to (limits and budgets come with them later)."""
+    """Projects: what client keys belong to, with limits and a budget all its keys share."""
 
     def __init__(self, bus: Bus, keys: ClientKeyStore) -> None:
         self.bus = bus
         self.keys = keys
 
     async def create(self, request: ProjectCreate) -> Project:
-        project = Project(name=request.name, description=request.description, created_at=time.time())
+        project = Project(
+            name=request.name, description=request.description, created_at=time.time(), **limit_values(request)
+        )
         kv = await self.bus.kv(PROJECTS_BUCKET)
         try:
             await kv.create(request.name, project.model_dump_json().encode())
@@ -169,7 +184,7 @@ class ProjectStore:
         return project
 
     async def list_all(self) -> list[Project]:
-        projects = [Project.model_validate_json(raw) for raw in await _values(self.bus, PROJECTS_BUCKET)]
+        projects = [Project.model_validate_json(raw) for raw in await values(self.bus, PROJECTS_BUCKET)]
         return sorted(projects, key=lambda p: p.name)
 
     async def patch(self, request: ProjectPatchRequest) -> Project:
@@ -181,7 +196,11 @@ class ProjectStore:
         if not entry.value:
             raise GatewayError(NOT_FOUND, f"no project {request.name!r}", param="name")
         project = Project.model_validate_json(entry.value)
-        updated = project.model_copy(update=request.patch.model_dump(exclude_none=True))
+        changes = request.patch.model_dump(exclude_none=True)
+        for name in request.cleared:
+            changes[name] = None
+        updated = project.model_copy(update=changes)
+        updated = updated.model_copy(update=limit_values(updated))
         try:
             await kv.update(request.name, updated.model_dump_json().encode(), last=entry.revision)
         except Exception as exc:

@@ -33,7 +33,11 @@ async def main(stop: asyncio.Event) -> None:
 
     health.add_check("nats", connected)
     health.add_check("clickhouse", sink.ping)
-    consumers = [asyncio.create_task(service.consumer.run(stop)), asyncio.create_task(service.audit.run(stop))]
+    consumers = [
+        asyncio.create_task(service.consumer.run(stop)),
+        asyncio.create_task(service.audit.run(stop)),
+        asyncio.create_task(service.budgets.run(stop)),
+    ]
     await stop.wait()
     health.draining = True
     log.info("draining: storing the batches in hand, taking no more")

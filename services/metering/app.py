@@ -8,6 +8,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from services.metering.budgets import BudgetReconciler
 from services.metering.consumer import AuditConsumer, UsageConsumer
 from services.metering.prices import Prices
 from services.metering.queries import audit_log, provider_keys_last_used, request_log, usage_summary, usage_timeseries
@@ -20,6 +21,8 @@ from shared.errors import UNAVAILABLE, GatewayError
 from shared.messages import (
     AuditLog,
     AuditQuery,
+    BudgetSpent,
+    BudgetSpentQuery,
     Empty,
     KeysLastUsed,
     MeteringStatus,
@@ -61,6 +64,7 @@ class Metering:
         self.audit = AuditConsumer(
             bus, sink, batch_size=settings.batch_size, batch_wait=settings.batch_wait, ack_wait=settings.ack_wait
         )
+        self.budgets = BudgetReconciler(bus, sink, settings.budget_reconcile_seconds)
         self.consumer = UsageConsumer(
             bus,
             sink,
@@ -84,7 +88,11 @@ class Metering:
         await self.bus.serve(subjects.USAGE_KEYS_LAST_USED, q, Empty, self.keys_last_used)
         await self.bus.serve(subjects.PRICES_LIST, q, Empty, self.list_prices)
         await self.bus.serve(subjects.PRICES_SET, q, PriceIn, self.set_price)
+        await self.bus.serve(subjects.BUDGET_SPENT, q, BudgetSpentQuery, self.budget_spent)
         await self.bus.subscribe(subjects.PRICES_CHANGED, self._prices_changed)
+
+    async def budget_spent(self, query: BudgetSpentQuery) -> BudgetSpent:
+        return await _store(lambda: self.budgets.spent(query))
 
     async def ping(self, _: Empty) -> Ping:
         return Ping(service="metering", instance=self.instance)

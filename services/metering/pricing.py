@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from shared.catalog import Catalog
+from shared.cost import cost_usd
 from shared.events import UsageEvent
 
 UNPRICED = "unpriced"
@@ -90,15 +91,12 @@ class PriceBook:
         price = self.price_at(event.provider, event.model, event.ts)
         if price is None:
             return 0.0, UNPRICED
-        prompt = event.prompt_tokens
-        cached = min(event.cached_tokens, prompt)
-        cache_write = min(event.cache_write_tokens, prompt - cached)
-        reasoning = min(event.reasoning_tokens, event.completion_tokens)
-        micro = (
-            (prompt - cached - cache_write) * price.input
-            + cached * (price.cached_input if price.cached_input is not None else price.input)
-            + cache_write * (price.cache_write if price.cache_write is not None else price.input)
-            + (event.completion_tokens - reasoning) * price.output
-            + reasoning * (price.reasoning if price.reasoning is not None else price.output)
+        cost = cost_usd(
+            price,
+            prompt=event.prompt_tokens,
+            completion=event.completion_tokens,
+            cached=event.cached_tokens,
+            cache_write=event.cache_write_tokens,
+            reasoning=event.reasoning_tokens,
         )
-        return micro / 1_000_000, price.version
+        return cost, price.version

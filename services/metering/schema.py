@@ -56,6 +56,7 @@ USAGE_COLUMNS = [
     "routing_decision_id",
     "attempts",
     "provider_account",
+    "project",
 ]
 
 # Columns added to usage_events after its first release: a table made before gets them with
@@ -64,6 +65,7 @@ ADDED_USAGE_COLUMNS = (
     ("routing_decision_id", "String"),
     ("attempts", "UInt8"),
     ("provider_account", "LowCardinality(String)"),
+    ("project", "LowCardinality(String)"),
 )
 
 # The rollup's grouping and the sums it keeps, in the order of HOURLY_SELECT's columns.
@@ -140,7 +142,8 @@ def _tables(days: int) -> list[_Table]:
     inserted_at DateTime64(3, 'UTC') DEFAULT now64(3),
     routing_decision_id String,
     attempts UInt8,
-    provider_account LowCardinality(String)
+    provider_account LowCardinality(String),
+    project LowCardinality(String)
 """,
             "ReplacingMergeTree",
             "inserted_at",

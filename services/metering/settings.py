@@ -16,6 +16,10 @@ class MeteringSettings(ServiceSettings):
     batch_size: int = Field(default=1000, ge=1, le=50_000, validation_alias="GATEWAY_METERING_BATCH_SIZE")
     batch_wait: float = Field(default=0.5, gt=0, le=30, validation_alias="GATEWAY_METERING_BATCH_WAIT_SECONDS")
     ack_wait: float = Field(default=30.0, ge=1, le=3600, validation_alias="GATEWAY_METERING_ACK_WAIT_SECONDS")
+    # How often open budget counters are raised to the metered spend (docs/limits.md).
+    budget_reconcile_seconds: float = Field(
+        default=5.0, gt=0, le=3600, validation_alias="GATEWAY_BUDGET_RECONCILE_SECONDS"
+    )
     retention_days: int = Field(default=400, ge=1, validation_alias="GATEWAY_USAGE_RETENTION_DAYS")
 
     def dsn(self) -> str:

@@ -254,4 +254,5 @@ def _row(e: UsageEvent, cost: float, version: str) -> list[Any]:
         e.routing_decision_id,
         min(e.attempts, 255),
         e.provider_account,
+        e.project,
     ]

@@ -41,7 +41,8 @@ def test_projects_crud_and_keys_that_belong_to_them(gateway: Gateway, second_edg
     assert made.status_code == 201 and made.json()["object"] == "project"
     assert gateway.admin("POST", "/ai/projects", json={"name": "search"}).status_code == 409
     assert gateway.admin("POST", "/ai/projects", json={"name": "no/slash"}).status_code == 400
-    assert gateway.admin("POST", "/ai/projects", json={"name": "x", "rpm": 5}).status_code == 400  # not yet a field
+    assert gateway.admin("POST", "/ai/projects", json={"name": "x", "rpm": 0}).status_code == 400
+    assert gateway.admin("POST", "/ai/projects", json={"name": "x", "budget_period": "year"}).status_code == 400
     patched = gateway.admin("PATCH", "/ai/projects/search", json={"description": "search and ranking"})
     assert patched.json()["description"] == "search and ranking"
     assert gateway.admin("GET", "/ai/projects/search").json()["description"] == "search and ranking"

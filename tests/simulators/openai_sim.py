@@ -71,6 +71,9 @@ class SimState:
     slow_seconds: float = 5.0
     faults: dict[str, list[Fault]] = field(default_factory=dict)
     revoked: set[str] = field(default_factory=set)
+    hold_seconds: float = 1.0  # how long a "-hold" model's request stays open
+    in_flight: dict[str, int] = field(default_factory=dict)  # per model, now
+    peak_in_flight: dict[str, int] = field(default_factory=dict)  # per model, the most at once
 
     def fault_for(self, model: str) -> Fault | None:
         pending = self.faults.get(model)
@@ -137,6 +140,14 @@ class OpenAISimulator(ThreadedServer):
         if auth.startswith("Bearer sk-ratelimited"):
             return _error(429)
         model = str(body.get("model", ""))
+        if model.endswith("-hold"):
+            state = self.state
+            state.in_flight[model] = state.in_flight.get(model, 0) + 1
+            state.peak_in_flight[model] = max(state.peak_in_flight.get(model, 0), state.in_flight[model])
+            try:
+                await asyncio.sleep(state.hold_seconds)
+            finally:
+                state.in_flight[model] -= 1
         fault = self.state.fault_for(model)
         if fault is not None and fault.stall:
             await asyncio.sleep(fault.stall)

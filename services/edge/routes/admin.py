@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, get_args
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ValidationError
@@ -10,6 +10,7 @@ from pydantic import BaseModel, ValidationError
 from services.edge import failover
 from services.edge.auth import require_admin
 from services.edge.body import read_json
+from services.edge.spend import budget_status
 from services.edge.state import Edge, EdgeDep, PrincipalDep
 from services.edge.sync import change_everywhere
 from shared import subjects
@@ -22,6 +23,7 @@ from shared.messages import (
     ById,
     ByName,
     CatalogListing,
+    ClearableKeyField,
     ClientKeyCreate,
     ClientKeyCreated,
     ClientKeyInfo,
@@ -31,6 +33,7 @@ from shared.messages import (
     ConfigObjects,
     EncryptionRotated,
     KeysLastUsed,
+    LimitField,
     Project,
     ProjectCreate,
     ProjectList,
@@ -161,6 +164,7 @@ async def get_client_key(key_id: str, edge: EdgeDep, principal: PrincipalDep) ->
     key = await edge.bus.request(subjects.CLIENT_KEYS_GET, ById(id=key_id), ClientKeyInfo, timeout=_ADMIN_TIMEOUT)
     if principal.role != "admin" and key.user != principal.user:
         raise GatewayError(NOT_FOUND, f"no client key {key_id!r}", param="id")  # another user's is not there either
+    key.budget = await budget_status(edge.bus, edge.quotas, "key", key.id, key)
     return key
 
 
@@ -172,11 +176,7 @@ async def patch_client_key(
     (``active`` / ``disabled``); in force on every edge when the call returns."""
     require_admin(principal)
     patch = await parse_body(request, ClientKeyPatch)
-    nullable: tuple[Literal["expires_at", "allowed_models", "project"], ...] = (
-        "expires_at",
-        "allowed_models",
-        "project",
-    )
+    nullable = get_args(ClearableKeyField)
     cleared = [f for f in nullable if f in patch.model_fields_set and getattr(patch, f) is None]
     change = ClientKeyPatchRequest(id=key_id, patch=patch, cleared=cleared)
     info = await change_everywhere(edge.bus, response, "client_keys", subjects.CLIENT_KEYS_PATCH, change, ClientKeyInfo)
@@ -196,10 +196,10 @@ async def delete_client_key(key_id: str, response: Response, edge: EdgeDep, prin
 
 
 @router.post("/projects", status_code=201)
-async def create_project(request: Request, edge: EdgeDep, principal: PrincipalDep) -> Project:
+async def create_project(request: Request, response: Response, edge: EdgeDep, principal: PrincipalDep) -> Project:
     require_admin(principal)
     req = await parse_body(request, ProjectCreate)
-    return await edge.bus.request(subjects.PROJECTS_CREATE, req, Project, timeout=_ADMIN_TIMEOUT)
+    return await change_everywhere(edge.bus, response, "projects", subjects.PROJECTS_CREATE, req, Project)
 
 
 @router.get("/projects")
@@ -214,22 +214,28 @@ async def get_project(name: str, edge: EdgeDep, principal: PrincipalDep) -> Proj
     listing = await edge.bus.request(subjects.PROJECTS_LIST, _Empty(), ProjectList, timeout=_ADMIN_TIMEOUT)
     for project in listing.data:
         if project.name == name:
+            project.budget = await budget_status(edge.bus, edge.quotas, "project", name, project)
             return project
     raise GatewayError(NOT_FOUND, f"No project {name!r}.", param="name")
 
 
 @router.patch("/projects/{name}")
-async def patch_project(name: str, request: Request, edge: EdgeDep, principal: PrincipalDep) -> Project:
+async def patch_project(
+    name: str, request: Request, response: Response, edge: EdgeDep, principal: PrincipalDep
+) -> Project:
+    """Change a project's description or limits (``null`` lifts a limit); in force on every
+    edge when the call returns."""
     require_admin(principal)
     patch = await parse_body(request, ProjectPatch)
-    change = ProjectPatchRequest(name=name, patch=patch)
-    return await edge.bus.request(subjects.PROJECTS_PATCH, change, Project, timeout=_ADMIN_TIMEOUT)
+    cleared = [f for f in get_args(LimitField) if f in patch.model_fields_set and getattr(patch, f) is None]
+    change = ProjectPatchRequest(name=name, patch=patch, cleared=cleared)
+    return await change_everywhere(edge.bus, response, "projects", subjects.PROJECTS_PATCH, change, Project)
 
 
 @router.delete("/projects/{name}")
-async def delete_project(name: str, edge: EdgeDep, principal: PrincipalDep) -> dict[str, Any]:
+async def delete_project(name: str, response: Response, edge: EdgeDep, principal: PrincipalDep) -> dict[str, Any]:
     require_admin(principal)
-    await edge.bus.request(subjects.PROJECTS_DELETE, ByName(name=name), Project, timeout=_ADMIN_TIMEOUT)
+    await change_everywhere(edge.bus, response, "projects", subjects.PROJECTS_DELETE, ByName(name=name), Project)
     return {"id": name, "object": "project", "deleted": True}
 
 

@@ -19,14 +19,15 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from services.edge import failover, metadata
+from services.edge.admission import Ticket, settled_cost
 from services.edge.auth import require_model
 from services.edge.body import check_chat, read_json
 from services.edge.metered import RequestRecord
-from services.edge.providers.base import Adapter, Call, Completion, Credential, StreamMeter
+from services.edge.providers.base import Adapter, Call, Completion, Credential, StreamMeter, Usage
 from services.edge.providers.common import error_event
 from services.edge.sse import DONE
 from services.edge.state import Edge
-from shared.catalog import Route
+from shared.catalog import Plan, Route
 from shared.errors import INVALID_REQUEST, NO_PROVIDER_KEY, UPSTREAM, UPSTREAM_TIMEOUT, GatewayError
 from shared.gateway_config import Timeouts
 
@@ -60,11 +61,12 @@ async def chat_completions(request: Request) -> Response:
     edge, record, drop = await begin(request, "chat.completions", check_chat)
     body, principal = record.body, record.principal
     stream = bool(body.get("stream"))
-    plan = None
+    plan = ticket = None
     try:
         plan = edge.routes.plan(body["model"])
         require_model(principal, body["model"], plan.model)
         table = edge.routes.current()
+        ticket = await edge.admission.admit(principal, plan, table, body)
         if stream:
 
             async def open_stream(route: Route) -> tuple[Call, Opened]:
@@ -83,24 +85,45 @@ async def chat_completions(request: Request) -> Response:
             call, completion = await failover.serve(plan, table, edge.health, complete, record.attempting)
             upstream_ms = completion.upstream_ms
     except GatewayError as exc:
-        edge.usage.submit(record.event(status=exc.status, error_type=exc.type, stream=stream))
-        exc.headers.update(metadata.headers(record, plan))
-        exc.headers["x-request-id"] = record.request_id
+        failed(edge, record, exc, plan, ticket, stream=stream)
         raise
     headers = response_headers(record, upstream_ms, call)
     headers.update(metadata.headers(record, plan))
     meta = metadata.metadata(record, edge.settings.region)
     if not stream:
+        settle(edge, record, ticket, completion.usage)
+        headers.update(ticket.headers())
         edge.usage.submit(record.event(status=200, usage=completion.usage, upstream_ms=upstream_ms))
         return Response(metadata.into_body(completion.body, meta), media_type="application/json", headers=headers)
     headers["cache-control"] = "no-cache"
     headers["x-accel-buffering"] = "no"
+    headers.update(ticket.headers())
     events = guarded(opened, plan.timeouts, call.route.provider)
     return StreamingResponse(
-        _metered(events, opened.meter, record, edge, meta),
+        _metered(events, opened.meter, record, edge, meta, ticket),
         media_type="text/event-stream",
         headers=headers,
     )
+
+
+def failed(
+    edge: Edge, record: RequestRecord, exc: GatewayError, plan: Plan | None, ticket: Ticket | None, *, stream: bool
+) -> None:
+    """A model request that ends in an error: settle what it reserved, meter it, and give the
+    error the routing and limit headers."""
+    if ticket is not None:
+        ticket.settle(0, 0.0)
+        exc.headers.update(ticket.headers())
+    edge.usage.submit(record.event(status=exc.status, error_type=exc.type, stream=stream))
+    exc.headers.update(metadata.headers(record, plan))
+    exc.headers["x-request-id"] = record.request_id
+
+
+def settle(edge: Edge, record: RequestRecord, ticket: Ticket, usage: Usage) -> None:
+    """Settle a finished request's reservations to what it consumed."""
+    if ticket.claims:
+        cost = settled_cost(record.route, edge.routes.current(), usage)
+        ticket.settle(usage.prompt_tokens + usage.completion_tokens, cost)
 
 
 T = TypeVar("T")
@@ -322,7 +345,12 @@ def _key_refused(edge: Edge, route: Route, credential: Credential, exc: GatewayE
 
 
 async def _metered(
-    events: AsyncIterator[bytes], meter: StreamMeter, record: RequestRecord, edge: Edge, meta: dict[str, object]
+    events: AsyncIterator[bytes],
+    meter: StreamMeter,
+    record: RequestRecord,
+    edge: Edge,
+    meta: dict[str, object],
+    ticket: Ticket,
 ) -> AsyncIterator[bytes]:
     """Relay events, the routing metadata in the last chunk before ``[DONE]``; whatever
     happens (finish, upstream error, client gone), meter once."""
@@ -351,10 +379,12 @@ async def _metered(
         await _close(events)
         ttft = ((meter.first_chunk_at or meter.started) - meter.started) * 1000
         upstream_end = meter.upstream_done_at or time.perf_counter()
+        usage = meter.final_usage(record.body)
+        settle(edge, record, ticket, usage)
         edge.usage.submit(
             record.event(
                 status=status,
-                usage=meter.final_usage(record.body),
+                usage=usage,
                 error_type=error_type,
                 stream=True,
                 ttft_ms=ttft,

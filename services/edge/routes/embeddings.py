@@ -15,7 +15,7 @@ from services.edge import failover, metadata
 from services.edge.auth import require_model
 from services.edge.body import check_model
 from services.edge.providers.base import Call, Completion
-from services.edge.routes.chat import begin, bounded, response_headers, with_provider_keys
+from services.edge.routes.chat import begin, bounded, failed, response_headers, settle, with_provider_keys
 from shared.catalog import Route
 from shared.errors import INVALID_REQUEST, MISSING_PARAM, GatewayError
 
@@ -34,11 +34,12 @@ def check_embeddings(body: dict[str, Any]) -> None:
 async def embeddings(request: Request) -> Response:
     edge, record, drop = await begin(request, "embeddings", check_embeddings)
     body, principal = record.body, record.principal
-    plan = None
+    plan = ticket = None
     try:
         plan = edge.routes.plan(str(body["model"]))
         require_model(principal, str(body["model"]), plan.model)
         table = edge.routes.current()
+        ticket = await edge.admission.admit(principal, plan, table, body)
 
         async def embed(route: Route) -> tuple[Call, Completion]:
             embedder = edge.registry.embedder(table.providers[route.provider].api, route.provider)
@@ -47,12 +48,12 @@ async def embeddings(request: Request) -> Response:
 
         call, completion = await failover.serve(plan, table, edge.health, embed, record.attempting)
     except GatewayError as exc:
-        edge.usage.submit(record.event(status=exc.status, error_type=exc.type))
-        exc.headers.update(metadata.headers(record, plan))
-        exc.headers["x-request-id"] = record.request_id
+        failed(edge, record, exc, plan, ticket, stream=False)
         raise
+    settle(edge, record, ticket, completion.usage)
     edge.usage.submit(record.event(status=200, usage=completion.usage, upstream_ms=completion.upstream_ms))
     headers = response_headers(record, completion.upstream_ms, call)
     headers.update(metadata.headers(record, plan))
+    headers.update(ticket.headers())
     body_out = metadata.into_body(completion.body, metadata.metadata(record, edge.settings.region))
     return Response(body_out, media_type="application/json", headers=headers)

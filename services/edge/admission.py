@@ -1,0 +1,320 @@
+"""Admission: whether a request fits its key's, user's and project's limits and budgets,
+before any upstream call; what it reserved; the X-RateLimit-* and X-Budget-* headers.
+
+A request reserves one request of each ``rpm``, one slot of each ``max_parallel``, its
+estimated maximum tokens of each ``tpm`` and its estimated maximum cost of each budget.
+When it finishes, the reservations settle to what it consumed (tokens and cost as metered
+from its usage); a request refused anywhere gives back what it took. The estimate is an
+upper bound in the common case: prompt characters (a token is at least one character) plus
+per-message overhead, and ``max_tokens`` or the model's output limit.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from services.edge.auth import Principal
+from services.edge.governance import LimitBook
+from services.edge.providers.base import Usage, prompt_chars
+from services.edge.quota import Lease, Quotas, QuotaUnavailable
+from shared.bus import Bus
+from shared.catalog import Plan, Route, RouteTable
+from shared.cost import cost_usd
+from shared.errors import BUDGET_EXCEEDED, LIMITS_UNAVAILABLE, RATE_LIMITED, GatewayError
+from shared.limits import (
+    BUDGET_BUCKET,
+    RATE_BUCKET,
+    CounterState,
+    Limits,
+    Scope,
+    budget_key,
+    minute_window,
+    period_at,
+    rate_key,
+)
+from shared.messages import BudgetSpent, BudgetSpentQuery
+from shared.subjects import BUDGET_SPENT
+
+log = logging.getLogger("switchyard.edge.admission")
+
+Kind = Literal["rpm", "tpm", "par", "budget"]
+UNLIMITED = "unlimited"
+_MESSAGE_OVERHEAD = 16  # tokens a message's role and framing may cost
+_PART_TOKENS = 2_000  # an image, audio or file part, whatever its bytes
+
+
+@dataclass
+class Claim:
+    kind: Kind
+    lease: Lease
+    amount: float
+
+
+@dataclass
+class ScopeView:
+    scope: Scope
+    ident: str
+    limits: Limits
+    rpm: Lease | None = None
+    tpm: Lease | None = None
+    budget: Lease | None = None
+
+
+@dataclass
+class Ticket:
+    """What one request reserved, until it settles."""
+
+    window_end: float
+    views: list[ScopeView] = field(default_factory=list)
+    claims: list[Claim] = field(default_factory=list)
+    settled: bool = False
+    refused_budget: Scope | None = None  # a budget refused the request: its headers are shown
+
+    def settle(self, tokens: int, cost: float) -> None:
+        if self.settled:
+            return
+        self.settled = True
+        for claim in self.claims:
+            actual = {"rpm": 1.0, "tpm": float(tokens), "par": 0.0, "budget": cost}[claim.kind]
+            Quotas.settle(claim.lease, claim.amount, actual)
+
+    def release(self) -> None:
+        """Give back everything (the request was refused before it was admitted)."""
+        if self.settled:
+            return
+        self.settled = True
+        for claim in self.claims:
+            Quotas.settle(claim.lease, claim.amount, 0.0)
+
+    def headers(self) -> dict[str, str]:
+        now = time.time()
+        out = {"x-ratelimit-reset": str(max(math.ceil(self.window_end - now), 0))}
+        closest: tuple[float, Scope] = (2.0, "key")
+        for header, dim in (("requests", "rpm"), ("tokens", "tpm")):
+            best: tuple[float, float, Scope] | None = None
+            for view in self.views:
+                limit = view.limits.rpm if dim == "rpm" else view.limits.tpm
+                lease = view.rpm if dim == "rpm" else view.tpm
+                if limit is None or lease is None:
+                    continue
+                left = lease.remaining(limit)
+                if best is None or left / limit < best[0] / best[1]:
+                    best = (left, float(limit), view.scope)
+            if best is None:
+                out[f"x-ratelimit-limit-{header}"] = out[f"x-ratelimit-remaining-{header}"] = UNLIMITED
+            else:
+                out[f"x-ratelimit-limit-{header}"] = str(int(best[1]))
+                out[f"x-ratelimit-remaining-{header}"] = str(int(best[0]))
+                closest = min(closest, (best[0] / best[1], best[2]))
+        out["x-ratelimit-scope"] = closest[1]
+        tightest: tuple[float, float, Scope] | None = None
+        for view in self.views:
+            budget = view.limits.budget_usd
+            if view.budget is None or budget is None:
+                continue
+            cap = float(budget)
+            left = view.budget.remaining(cap)
+            shown = left < cap * 0.2 or view.scope == self.refused_budget
+            if shown and (tightest is None or left < tightest[0]):
+                tightest = (left, cap, view.scope)
+        if tightest is not None:
+            out["x-budget-remaining-usd"] = f"{tightest[0]:.6f}"
+            out["x-budget-limit-usd"] = f"{tightest[1]:.6f}"
+            out["x-budget-scope"] = tightest[2]
+        return out
+
+
+class Admission:
+    def __init__(self, bus: Bus, book: LimitBook, quotas: Quotas, *, fail_open: bool, max_output: int) -> None:
+        self.bus = bus
+        self.book = book
+        self.quotas = quotas
+        self.fail_open = fail_open
+        self.max_output = max_output
+
+    async def admit(self, principal: Principal, plan: Plan, table: RouteTable, body: dict[str, Any]) -> Ticket:
+        """Reserve what the request may consume in every limited scope, or raise a 429 (with
+        the headers) having reserved nothing."""
+        now = time.time()
+        window, window_end = minute_window(now)
+        ticket = Ticket(window_end)
+        scopes = self.book.scopes(principal)
+        if not scopes:
+            return ticket
+        tokens = cost = 0.0
+        if any(limits.tpm is not None or limits.budget_usd is not None for _, _, limits in scopes):
+            prompt, output = self.estimate(body, plan, table)
+            tokens = float(prompt + output)
+            cost = max_cost(plan, table, prompt, output)
+        try:
+            for scope, ident, limits in scopes:
+                view = ScopeView(scope, ident, limits)
+                ticket.views.append(view)
+                if limits.max_parallel is not None:
+                    par = self.quotas.lease(RATE_BUCKET, rate_key("par", scope, ident), integral=True, expiring=True)
+                    await self._take(ticket, "par", par, 1, limits.max_parallel, scope, ident, now, window_end)
+                if limits.rpm is not None:
+                    view.rpm = self.quotas.lease(
+                        RATE_BUCKET,
+                        rate_key("rpm", scope, ident, window),
+                        integral=True,
+                        expiring=False,
+                        window_end=window_end,
+                    )
+                    await self._take(ticket, "rpm", view.rpm, 1, limits.rpm, scope, ident, now, window_end)
+                if limits.tpm is not None:
+                    view.tpm = self.quotas.lease(
+                        RATE_BUCKET,
+                        rate_key("tpm", scope, ident, window),
+                        integral=True,
+                        expiring=False,
+                        window_end=window_end,
+                    )
+                    await self._take(ticket, "tpm", view.tpm, tokens, limits.tpm, scope, ident, now, window_end)
+                if limits.budget_usd is not None:
+                    period = period_at(limits.budget_period, now)
+                    view.budget = self.quotas.lease(
+                        BUDGET_BUCKET,
+                        budget_key(scope, ident, period),
+                        integral=False,
+                        expiring=True,
+                        opened=functools.partial(self._open_budget, scope, ident, period.start, period.end),
+                    )
+                    await self._take(ticket, "budget", view.budget, cost, limits.budget_usd, scope, ident, now, 0)
+        except GatewayError as exc:
+            ticket.release()
+            exc.headers.update(ticket.headers())
+            raise
+        return ticket
+
+    async def _take(
+        self,
+        ticket: Ticket,
+        kind: Kind,
+        lease: Lease,
+        amount: float,
+        limit: float,
+        scope: Scope,
+        ident: str,
+        now: float,
+        window_end: float,
+    ) -> None:
+        what = f"{scope} {ident!r}"
+        if amount > limit and kind in ("tpm", "budget"):
+            if kind == "budget":
+                ticket.refused_budget = scope
+            raise self._refusal(kind, what, limit, amount, now, window_end, never=True)
+        try:
+            ok = await self.quotas.take(lease, amount, limit)
+        except QuotaUnavailable as exc:
+            if not self.fail_open:
+                log.warning("refusing a request: the %s counter of %s cannot be reached (%s)", kind, what, exc)
+                raise GatewayError(
+                    LIMITS_UNAVAILABLE,
+                    f"The limits of {what} cannot be checked right now (the shared counters are unreachable); "
+                    "retry shortly.",
+                ) from exc
+            self.quotas.force(lease, amount)
+            ok = True
+        if not ok:
+            if kind == "budget":
+                ticket.refused_budget = scope
+            raise self._refusal(kind, what, limit, amount, now, window_end)
+        ticket.claims.append(Claim(kind, lease, amount))
+
+    @staticmethod
+    def _refusal(
+        kind: Kind, what: str, limit: float, amount: float, now: float, window_end: float, *, never: bool = False
+    ) -> GatewayError:
+        wait = max(math.ceil(window_end - now), 1)
+        if kind == "budget":
+            message = (
+                f"The budget of {what} (${limit:g}) does not cover this request's reservation (${amount:.6f}, "
+                f"its maximum cost at catalog prices); lower max_tokens, or raise the budget."
+                if never
+                else f"The budget of {what} (${limit:g}) is used up for this period."
+            )
+            return GatewayError(BUDGET_EXCEEDED, message)
+        if kind == "par":
+            err = GatewayError(RATE_LIMITED, f"Too many requests in flight for {what}: the limit is {limit:g}.")
+            wait = 1
+        elif never:
+            err = GatewayError(
+                RATE_LIMITED,
+                f"This request may use up to {amount:.0f} tokens, more than the {limit:g} tokens per minute of "
+                f"{what}; lower max_tokens.",
+            )
+        else:
+            unit = "requests" if kind == "rpm" else "tokens"
+            err = GatewayError(
+                RATE_LIMITED, f"Rate limit reached for {what}: {limit:g} {unit} per minute. Retry in {wait} s."
+            )
+        err.headers["retry-after"] = str(wait)
+        return err
+
+    async def _open_budget(self, scope: Scope, ident: str, start: float, end: float | None) -> CounterState:
+        """A budget counter made for a new period (or lost): it starts from the metered spend."""
+        spent = 0.0
+        try:
+            reply = await self.bus.request(
+                BUDGET_SPENT, BudgetSpentQuery(scope=scope, ident=ident, start=start), BudgetSpent, timeout=3.0
+            )
+            spent = reply.spent_usd
+        except GatewayError as exc:
+            log.warning("budget of %s %s opened without the metered spend (%s); reconciled later", scope, ident, exc)
+        return CounterState(taken=spent, scope=scope, ident=ident, period_start=start, period_end=end)
+
+    def estimate(self, body: dict[str, Any], plan: Plan, table: RouteTable) -> tuple[int, int]:
+        """An upper estimate of ``(prompt tokens, completion tokens)``."""
+        messages = body.get("messages")
+        if isinstance(messages, list):
+            prompt = prompt_chars(body) + _MESSAGE_OVERHEAD * len(messages)
+            for message in messages:
+                content = message.get("content") if isinstance(message, dict) else None
+                if isinstance(content, list):
+                    prompt += _PART_TOKENS * sum(
+                        1 for p in content if isinstance(p, dict) and not isinstance(p.get("text"), str)
+                    )
+                if isinstance(message, dict) and message.get("tool_calls"):
+                    prompt += len(json.dumps(message["tool_calls"]))
+            if body.get("tools"):
+                prompt += len(json.dumps(body["tools"]))
+            limit = body.get("max_completion_tokens") or body.get("max_tokens")
+            output = limit if isinstance(limit, int) and limit > 0 else self.max_output
+            return prompt, output
+        inputs = body.get("input")
+        items = inputs if isinstance(inputs, list) else [inputs]
+        prompt = sum(len(i) if isinstance(i, str) else len(i) if isinstance(i, list) else 0 for i in items)
+        return prompt + _MESSAGE_OVERHEAD * len(items), 0
+
+
+def max_cost(plan: Plan, table: RouteTable, prompt: int, output: int) -> float:
+    """The most the request may cost on any of its targets, at catalog prices."""
+    worst = 0.0
+    for route in plan.targets:
+        entry = table.models.get(route.model)
+        if entry is not None:
+            worst = max(worst, cost_usd(entry, prompt=prompt, completion=output))
+    return worst
+
+
+def settled_cost(route: Route | None, table: RouteTable, usage: Usage) -> float:
+    """What a finished request cost at catalog prices (what metering stores, short of an
+    admin-set price)."""
+    entry = table.models.get(route.model) if route is not None else None
+    if entry is None:
+        return 0.0
+    return cost_usd(
+        entry,
+        prompt=usage.prompt_tokens,
+        completion=usage.completion_tokens,
+        cached=usage.cached_tokens,
+        cache_write=usage.cache_write_tokens,
+        reasoning=usage.reasoning_tokens,
+    )

@@ -1,0 +1,96 @@
+"""Budgets reconciled from what was metered: the spend of a key, user or project in a period,
+for an edge opening a budget counter, and a loop that raises every open counter's ``taken``
+to the metered spend (docs/limits.md).
+
+Raising, never lowering: the counter may hold spend that edges settled and metering has not
+stored yet, and the metered sum catches up with it. So a counter that lost what an edge had
+settled but not flushed (the edge crashed) comes back to the truth, and one that is ahead
+stays ahead until metering has the events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+
+from services.metering.schema import USAGE_TABLE
+from services.metering.sink import Sink
+from shared.bus import Bus
+from shared.limits import BUDGET_BUCKET, CounterState, Scope
+from shared.messages import BudgetSpent, BudgetSpentQuery
+
+log = logging.getLogger("switchyard.metering.budgets")
+
+_COLUMN: dict[Scope, str] = {"key": "client_key_id", "user": "user", "project": "project"}
+
+
+async def metered_spend(sink: Sink, scope: Scope, ident: str, start: float, end: float | None = None) -> float:
+    column = _COLUMN[scope]
+    params: dict[str, object] = {"ident": ident, "start": start}
+    until = ""
+    if end is not None:
+        params["end"] = end
+        until = " AND ts < toDateTime64({end:Float64}, 3, 'UTC')"
+    rows = await sink.query(
+        f"SELECT sum(cost_usd) FROM {USAGE_TABLE} FINAL WHERE {column} = {{ident:String}}"
+        f" AND ts >= toDateTime64({{start:Float64}}, 3, 'UTC'){until}",
+        params,
+    )
+    return float(rows[0][0] or 0.0) if rows else 0.0
+
+
+class BudgetReconciler:
+    def __init__(self, bus: Bus, sink: Sink, every: float) -> None:
+        self.bus = bus
+        self.sink = sink
+        self.every = every
+
+    async def spent(self, query: BudgetSpentQuery) -> BudgetSpent:
+        return BudgetSpent(spent_usd=await metered_spend(self.sink, query.scope, query.ident, query.start))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=self.every)
+                return
+            except TimeoutError:
+                pass
+            try:
+                raised = await self.reconcile_once()
+                if raised:
+                    log.info("budgets: %d counter(s) raised to the metered spend", raised)
+            except Exception as exc:  # the bus or the store is away: next round
+                log.warning("budget reconciliation failed: %s", exc)
+
+    async def reconcile_once(self) -> int:
+        kv = await self.bus.kv(BUDGET_BUCKET, create=False)
+        try:
+            keys = await kv.keys()
+        except NoKeysError:
+            return 0
+        now, raised = time.time(), 0
+        for key in keys:
+            for _ in range(16):  # compare-and-set against edges writing the same counter
+                try:
+                    entry = await kv.get(key)
+                except KeyNotFoundError:
+                    break
+                state = CounterState.model_validate_json(entry.value or b"{}")
+                if state.scope is None or (state.period_end is not None and state.period_end < now - 3600):
+                    break  # not ours to reconcile, or a period long over
+                metered = await metered_spend(self.sink, state.scope, state.ident, state.period_start, state.period_end)
+                if metered <= state.taken + 1e-12:
+                    break
+                update = {"taken": metered, "reconciled_at": now}
+                try:
+                    await kv.update(
+                        key, state.model_copy(update=update).model_dump_json().encode(), last=entry.revision
+                    )
+                    raised += 1
+                    break
+                except KeyWrongLastSequenceError:
+                    continue
+        return raised
