@@ -22,6 +22,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
@@ -33,6 +34,7 @@ from shared.subjects import EDGE_RECLAIM
 
 log = logging.getLogger("switchyard.edge.quota")
 
+T = TypeVar("T")
 _EPS = 1e-9
 _CAS_TRIES = 64
 
@@ -58,7 +60,7 @@ class Lease:
     last_active: float = field(default_factory=time.monotonic)
     last_grant: float = 0.0
     holders: frozenset[str] = frozenset()  # other edges holding leases, at the last refusal
-    synced: bool = False
+    synced_at: float = 0.0  # epoch of the last write
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     refill: asyncio.Task[None] | None = None
 
@@ -217,38 +219,36 @@ class Quotas:
         for it) or hand its free part back."""
         lease.limit = limit
         try:
-            async with asyncio.timeout(self.timeout):
-                kv = await self._bucket(lease.bucket)
-                for _ in range(_CAS_TRIES):
-                    try:
-                        entry = await kv.get(lease.key)
-                        revision: int | None = int(entry.revision or 0)
-                        state = CounterState.model_validate_json(entry.value or b"{}")
-                    except KeyNotFoundError:
-                        revision = None
-                        state = await lease.opened() if lease.opened is not None else CounterState()
-                    verdict = self._plan(lease, state, limit, need, give_back)
-                    if verdict is None:
-                        return False
-                    grant, flushed, payload = verdict
-                    try:
-                        if revision is None:
-                            await kv.create(lease.key, payload)
-                        else:
-                            await kv.update(lease.key, payload, last=revision)
-                    except KeyWrongLastSequenceError:
-                        continue  # another edge wrote first: read again
-                    except Exception as exc:  # create on a key another edge just made
-                        if revision is None and "wrong last sequence" in str(exc).lower():
-                            continue
-                        raise
-                    self._applied(lease, grant, flushed)
-                    return True
-                raise QuotaUnavailable(f"counter {lease.key} kept changing under {_CAS_TRIES} tries")
+            kv = await self._io(self._bucket(lease.bucket))
+            for _ in range(_CAS_TRIES):
+                try:
+                    entry = await self._io(kv.get(lease.key))
+                    revision: int | None = int(entry.revision or 0)
+                    state = CounterState.model_validate_json(entry.value or b"{}")
+                except KeyNotFoundError:
+                    revision = None  # a new counter (a budget's starts from the metered spend)
+                    state = await lease.opened() if lease.opened is not None else CounterState()
+                verdict = self._plan(lease, state, limit, need, give_back)
+                if verdict is None:
+                    return False
+                grant, flushed, payload = verdict
+                try:
+                    if revision is None:
+                        await self._io(kv.create(lease.key, payload))
+                    else:
+                        await self._io(kv.update(lease.key, payload, last=revision))
+                except KeyWrongLastSequenceError:
+                    continue  # another edge wrote first (or made the counter): read again
+                self._applied(lease, grant, flushed)
+                return True
+            raise QuotaUnavailable(f"counter {lease.key} kept changing under {_CAS_TRIES} tries")
         except QuotaUnavailable:
             raise
-        except (TimeoutError, Exception) as exc:
+        except Exception as exc:  # the bus is away or too slow
             raise QuotaUnavailable(str(exc) or type(exc).__name__) from exc
+
+    async def _io(self, step: Awaitable[T]) -> T:
+        return await asyncio.wait_for(step, self.timeout)
 
     def _plan(
         self, lease: Lease, state: CounterState, limit: float, need: float, give_back: bool
@@ -286,15 +286,14 @@ class Quotas:
             lease.avail = -lease.reserved
         if grant > 0:
             lease.last_grant = grant
-        lease.synced = True
+        lease.synced_at = time.time()
         if lease.expiring:
             lease.valid_until = time.time() + self.lease_seconds * 2 / 3
 
     async def read(self, bucket: str, key: str) -> CounterState | None:
         """A counter as stored (None if it does not exist yet)."""
         try:
-            async with asyncio.timeout(self.timeout):
-                entry = await (await self._bucket(bucket)).get(key)
+            entry = await self._io((await self._io(self._bucket(bucket))).get(key))
         except KeyNotFoundError:
             return None
         except Exception as exc:
@@ -324,7 +323,7 @@ class Quotas:
             return
         give_back = idle > self.idle_return and lease.avail > 0
         renew = lease.expiring and lease.held > 0 and lease.valid_until - now < self.lease_seconds / 2
-        flush = lease.expiring and lease.used > 0 and idle > 0.2
+        flush = lease.expiring and lease.used > 0 and (idle > 0.2 or now - lease.synced_at > 1.0)
         if not (give_back or renew or flush):
             if lease.held <= 0 and idle > 60:
                 del self.leases[key]

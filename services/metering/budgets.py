@@ -2,10 +2,11 @@
 for an edge opening a budget counter, and a loop that raises every open counter's ``taken``
 to the metered spend (docs/limits.md).
 
-Raising, never lowering: the counter may hold spend that edges settled and metering has not
-stored yet, and the metered sum catches up with it. So a counter that lost what an edge had
-settled but not flushed (the edge crashed) comes back to the truth, and one that is ahead
-stays ahead until metering has the events.
+Only a counter no edge holds a lease on is reconciled: then every edge has flushed what it
+settled, and the counter should equal the metered spend. It is raised to it, never lowered:
+what a crashed edge settled and never flushed comes back once its lease expires, and an
+admin price above the catalog's (edges settle at catalog prices) is caught up with; a counter
+ahead of the metered sum waits for metering to store the events.
 """
 
 from __future__ import annotations
@@ -81,6 +82,8 @@ class BudgetReconciler:
                 state = CounterState.model_validate_json(entry.value or b"{}")
                 if state.scope is None or (state.period_end is not None and state.period_end < now - 3600):
                     break  # not ours to reconcile, or a period long over
+                if state.live(now):
+                    break  # edges hold leases: spend they settled may not be metered yet
                 metered = await metered_spend(self.sink, state.scope, state.ident, state.period_start, state.period_end)
                 if metered <= state.taken + 1e-12:
                     break

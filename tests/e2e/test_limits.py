@@ -191,9 +191,7 @@ def test_budget_overshoot_is_within_the_settlement_bound(gateway: Gateway, edges
     assert [(b["scope"], b["id"]) for b in listed] == [("key", key_id)]
 
 
-def test_user_and_project_limits_count_every_key_and_the_strictest_applies(
-    gateway: Gateway, edges: list[str]
-) -> None:
+def test_user_and_project_limits_count_every_key_and_the_strictest_applies(gateway: Gateway, edges: list[str]) -> None:
     assert gateway.admin("POST", "/ai/projects", json={"name": "limits-proj", "rpm": 4}).status_code == 201
     a = _key(gateway, "limits-team-a", project="limits-proj", rpm=100)["key"]
     b = _key(gateway, "limits-team-b", project="limits-proj")["key"]

@@ -72,6 +72,7 @@ class SimState:
     faults: dict[str, list[Fault]] = field(default_factory=dict)
     revoked: set[str] = field(default_factory=set)
     hold_seconds: float = 1.0  # how long a "-hold" model's request stays open
+    hold_models: set[str] = field(default_factory=set)  # more models held so (a test's own)
     in_flight: dict[str, int] = field(default_factory=dict)  # per model, now
     peak_in_flight: dict[str, int] = field(default_factory=dict)  # per model, the most at once
 
@@ -140,7 +141,7 @@ class OpenAISimulator(ThreadedServer):
         if auth.startswith("Bearer sk-ratelimited"):
             return _error(429)
         model = str(body.get("model", ""))
-        if model.endswith("-hold"):
+        if model.endswith("-hold") or model in self.state.hold_models:
             state = self.state
             state.in_flight[model] = state.in_flight.get(model, 0) + 1
             state.peak_in_flight[model] = max(state.peak_in_flight.get(model, 0), state.in_flight[model])
