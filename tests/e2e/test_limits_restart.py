@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,11 @@ import httpx
 import nats
 import pytest
 
+from shared.limits import BUDGET_BUCKET, budget_key, period_at
 from stack.launcher import Stack
 from stack.settings import StackSettings
 from tests.conftest import launch, stack_environ, wait_until
 from tests.simulators.openai_sim import OpenAISimulator
-from shared.limits import BUDGET_BUCKET, budget_key, period_at
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 ENV = {"GATEWAY_LIMITS_LEASE_SECONDS": "3", "GATEWAY_BUDGET_RECONCILE_SECONDS": "1"}
@@ -106,7 +107,7 @@ async def _delete_counter(stack: Stack, key_id: str) -> None:
     nc = await nats.connect(stack.info.nats_url_for("admin"))
     try:
         kv = await nc.jetstream().key_value(BUDGET_BUCKET)
-        await kv.delete(budget_key("key", key_id, period_at("month", __import__("time").time())))
+        await kv.delete(budget_key("key", key_id, period_at("month", time.time())))
     finally:
         await nc.close()
 
