@@ -54,6 +54,20 @@ def _warm(url: str, key: str) -> None:
             resp.raise_for_status()
 
 
+def _limited_key(url: str, admin_key: str) -> str:
+    """A client key with every limit and a budget set, none of them reached by the benchmark:
+    each request goes through admission, leases and settlement (docs/limits.md)."""
+    limits = {"rpm": 10**8, "tpm": 10**11, "max_parallel": 10**5, "budget_usd": 10**6, "budget_period": "total"}
+    resp = httpx.post(
+        url.removesuffix("/v1") + "/ai/keys",
+        headers={"authorization": f"Bearer {admin_key}"},
+        json={"user": "bench-limits", "name": "bench", **limits},
+        timeout=30,
+    )
+    resp.raise_for_status()
+    return str(resp.json()["key"])
+
+
 def measure(name: str, url: str, key: str, pid: int, args: argparse.Namespace) -> Result:
     _warm(url, key)
     time.sleep(2)
@@ -76,7 +90,8 @@ def table(results: dict[str, Result], translated: dict[str, driver.Streams]) -> 
         "| streams/s at 50 concurrent (vs direct) | first chunk p50 | CPU per stream | idle RSS |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for r in (d, p, s):
+    limited = results["switchyard, limits on"]
+    for r in (d, p, s, limited):
         added = (
             "-"
             if r is d
@@ -98,6 +113,19 @@ def table(results: dict[str, Result], translated: dict[str, driver.Streams]) -> 
         ("streams/s at 50 concurrent vs direct", s.streams.per_second / d.streams.per_second, ">=", 0.9),
         ("first-chunk delay vs pass-through", s.streams.first_chunk_p50_ms / p.streams.first_chunk_p50_ms, "<=", 1.5),
         ("idle RSS per edge worker vs pass-through", s.rss_mib / p.rss_mib, "<=", 1.5),
+        (
+            "throughput with limits and a budget on vs pass-through",
+            limited.throughput.rps / p.throughput.rps,
+            ">=",
+            0.6,
+        ),
+        ("added latency p50 with limits on vs pass-through", added(limited, "p50_ms") / added(p, "p50_ms"), "<=", 1.5),
+        (
+            "streams/s with limits on vs direct",
+            limited.streams.per_second / d.streams.per_second,
+            ">=",
+            0.9,
+        ),
         (
             "CPU per request vs pass-through (information)",
             s.throughput.cpu_ms_per_request / p.throughput.cpu_ms_per_request,
@@ -176,6 +204,8 @@ def main() -> None:
                 "pass-through", f"http://127.0.0.1:{pt_port}/v1", "none", passthrough.pid, args
             )
             results["switchyard"] = measure("switchyard", info.base_url, info.admin_key, edge_pid, args)
+            limited = _limited_key(info.base_url, info.admin_key)
+            results["switchyard, limits on"] = measure("switchyard, limits on", info.base_url, limited, edge_pid, args)
             for provider, model in (("Anthropic", "claude-bench"), ("Gemini", "gemini-bench")):
                 driver.wait_quiet()
                 print(f"  switchyard: {args.concurrency} concurrent translated ({provider}) streams ...", flush=True)
