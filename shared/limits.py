@@ -10,6 +10,7 @@ lease, and an edge only adds to its lease with a compare-and-set that keeps
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import math
 from dataclasses import dataclass
@@ -55,7 +56,7 @@ class Limits:
     budget_usd: float | None = None
     budget_period: BudgetPeriod = "month"
 
-    @property
+    @functools.cached_property
     def any(self) -> bool:
         return any(v is not None for v in (self.rpm, self.tpm, self.max_parallel, self.budget_usd))
 
@@ -105,6 +106,7 @@ def minute_window(now: float) -> tuple[int, float]:
     return window, (window + 1) * 60.0
 
 
+@functools.lru_cache(maxsize=65536)
 def scope_token(scope: Scope, ident: str) -> str:
     """A KV-safe name for a key, user or project (user names may hold any character)."""
     digest = hashlib.sha256(f"{scope}\0{ident}".encode()).hexdigest()[:24]

@@ -218,6 +218,20 @@ class Quotas:
         holds, and grow the lease by at least ``need - avail`` (False if the limit has no room
         for it) or hand its free part back."""
         lease.limit = limit
+        # What is handed back leaves the lease now, before any await: a request must not
+        # take it from memory while the write that returns it is on its way.
+        returning = max(lease.avail, 0.0) if give_back else 0.0
+        lease.avail -= returning
+        try:
+            if not await self._write(lease, limit, need, give_back):
+                lease.avail += returning
+                return False
+            return True
+        except BaseException:
+            lease.avail += returning
+            raise
+
+    async def _write(self, lease: Lease, limit: float, need: float, give_back: bool) -> bool:
         try:
             kv = await self._io(self._bucket(lease.bucket))
             for _ in range(_CAS_TRIES):
