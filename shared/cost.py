@@ -19,20 +19,28 @@ class Rates(Protocol):
     def reasoning(self) -> float | None: ...
 
 
-def cost_usd(
-    rates: Rates,
-    *,
-    prompt: int,
-    completion: int,
-    cached: int = 0,
-    cache_write: int = 0,
-    reasoning: int = 0,
-) -> float:
-    """Cache reads and writes are part of ``prompt``, reasoning part of ``completion``; each is
-    billed at its own rate where the price has one."""
-    cached = min(cached, prompt)
-    cache_write = min(cache_write, prompt - cached)
-    reasoning = min(reasoning, completion)
+class Tokens(Protocol):
+    """A request's token counts: an edge's usage, a usage event."""
+
+    @property
+    def prompt_tokens(self) -> int: ...
+    @property
+    def completion_tokens(self) -> int: ...
+    @property
+    def cached_tokens(self) -> int: ...
+    @property
+    def cache_write_tokens(self) -> int: ...
+    @property
+    def reasoning_tokens(self) -> int: ...
+
+
+def cost_usd(rates: Rates, tokens: Tokens) -> float:
+    """Cache reads and writes are part of the prompt tokens, reasoning part of the completion
+    tokens; each is billed at its own rate where the price has one."""
+    prompt, completion = tokens.prompt_tokens, tokens.completion_tokens
+    cached = min(tokens.cached_tokens, prompt)
+    cache_write = min(tokens.cache_write_tokens, prompt - cached)
+    reasoning = min(tokens.reasoning_tokens, completion)
     micro = (
         (prompt - cached - cache_write) * rates.input
         + cached * (rates.cached_input if rates.cached_input is not None else rates.input)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
-import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -140,7 +139,3 @@ class CounterState(BaseModel):
     def committed(self, now: float) -> float:
         """Consumed plus everything leased that has not expired."""
         return self.taken + sum(held for held, _ in self.live(now).values())
-
-
-def ceil_units(amount: float, integral: bool) -> float:
-    return float(math.ceil(amount - 1e-9)) if integral else amount

@@ -23,6 +23,7 @@ from services.edge.auth import Principal
 from services.edge.governance import LimitBook
 from services.edge.providers.base import Usage, prompt_chars
 from services.edge.quota import Lease, Quotas, QuotaUnavailable
+from services.edge.spend import metered_spend
 from shared.bus import Bus
 from shared.catalog import Plan, Route, RouteTable
 from shared.cost import cost_usd
@@ -38,8 +39,6 @@ from shared.limits import (
     period_at,
     rate_key,
 )
-from shared.messages import BudgetSpent, BudgetSpentQuery
-from shared.subjects import BUDGET_SPENT
 
 log = logging.getLogger("switchyard.edge.admission")
 
@@ -160,22 +159,10 @@ class Admission:
                     par = self.quotas.lease(RATE_BUCKET, rate_key("par", scope, ident), integral=True, expiring=True)
                     await self._take(ticket, "par", par, 1, limits.max_parallel, scope, ident, now, window_end)
                 if limits.rpm is not None:
-                    view.rpm = self.quotas.lease(
-                        RATE_BUCKET,
-                        rate_key("rpm", scope, ident, window),
-                        integral=True,
-                        expiring=False,
-                        window_end=window_end,
-                    )
+                    view.rpm = self._minute("rpm", scope, ident, window, window_end)
                     await self._take(ticket, "rpm", view.rpm, 1, limits.rpm, scope, ident, now, window_end)
                 if limits.tpm is not None:
-                    view.tpm = self.quotas.lease(
-                        RATE_BUCKET,
-                        rate_key("tpm", scope, ident, window),
-                        integral=True,
-                        expiring=False,
-                        window_end=window_end,
-                    )
+                    view.tpm = self._minute("tpm", scope, ident, window, window_end)
                     await self._take(ticket, "tpm", view.tpm, tokens, limits.tpm, scope, ident, now, window_end)
                 if limits.budget_usd is not None:
                     period = period_at(limits.budget_period, now)
@@ -192,6 +179,11 @@ class Admission:
             exc.headers.update(ticket.headers())
             raise
         return ticket
+
+    def _minute(self, kind: Literal["rpm", "tpm"], scope: Scope, ident: str, window: int, end: float) -> Lease:
+        """This edge's lease on a per-minute counter."""
+        key = rate_key(kind, scope, ident, window)
+        return self.quotas.lease(RATE_BUCKET, key, integral=True, expiring=False, window_end=end)
 
     async def _take(
         self,
@@ -262,10 +254,7 @@ class Admission:
         """A budget counter made for a new period (or lost): it starts from the metered spend."""
         spent = 0.0
         try:
-            reply = await self.bus.request(
-                BUDGET_SPENT, BudgetSpentQuery(scope=scope, ident=ident, start=start), BudgetSpent, timeout=3.0
-            )
-            spent = reply.spent_usd
+            spent = await metered_spend(self.bus, scope, ident, start)
         except GatewayError as exc:
             log.warning("budget of %s %s opened without the metered spend (%s); reconciled later", scope, ident, exc)
         return CounterState(taken=spent, scope=scope, ident=ident, period_start=start, period_end=end)
@@ -300,7 +289,7 @@ def max_cost(plan: Plan, table: RouteTable, prompt: int, output: int) -> float:
     for route in plan.targets:
         entry = table.models.get(route.model)
         if entry is not None:
-            worst = max(worst, cost_usd(entry, prompt=prompt, completion=output))
+            worst = max(worst, cost_usd(entry, Usage(prompt_tokens=prompt, completion_tokens=output)))
     return worst
 
 
@@ -308,13 +297,4 @@ def settled_cost(route: Route | None, table: RouteTable, usage: Usage) -> float:
     """What a finished request cost at catalog prices (what metering stores, short of an
     admin-set price)."""
     entry = table.models.get(route.model) if route is not None else None
-    if entry is None:
-        return 0.0
-    return cost_usd(
-        entry,
-        prompt=usage.prompt_tokens,
-        completion=usage.completion_tokens,
-        cached=usage.cached_tokens,
-        cache_write=usage.cache_write_tokens,
-        reasoning=usage.reasoning_tokens,
-    )
+    return cost_usd(entry, usage) if entry is not None else 0.0

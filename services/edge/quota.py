@@ -156,7 +156,7 @@ class Quotas:
                 QuotaReturned,
                 expect=set(holders),
                 who=lambda r: r.instance,
-                timeout=self.timeout / 4,
+                timeout=self.timeout,  # ends as soon as every holder answered
             )
         except Exception as exc:  # the bus is away: the refusal stands
             log.debug("could not reclaim quota on %s: %s", lease.key, exc)

@@ -13,6 +13,12 @@ from shared.messages import BudgetSpent, BudgetSpentQuery, BudgetStatus
 from shared.subjects import BUDGET_SPENT
 
 
+async def metered_spend(bus: Bus, scope: Scope, ident: str, start: float) -> float:
+    """What metering stored of a scope's spend since ``start`` (a counter's starting point)."""
+    query = BudgetSpentQuery(scope=scope, ident=ident, start=start)
+    return (await bus.request(BUDGET_SPENT, query, BudgetSpent, timeout=3.0)).spent_usd
+
+
 async def budget_status(bus: Bus, quotas: Quotas, scope: Scope, ident: str, fields: LimitFields) -> BudgetStatus | None:
     """None when the scope has no budget. A period no request has opened yet shows the
     metered spend."""
@@ -25,12 +31,8 @@ async def budget_status(bus: Bus, quotas: Quotas, scope: Scope, ident: str, fiel
         state = await quotas.read(BUDGET_BUCKET, budget_key(scope, ident, period))
     except QuotaUnavailable as exc:
         raise GatewayError(UNAVAILABLE, f"the budget counters cannot be reached: {exc}") from exc
-    if state is not None:
-        spent = state.taken
-    else:
-        query = BudgetSpentQuery(scope=scope, ident=ident, start=period.start)
-        spent = (await bus.request(BUDGET_SPENT, query, BudgetSpent, timeout=5.0)).spent_usd
-    reserved = sum(held for held, _ in state.live(now).values()) if state is not None else 0.0
+    spent = state.taken if state is not None else await metered_spend(bus, scope, ident, period.start)
+    reserved = state.committed(now) - state.taken if state is not None else 0.0
     return BudgetStatus(
         scope=scope,
         id=ident,

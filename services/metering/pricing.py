@@ -91,12 +91,4 @@ class PriceBook:
         price = self.price_at(event.provider, event.model, event.ts)
         if price is None:
             return 0.0, UNPRICED
-        cost = cost_usd(
-            price,
-            prompt=event.prompt_tokens,
-            completion=event.completion_tokens,
-            cached=event.cached_tokens,
-            cache_write=event.cache_write_tokens,
-            reasoning=event.reasoning_tokens,
-        )
-        return cost, price.version
+        return cost_usd(price, event), price.version
