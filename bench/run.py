@@ -15,7 +15,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,7 +69,9 @@ def _limited_key(url: str, admin_key: str) -> str:
 
 def measure(name: str, url: str, key: str, pid: int, args: argparse.Namespace) -> Result:
     _warm(url, key)
-    time.sleep(2)
+    # Each target starts on a quiet machine: the one before may have left work behind (metering
+    # the usage of its burst), and two runs share the Switchyard edge.
+    driver.wait_quiet()
     rss = driver.tree_rss(pid)
     print(f"  {name}: throughput ...", flush=True)
     tp = driver.throughput(url, key, pid, seconds=args.seconds, connections=args.connections)
