@@ -59,6 +59,7 @@ class Lease:
     valid_until: float = math.inf  # epoch; past it this edge stops spending ``avail``
     last_active: float = field(default_factory=time.monotonic)
     last_grant: float = 0.0
+    contended_until: float = 0.0  # monotonic; until then another edge was refused: no growing ahead
     holders: frozenset[str] = frozenset()  # other edges holding leases, at the last refusal
     synced_at: float = 0.0  # epoch of the last write
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -165,9 +166,18 @@ class Quotas:
         """Another edge is refused on a counter this edge holds a lease on: hand back the
         part no request of ours has taken."""
         lease = self.leases.get(request.key)
-        if request.origin == self.me or lease is None or lease.limit is None or lease.avail <= 0:
+        if request.origin == self.me or lease is None or lease.limit is None:
             return QuotaReturned(instance=self.me)
+        # No growing ahead of need for a while: a refill would take back what the asking edge
+        # is about to claim.
+        lease.contended_until = time.monotonic() + self.idle_return
+        if lease.avail <= 0 and lease.refill is None and not lease.lock.locked():
+            return QuotaReturned(instance=self.me)
+        # A write of ours may be under way (a refill growing the lease): wait for it, so what
+        # it adds goes back too.
         async with lease.lock:
+            if lease.avail <= 0:
+                return QuotaReturned(instance=self.me)
             returned = max(lease.avail, 0.0)
             try:
                 await self._sync(lease, lease.limit, give_back=True)
@@ -195,6 +205,8 @@ class Quotas:
             async with lease.lock:
                 if lease.avail >= lease.last_grant / 2 or lease.limit is None:
                     return
+                if time.monotonic() < lease.contended_until:
+                    return  # another edge was refused here lately
                 await self._sync(lease, lease.limit, need=amount)
         except QuotaUnavailable:
             pass
