@@ -31,6 +31,7 @@ from nats.js.api import (
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ValidationError
 
+from shared import metrics
 from shared.errors import (
     INTERNAL,
     INVALID_REQUEST,
@@ -177,7 +178,14 @@ class Bus:
                 delay = min(delay * 2, 2.0)
         self._last_error = ""
         self._js = self._nc.jetstream(timeout=5)
+        self._connection_state(1)
         log.info("connected to NATS at %s", redact(self.url))
+
+    def _connection_state(self, up: int) -> None:
+        if self.service:
+            metrics.BUS_CONNECTED.labels(self.service).set(up)
+            if not up:
+                metrics.BUS_DISCONNECTS.labels(self.service).inc()
 
     async def _on_error(self, exc: Exception) -> None:
         self._last_error = str(exc) or type(exc).__name__
@@ -189,9 +197,14 @@ class Bus:
             log.debug("nats error: %s", exc)
 
     async def _on_disconnect(self) -> None:
-        log.warning("disconnected from NATS")
+        self._connection_state(0)
+        if self._nc is not None and (self._nc.is_closed or self._nc.is_draining):
+            log.info("disconnected from NATS (closing)")
+        else:
+            log.warning("disconnected from NATS")
 
     async def _on_reconnect(self) -> None:
+        self._connection_state(1)
         log.info("reconnected to NATS")
         for event in self._reconnect_listeners:
             event.set()

@@ -40,6 +40,10 @@ class UsageEvent(BaseModel):
     attempts: int = 0
     provider_account: str = ""
     project: str = ""  # the client key's project, for budgets and usage by project
+    # The x-request-id the client saw: the event id, or the client's own X-Request-ID (which
+    # need not be unique, so it is not the event's identity).
+    request_id: str = ""
+    trace_id: str = ""  # W3C trace id (32 hex digits) of the request's trace, if it has one
 
     @property
     def total_tokens(self) -> int:

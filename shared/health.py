@@ -1,8 +1,11 @@
-"""``/healthz`` and ``/readyz`` of a bus service (router, keyvault, metering) on a port of its own.
+"""``/healthz``, ``/readyz`` and ``/metrics`` of a bus service (router, keyvault, metering) on a
+port of its own.
 
 ``/healthz`` answers while the process runs. ``/readyz`` is 200 only when every check of the
 service passes and no drain has started: an orchestrator stops sending work as soon as the
-service is told to stop, and before then, until it can do its work.
+service is told to stop, and before then, until it can do its work. Its body names each check
+and lists the ones failing under ``missing``. ``/metrics`` is the Prometheus text format
+(shared/metrics.py), behind a bearer token when ``GATEWAY_METRICS_TOKEN`` is set.
 """
 
 from __future__ import annotations
@@ -13,36 +16,50 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from shared import metrics
+from shared.version import VERSION
+
 log = logging.getLogger("switchyard.health")
 
 Check = Callable[[], Awaitable[bool]]
+Gauge = Callable[[], Awaitable[None]]  # brings gauges up to date before a scrape
 
 _CHECK_TIMEOUT = 2.0
 
 
 class Health:
-    def __init__(self, service: str, host: str, port: int) -> None:
+    def __init__(self, service: str, host: str, port: int, metrics_token: str = "") -> None:
         self.service = service
         self.host = host
         self.port = port
+        self.metrics_token = metrics_token
         self.checks: dict[str, Check] = {}
+        self.gauges: list[Gauge] = []
         self.draining = False
         self._runner: web.AppRunner | None = None
 
     def add_check(self, name: str, check: Check) -> None:
         self.checks[name] = check
 
+    def add_gauge(self, update: Gauge) -> None:
+        """``update`` runs before each scrape (a gauge read from elsewhere, like consumer lag)."""
+        self.gauges.append(update)
+
     async def start(self) -> int:
         """Serve; returns the port (the one chosen when ``port`` is 0)."""
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await site.start()
         self.port = int(self._runner.addresses[0][1])
-        log.info("%s health endpoints on http://%s:%d (/healthz, /readyz)", self.service, self.host, self.port)
+        metrics.PROCESS_START.labels(self.service, VERSION).set_to_current_time()
+        log.info(
+            "%s health endpoints on http://%s:%d (/healthz, /readyz, /metrics)", self.service, self.host, self.port
+        )
         return self.port
 
     async def stop(self) -> None:
@@ -59,8 +76,34 @@ class Health:
         if self.draining:
             checks["draining"] = False
         ready = all(checks.values())
-        body = {"status": "ready" if ready else "not_ready", "service": self.service, "checks": checks}
+        body = {
+            "status": "ready" if ready else "not_ready",
+            "service": self.service,
+            "checks": checks,
+            "missing": [name for name, ok in checks.items() if not ok],
+        }
         return web.json_response(body, status=200 if ready else 503)
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        if not metrics.authorized(request.headers.get("authorization"), self.metrics_token):
+            return web.json_response(
+                {
+                    "error": {
+                        "message": "GET /metrics wants the metrics token as a bearer token.",
+                        "type": "authentication_error",
+                        "param": None,
+                        "code": "invalid_metrics_token",
+                    }
+                },
+                status=401,
+                headers={"www-authenticate": "Bearer"},
+            )
+        for update in self.gauges:
+            try:
+                await asyncio.wait_for(update(), timeout=_CHECK_TIMEOUT)
+            except Exception as exc:  # a gauge that cannot be read keeps its last value
+                log.debug("metrics update failed: %s", exc)
+        return web.Response(body=metrics.exposition(), headers={"content-type": metrics.CONTENT_TYPE})
 
 
 async def _run(check: Check) -> bool:

@@ -355,12 +355,21 @@ class UsageSummary(BaseModel):
     by_user: list[UserUsage]
 
 
+GroupBy = Literal["model", "provider", "user", "project"]
+
+
 class TimeseriesQuery(UsageFilter):
     granularity: Literal["hour", "day"] = "hour"
+    group_by: GroupBy | None = None
 
 
 class TimeseriesPoint(TokenCounts):
     start: float
+
+
+class TimeseriesSeries(BaseModel):
+    key: str  # the model, provider, user or project
+    data: list[TimeseriesPoint]
 
 
 class UsageTimeseries(BaseModel):
@@ -368,7 +377,37 @@ class UsageTimeseries(BaseModel):
     granularity: str
     start: float
     end: float
-    data: list[TimeseriesPoint]
+    data: list[TimeseriesPoint]  # all requests together
+    group_by: GroupBy | None = None
+    series: list[TimeseriesSeries] = Field(default_factory=list)  # one per group, with group_by
+
+
+class Percentiles(BaseModel):
+    p50: float = 0.0
+    p90: float = 0.0
+    p99: float = 0.0
+
+
+class Performance(BaseModel):
+    requests: int = 0
+    errors: int = 0
+    error_rate: float = 0.0  # errors / requests (status >= 400)
+    latency_ms: Percentiles = Field(default_factory=Percentiles)  # in the gateway, upstream included
+    ttft_ms: Percentiles = Field(default_factory=Percentiles)  # successful streams only
+    overhead_ms: Percentiles = Field(default_factory=Percentiles)  # latency minus upstream time
+
+
+class ModelPerformance(Performance):
+    model: str
+    provider: str
+
+
+class UsagePerformance(BaseModel):
+    object: Literal["usage.performance"] = "usage.performance"
+    start: float
+    end: float
+    total: Performance
+    by_model: list[ModelPerformance]
 
 
 class RequestsQuery(UsageFilter):
@@ -407,6 +446,8 @@ class RequestLogEntry(BaseModel):
     routing_decision_id: str
     attempts: int
     provider_account: str
+    request_id: str = ""  # the x-request-id the client got (the client's own, if it sent one)
+    trace_id: str = ""
 
 
 class RequestLog(BaseModel):
@@ -588,3 +629,16 @@ class SyncResult(BaseModel):
     kind: SyncKind
     confirmed: list[str]
     missing: list[str]
+
+
+class ServiceBeat(BaseModel):
+    """A service process saying it is alive (shared/heartbeat.py)."""
+
+    service: str
+    instance: str
+    version: str
+    host: str = ""
+    pid: int = 0
+    started_at: float  # seconds since the epoch
+    sent_at: float
+    ready: bool = True  # connected to what it needs (its own view; /readyz has the detail)

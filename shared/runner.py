@@ -3,23 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
-import sys
 from collections.abc import Awaitable, Callable
 
+from shared import logs
 from shared.settings import ServiceSettings
-
-
-def setup_logging(service: str, level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        stream=sys.stderr,
-        format=f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s",
-    )
-    # Libraries that log request URLs or headers stay quiet below WARNING.
-    for noisy in ("httpx", "httpcore", "hvac", "urllib3", "nats"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def install_stop_handlers(stop: asyncio.Event) -> None:
@@ -33,7 +21,8 @@ def install_stop_handlers(stop: asyncio.Event) -> None:
 
 def run_service(service: str, main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
     """Run ``main(stop)`` until SIGTERM/SIGINT sets ``stop``."""
-    setup_logging(service, ServiceSettings().log_level)
+    settings = ServiceSettings()
+    logs.configure(service, settings.log_level, settings.log_format)
 
     async def runner() -> None:
         stop = asyncio.Event()

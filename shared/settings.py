@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -28,3 +29,9 @@ class ServiceSettings(BaseSettings):
     drain_seconds: float = Field(default=30.0, ge=0, le=3600, validation_alias="GATEWAY_DRAIN_SECONDS")
     data_dir: Path = Field(default=Path(".data"), validation_alias="GATEWAY_DATA_DIR")
     log_level: str = Field(default="INFO", validation_alias="GATEWAY_LOG_LEVEL")
+    # text (default) or json: one JSON object per line (shared/logs.py).
+    log_format: Literal["text", "json"] = Field(default="text", validation_alias="GATEWAY_LOG_FORMAT")
+    # How often every service process says it is alive on the bus (GET /ai/status lists them).
+    heartbeat_seconds: float = Field(default=10.0, gt=0, le=300, validation_alias="GATEWAY_HEARTBEAT_SECONDS")
+    # GET /metrics wants this bearer token when set (every service's port).
+    metrics_token: SecretStr = Field(default=SecretStr(""), validation_alias="GATEWAY_METRICS_TOKEN")

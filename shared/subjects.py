@@ -44,6 +44,10 @@ EDGE_SYNC = f"{PREFIX}.edge.sync"
 # An edge refused for want of quota asks the edges holding leases on that counter to hand
 # back what they do not use (docs/limits.md).
 EDGE_RECLAIM = f"{PREFIX}.edge.quota.reclaim"
+# Every service process says it is alive on STATUS_HEARTBEAT.<service> (and at once when an
+# edge asks on STATUS_ANNOUNCE); edges keep the list /ai/status shows.
+STATUS_HEARTBEAT = f"{PREFIX}.status.heartbeat"
+STATUS_ANNOUNCE = f"{PREFIX}.status.announce"
 
 KEYVAULT_PING = f"{PREFIX}.keyvault.ping"
 PROVIDER_KEYS_CREATE = f"{PREFIX}.keyvault.provider_keys.create"
@@ -72,6 +76,7 @@ USAGE_SUMMARY = f"{PREFIX}.metering.usage.summary"
 USAGE_KEYS_LAST_USED = f"{PREFIX}.metering.usage.provider_keys_last_used"
 USAGE_TIMESERIES = f"{PREFIX}.metering.usage.timeseries"
 USAGE_REQUESTS = f"{PREFIX}.metering.usage.requests"
+USAGE_PERFORMANCE = f"{PREFIX}.metering.usage.performance"
 METERING_STATUS = f"{PREFIX}.metering.status"
 PRICES_LIST = f"{PREFIX}.metering.prices.list"
 PRICES_SET = f"{PREFIX}.metering.prices.set"

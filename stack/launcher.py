@@ -68,7 +68,7 @@ class Stack:
         self.settings = settings
         self.environ = dict(os.environ if environ is None else environ)
         self.data_dir = settings.data_dir.resolve()
-        self.supervisor = Supervisor()
+        self.supervisor = Supervisor(log_max_bytes=settings.log_max_bytes, log_backups=settings.log_backups)
         self.vault_token = ""
         self.nats_monitor_url: str | None = None
         self.nats_users: dict[str, str] = {}

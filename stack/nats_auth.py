@@ -85,6 +85,13 @@ def _grants() -> dict[str, list[Grant]]:
     def inbox(user: str) -> Grant:
         return Grant(f"read replies to its own requests (`_INBOX.{user}.>`)", subscribe=(f"_INBOX.{user}.>",))
 
+    def heartbeat(user: str) -> Grant:
+        return Grant(
+            f"say it is alive (`{s.STATUS_HEARTBEAT}.{user}`, also when asked on `{s.STATUS_ANNOUNCE}`)",
+            (f"{s.STATUS_HEARTBEAT}.{user}",),
+            subscribe=(s.STATUS_ANNOUNCE,),
+        )
+
     return {
         "router": [
             Grant(f"answer `{s.PREFIX}.router.*`", subscribe=(f"{s.PREFIX}.router.>",)),
@@ -97,6 +104,7 @@ def _grants() -> dict[str, list[Grant]]:
                 (*_stream_manage(config), *_stream_read(config), f"$KV.{s.CONFIG_BUCKET}.>"),
             ),
             Grant(f"ask every edge to confirm an admin change (`{s.EDGE_SYNC}`)", (s.EDGE_SYNC,)),
+            heartbeat("router"),
             js,
             inbox("router"),
         ],
@@ -127,6 +135,7 @@ def _grants() -> dict[str, list[Grant]]:
                 f"publish audit events (`{s.AUDIT_SUBJECT}`; create the `{s.AUDIT_STREAM}` stream)",
                 (*_stream_manage(s.AUDIT_STREAM), s.AUDIT_SUBJECT),
             ),
+            heartbeat("keyvault"),
             js,
             inbox("keyvault"),
         ],
@@ -150,6 +159,7 @@ def _grants() -> dict[str, list[Grant]]:
                 f"raise budget counters to the metered spend (read and write `{BUDGET_BUCKET}`)",
                 (*_stream_read(budgets), f"$KV.{BUDGET_BUCKET}.>"),
             ),
+            heartbeat("metering"),
             js,
             inbox("metering"),
         ],
@@ -183,6 +193,12 @@ def _grants() -> dict[str, list[Grant]]:
                 f"hear provider-key changes (`{s.PROVIDER_KEYS_CHANGED}`) and the router's requests to "
                 f"confirm admin changes (`{s.EDGE_SYNC}`, answered), and no other service subject",
                 subscribe=(s.PROVIDER_KEYS_CHANGED, s.EDGE_SYNC),
+            ),
+            heartbeat("edge"),
+            Grant(
+                f"hear every service's heartbeat for /ai/status (`{s.STATUS_HEARTBEAT}.>`) and ask for them",
+                (s.STATUS_ANNOUNCE,),
+                subscribe=(f"{s.STATUS_HEARTBEAT}.>",),
             ),
             js,
             inbox("edge"),

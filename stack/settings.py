@@ -30,6 +30,9 @@ class StackSettings(BaseSettings):
     vault_token: SecretStr | None = Field(default=None, validation_alias="VAULT_TOKEN")
     clickhouse_dsn: str | None = Field(default=None, validation_alias="GATEWAY_CLICKHOUSE_DSN")
     log_level: str = Field(default="INFO", validation_alias="GATEWAY_LOG_LEVEL")
+    # Each process's log under <data dir>/logs rotates past this size, keeping this many files.
+    log_max_bytes: int = Field(default=10 << 20, ge=4096, validation_alias="GATEWAY_LOG_MAX_BYTES")
+    log_backups: int = Field(default=5, ge=0, le=100, validation_alias="GATEWAY_LOG_BACKUPS")
     ready_timeout: float = Field(default=120.0, gt=0, validation_alias="GATEWAY_READY_TIMEOUT_SECONDS")
 
     @field_validator("services")

@@ -1,7 +1,9 @@
 """Child processes started, watched and restarted with backoff; stopped without orphans.
 
 Each child gets ``PR_SET_PDEATHSIG`` (Linux), so even a launcher killed with SIGKILL takes
-its children with it. Output goes to one log file per child under the data dir.
+its children with it. Output goes to one log file per child under the data dir, read from a
+pipe by a thread of the launcher and rotated by size (``GATEWAY_LOG_MAX_BYTES``, keeping
+``GATEWAY_LOG_BACKUPS`` older files: ``edge.log.1`` is the newest of those).
 """
 
 from __future__ import annotations
@@ -40,6 +42,57 @@ def _preexec(nice: int) -> Callable[[], None]:
     return run
 
 
+class RotatingLog:
+    """A log file that is renamed to ``.1`` (and older ones shifted) once it would pass
+    ``max_bytes``; rotation happens at a line's end, so no line is split across files."""
+
+    def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.backups = backups
+        self._lock = threading.Lock()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._out = path.open("ab")
+        self._size = self._out.tell()
+
+    def write(self, data: bytes) -> None:
+        with self._lock:
+            if self._out.closed:
+                return
+            while self._size + len(data) > self.max_bytes and self.backups > 0:
+                cut = data.rfind(b"\n", 0, max(self.max_bytes - self._size, 0)) + 1
+                if cut == 0 and self._size == 0:
+                    cut = data.find(b"\n") + 1 or len(data)  # one line longer than the limit
+                self._out.write(data[:cut])
+                data = data[cut:]
+                self._rotate()
+            self._out.write(data)
+            self._out.flush()
+            self._size += len(data)
+
+    def _rotate(self) -> None:
+        self._out.close()
+        for i in range(self.backups - 1, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{i}")
+            if older.exists():
+                os.replace(older, self.path.with_name(f"{self.path.name}.{i + 1}"))
+        os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+        self._out = self.path.open("ab")
+        self._size = 0
+
+    def copy_from(self, fd: int) -> None:
+        """Copy everything read from ``fd`` until its end (the child exited)."""
+        try:
+            while chunk := os.read(fd, 65536):
+                self.write(chunk)
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        with self._lock:
+            self._out.close()
+
+
 @dataclass
 class ChildSpec:
     name: str
@@ -57,6 +110,8 @@ class ChildSpec:
 class Child:
     spec: ChildSpec
     proc: subprocess.Popen[bytes] | None = None
+    log: RotatingLog | None = None
+    log_reader: threading.Thread | None = None
     wanted: bool = False
     restarts: int = 0
     started_at: float = 0.0
@@ -66,8 +121,10 @@ class Child:
 
 
 class Supervisor:
-    def __init__(self, poll_interval: float = 0.2) -> None:
+    def __init__(self, poll_interval: float = 0.2, *, log_max_bytes: int = 10 << 20, log_backups: int = 5) -> None:
         self.children: dict[str, Child] = {}
+        self.log_max_bytes = log_max_bytes
+        self.log_backups = log_backups
         self._lock = threading.RLock()
         self._poll = poll_interval
         self._stopping = threading.Event()
@@ -99,17 +156,28 @@ class Supervisor:
 
     def _spawn(self, child: Child) -> None:
         spec = child.spec
-        spec.log_file.parent.mkdir(parents=True, exist_ok=True)
-        with spec.log_file.open("ab") as out:
+        if child.log is None:
+            child.log = RotatingLog(spec.log_file, self.log_max_bytes, self.log_backups)
+        read, write = os.pipe()
+        try:
             child.proc = subprocess.Popen(
                 spec.argv,
                 env=spec.env,
                 stdin=subprocess.DEVNULL,
-                stdout=out,
+                stdout=write,
                 stderr=subprocess.STDOUT,
                 preexec_fn=_preexec(spec.nice),
                 close_fds=True,
             )
+        except BaseException:
+            os.close(read)
+            raise
+        finally:
+            os.close(write)
+        child.log_reader = threading.Thread(
+            target=child.log.copy_from, args=(read,), name=f"log-{spec.name}", daemon=True
+        )
+        child.log_reader.start()
         child.started_at = time.monotonic()
         log.info("started %s (pid %d)", spec.name, child.proc.pid)
 
@@ -143,6 +211,11 @@ class Supervisor:
         for name in reversed(list(self.children)):
             self.stop(name)
         self._thread.join(timeout=2)
+        for child in self.children.values():
+            if child.log_reader is not None:
+                child.log_reader.join(timeout=2)  # the last lines of a child that just exited
+            if child.log is not None:
+                child.log.close()
 
     def _monitor(self) -> None:
         while not self._stopping.is_set():

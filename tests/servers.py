@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import http.server
 import signal
 import subprocess
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -175,3 +179,54 @@ class VaultServer:
             self.proc.terminate()
             self.proc.wait(timeout=15)
             self.proc = None
+
+
+class OtlpReceiver:
+    """An OTLP/HTTP trace receiver on loopback (what a collector does with ``/v1/traces``):
+    keeps every span it is sent, decoded from the protobuf the exporter posts."""
+
+    def __init__(self) -> None:
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+        self.spans: list[Any] = []
+        self.arrived = threading.Condition()
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                request = ExportTraceServiceRequest()
+                request.ParseFromString(body)
+                with receiver.arrived:
+                    for resource_spans in request.resource_spans:
+                        for scope_spans in resource_spans.scope_spans:
+                            receiver.spans.extend(scope_spans.spans)
+                    receiver.arrived.notify_all()
+                self.send_response(200)
+                self.send_header("content-type", "application/x-protobuf")
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def wait_for(self, check: Callable[[list[Any]], bool], timeout: float = 30.0) -> list[Any]:
+        """The spans received, once ``check`` holds for them (woken by each export)."""
+        with self.arrived:
+            if not self.arrived.wait_for(lambda: check(self.spans), timeout):
+                raise AssertionError(f"the spans never matched; received {len(self.spans)}")
+            return list(self.spans)

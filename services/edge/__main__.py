@@ -6,12 +6,12 @@ import sys
 
 from services.edge.server import Workers, serve
 from services.edge.settings import EdgeSettings
-from shared.runner import setup_logging
+from shared import logs
 
 
 def main() -> int:
     settings = EdgeSettings()
-    setup_logging("edge", settings.log_level)
+    logs.configure("edge", settings.log_level, settings.log_format)
     if settings.workers == 1:
         serve(settings)
         return 0

@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -26,7 +27,7 @@ from services.edge.quota import Lease, Quotas, QuotaUnavailable
 from services.edge.spend import metered_spend
 from shared.bus import Bus
 from shared.catalog import Plan, Route, RouteTable
-from shared.cost import cost_usd
+from shared.cost import Tokens, cost_usd
 from shared.errors import BUDGET_EXCEEDED, LIMITS_UNAVAILABLE, RATE_LIMITED, GatewayError
 from shared.limits import (
     BUDGET_BUCKET,
@@ -129,13 +130,26 @@ class Ticket:
         return out
 
 
+_LIMIT_NAMES = {"par": "max_parallel", "rpm": "rpm", "tpm": "tpm", "budget": "budget_usd"}
+
+
 class Admission:
-    def __init__(self, bus: Bus, book: LimitBook, quotas: Quotas, *, fail_open: bool, max_output: int) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        book: LimitBook,
+        quotas: Quotas,
+        *,
+        fail_open: bool,
+        max_output: int,
+        refused: Callable[[str, str], None] | None = None,
+    ) -> None:
         self.bus = bus
         self.book = book
         self.quotas = quotas
         self.fail_open = fail_open
         self.max_output = max_output
+        self.refused = refused  # told (scope, limit) of every refusal: the metrics count them
 
     async def admit(self, principal: Principal, plan: Plan, table: RouteTable, body: dict[str, Any]) -> Ticket:
         """Reserve what the request may consume in every limited scope, or raise a 429 (with
@@ -201,6 +215,7 @@ class Admission:
         if amount > limit and kind in ("tpm", "budget"):
             if kind == "budget":
                 ticket.refused_budget = scope
+            self._count_refusal(scope, kind)
             raise self._refusal(kind, what, limit, amount, now, window_end, never=True)
         try:
             ok = await self.quotas.take(lease, amount, limit)
@@ -217,8 +232,13 @@ class Admission:
         if not ok:
             if kind == "budget":
                 ticket.refused_budget = scope
+            self._count_refusal(scope, kind)
             raise self._refusal(kind, what, limit, amount, now, window_end)
         ticket.claims.append(Claim(kind, lease, amount))
+
+    def _count_refusal(self, scope: Scope, kind: Kind) -> None:
+        if self.refused is not None:
+            self.refused(scope, _LIMIT_NAMES[kind])
 
     @staticmethod
     def _refusal(
@@ -293,7 +313,7 @@ def max_cost(plan: Plan, table: RouteTable, prompt: int, output: int) -> float:
     return worst
 
 
-def settled_cost(route: Route | None, table: RouteTable, usage: Usage) -> float:
+def settled_cost(route: Route | None, table: RouteTable, usage: Tokens) -> float:
     """What a finished request cost at catalog prices (what metering stores, short of an
     admin-set price)."""
     entry = table.models.get(route.model) if route is not None else None

@@ -8,13 +8,15 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.edge import errors
+from services.edge import errors, ui
+from services.edge.access import AccessMiddleware
 from services.edge.audit import AuditMiddleware
 from services.edge.limits import HeaderLimitMiddleware
-from services.edge.routes import admin, chat, embeddings, health, limits, models, usage
+from services.edge.routes import admin, chat, embeddings, health, limits, models, observability, usage
 from services.edge.server import Drain
 from services.edge.settings import EdgeSettings
 from services.edge.state import Edge
+from shared.version import VERSION
 
 
 def create_app(settings: EdgeSettings, drain: Drain | None = None) -> FastAPI:
@@ -32,11 +34,12 @@ def create_app(settings: EdgeSettings, drain: Drain | None = None) -> FastAPI:
         finally:
             await edge.stop()
 
-    app = FastAPI(title="Switchyard", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(title="Switchyard", version=VERSION, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.drain = drain or Drain()
     errors.install(app)
     app.add_middleware(AuditMiddleware)
     app.add_middleware(HeaderLimitMiddleware, max_header_bytes=settings.max_header_bytes)
+    app.add_middleware(AccessMiddleware)  # outermost: the request id is set for everything within
     for prefix in ("/v1", "/ai/v1"):
         app.router.add_route(f"{prefix}/chat/completions", chat.chat_completions, methods=["POST"])
         app.router.add_route(f"{prefix}/embeddings", embeddings.embeddings, methods=["POST"])
@@ -45,4 +48,5 @@ def create_app(settings: EdgeSettings, drain: Drain | None = None) -> FastAPI:
     app.include_router(usage.router, prefix="/ai")
     app.include_router(limits.router, prefix="/ai")
     app.include_router(health.router)
+    app.include_router(observability.router)
     return app

@@ -209,7 +209,10 @@ class Credentials:
                 delay = 0.5
                 wait_for = self.ttl
             except Exception as exc:  # keyvault or NATS down: keep the keys we hold
-                log.warning("provider key refresh failed (%s); keeping %d cached", exc, len(self._keys))
+                # Keyvault starting after this edge is routine: only a failure that outlasts a
+                # few retries (about 7 s) is worth a warning.
+                level = logging.WARNING if delay >= 8.0 else logging.INFO
+                log.log(level, "provider key refresh failed (%s); keeping %d cached", exc, len(self._keys))
                 wait_for = delay
                 delay = min(delay * 2, 10.0)
             waiters = [asyncio.create_task(self._wake.wait()), asyncio.create_task(reconnected.wait())]

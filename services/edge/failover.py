@@ -16,7 +16,7 @@ import random
 import re
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from services.edge.health import HealthReporter
 from shared.catalog import Plan, Route, RouteTable
@@ -27,6 +27,13 @@ T = TypeVar("T")
 # Failures that say a target is down (they count toward its circuit); a 429 is a key's or an
 # account's limit, not an outage.
 OUTAGE = re.compile(r"^(5\d\d|timeout|connect)$")
+
+
+class Observer(Protocol):
+    """Told of each attempt as it starts and ends (the request's record, metrics, trace)."""
+
+    def attempting(self, route: Route) -> None: ...
+    def attempted(self, route: Route, error: GatewayError | None, cause: str | None) -> None: ...
 
 
 def cause_of(exc: GatewayError) -> str | None:
@@ -101,7 +108,7 @@ async def serve(
     table: RouteTable,
     health: HealthReporter,
     attempt: Callable[[Route], Awaitable[T]],
-    on_attempt: Callable[[Route], None],
+    observer: Observer,
 ) -> T:
     """Run ``attempt`` on the plan's targets until one succeeds; raise the last failure."""
     failures: list[str] = []
@@ -109,12 +116,13 @@ async def serve(
     targets = order(plan, table, probe=health.may_probe)
     for route in targets:
         for tries in range(plan.retry.attempts):
-            on_attempt(route)
+            observer.attempting(route)
             started = time.perf_counter()
             try:
                 result = await attempt(route)
             except GatewayError as exc:
                 cause = cause_of(exc)
+                observer.attempted(route, exc, cause)
                 if cause is not None and OUTAGE.match(cause):
                     health.failed(route.target, f"{cause}: {exc.message[:160]}")
                 if cause is None or (cause != "keys" and not plan.retry.covers(cause)):
@@ -129,6 +137,7 @@ async def serve(
                 await asyncio.sleep(wait)
             else:
                 health.succeeded(route.target, (time.perf_counter() - started) * 1000)
+                observer.attempted(route, None, None)
                 return result
     assert last is not None
     if len(targets) > 1:

@@ -6,6 +6,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry.trace import Span
+
 from services.edge.auth import Principal
 from services.edge.providers.base import Usage
 from shared.catalog import Route
@@ -14,22 +16,27 @@ from shared.events import UsageEvent
 
 @dataclass
 class RequestRecord:
-    request_id: str
+    request_id: str  # what the client sees as x-request-id (its own X-Request-ID, if it sent one)
     principal: Principal
     endpoint: str
     body: dict[str, Any]
     instance: str
+    event_id: str = ""  # the usage event's identity: unique, unlike a client's request id
     started_wall: float = field(default_factory=time.time)
     started: float = field(default_factory=time.perf_counter)
     route: Route | None = None
     provider_key_id: str = ""
     routing_decision_id: str = ""
     attempts: int = 0
+    trace_id: str = ""
+    span: Span | None = None  # the request's trace span, when tracing is on
+    attempt_span: Span | None = None
+    finish_reasons: list[str] = field(default_factory=list)  # noted only while tracing
+    output: str | None = None  # the completion, noted only when traces may carry content
+    outcome: UsageEvent | None = None  # the usage event, once the request has ended
 
-    def attempting(self, route: Route) -> None:
-        """An upstream attempt begins on ``route`` (a retry or a fallback counts as one)."""
-        self.route = route
-        self.attempts += 1
+    def __post_init__(self) -> None:
+        self.event_id = self.event_id or self.request_id
 
     def event(
         self,
@@ -45,7 +52,7 @@ class RequestRecord:
         user_field = self.body.get("user")
         requested = self.body.get("model")
         return UsageEvent(
-            event_id=self.request_id,
+            event_id=self.event_id,
             ts=self.started_wall,
             client_key_id=self.principal.key_id,
             user=self.principal.user,
@@ -72,4 +79,6 @@ class RequestRecord:
             routing_decision_id=self.routing_decision_id,
             attempts=self.attempts,
             project=self.principal.project or "",
+            request_id=self.request_id,
+            trace_id=self.trace_id,
         )

@@ -23,12 +23,14 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 
 import uvicorn
 
 from services.edge.settings import EdgeSettings
-from shared.runner import setup_logging
+from shared import logs
+from shared.metrics import MULTIPROC_ENV
 
 log = logging.getLogger("switchyard.edge")
 
@@ -98,7 +100,7 @@ def _die_with_parent() -> None:
 def _worker() -> None:
     _die_with_parent()
     settings = EdgeSettings()
-    setup_logging("edge", settings.log_level)
+    logs.configure("edge", settings.log_level, settings.log_format)
     serve(settings)
 
 
@@ -116,6 +118,7 @@ class Workers:
         if self.settings.port == 0:  # every worker must bind the same port: choose it once
             with listen(self.settings.host, 0) as probe:
                 os.environ["GATEWAY_PORT"] = str(probe.getsockname()[1])
+        self._metrics_dir()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self._stop.set())
         self._procs = [self._spawn() for _ in range(self.settings.workers)]
@@ -124,6 +127,10 @@ class Workers:
             for i, proc in enumerate(self._procs):
                 if proc.exitcode is not None:
                     failures += 1
+                    if proc.pid is not None:
+                        from prometheus_client import multiprocess
+
+                        multiprocess.mark_process_dead(proc.pid)  # type: ignore[no-untyped-call]
                     log.warning("edge worker %s exited with %s; starting another", proc.pid, proc.exitcode)
                     if self._stop.wait(min(0.5 * 2 ** min(failures, 6), 30.0)):
                         break  # told to stop while backing off: start nothing more
@@ -141,6 +148,19 @@ class Workers:
                 proc.join()
             code = code or (1 if proc.exitcode != 0 else 0)
         return code
+
+    def _metrics_dir(self) -> None:
+        """Where the workers write their metrics, so that any of them can answer /metrics for
+        all (shared/metrics.py): emptied at start, as the samples of an earlier run are stale."""
+        folder = os.environ.get(MULTIPROC_ENV)
+        if folder:
+            path = Path(folder)
+        else:
+            path = self.settings.data_dir / "metrics" / f"edge-{os.environ.get('GATEWAY_PORT', self.settings.port)}"
+            os.environ[MULTIPROC_ENV] = str(path.resolve())
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):
+            stale.unlink(missing_ok=True)
 
     def _spawn(self) -> multiprocessing.process.BaseProcess:
         proc = self._ctx.Process(target=_worker, name="edge-worker")

@@ -53,6 +53,12 @@ class EdgeSettings(ServiceSettings):
         default=16_384, ge=1, validation_alias="GATEWAY_LIMITS_DEFAULT_MAX_OUTPUT_TOKENS"
     )
 
+    # Observability (docs/observability.md): user and project labels on the request and cost
+    # counters (one time series per user: off by default), prompts and completions in trace
+    # spans (off by default).
+    metrics_user_labels: bool = Field(default=False, validation_alias="GATEWAY_METRICS_USER_LABELS")
+    otel_capture_content: bool = Field(default=False, validation_alias="GATEWAY_OTEL_CAPTURE_CONTENT")
+
     def media_fetch_allowed(self) -> frozenset[tuple[str, int]]:
         pairs = set()
         for item in self.media_fetch_allow.split(","):

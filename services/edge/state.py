@@ -18,15 +18,21 @@ from services.edge.credentials import Credentials
 from services.edge.governance import LimitBook
 from services.edge.health import HealthReporter
 from services.edge.media import MediaFetcher
+from services.edge.metrics import EdgeMetrics, edge_metrics
 from services.edge.providers.registry import Registry
 from services.edge.quota import Quotas
 from services.edge.routing import Routes
 from services.edge.settings import EdgeSettings
+from services.edge.status import StatusBoard
 from services.edge.sync import SyncResponder
+from services.edge.telemetry import Telemetry
+from services.edge.tracing import Tracing
 from services.edge.upstream import upstream_client
 from services.edge.usage import UsagePublisher
+from shared import metrics as shared_metrics
 from shared.audit import Auditor
 from shared.bus import Bus
+from shared.version import VERSION
 
 log = logging.getLogger("switchyard.edge")
 
@@ -47,6 +53,9 @@ class Edge:
     limits: LimitBook
     quotas: Quotas
     admission: Admission
+    metrics: EdgeMetrics
+    telemetry: Telemetry
+    status: StatusBoard
     instance: str
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -63,13 +72,16 @@ class Edge:
             idle_return=settings.lease_idle_return,
             timeout=settings.limits_timeout,
         )
+        metrics = edge_metrics(user_labels=settings.metrics_user_labels)
+        usage = UsagePublisher(bus, settings.spool_dir, instance)
+        tracing = Tracing.from_environment(capture_content=settings.otel_capture_content)
         return cls(
             settings=settings,
             bus=bus,
             client_keys=ClientKeys(bus, settings.admin_key.get_secret_value()),
             routes=Routes(bus),
             credentials=Credentials(bus, instance, settings.provider_key_ttl),
-            usage=UsagePublisher(bus, settings.spool_dir, instance),
+            usage=usage,
             registry=Registry(),
             http=upstream_client(settings),  # built inside the running loop (lifespan)
             auditor=Auditor(bus, instance),
@@ -85,12 +97,17 @@ class Edge:
                 quotas,
                 fail_open=settings.limits_fail_open,
                 max_output=settings.default_max_output_tokens,
+                refused=metrics.refused,
             ),
+            metrics=metrics,
+            telemetry=Telemetry(usage, metrics, tracing),
+            status=StatusBoard(bus, "edge", instance, settings.heartbeat_seconds),
             instance=instance,
         )
 
     async def start(self) -> None:
         await self.bus.connect()
+        shared_metrics.PROCESS_START.labels("edge", VERSION).set_to_current_time()
         await self.auditor.setup()
         mirrors = {
             "routes": self.routes.mirror,
@@ -101,6 +118,7 @@ class Edge:
         sync = SyncResponder(self.bus, self.instance, mirrors, self.credentials.refresh)
         await sync.start()
         await self.quotas.start()
+        await self.status.start()
         for name, coro in (
             ("client-keys", self.client_keys.mirror.run()),
             ("routes", self.routes.mirror.run()),
@@ -110,6 +128,7 @@ class Edge:
             ("projects", self.limits.project_mirror.run()),
             ("users", self.limits.user_mirror.run()),
             ("quotas", self.quotas.run()),
+            ("status", self.status.run()),
         ):
             self.tasks.append(asyncio.create_task(coro, name=name))
         # Serve once the caches hold the current state, so the first request is not refused.
@@ -137,6 +156,7 @@ class Edge:
             log.error("edge task %s did not stop within 10 s; it is at:", task.get_name())
             for frame in task.get_stack():
                 log.error("  %s:%d %s", frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name)
+        await _bounded("trace export", asyncio.to_thread(self.telemetry.tracing.shutdown), 5.0)
         await _bounded("upstream client close", self.http.close(), 5.0)
         await _bounded("media client close", self.media.close(), 5.0)
         await self.bus.close(5.0)

@@ -9,15 +9,17 @@ from services.keyvault.settings import KeyvaultSettings
 from services.keyvault.vault import Vault
 from shared.bus import Bus
 from shared.health import Health
+from shared.heartbeat import start_heartbeat
 from shared.runner import run_service
 
 
 async def main(stop: asyncio.Event) -> None:
     settings = KeyvaultSettings()
-    health = Health("keyvault", settings.host, settings.port)
+    health = Health("keyvault", settings.host, settings.port, settings.metrics_token.get_secret_value())
     await health.start()
     bus = Bus.for_service(settings, "keyvault")
     await bus.connect()
+    heartbeat = await start_heartbeat(bus, "keyvault", settings.heartbeat_seconds)
     vault = Vault(
         settings.vault_addr,
         settings.vault_token.get_secret_value(),
@@ -46,6 +48,7 @@ async def main(stop: asyncio.Event) -> None:
     finally:
         health.draining = True
         await service.stop()
+        heartbeat.cancel()
         await bus.close(settings.drain_seconds)  # answers the requests in hand, takes no more
         await service.auditor.flush()
         await health.stop()

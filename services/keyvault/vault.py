@@ -8,11 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from typing import Any
 
 import hvac
 import hvac.exceptions
 import requests
+from prometheus_client import Counter, Histogram
+
+VAULT_SECONDS = Histogram(
+    "switchyard_vault_request_duration_seconds",
+    "Calls from keyvault to Vault, by operation",
+    ["operation"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+VAULT_ERRORS = Counter(
+    "switchyard_vault_errors_total", "Calls to Vault that failed, by operation and kind", ["operation", "kind"]
+)
 
 
 class VaultUnavailable(Exception):
@@ -72,10 +84,18 @@ class Vault:
             raise VaultUnavailable("Vault refused the keyvault's token") from None
 
     async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        operation = getattr(fn, "__name__", "call")
+        started = time.perf_counter()
         try:
             return await asyncio.to_thread(fn, *args, **kwargs)
         except (requests.RequestException, hvac.exceptions.VaultDown, hvac.exceptions.InternalServerError) as exc:
+            VAULT_ERRORS.labels(operation, "unavailable").inc()
             raise VaultUnavailable(f"Vault is unreachable or sealed ({type(exc).__name__})") from exc
+        except hvac.exceptions.VaultError as exc:
+            VAULT_ERRORS.labels(operation, type(exc).__name__.lower()).inc()
+            raise
+        finally:
+            VAULT_SECONDS.labels(operation).observe(time.perf_counter() - started)
 
     # --- setup ----------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from services.metering.settings import MeteringSettings
 from services.metering.sink import Sink
 from shared.bus import Bus
 from shared.health import Health
+from shared.heartbeat import start_heartbeat
 from shared.runner import install_stop_handlers, run_service
 
 log = logging.getLogger("switchyard.metering")
@@ -18,13 +19,14 @@ log = logging.getLogger("switchyard.metering")
 async def main(stop: asyncio.Event) -> None:
     settings = MeteringSettings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    health = Health("metering", settings.host, settings.port)
+    health = Health("metering", settings.host, settings.port, settings.metrics_token.get_secret_value())
     await health.start()
     sink = Sink(settings.dsn(), settings.retention_days, cluster=settings.clickhouse_cluster)
     await sink.open()
     install_stop_handlers(stop)  # the embedded engine replaced them while loading
     bus = Bus.for_service(settings, "metering")
     await bus.connect()
+    heartbeat = await start_heartbeat(bus, "metering", settings.heartbeat_seconds)
     service = Metering(settings, bus, sink)
     await service.start()
 
@@ -33,6 +35,7 @@ async def main(stop: asyncio.Event) -> None:
 
     health.add_check("nats", connected)
     health.add_check("clickhouse", sink.ping)
+    health.add_gauge(service.update_gauges)
     consumers = [
         asyncio.create_task(service.consumer.run(stop)),
         asyncio.create_task(service.audit.run(stop)),
@@ -49,6 +52,7 @@ async def main(stop: asyncio.Event) -> None:
     for task in pending:
         task.cancel()
     await asyncio.gather(*consumers, return_exceptions=True)
+    heartbeat.cancel()
     await bus.close(settings.drain_seconds)
     await sink.close()
     await health.stop()

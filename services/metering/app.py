@@ -8,10 +8,18 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from services.metering import metrics
 from services.metering.budgets import BudgetReconciler
 from services.metering.consumer import AuditConsumer, UsageConsumer
 from services.metering.prices import Prices
-from services.metering.queries import audit_log, provider_keys_last_used, request_log, usage_summary, usage_timeseries
+from services.metering.queries import (
+    audit_log,
+    provider_keys_last_used,
+    request_log,
+    usage_performance,
+    usage_summary,
+    usage_timeseries,
+)
 from services.metering.settings import MeteringSettings
 from services.metering.sink import Sink
 from shared import subjects
@@ -34,6 +42,7 @@ from shared.messages import (
     RequestsQuery,
     TimeseriesQuery,
     UsageFilter,
+    UsagePerformance,
     UsageSummary,
     UsageTimeseries,
 )
@@ -84,6 +93,7 @@ class Metering:
         await self.bus.serve(subjects.USAGE_SUMMARY, q, UsageFilter, self.summary)
         await self.bus.serve(subjects.USAGE_TIMESERIES, q, TimeseriesQuery, self.timeseries)
         await self.bus.serve(subjects.USAGE_REQUESTS, q, RequestsQuery, self.requests)
+        await self.bus.serve(subjects.USAGE_PERFORMANCE, q, UsageFilter, self.performance)
         await self.bus.serve(subjects.METERING_STATUS, q, Empty, self.status)
         await self.bus.serve(subjects.USAGE_KEYS_LAST_USED, q, Empty, self.keys_last_used)
         await self.bus.serve(subjects.PRICES_LIST, q, Empty, self.list_prices)
@@ -102,6 +112,9 @@ class Metering:
 
     async def timeseries(self, query: TimeseriesQuery) -> UsageTimeseries:
         return await _store(lambda: usage_timeseries(self.sink, query))
+
+    async def performance(self, query: UsageFilter) -> UsagePerformance:
+        return await _store(lambda: usage_performance(self.sink, query))
 
     async def requests(self, query: RequestsQuery) -> RequestLog:
         return await _store(lambda: request_log(self.sink, query))
@@ -125,6 +138,12 @@ class Metering:
             await self.prices.reload()
         except Exception as exc:
             log.warning("could not reload prices: %s", exc)
+
+    async def update_gauges(self) -> None:
+        """Consumer lag, dead letters and ClickHouse's state, read before each metrics scrape."""
+        metrics.PENDING.set(await self.bus.consumer_pending(subjects.USAGE_STREAM, subjects.METERING_DURABLE))
+        metrics.DEAD_LETTERS.set(await self.bus.stream_messages(subjects.USAGE_DLQ_STREAM))
+        metrics.CLICKHOUSE_UP.set(1 if await self.sink.ping() else 0)
 
     async def status(self, _: Empty) -> MeteringStatus:
         pending, dlq, waiting = 0, 0, 0

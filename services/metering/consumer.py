@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from pydantic import ValidationError
 
+from services.metering import metrics
 from services.metering.prices import Prices
 from services.metering.sink import Sink
 from shared import subjects
@@ -20,6 +22,10 @@ from shared.events import AuditEvent, UsageEvent
 
 log = logging.getLogger("switchyard.metering.consumer")
 
+# A fetch that keeps failing this long is worth a warning (then once a minute while it lasts).
+_FETCH_WARN_AFTER = 10.0
+_FETCH_WARN_EVERY = 60.0
+
 
 class BatchConsumer:
     """The loop shared by every event table: subclasses say how to parse and write a batch."""
@@ -27,6 +33,7 @@ class BatchConsumer:
     stream = ""
     subject = ""
     durable = ""
+    table = ""  # for the metrics' label
 
     def __init__(self, bus: Bus, sink: Sink, *, batch_size: int, batch_wait: float, ack_wait: float = 30.0) -> None:
         self.bus = bus
@@ -61,13 +68,24 @@ class BatchConsumer:
 
     async def _loop(self, sub, stop: asyncio.Event) -> None:  # type: ignore[no-untyped-def]
         backoff = 1.0
+        failing_since: float | None = None  # a fetch failing once is routine (a reconnect)
+        warned = 0.0
         while not stop.is_set():
             try:
                 msgs = await self.bus.fetch(sub, self.batch_size, timeout=self.batch_wait)
             except BusUnavailable as exc:
-                log.warning("fetch failed (%s); retrying", exc)
+                now = time.monotonic()
+                failing_since = failing_since or now
+                if now - failing_since >= _FETCH_WARN_AFTER and now - warned >= _FETCH_WARN_EVERY:
+                    warned = now
+                    log.warning("cannot fetch from %s for %.0f s (%r); retrying", self.stream, now - failing_since, exc)
+                else:
+                    log.debug("fetch failed (%r); retrying", exc)
                 await asyncio.sleep(0.5)
                 continue
+            if failing_since is not None and warned:
+                log.info("fetching from %s again", self.stream)
+            failing_since, warned = None, 0.0
             if not msgs:
                 continue
             if await self.handle(msgs, retry_in=backoff):
@@ -96,12 +114,16 @@ class BatchConsumer:
         try:
             new = await self.write(rows)
         except Exception as exc:
+            metrics.INSERT_FAILURES.labels(self.table).inc()
             log.warning("ClickHouse insert of %d event(s) failed (%s); will redeliver", len(rows), exc)
             for msg in good:
                 await _quiet(msg.nak(delay=retry_in))
             return False
         self.inserted += new
         self.duplicates += len(rows) - new
+        metrics.EVENTS_STORED.labels(self.table).inc(new)
+        if new != len(rows):
+            metrics.EVENTS_DUPLICATE.labels(self.table).inc(len(rows) - new)
         for msg in good:
             await _quiet(msg.ack())
         if new != len(rows):
@@ -120,6 +142,7 @@ class BatchConsumer:
             await _quiet(msg.nak(delay=5.0))
             return
         self.dead_lettered += 1
+        metrics.EVENTS_DEAD_LETTERED.labels(self.table).inc()
         await _quiet(msg.term())
 
 
@@ -127,6 +150,7 @@ class UsageConsumer(BatchConsumer):
     stream = subjects.USAGE_STREAM
     subject = subjects.USAGE_SUBJECTS
     durable = subjects.METERING_DURABLE
+    table = "usage_events"
 
     def __init__(
         self, bus: Bus, sink: Sink, prices: Prices, *, batch_size: int, batch_wait: float, ack_wait: float = 30.0
@@ -146,6 +170,7 @@ class AuditConsumer(BatchConsumer):
     stream = subjects.AUDIT_STREAM
     subject = subjects.AUDIT_SUBJECT
     durable = subjects.AUDIT_DURABLE
+    table = "audit_events"
 
     def parse(self, data: bytes) -> AuditEvent:
         return AuditEvent.model_validate_json(data)

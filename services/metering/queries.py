@@ -14,15 +14,20 @@ from shared.messages import (
     AuditEntry,
     AuditLog,
     AuditQuery,
+    ModelPerformance,
     ModelUsage,
+    Percentiles,
+    Performance,
     ProviderUsage,
     RequestLog,
     RequestLogEntry,
     RequestsQuery,
     TimeseriesPoint,
     TimeseriesQuery,
+    TimeseriesSeries,
     TokenCounts,
     UsageFilter,
+    UsagePerformance,
     UsageSummary,
     UsageTimeseries,
     UserUsage,
@@ -100,15 +105,103 @@ async def usage_summary(sink: Sink, query: UsageFilter) -> UsageSummary:
     )
 
 
+# How many groups a grouped timeseries shows (the biggest by cost); the rest add up to "(other)".
+SERIES_LIMIT = 10
+# A raw event's columns summed like the rollup's (for what the rollup does not group by: project).
+_RAW_SUMS = ", ".join(
+    {
+        "requests": "count()",
+        "errors": "countIf(status >= 400)",
+        "cost_usd": "sum(cost_usd)",
+    }.get(k, f"sum({k})")
+    for k in _KEYS
+)
+
+
 async def usage_timeseries(sink: Sink, query: TimeseriesQuery) -> UsageTimeseries:
-    where, params, start, end = _rollup_where(query)
-    bucket = "hour" if query.granularity == "hour" else "toStartOfDay(hour)"
+    if query.group_by == "project":  # not in the rollup: from the events themselves
+        start, end = _window(query)
+        params: dict[str, Any] = {"start": int(start * 1000), "end": int(end * 1000)}
+        where = "ts >= fromUnixTimestamp64Milli({start:Int64}) AND ts <= fromUnixTimestamp64Milli({end:Int64})"
+        where += _filters(query, params)
+        table, sums, hour = f"{USAGE_TABLE} FINAL", _RAW_SUMS, "toStartOfHour(ts)"
+    else:
+        where, params, start, end = _rollup_where(query)
+        table, sums, hour = HOURLY_TABLE, _SUMS, "hour"
+    bucket = hour if query.granularity == "hour" else f"toStartOfDay({hour})"
     rows = await sink.query(
-        f"SELECT toUnixTimestamp({bucket}) AS b, {_SUMS} FROM {HOURLY_TABLE} WHERE {where} GROUP BY b ORDER BY b",
-        params,
+        f"SELECT toUnixTimestamp({bucket}) AS b, {sums} FROM {table} WHERE {where} GROUP BY b ORDER BY b", params
     )
     points = [TimeseriesPoint(start=float(r[0]), **_counts(r[1:])) for r in rows]
-    return UsageTimeseries(granularity=query.granularity, start=start, end=end, data=points)
+    out = UsageTimeseries(granularity=query.granularity, start=start, end=end, data=points, group_by=query.group_by)
+    if query.group_by is None:
+        return out
+    column = query.group_by
+    top = await sink.query(
+        f"SELECT {column} FROM {table} WHERE {where} GROUP BY {column} "
+        f"ORDER BY sum(cost_usd) DESC, count() DESC, {column} LIMIT {SERIES_LIMIT}",
+        params,
+    )
+    keys = [str(r[0]) for r in top]
+    params["keys"] = keys
+    grouped = await sink.query(
+        f"SELECT if({column} IN {{keys:Array(String)}}, {column}, '(other)') AS k, toUnixTimestamp({bucket}) AS b, "
+        f"{sums} FROM {table} WHERE {where} GROUP BY k, b ORDER BY k, b",
+        params,
+    )
+    series: dict[str, list[TimeseriesPoint]] = {}
+    for r in grouped:
+        series.setdefault(str(r[0]), []).append(TimeseriesPoint(start=float(r[1]), **_counts(r[2:])))
+    order = [k for k in keys if k in series] + [k for k in series if k not in keys]
+    out.series = [TimeseriesSeries(key=k, data=series[k]) for k in order]
+    return out
+
+
+_QUANTILES = "quantilesTDigest(0.5, 0.9, 0.99)"
+
+
+def _percentiles(values: Any) -> Percentiles:
+    p = [round(float(v), 3) if v == v else 0.0 for v in (values or [0.0, 0.0, 0.0])]  # NaN: no rows
+    return Percentiles(p50=p[0], p90=p[1], p99=p[2])
+
+
+async def usage_performance(sink: Sink, query: UsageFilter) -> UsagePerformance:
+    """Error rate and latency percentiles (in the gateway, to the first token, the gateway's
+    own overhead) from the events themselves, overall and per model."""
+    start, end = _window(query)
+    params: dict[str, Any] = {"start": int(start * 1000), "end": int(end * 1000)}
+    where = "ts >= fromUnixTimestamp64Milli({start:Int64}) AND ts <= fromUnixTimestamp64Milli({end:Int64})"
+    where += _filters(query, params)
+    measures = (
+        "count(), countIf(status >= 400), "
+        f"{_QUANTILES}(latency_ms), "
+        f"{_QUANTILES}(if(stream AND status = 200 AND ttft_ms > 0, ttft_ms, NULL)), "
+        f"{_QUANTILES}(greatest(latency_ms - upstream_latency_ms, 0))"
+    )
+    base = f"FROM {USAGE_TABLE} FINAL WHERE {where}"
+    total = await sink.query(f"SELECT {measures} {base}", params)
+    rows = await sink.query(
+        f"SELECT model, provider, {measures} {base} GROUP BY model, provider ORDER BY count() DESC, model LIMIT 100",
+        params,
+    )
+
+    def perf(r: tuple[Any, ...]) -> dict[str, Any]:
+        requests, errors = int(r[0] or 0), int(r[1] or 0)
+        return {
+            "requests": requests,
+            "errors": errors,
+            "error_rate": round(errors / requests, 6) if requests else 0.0,
+            "latency_ms": _percentiles(r[2]),
+            "ttft_ms": _percentiles(r[3]),
+            "overhead_ms": _percentiles(r[4]),
+        }
+
+    return UsagePerformance(
+        start=start,
+        end=end,
+        total=Performance(**perf(total[0])) if total else Performance(),
+        by_model=[ModelPerformance(model=r[0], provider=r[1], **perf(r[2:])) for r in rows],
+    )
 
 
 # The request log: every RequestLogEntry field, read straight from its column, except these two.

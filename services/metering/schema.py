@@ -57,6 +57,8 @@ USAGE_COLUMNS = [
     "attempts",
     "provider_account",
     "project",
+    "request_id",
+    "trace_id",
 ]
 
 # Columns added to usage_events after its first release: a table made before gets them with
@@ -66,6 +68,8 @@ ADDED_USAGE_COLUMNS = (
     ("attempts", "UInt8"),
     ("provider_account", "LowCardinality(String)"),
     ("project", "LowCardinality(String)"),
+    ("request_id", "String"),
+    ("trace_id", "String"),
 )
 
 # The rollup's grouping and the sums it keeps, in the order of HOURLY_SELECT's columns.
@@ -143,7 +147,9 @@ def _tables(days: int) -> list[_Table]:
     routing_decision_id String,
     attempts UInt8,
     provider_account LowCardinality(String),
-    project LowCardinality(String)
+    project LowCardinality(String),
+    request_id String,
+    trace_id String
 """,
             "ReplacingMergeTree",
             "inserted_at",

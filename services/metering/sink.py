@@ -255,4 +255,6 @@ def _row(e: UsageEvent, cost: float, version: str) -> list[Any]:
         min(e.attempts, 255),
         e.provider_account,
         e.project,
+        e.request_id or e.event_id,
+        e.trace_id,
     ]

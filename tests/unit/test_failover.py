@@ -87,9 +87,23 @@ class _Bus:
         self.last = message
 
 
+class _Tried:
+    """The attempts failover.serve reports: each target as it is tried, and how it ended."""
+
+    def __init__(self) -> None:
+        self.targets: list[str] = []
+        self.ended: list[tuple[str, str | None]] = []
+
+    def attempting(self, route: Route) -> None:
+        self.targets.append(route.target)
+
+    def attempted(self, route: Route, error: GatewayError | None, cause: str | None) -> None:
+        self.ended.append((route.target, cause if error is not None else None))
+
+
 def _serve(table: RouteTable, outcomes: dict[str, list[object]]) -> tuple[object, list[str]]:
     """Run failover.serve where each target answers from its list of outcomes in turn."""
-    tried: list[str] = []
+    tried = _Tried()
     health = HealthReporter(_Bus(), "edge-test", 1.0)  # type: ignore[arg-type]
 
     async def attempt(route: Route) -> str:
@@ -100,11 +114,14 @@ def _serve(table: RouteTable, outcomes: dict[str, list[object]]) -> tuple[object
 
     async def run() -> object:
         try:
-            return await failover.serve(_plan(table), table, health, attempt, lambda r: tried.append(r.target))
+            return await failover.serve(_plan(table), table, health, attempt, tried)
         except GatewayError as exc:
             return exc
 
-    return asyncio.run(run()), tried
+    result = asyncio.run(run())
+    # Every attempt that started was reported as ended, in the same order.
+    assert [target for target, _ in tried.ended] == tried.targets
+    return result, tried.targets
 
 
 def test_a_listed_failure_is_retried_then_the_next_target_answers() -> None:

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from services.edge import failover, metadata
+from services.edge.access import new_request_id
 from services.edge.admission import Ticket, settled_cost
 from services.edge.auth import require_model
 from services.edge.body import check_chat, read_json
@@ -46,14 +47,19 @@ async def begin(
     body = await read_json(request, edge.settings.max_body_bytes)
     drop = drop_params(request, body)
     check(body)
+    state = request.state
     record = RequestRecord(
-        request_id="req_" + os.urandom(16).hex(),
+        request_id=state.request_id,
+        # A client's own request id need not be unique; the event's identity must be.
+        event_id=new_request_id() if state.request_id_inbound else state.request_id,
         principal=principal,
         endpoint=endpoint,
         body=body,
         instance=edge.instance,
         routing_decision_id="rd_" + os.urandom(12).hex(),
     )
+    edge.telemetry.open(record, request.headers)
+    state.record = record  # for the access line
     return edge, record, drop
 
 
@@ -73,7 +79,8 @@ async def chat_completions(request: Request) -> Response:
                 adapter = edge.registry.get(table.providers[route.provider].api, route.provider)
                 return await first_event(edge, record, drop, route, adapter, plan.timeouts)
 
-            call, opened = await failover.serve(plan, table, edge.health, open_stream, record.attempting)
+            attempts = edge.telemetry.attempts(record, table)
+            call, opened = await failover.serve(plan, table, edge.health, open_stream, attempts)
             upstream_ms = (time.perf_counter() - opened.meter.started) * 1000  # until the first event
         else:
 
@@ -82,7 +89,8 @@ async def chat_completions(request: Request) -> Response:
                 work = with_provider_keys(edge, record, drop, route, adapter.chat)
                 return await bounded(work, plan.timeouts.total_seconds, route, "answer")
 
-            call, completion = await failover.serve(plan, table, edge.health, complete, record.attempting)
+            attempts = edge.telemetry.attempts(record, table)
+            call, completion = await failover.serve(plan, table, edge.health, complete, attempts)
             upstream_ms = completion.upstream_ms
     except GatewayError as exc:
         failed(edge, record, exc, plan, ticket, stream=stream)
@@ -93,7 +101,8 @@ async def chat_completions(request: Request) -> Response:
     if not stream:
         settle(edge, record, ticket, completion.usage)
         headers.update(ticket.headers())
-        edge.usage.submit(record.event(status=200, usage=completion.usage, upstream_ms=upstream_ms))
+        edge.telemetry.note_output(record, completion.body)
+        edge.telemetry.finish(record, record.event(status=200, usage=completion.usage, upstream_ms=upstream_ms), table)
         return Response(metadata.into_body(completion.body, meta), media_type="application/json", headers=headers)
     headers["cache-control"] = "no-cache"
     headers["x-accel-buffering"] = "no"
@@ -114,9 +123,9 @@ def failed(
     if ticket is not None:
         ticket.settle(0, 0.0)
         exc.headers.update(ticket.headers())
-    edge.usage.submit(record.event(status=exc.status, error_type=exc.type, stream=stream))
+    event = record.event(status=exc.status, error_type=exc.type, stream=stream)
+    edge.telemetry.finish(record, event, edge.routes.table)
     exc.headers.update(metadata.headers(record, plan))
-    exc.headers["x-request-id"] = record.request_id
 
 
 def settle(edge: Edge, record: RequestRecord, ticket: Ticket, usage: Usage) -> None:
@@ -326,7 +335,7 @@ def drop_params(request: Request, body: dict[str, Any]) -> bool:
 
 def response_headers(record: RequestRecord, upstream_ms: float, call: Call) -> dict[str, str]:
     overhead = (time.perf_counter() - record.started) * 1000 - upstream_ms
-    headers = {"x-request-id": record.request_id, OVERHEAD_HEADER: f"{max(overhead, 0.0):.3f}"}
+    headers = {OVERHEAD_HEADER: f"{max(overhead, 0.0):.3f}"}
     if call.dropped:
         headers[DROPPED_HEADER] = ",".join(call.dropped)
     return headers
@@ -366,6 +375,8 @@ async def _metered(
                 held = b""
             if event != DONE and metadata.may_be_last(event):
                 held = event
+                if record.span is not None:
+                    edge.telemetry.note_chunk(record, event)
                 continue
             yield event
         if held:
@@ -381,13 +392,12 @@ async def _metered(
         upstream_end = meter.upstream_done_at or time.perf_counter()
         usage = meter.final_usage(record.body)
         settle(edge, record, ticket, usage)
-        edge.usage.submit(
-            record.event(
-                status=status,
-                usage=usage,
-                error_type=error_type,
-                stream=True,
-                ttft_ms=ttft,
-                upstream_ms=(upstream_end - meter.started) * 1000,
-            )
+        outcome = record.event(
+            status=status,
+            usage=usage,
+            error_type=error_type,
+            stream=True,
+            ttft_ms=ttft,
+            upstream_ms=(upstream_end - meter.started) * 1000,
         )
+        edge.telemetry.finish(record, outcome, edge.routes.table)

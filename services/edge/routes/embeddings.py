@@ -46,12 +46,15 @@ async def embeddings(request: Request) -> Response:
             work = with_provider_keys(edge, record, drop, route, embedder.embed)
             return await bounded(work, plan.timeouts.total_seconds, route, "answer")
 
-        call, completion = await failover.serve(plan, table, edge.health, embed, record.attempting)
+        attempts = edge.telemetry.attempts(record, table)
+        call, completion = await failover.serve(plan, table, edge.health, embed, attempts)
     except GatewayError as exc:
         failed(edge, record, exc, plan, ticket, stream=False)
         raise
     settle(edge, record, ticket, completion.usage)
-    edge.usage.submit(record.event(status=200, usage=completion.usage, upstream_ms=completion.upstream_ms))
+    edge.telemetry.finish(
+        record, record.event(status=200, usage=completion.usage, upstream_ms=completion.upstream_ms), table
+    )
     headers = response_headers(record, completion.upstream_ms, call)
     headers.update(metadata.headers(record, plan))
     headers.update(ticket.headers())

@@ -31,7 +31,9 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz")
 async def readyz(request: Request, edge: EdgeDep) -> JSONResponse:
     if request.app.state.drain.started:  # on its way out: a load balancer should move on now
-        return JSONResponse({"status": "draining", "checks": {"draining": False}}, status_code=503)
+        return JSONResponse(
+            {"status": "draining", "checks": {"draining": False}, "missing": ["draining"]}, status_code=503
+        )
     checks: dict[str, Any] = {"nats": edge.bus.connected, "route_table": edge.routes.table is not None}
 
     async def ping(name: str, subject: str) -> None:
@@ -50,6 +52,8 @@ async def readyz(request: Request, edge: EdgeDep) -> JSONResponse:
     else:
         checks.update(router=False, keyvault=False, metering=False)
     ready = all(checks.values())
+    missing = [name for name, ok in checks.items() if not ok]
     return JSONResponse(
-        {"status": "ready" if ready else "not_ready", "checks": checks}, status_code=200 if ready else 503
+        {"status": "ready" if ready else "not_ready", "checks": checks, "missing": missing},
+        status_code=200 if ready else 503,
     )

@@ -18,6 +18,7 @@ from shared import subjects
 from shared.messages import (
     AuditLog,
     AuditQuery,
+    GroupBy,
     MeteringStatus,
     PriceIn,
     PriceList,
@@ -26,6 +27,7 @@ from shared.messages import (
     RequestsQuery,
     TimeseriesQuery,
     UsageFilter,
+    UsagePerformance,
     UsageSummary,
     UsageTimeseries,
 )
@@ -78,9 +80,21 @@ async def summary(edge: EdgeDep, fields: FilterDep) -> UsageSummary:
 
 
 @router.get("/usage/timeseries")
-async def timeseries(edge: EdgeDep, fields: FilterDep, granularity: Literal["hour", "day"] = "hour") -> UsageTimeseries:
-    query = TimeseriesQuery.model_validate(fields | {"granularity": granularity})
+async def timeseries(
+    edge: EdgeDep,
+    fields: FilterDep,
+    granularity: Literal["hour", "day"] = "hour",
+    group_by: GroupBy | None = None,
+) -> UsageTimeseries:
+    query = TimeseriesQuery.model_validate(fields | {"granularity": granularity, "group_by": group_by})
     return await edge.bus.request(subjects.USAGE_TIMESERIES, query, UsageTimeseries, timeout=_TIMEOUT)
+
+
+@router.get("/usage/performance")
+async def performance(edge: EdgeDep, fields: FilterDep) -> UsagePerformance:
+    """Error rate and latency percentiles, overall and per model."""
+    query = UsageFilter.model_validate(fields)
+    return await edge.bus.request(subjects.USAGE_PERFORMANCE, query, UsagePerformance, timeout=_TIMEOUT)
 
 
 @router.get("/usage/requests")

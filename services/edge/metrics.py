@@ -1,0 +1,143 @@
+"""The edge's Prometheus metrics, named after the OpenTelemetry GenAI semantic conventions
+(``gen_ai.server.request.duration`` is ``gen_ai_server_request_duration_seconds`` here).
+
+Recorded once per request when it ends (services/edge/telemetry.py), from its usage event.
+Labels carry no key or user unless ``GATEWAY_METRICS_USER_LABELS`` is set: a label per user
+is a time series per user, which a large deployment's Prometheus may not want.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+from prometheus_client.metrics import MetricWrapperBase
+
+from shared.events import UsageEvent
+
+# The semantic conventions' bucket boundaries.
+DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
+
+# gen_ai.provider.name's well-known values, for the providers that have one.
+PROVIDER_NAMES = {"gemini": "gcp.gemini", "azure": "azure.ai.openai", "xai": "x_ai", "mistral": "mistral_ai"}
+# gen_ai.operation.name for each endpoint.
+OPERATIONS = {"chat.completions": "chat", "embeddings": "embeddings"}
+
+_GENAI = ["gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model"]
+_USER = ["user", "project"]
+
+
+def provider_name(provider: str) -> str:
+    return PROVIDER_NAMES.get(provider, provider)
+
+
+class EdgeMetrics:
+    """The edge's metrics objects. Label sets seen before are looked up in one dictionary, so
+    a request costs a handful of increments."""
+
+    def __init__(self, *, user_labels: bool = False) -> None:
+        self.user_labels = user_labels
+        extra = _USER if user_labels else []
+        self.duration = Histogram(
+            "gen_ai_server_request_duration_seconds",
+            "Time from a request's arrival to its last byte (streams: to the end of the stream)",
+            [*_GENAI, "http_response_status_code", "error_type"],
+            buckets=DURATION_BUCKETS,
+        )
+        self.ttft = Histogram(
+            "gen_ai_server_time_to_first_token_seconds",
+            "Time from a streamed request's arrival to its first token, for successful streams",
+            _GENAI,
+            buckets=TTFT_BUCKETS,
+        )
+        self.tokens = Histogram(
+            "gen_ai_client_token_usage",
+            "Tokens per request, by type (input, output)",
+            [*_GENAI, "gen_ai_token_type"],
+            buckets=TOKEN_BUCKETS,
+        )
+        self.requests = Counter(
+            "switchyard_requests_total",
+            "Model requests answered, by status",
+            [*_GENAI, "http_response_status_code", *extra],
+        )
+        self.cost = Counter(
+            "switchyard_cost_usd_total",
+            "Cost of the requests answered, at catalog prices (metering's ClickHouse rows are the bill)",
+            [*_GENAI, *extra],
+        )
+        self.upstream_errors = Counter(
+            "switchyard_upstream_errors_total",
+            "Upstream attempts that failed, by provider and kind (429, 5xx status, timeout, connect, keys, ...)",
+            ["gen_ai_provider_name", "kind"],
+        )
+        self.fallbacks = Counter(
+            "switchyard_fallbacks_total",
+            "Requests that moved on from a failing target to the next one of their route",
+            ["gen_ai_request_model", "from_provider", "to_provider"],
+        )
+        self.ratelimited = Counter(
+            "switchyard_ratelimited_total",
+            "Requests refused by a limit or budget, by scope and limit",
+            ["scope", "limit"],
+        )
+        self._series: dict[tuple[str, ...], tuple[MetricWrapperBase, ...]] = {}
+
+    def observe(self, event: UsageEvent, cost: float) -> None:
+        operation = OPERATIONS.get(event.endpoint, event.endpoint)
+        provider = provider_name(event.provider)
+        status = str(event.status)
+        # A request that was never routed names no model the gateway knows: one label value
+        # for all of them, however many names clients invent.
+        model = event.requested_model if event.model else "_unrouted"
+        key = (operation, provider, model, status, event.error_type, event.user, event.project)
+        series = self._series.get(key)
+        if series is None:
+            series = self._labels(*key)
+            if len(self._series) < 10_000:  # beyond that (hostile model names), no caching
+                self._series[key] = series
+        duration, ttft, tokens_in, tokens_out, requests, spent = series
+        duration.observe(event.latency_ms / 1000)  # type: ignore[attr-defined]
+        if event.stream and event.status == 200 and event.ttft_ms > 0:
+            ttft.observe(event.ttft_ms / 1000)  # type: ignore[attr-defined]
+        if event.status == 200 or event.prompt_tokens or event.completion_tokens:
+            tokens_in.observe(event.prompt_tokens)  # type: ignore[attr-defined]
+            if operation != "embeddings":
+                tokens_out.observe(event.completion_tokens)  # type: ignore[attr-defined]
+        requests.inc()  # type: ignore[attr-defined]
+        if cost > 0:
+            spent.inc(cost)  # type: ignore[attr-defined]
+
+    def _labels(
+        self, operation: str, provider: str, model: str, status: str, error: str, user: str, project: str
+    ) -> tuple[MetricWrapperBase, ...]:
+        genai = (operation, provider, model)
+        who = (user, project) if self.user_labels else ()
+        return (
+            self.duration.labels(*genai, status, error),
+            self.ttft.labels(*genai),
+            self.tokens.labels(*genai, "input"),
+            self.tokens.labels(*genai, "output"),
+            self.requests.labels(*genai, status, *who),
+            self.cost.labels(*genai, *who),
+        )
+
+    def upstream_failed(self, provider: str, kind: str) -> None:
+        self.upstream_errors.labels(provider_name(provider), kind).inc()
+
+    def fell_back(self, model: str, from_provider: str, to_provider: str) -> None:
+        self.fallbacks.labels(model, provider_name(from_provider), provider_name(to_provider)).inc()
+
+    def refused(self, scope: str, limit: str) -> None:
+        self.ratelimited.labels(scope, limit).inc()
+
+
+_metrics: EdgeMetrics | None = None
+
+
+def edge_metrics(*, user_labels: bool) -> EdgeMetrics:
+    """This process's metrics (made once: a metric name exists once per process)."""
+    global _metrics
+    if _metrics is None:
+        _metrics = EdgeMetrics(user_labels=user_labels)
+    return _metrics
