@@ -5,7 +5,7 @@ PYTHON ?= python3
 UV      = $(PYTHON) -m uv
 RUN     = $(UV) run --frozen --no-sync
 
-.PHONY: install install-node up test lint typecheck unit e2e conformance docs bench bench-metering clean
+.PHONY: install install-node install-browser screenshots up test lint typecheck unit e2e conformance docs bench bench-metering clean
 
 install:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check "uv>=0.5"
@@ -14,6 +14,17 @@ install:
 # The official openai Node.js package, for the conformance scenarios (locked in tests/node).
 install-node:
 	@cd tests/node && npm ci --no-audit --no-fund --loglevel=error
+
+# Chromium from the Debian packages, for the dashboard's browser tests (Playwright drives it;
+# it never downloads a browser of its own).
+install-browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+
+# docs/img: the dashboard's pages as the browser test sees them.
+screenshots: install install-browser
+	SWITCHYARD_SCREENSHOTS=docs/img $(RUN) pytest tests/e2e/test_dashboard.py
 
 up: install
 	$(RUN) python -m stack
@@ -28,10 +39,10 @@ typecheck: install
 unit: install
 	$(RUN) pytest tests/unit
 
-e2e: install
+e2e: install install-browser
 	$(RUN) pytest tests/e2e
 
-test: install install-node lint typecheck
+test: install install-node install-browser lint typecheck
 	$(RUN) pytest
 
 conformance: install install-node

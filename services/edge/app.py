@@ -49,4 +49,5 @@ def create_app(settings: EdgeSettings, drain: Drain | None = None) -> FastAPI:
     app.include_router(limits.router, prefix="/ai")
     app.include_router(health.router)
     app.include_router(observability.router)
+    ui.mount(app)
     return app
