@@ -7,6 +7,7 @@ its trace, and what the access line says. Every model endpoint opens a request w
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,6 +20,8 @@ from services.edge.usage import UsagePublisher
 from shared.catalog import Route, RouteTable
 from shared.errors import GatewayError
 from shared.events import UsageEvent
+
+log = logging.getLogger("switchyard.edge.telemetry")
 
 
 class Telemetry:
@@ -69,17 +72,20 @@ class Telemetry:
     def finish(self, record: RequestRecord, event: UsageEvent, route_table: RouteTable | None) -> None:
         """The request ended: publish its usage event, count it, end its trace."""
         record.outcome = event
-        self.usage.submit(event)
-        cost = 0.0
-        if route_table is not None and (event.prompt_tokens or event.completion_tokens):
-            cost = settled_cost(record.route, route_table, event)
-        self.metrics.observe(event, cost)
-        if record.attempt_span is not None:  # an attempt still open: the request ended in it
-            Tracing.attempt_ended(record.attempt_span, event.error_type or None, None)
-            record.attempt_span = None
-        if record.span is not None:
-            self.tracing.end(record.span, event, record.finish_reasons, record.output)
-            record.span = None
+        self.usage.submit(event)  # first: nothing below may cost a request its metering
+        try:
+            cost = 0.0
+            if route_table is not None and (event.prompt_tokens or event.completion_tokens):
+                cost = settled_cost(record.route, route_table, event)
+            self.metrics.observe(event, cost)
+            if record.attempt_span is not None:  # an attempt still open: the request ended in it
+                Tracing.attempt_ended(record.attempt_span, event.error_type or None, None)
+                record.attempt_span = None
+            if record.span is not None:
+                self.tracing.end(record.span, event, record.finish_reasons, record.output)
+                record.span = None
+        except Exception:  # a bug here must not fail the request, whose answer is already out
+            log.exception("recording the metrics or trace of %s failed", event.event_id)
 
 
 class Attempts:
