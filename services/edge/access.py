@@ -72,7 +72,7 @@ class AccessMiddleware:
 def _line(scope: Scope, status: int, latency_ms: float, record: RequestRecord | None) -> None:
     fields: dict[str, object] = {
         "method": scope["method"],
-        "path": scope["path"],
+        "path": scope["path"][:512],
         "status": status,
         "latency_ms": round(latency_ms, 1),
     }
@@ -91,4 +91,4 @@ def _line(scope: Scope, status: int, latency_ms: float, record: RequestRecord | 
     client = scope.get("client")
     if client:
         fields["client"] = client[0]
-    access_log.info("%s %s %d", scope["method"], scope["path"], status, extra=fields)
+    logs.info_line(access_log, f"{scope['method']} {scope['path'][:512]} {status}", fields)

@@ -63,3 +63,22 @@ def test_the_log_rotates_at_line_ends_and_keeps_the_backups(tmp_path: Path) -> N
     assert kept.endswith(lines[-1]) and kept.count(b"\n") == len(kept.splitlines())
     for f in files:
         assert all(line.startswith(b"line ") for line in f.read_bytes().splitlines())  # whole lines only
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_the_fast_access_line_is_the_configured_format(captured: pytest.CaptureFixture[str], fmt: str) -> None:
+    logs.configure("edge", "INFO", fmt)
+    log = logging.getLogger("switchyard.access")
+    fields = {"method": "GET", "path": "/x y", "status": 404, "latency_ms": 1.5, "client": "127.0.0.1"}
+    token = logs.request_id.set("client-id-1")
+    try:
+        log.info("GET /x y 404", extra=fields)
+        logs.info_line(log, "GET /x y 404", fields)
+    finally:
+        logs.request_id.reset(token)
+    by_handler, fast = captured.readouterr().out.splitlines()
+    if fmt == "json":
+        a, b = json.loads(by_handler), json.loads(fast)
+        assert a.pop("time")[:19] == b.pop("time")[:19] and a == b
+    else:
+        assert by_handler.split(" ", 2)[2] == fast.split(" ", 2)[2]  # all but the time
