@@ -8,7 +8,7 @@ is a time series per user, which a large deployment's Prometheus may not want.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
 from shared.events import UsageEvent
@@ -35,7 +35,7 @@ class EdgeMetrics:
     """The edge's metrics objects. Label sets seen before are looked up in one dictionary, so
     a request costs a handful of increments."""
 
-    def __init__(self, *, user_labels: bool = False) -> None:
+    def __init__(self, *, user_labels: bool = False, registry: CollectorRegistry = REGISTRY) -> None:
         self.user_labels = user_labels
         extra = _USER if user_labels else []
         self.duration = Histogram(
@@ -43,43 +43,51 @@ class EdgeMetrics:
             "Time from a request's arrival to its last byte (streams: to the end of the stream)",
             [*_GENAI, "http_response_status_code", "error_type"],
             buckets=DURATION_BUCKETS,
+            registry=registry,
         )
         self.ttft = Histogram(
             "gen_ai_server_time_to_first_token_seconds",
             "Time from a streamed request's arrival to its first token, for successful streams",
             _GENAI,
             buckets=TTFT_BUCKETS,
+            registry=registry,
         )
         self.tokens = Histogram(
             "gen_ai_client_token_usage",
             "Tokens per request, by type (input, output)",
             [*_GENAI, "gen_ai_token_type"],
             buckets=TOKEN_BUCKETS,
+            registry=registry,
         )
         self.requests = Counter(
             "switchyard_requests_total",
             "Model requests answered, by status",
             [*_GENAI, "http_response_status_code", *extra],
+            registry=registry,
         )
         self.cost = Counter(
             "switchyard_cost_usd_total",
             "Cost of the requests answered, at catalog prices (metering's ClickHouse rows are the bill)",
             [*_GENAI, *extra],
+            registry=registry,
         )
         self.upstream_errors = Counter(
             "switchyard_upstream_errors_total",
             "Upstream attempts that failed, by provider and kind (429, 5xx status, timeout, connect, keys, ...)",
             ["gen_ai_provider_name", "kind"],
+            registry=registry,
         )
         self.fallbacks = Counter(
             "switchyard_fallbacks_total",
             "Requests that moved on from a failing target to the next one of their route",
             ["gen_ai_request_model", "from_provider", "to_provider"],
+            registry=registry,
         )
         self.ratelimited = Counter(
             "switchyard_ratelimited_total",
             "Requests refused by a limit or budget, by scope and limit",
             ["scope", "limit"],
+            registry=registry,
         )
         self._series: dict[tuple[str, ...], tuple[MetricWrapperBase, ...]] = {}
 

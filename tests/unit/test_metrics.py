@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, CollectorRegistry
 
-from services.edge.metrics import edge_metrics, provider_name
+from services.edge.metrics import EdgeMetrics, edge_metrics, provider_name
 from shared import metrics
 from shared.events import UsageEvent
 
@@ -65,3 +65,24 @@ def test_the_metrics_token_is_a_bearer_token() -> None:
     assert metrics.authorized("Bearer s3cret", "s3cret") and metrics.authorized("bearer  s3cret", "s3cret")
     assert not metrics.authorized(None, "s3cret")
     assert not metrics.authorized("Bearer wrong", "s3cret") and not metrics.authorized("Basic s3cret", "s3cret")
+
+
+def test_user_labels_only_when_asked() -> None:
+    registry = CollectorRegistry()
+    m = EdgeMetrics(user_labels=True, registry=registry)
+    event = UsageEvent(event_id="r", ts=0, endpoint="embeddings", provider="openai", requested_model="e",
+                       model="e", user="bob", project="p1", prompt_tokens=5)  # fmt: skip
+    m.observe(event, 0.1)
+    labels = {"gen_ai_operation_name": "embeddings", "gen_ai_provider_name": "openai", "gen_ai_request_model": "e"}
+    assert (
+        registry.get_sample_value(
+            "switchyard_requests_total", {**labels, "http_response_status_code": "200", "user": "bob", "project": "p1"}
+        )
+        == 1
+    )
+    assert registry.get_sample_value("switchyard_cost_usd_total", {**labels, "user": "bob", "project": "p1"}) == 0.1
+    # Embeddings have no output tokens to count.
+    assert registry.get_sample_value("gen_ai_client_token_usage_count", {**labels, "gen_ai_token_type": "output"}) in (
+        None,
+        0,
+    )
