@@ -44,7 +44,9 @@ def _preexec(nice: int) -> Callable[[], None]:
 
 class RotatingLog:
     """A log file that is renamed to ``.1`` (and older ones shifted) once it would pass
-    ``max_bytes``; rotation happens at a line's end, so no line is split across files."""
+    ``max_bytes``. Rotation happens only at a line's end, so no line is split across files: a
+    line that does not fit (or a line the pipe delivered in two reads) finishes in the file it
+    began in, which may then pass ``max_bytes`` by less than one line."""
 
     def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
         self.path = path
@@ -54,21 +56,29 @@ class RotatingLog:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._out = path.open("ab")
         self._size = self._out.tell()
+        self._mid_line = False  # the file ends inside a line (its end is still to come)
 
     def write(self, data: bytes) -> None:
         with self._lock:
             if self._out.closed:
                 return
-            while self._size + len(data) > self.max_bytes and self.backups > 0:
+            while data and self._size + len(data) > self.max_bytes and self.backups > 0:
                 cut = data.rfind(b"\n", 0, max(self.max_bytes - self._size, 0)) + 1
-                if cut == 0 and self._size == 0:
-                    cut = data.find(b"\n") + 1 or len(data)  # one line longer than the limit
-                self._out.write(data[:cut])
+                if cut == 0 and (self._mid_line or self._size == 0):
+                    cut = data.find(b"\n") + 1  # finish the line begun here, whatever its length
+                    if cut == 0:
+                        break  # its end has not come yet: keep writing it here
+                self._put(data[:cut])
                 data = data[cut:]
                 self._rotate()
-            self._out.write(data)
+            self._put(data)
             self._out.flush()
+
+    def _put(self, data: bytes) -> None:
+        if data:
+            self._out.write(data)
             self._size += len(data)
+            self._mid_line = not data.endswith(b"\n")
 
     def _rotate(self) -> None:
         self._out.close()
@@ -79,6 +89,7 @@ class RotatingLog:
         os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
         self._out = self.path.open("ab")
         self._size = 0
+        self._mid_line = False
 
     def copy_from(self, fd: int) -> None:
         """Copy everything read from ``fd`` until its end (the child exited)."""

@@ -167,7 +167,7 @@ def test_limits_upstream_errors_and_fallbacks_are_counted(observed: Observed) ->
     key = observed.admin("POST", "/ai/keys", json={"user": "obs-limited", "rpm": 1}).json()["key"]
     before = _sample(observed.metrics(), "switchyard_ratelimited_total", scope="key", limit="rpm")
     codes = [observed.chat(key=key).status_code for _ in range(3)]
-    assert codes.count(429) >= 2
+    assert codes.count(429) >= 1  # two or more, unless a minute ended between the requests
     after = _sample(observed.metrics(), "switchyard_ratelimited_total", scope="key", limit="rpm")
     assert after - before == codes.count(429)
 
@@ -261,10 +261,13 @@ def test_logs_rotate_by_size_without_splitting_lines(observed: Observed) -> None
     while not rotated():  # each request adds an access line (~400 bytes): the log grows to its limit
         assert observed.chat().status_code == 200
     for path in observed.logs.glob("edge.log*"):
-        assert path.stat().st_size <= LOG_MAX_BYTES
-        for text in path.read_text().splitlines():
-            if text.startswith("{"):
-                json.loads(text)  # whole lines only
+        text = path.read_text()
+        longest = max(len(line) + 1 for line in text.splitlines())
+        assert path.stat().st_size <= LOG_MAX_BYTES + longest  # past the limit by less than a line
+        assert text.endswith("\n") or path.name == "edge.log"
+        for line in text.splitlines():
+            if line.startswith("{"):
+                json.loads(line)  # whole lines only
 
 
 def test_status_lists_every_service_instance_and_readyz_names_what_is_missing(observed: Observed) -> None:

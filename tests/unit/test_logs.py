@@ -82,3 +82,21 @@ def test_the_fast_access_line_is_the_configured_format(captured: pytest.CaptureF
         assert a.pop("time")[:19] == b.pop("time")[:19] and a == b
     else:
         assert by_handler.split(" ", 2)[2] == fast.split(" ", 2)[2]  # all but the time
+
+
+def test_a_line_split_across_two_reads_stays_in_one_file(tmp_path: Path) -> None:
+    path = tmp_path / "edge.log"
+    out = RotatingLog(path, max_bytes=50, backups=3)
+    out.write(b"a" * 30 + b"\n" + b"long line begins")  # the pipe's read ended inside a line
+    out.write(b" and goes on past the limit\nshort\n")
+    out.write(b"x" * 80)  # a line longer than the limit, its end still to come
+    out.write(b"x\nlast\n")
+    out.close()
+    files = sorted(tmp_path.glob("edge.log*"), key=lambda p: -int(p.suffix[1:]) if p.suffix[1:].isdigit() else 0)
+    lines = [line for f in files for line in f.read_bytes().splitlines(keepends=True)]
+    assert (
+        b"".join(lines)
+        == b"a" * 30 + b"\nlong line begins and goes on past the limit\nshort\n" + b"x" * 81 + b"\nlast\n"
+    )
+    for f in files:
+        assert f.read_bytes().endswith(b"\n")  # every file ends at a line's end: none was cut
