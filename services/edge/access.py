@@ -64,6 +64,9 @@ class AccessMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            edge = getattr(scope["app"].state, "edge", None) if "app" in scope else None
+            if edge is not None:
+                edge.metrics.answered(scope["path"], status)
             if access_log.isEnabledFor(logging.INFO):
                 _line(scope, status, (time.perf_counter() - started) * 1000, state.get("record"))
             logs.request_id.reset(token)

@@ -27,6 +27,25 @@ _GENAI = ["gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model
 _USER = ["user", "project"]
 
 
+# The HTTP areas of switchyard_http_requests_total (a bounded label, whatever paths clients try).
+_AREAS = (
+    ("/v1/", "model_api"),
+    ("/ai/v1/", "model_api"),
+    ("/ai/", "admin_api"),
+    ("/ui", "dashboard"),
+    ("/metrics", "metrics"),
+    ("/healthz", "health"),
+    ("/readyz", "health"),
+)
+
+
+def _area(path: str) -> str:
+    for prefix, area in _AREAS:
+        if path.startswith(prefix):
+            return area
+    return "other"
+
+
 def provider_name(provider: str) -> str:
     return PROVIDER_NAMES.get(provider, provider)
 
@@ -89,7 +108,15 @@ class EdgeMetrics:
             ["scope", "limit"],
             registry=registry,
         )
+        self.http = Counter(
+            "switchyard_http_requests_total",
+            "Every HTTP request the edge answered, by area (model API, admin API, dashboard, ...) and "
+            "status: refusals before a request is a model request (a bad key, a bad body) are here",
+            ["area", "http_response_status_code"],
+            registry=registry,
+        )
         self._series: dict[tuple[str, ...], tuple[MetricWrapperBase, ...]] = {}
+        self._http: dict[tuple[str, int], MetricWrapperBase] = {}
 
     def observe(self, event: UsageEvent, cost: float) -> None:
         operation = OPERATIONS.get(event.endpoint, event.endpoint)
@@ -129,6 +156,13 @@ class EdgeMetrics:
             self.requests.labels(*genai, status, *who),
             self.cost.labels(*genai, *who),
         )
+
+    def answered(self, path: str, status: int) -> None:
+        area = _area(path)
+        child = self._http.get((area, status))
+        if child is None:
+            child = self._http[(area, status)] = self.http.labels(area, str(status))
+        child.inc()  # type: ignore[attr-defined]
 
     def upstream_failed(self, provider: str, kind: str) -> None:
         self.upstream_errors.labels(provider_name(provider), kind).inc()

@@ -133,9 +133,16 @@ def test_metrics_count_every_request_whatever_worker_served_it(observed: Observe
 
 
 def test_metrics_want_the_token_and_every_service_has_them(observed: Observed) -> None:
+    def refused(area: str) -> float:
+        return _sample(observed.metrics(), "switchyard_http_requests_total", area=area, http_response_status_code="401")
+
+    before_metrics, before_api = refused("metrics"), refused("model_api")
     assert httpx.get(observed.origin + "/metrics").status_code == 401
     wrong = httpx.get(observed.origin + "/metrics", headers={"authorization": "Bearer nope"})
     assert wrong.status_code == 401 and wrong.json()["error"]["type"] == "authentication_error"
+    assert observed.chat(key="sk-sy-not-a-key").status_code == 401  # refused before it is a model request
+    # Both refusals of this worker and the other are counted, whichever worker answers the scrape.
+    assert refused("metrics") - before_metrics == 2 and refused("model_api") - before_api == 1
     health = observed.stack.info.health if observed.stack.info else {}
     for service in ("router", "keyvault", "metering"):
         assert httpx.get(health[service] + "/metrics").status_code == 401

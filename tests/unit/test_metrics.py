@@ -86,3 +86,19 @@ def test_user_labels_only_when_asked() -> None:
         None,
         0,
     )
+
+
+def test_every_http_answer_is_counted_by_a_bounded_area() -> None:
+    registry = CollectorRegistry()
+    m = EdgeMetrics(registry=registry)
+    for path, status in [("/v1/chat/completions", 401), ("/ai/v1/embeddings", 401), ("/ai/keys", 200),
+                         ("/ui/app.js", 200), ("/wp-admin/../../etc/passwd", 404), ("/.env", 404)]:  # fmt: skip
+        m.answered(path, status)
+
+    def count(area: str, status: str) -> float | None:
+        return registry.get_sample_value(
+            "switchyard_http_requests_total", {"area": area, "http_response_status_code": status}
+        )
+
+    assert count("model_api", "401") == 2 and count("admin_api", "200") == 1 and count("dashboard", "200") == 1
+    assert count("other", "404") == 2  # paths clients invent share one series
