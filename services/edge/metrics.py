@@ -4,12 +4,20 @@
 Recorded once per request when it ends (services/edge/telemetry.py), from its usage event.
 Labels carry no key or user unless ``GATEWAY_METRICS_USER_LABELS`` is set: a label per user
 is a time series per user, which a large deployment's Prometheus may not want.
+
+A request adds to counts held in this process (a few additions); :meth:`EdgeMetrics.flush`
+moves them into the metrics once a second and before this worker answers a scrape. With
+several workers each update of a metric is a write to a file they share, eight of them per
+request: gathered, a second's worth of requests costs one write per bucket that changed. So
+another worker's requests show up in a scrape within a second.
 """
 
 from __future__ import annotations
 
+import asyncio
+from bisect import bisect_left
+
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
-from prometheus_client.metrics import MetricWrapperBase
 
 from shared.events import UsageEvent
 
@@ -48,6 +56,54 @@ def _area(path: str) -> str:
 
 def provider_name(provider: str) -> str:
     return PROVIDER_NAMES.get(provider, provider)
+
+
+class _Count:
+    """What a counter series gained since the last flush."""
+
+    __slots__ = ("child", "pending")
+
+    def __init__(self, child: Counter) -> None:
+        self.child = child
+        self.pending = 0.0
+
+    def flush(self) -> None:
+        if self.pending:
+            self.child.inc(self.pending)
+            self.pending = 0.0
+
+
+class _Buckets:
+    """What a histogram series observed since the last flush: a count per bucket and the sum,
+    added to the histogram's own bucket values (prometheus_client keeps one value per bucket,
+    as ``observe`` does, and the count is their total)."""
+
+    __slots__ = ("bounds", "child", "counts", "dirty", "total")
+
+    def __init__(self, child: Histogram) -> None:
+        self.child = child
+        self.bounds: list[float] = list(child._upper_bounds)
+        self.counts = [0] * len(self.bounds)
+        self.total = 0.0
+        self.dirty = False
+
+    def add(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1  # the first bucket with value <= bound
+        self.total += value
+        self.dirty = True
+
+    def flush(self) -> None:
+        if not self.dirty:
+            return
+        self.child._sum.inc(self.total)
+        for i, count in enumerate(self.counts):
+            if count:
+                self.child._buckets[i].inc(count)
+                self.counts[i] = 0
+        self.total, self.dirty = 0.0, False
+
+
+_Series = tuple[_Buckets, _Buckets, _Buckets, _Buckets, _Count, _Count]
 
 
 class EdgeMetrics:
@@ -115,8 +171,8 @@ class EdgeMetrics:
             ["area", "http_response_status_code"],
             registry=registry,
         )
-        self._series: dict[tuple[str, ...], tuple[MetricWrapperBase, ...]] = {}
-        self._http: dict[tuple[str, int], MetricWrapperBase] = {}
+        self._series: dict[tuple[str, ...], _Series] = {}
+        self._http: dict[tuple[str, int], _Count] = {}
 
     def observe(self, event: UsageEvent, cost: float) -> None:
         operation = OPERATIONS.get(event.endpoint, event.endpoint)
@@ -128,41 +184,55 @@ class EdgeMetrics:
         key = (operation, provider, model, status, event.error_type, event.user, event.project)
         series = self._series.get(key)
         if series is None:
-            series = self._labels(*key)
-            if len(self._series) < 10_000:  # beyond that (hostile model names), no caching
-                self._series[key] = series
+            series = self._series[key] = self._labels(*key)
         duration, ttft, tokens_in, tokens_out, requests, spent = series
-        duration.observe(event.latency_ms / 1000)  # type: ignore[attr-defined]
+        duration.add(event.latency_ms / 1000)
         if event.stream and event.status == 200 and event.ttft_ms > 0:
-            ttft.observe(event.ttft_ms / 1000)  # type: ignore[attr-defined]
+            ttft.add(event.ttft_ms / 1000)
         if event.status == 200 or event.prompt_tokens or event.completion_tokens:
-            tokens_in.observe(event.prompt_tokens)  # type: ignore[attr-defined]
+            tokens_in.add(event.prompt_tokens)
             if operation != "embeddings":
-                tokens_out.observe(event.completion_tokens)  # type: ignore[attr-defined]
-        requests.inc()  # type: ignore[attr-defined]
-        if cost > 0:
-            spent.inc(cost)  # type: ignore[attr-defined]
+                tokens_out.add(event.completion_tokens)
+        requests.pending += 1
+        spent.pending += cost
 
     def _labels(
         self, operation: str, provider: str, model: str, status: str, error: str, user: str, project: str
-    ) -> tuple[MetricWrapperBase, ...]:
+    ) -> _Series:
         genai = (operation, provider, model)
         who = (user, project) if self.user_labels else ()
         return (
-            self.duration.labels(*genai, status, error),
-            self.ttft.labels(*genai),
-            self.tokens.labels(*genai, "input"),
-            self.tokens.labels(*genai, "output"),
-            self.requests.labels(*genai, status, *who),
-            self.cost.labels(*genai, *who),
+            _Buckets(self.duration.labels(*genai, status, error)),
+            _Buckets(self.ttft.labels(*genai)),
+            _Buckets(self.tokens.labels(*genai, "input")),
+            _Buckets(self.tokens.labels(*genai, "output")),
+            _Count(self.requests.labels(*genai, status, *who)),
+            _Count(self.cost.labels(*genai, *who)),
         )
 
     def answered(self, path: str, status: int) -> None:
         area = _area(path)
-        child = self._http.get((area, status))
-        if child is None:
-            child = self._http[(area, status)] = self.http.labels(area, str(status))
-        child.inc()  # type: ignore[attr-defined]
+        count = self._http.get((area, status))
+        if count is None:
+            count = self._http[(area, status)] = _Count(self.http.labels(area, str(status)))
+        count.pending += 1
+
+    def flush(self) -> None:
+        """Move what this process counted into the metrics (and so, with several workers, into
+        the files a scrape reads)."""
+        for series in self._series.values():
+            for part in series:
+                part.flush()
+        for count in self._http.values():
+            count.flush()
+
+    async def keep_flushing(self, every: float = 1.0) -> None:
+        try:
+            while True:
+                await asyncio.sleep(every)
+                self.flush()
+        finally:
+            self.flush()  # what the last requests counted, on the way out
 
     def upstream_failed(self, provider: str, kind: str) -> None:
         self.upstream_errors.labels(provider_name(provider), kind).inc()

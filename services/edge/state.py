@@ -129,6 +129,7 @@ class Edge:
             ("users", self.limits.user_mirror.run()),
             ("quotas", self.quotas.run()),
             ("status", self.status.run()),
+            ("metrics", self.metrics.keep_flushing()),
         ):
             self.tasks.append(asyncio.create_task(coro, name=name))
         # Serve once the caches hold the current state, so the first request is not refused.

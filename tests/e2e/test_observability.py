@@ -106,8 +106,15 @@ def test_metrics_count_every_request_whatever_worker_served_it(observed: Observe
     served_by = {line["pid"] for line in observed.log_lines("edge") if line.get("path") == "/v1/chat/completions"}
     assert len(served_by) == 2, "both edge workers should have served requests"
 
-    # Whichever worker answers the scrape, the counters hold every worker's requests.
+    # Whichever worker answers the scrape, the counters hold every worker's requests (each
+    # worker moves its counts into the shared files within a second).
     labels = {"gen_ai_operation_name": "chat", "gen_ai_provider_name": "openai", "gen_ai_request_model": model}
+    wait_until(
+        lambda: (
+            _sample(observed.metrics(), "switchyard_requests_total", **labels, http_response_status_code="200") == 40
+        ),
+        what="every worker's counts",
+    )
     for _ in range(4):
         text = observed.metrics()
         assert _sample(text, "switchyard_requests_total", **labels, http_response_status_code="200") == 40
@@ -118,7 +125,7 @@ def test_metrics_count_every_request_whatever_worker_served_it(observed: Observe
     assert _sample(text, "switchyard_cost_usd_total", **labels) == 0  # a name the catalog has no price for
     priced = {**labels, "gen_ai_request_model": "gpt-4o-mini"}
     assert observed.chat("gpt-4o-mini").status_code == 200
-    assert _sample(observed.metrics(), "switchyard_cost_usd_total", **priced) > 0
+    wait_until(lambda: _sample(observed.metrics(), "switchyard_cost_usd_total", **priced) > 0, what="the cost")
     assert "user=" not in text and "client_key" not in text  # no per-user series by default
     assert _sample(text, "switchyard_bus_connected", service="edge") == 1
 
@@ -141,8 +148,11 @@ def test_metrics_want_the_token_and_every_service_has_them(observed: Observed) -
     wrong = httpx.get(observed.origin + "/metrics", headers={"authorization": "Bearer nope"})
     assert wrong.status_code == 401 and wrong.json()["error"]["type"] == "authentication_error"
     assert observed.chat(key="sk-sy-not-a-key").status_code == 401  # refused before it is a model request
-    # Both refusals of this worker and the other are counted, whichever worker answers the scrape.
-    assert refused("metrics") - before_metrics == 2 and refused("model_api") - before_api == 1
+    # Both refusals are counted, whichever worker answers the scrape.
+    wait_until(
+        lambda: refused("metrics") - before_metrics == 2 and refused("model_api") - before_api == 1,
+        what="the refusals to be counted",
+    )
     health = observed.stack.info.health if observed.stack.info else {}
     for service in ("router", "keyvault", "metering"):
         assert httpx.get(health[service] + "/metrics").status_code == 401

@@ -33,6 +33,8 @@ def test_a_request_is_counted_once_with_its_tokens_duration_and_cost() -> None:
     )
     m.observe(event, 0.5)
     m.observe(event, 0.25)
+    assert _value("switchyard_requests_total", **genai, http_response_status_code="200") == 0  # not yet flushed
+    m.flush()
     assert _value("switchyard_requests_total", **genai, http_response_status_code="200") == 2
     assert _value("switchyard_cost_usd_total", **genai) == 0.75
     assert _value("gen_ai_client_token_usage_sum", **genai, gen_ai_token_type="output") == 60
@@ -43,6 +45,7 @@ def test_a_request_is_counted_once_with_its_tokens_duration_and_cost() -> None:
     # Never routed (an invented model name): one series for all such names, no user label.
     for name in ("invented-1", "invented-2"):
         m.observe(event.model_copy(update={"model": "", "requested_model": name, "status": 404}), 0.0)
+    m.flush()
     unrouted = {**genai, "gen_ai_request_model": "_unrouted"}
     assert _value("switchyard_requests_total", **unrouted, http_response_status_code="404") == 2
     assert _value("gen_ai_server_time_to_first_token_seconds_count", **unrouted) == 0  # failures have no TTFT
@@ -73,6 +76,7 @@ def test_user_labels_only_when_asked() -> None:
     event = UsageEvent(event_id="r", ts=0, endpoint="embeddings", provider="openai", requested_model="e",
                        model="e", user="bob", project="p1", prompt_tokens=5)  # fmt: skip
     m.observe(event, 0.1)
+    m.flush()
     labels = {"gen_ai_operation_name": "embeddings", "gen_ai_provider_name": "openai", "gen_ai_request_model": "e"}
     assert (
         registry.get_sample_value(
@@ -94,6 +98,7 @@ def test_every_http_answer_is_counted_by_a_bounded_area() -> None:
     for path, status in [("/v1/chat/completions", 401), ("/ai/v1/embeddings", 401), ("/ai/keys", 200),
                          ("/ui/app.js", 200), ("/wp-admin/../../etc/passwd", 404), ("/.env", 404)]:  # fmt: skip
         m.answered(path, status)
+    m.flush()
 
     def count(area: str, status: str) -> float | None:
         return registry.get_sample_value(
@@ -102,3 +107,23 @@ def test_every_http_answer_is_counted_by_a_bounded_area() -> None:
 
     assert count("model_api", "401") == 2 and count("admin_api", "200") == 1 and count("dashboard", "200") == 1
     assert count("other", "404") == 2  # paths clients invent share one series
+
+
+def test_gathered_observations_make_the_same_histogram_as_observing_each(tmp_path: object) -> None:
+    """The flush adds counts straight to the histogram's bucket values: the exposition must be
+    what prometheus_client's own observe() makes, boundaries included (a value equal to a bound
+    is in that bucket)."""
+    from prometheus_client import Histogram, generate_latest
+
+    from services.edge.metrics import DURATION_BUCKETS, _Buckets
+
+    values = [0.0, 0.01, 0.015, 0.02, 0.3, 0.32, 0.33, 5.12, 81.92, 100.0, 0.004] * 3
+    direct, gathered = CollectorRegistry(), CollectorRegistry()
+    one = Histogram("h", "h", ["x"], buckets=DURATION_BUCKETS, registry=direct).labels("a")
+    many = _Buckets(Histogram("h", "h", ["x"], buckets=DURATION_BUCKETS, registry=gathered).labels("a"))
+    for value in values:
+        one.observe(value)
+        many.add(value)
+    many.flush()
+    many.flush()  # nothing new: adds nothing
+    assert generate_latest(gathered) == generate_latest(direct)

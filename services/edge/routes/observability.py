@@ -22,6 +22,7 @@ async def prometheus(request: Request, edge: EdgeDep) -> Response:
         raise GatewayError(
             INVALID_API_KEY, "GET /metrics wants the metrics token (GATEWAY_METRICS_TOKEN) as a bearer token."
         )
+    edge.metrics.flush()  # this worker's own requests, to the last one
     return Response(metrics.exposition(), media_type=metrics.CONTENT_TYPE)
 
 
