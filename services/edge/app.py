@@ -12,7 +12,7 @@ from services.edge import errors, ui
 from services.edge.access import AccessMiddleware
 from services.edge.audit import AuditMiddleware
 from services.edge.limits import HeaderLimitMiddleware
-from services.edge.routes import admin, chat, embeddings, health, limits, models, observability, usage
+from services.edge.routes import admin, chat, embeddings, health, limits, messages, models, observability, usage
 from services.edge.server import Drain
 from services.edge.settings import EdgeSettings
 from services.edge.state import Edge
@@ -43,6 +43,8 @@ def create_app(settings: EdgeSettings, drain: Drain | None = None) -> FastAPI:
     for prefix in ("/v1", "/ai/v1"):
         app.router.add_route(f"{prefix}/chat/completions", chat.chat_completions, methods=["POST"])
         app.router.add_route(f"{prefix}/embeddings", embeddings.embeddings, methods=["POST"])
+        app.router.add_route(f"{prefix}/messages", messages.messages, methods=["POST"])
+        app.router.add_route(f"{prefix}/messages/count_tokens", messages.count_tokens, methods=["POST"])
         app.include_router(models.router, prefix=prefix)
     app.include_router(admin.router, prefix="/ai")
     app.include_router(usage.router, prefix="/ai")

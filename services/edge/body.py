@@ -15,6 +15,11 @@ from shared.errors import INVALID_JSON, INVALID_REQUEST, MISSING_PARAM, TOO_LARG
 
 
 async def read_json(request: Request, limit: int) -> dict[str, Any]:
+    return parse_json(await read_body(request, limit))
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request's bytes, refused past ``limit``."""
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -29,7 +34,10 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
         if size > limit:
             raise _too_large(limit)
         chunks.append(chunk)
-    raw = b"".join(chunks)
+    return b"".join(chunks)
+
+
+def parse_json(raw: bytes) -> dict[str, Any]:
     if not raw.strip():
         raise GatewayError(INVALID_JSON, "The request body is empty; send a JSON object.")
     try:

@@ -1,4 +1,5 @@
-"""Every error the edge answers, in OpenAI's shape, logged at the table's level."""
+"""Every error the edge answers, in the caller's API shape (OpenAI's; Anthropic's on the
+Messages API), logged at the table's level."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from services.edge.providers import anthropic_passthrough
 from shared.errors import (
     INTERNAL,
     INVALID_REQUEST,
@@ -21,14 +23,21 @@ from shared.errors import (
 log = logging.getLogger("switchyard.edge.errors")
 
 
-def _respond(err: GatewayError) -> JSONResponse:
+# The Messages API's paths (also under /ai): their clients are Anthropic SDKs.
+MESSAGES_PATHS = ("/v1/messages", "/v1/messages/count_tokens")
+
+
+def _respond(err: GatewayError, request: Request) -> JSONResponse:
+    if request.url.path.rstrip("/").endswith(MESSAGES_PATHS):
+        body = anthropic_passthrough.envelope(err.message, anthropic_passthrough.error_type(err.status, err.code))
+        return JSONResponse(body, status_code=err.status, headers=err.headers)
     return JSONResponse(err.envelope(), status_code=err.status, headers=err.headers)
 
 
 async def _gateway_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, GatewayError)
     log.log(exc.kind.log_level, "%s %s -> %d %s", request.method, request.url.path, exc.status, exc.message)
-    return _respond(exc)
+    return _respond(exc, request)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -36,7 +45,8 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     first = exc.errors()[0] if exc.errors() else {}
     loc = [str(p) for p in first.get("loc", ()) if p not in ("query", "path", "body", "header")]
     param = ".".join(loc) or None
-    return _respond(GatewayError(INVALID_REQUEST, f"{param or 'request'}: {first.get('msg', 'invalid')}", param=param))
+    err = GatewayError(INVALID_REQUEST, f"{param or 'request'}: {first.get('msg', 'invalid')}", param=param)
+    return _respond(err, request)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -47,12 +57,12 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         err = GatewayError(METHOD_NOT_ALLOWED, f"Method {request.method} is not allowed on {request.url.path}.")
     else:
         err = GatewayError(kind_for_status(exc.status_code), str(exc.detail), status=exc.status_code)
-    return _respond(err)
+    return _respond(err, request)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return _respond(GatewayError(INTERNAL, "The gateway hit an internal error; it has been logged."))
+    return _respond(GatewayError(INTERNAL, "The gateway hit an internal error; it has been logged."), request)
 
 
 def install(app: FastAPI) -> None:

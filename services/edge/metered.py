@@ -34,6 +34,7 @@ class RequestRecord:
     finish_reasons: list[str] = field(default_factory=list)  # noted only while tracing
     output: str | None = None  # the completion, noted only when traces may carry content
     outcome: UsageEvent | None = None  # the usage event, once the request has ended
+    raw_body: bytes = b""  # the body as the client sent it (passed through untouched where it can be)
 
     def __post_init__(self) -> None:
         self.event_id = self.event_id or self.request_id

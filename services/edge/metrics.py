@@ -29,7 +29,7 @@ TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4
 # gen_ai.provider.name's well-known values, for the providers that have one.
 PROVIDER_NAMES = {"gemini": "gcp.gemini", "azure": "azure.ai.openai", "xai": "x_ai", "mistral": "mistral_ai"}
 # gen_ai.operation.name for each endpoint.
-OPERATIONS = {"chat.completions": "chat", "embeddings": "embeddings"}
+OPERATIONS = {"chat.completions": "chat", "messages": "chat", "embeddings": "embeddings"}
 
 _GENAI = ["gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model"]
 _USER = ["user", "project"]

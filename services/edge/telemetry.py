@@ -69,6 +69,14 @@ class Telemetry:
                 if self.tracing.capture_content and isinstance(message, dict):
                     record.output = json.dumps([message], ensure_ascii=False, default=str)
 
+    def close(self, record: RequestRecord, status: int) -> None:
+        """A request that is not metered (counting tokens) ended: its spans end."""
+        for span in (record.attempt_span, record.span):
+            if span is not None:
+                span.set_attribute("http.response.status_code", status)
+                span.end()
+        record.span = record.attempt_span = None
+
     def finish(self, record: RequestRecord, event: UsageEvent, route_table: RouteTable | None) -> None:
         """The request ended: publish its usage event, count it, end its trace."""
         record.outcome = event

@@ -263,6 +263,26 @@ class AnthropicSimulator(ThreadedServer):
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/messages", self.messages)
+        app.router.add_post("/v1/messages/count_tokens", self.count_tokens)
+
+    async def count_tokens(self, request: web.Request) -> web.Response:
+        """``{"input_tokens": N}``: what the same prompt is billed as input (the API's count)."""
+        key = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
+        if not key or key.startswith("sk-invalid"):
+            return error(401, "invalid x-api-key")
+        version = request.headers.get("anthropic-version")
+        if not version:
+            return error(400, "anthropic-version: header is required")
+        try:
+            body = await request.json()
+        except ValueError:
+            return error(400, "There was an error parsing the body of your request")
+        self.state.requests.append(Recorded(request.path_qs, dict(request.headers), body))
+        try:
+            prompt = read_prompt({**body, "max_tokens": 1}, version)
+        except Invalid as exc:
+            return error(400, str(exc))
+        return web.json_response({"input_tokens": script.answer(prompt).prompt_tokens})
 
     async def messages(self, request: web.Request) -> web.StreamResponse:
         # The API takes the key in x-api-key; newer SDKs may send it as a bearer token.

@@ -477,7 +477,7 @@ class AnthropicStream:
         self.tool_count = 0
         self.finish_reason: str | None = None
 
-    def feed(self, event: dict[str, Any]) -> list[bytes]:
+    def feed(self, event: dict[str, Any], data: bytes = b"") -> list[bytes]:
         kind = event.get("type")
         if kind == "message_start":
             message = event.get("message") or {}

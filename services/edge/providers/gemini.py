@@ -497,7 +497,7 @@ class GeminiStream:
         self.tool_counts: dict[int, int] = {}
         self.usage: dict[str, Any] = {}
 
-    def feed(self, event: dict[str, Any]) -> list[bytes]:
+    def feed(self, event: dict[str, Any], data: bytes = b"") -> list[bytes]:
         if "error" in event:
             err = event["error"] if isinstance(event["error"], dict) else {}
             code = err.get("code")

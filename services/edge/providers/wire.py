@@ -41,8 +41,9 @@ def read_reply(provider: str, translate: Callable[[], T]) -> T:
 class StreamTranslator(Protocol):
     finished: bool  # the provider's stream reached its own end
 
-    def feed(self, event: dict[str, Any]) -> list[bytes]:
-        """OpenAI SSE events for one provider event (may raise GatewayError for an error event)."""
+    def feed(self, event: dict[str, Any], data: bytes) -> list[bytes]:
+        """The client's SSE events for one provider event, given parsed and as its ``data``
+        bytes (may raise GatewayError for an error event)."""
         ...
 
     def eof(self) -> None:
@@ -69,13 +70,21 @@ async def gather(coros: list[Coroutine[Any, Any, T]]) -> list[T]:
     return [task.result() for task in tasks]
 
 
+ErrorEvent = Callable[[str, str, str], bytes]  # (message, code, type): the client's error event
+
+
+def _payload(body: dict[str, Any] | bytes) -> bytes | str:
+    """A body as built (serialised here) or as the client sent it (passed on untouched)."""
+    return body if isinstance(body, bytes) else json.dumps(body)
+
+
 async def post_json(
-    call: Call, url: str, body: dict[str, Any], headers: dict[str, str], on_error: ErrorMapper
+    call: Call, url: str, body: dict[str, Any] | bytes, headers: dict[str, str], on_error: ErrorMapper
 ) -> tuple[bytes, float]:
     """POST and return the 200 reply's bytes and the upstream time in ms; errors mapped."""
     started = time.perf_counter()
     try:
-        async with call.http.post(url, data=json.dumps(body), headers=headers) as resp:
+        async with call.http.post(url, data=_payload(body), headers=headers) as resp:
             raw = await resp.read()
             status, resp_headers = resp.status, resp.headers
     except TRANSPORT_ERRORS as exc:
@@ -86,10 +95,10 @@ async def post_json(
 
 
 async def open_stream(
-    call: Call, url: str, body: dict[str, Any], headers: dict[str, str], on_error: ErrorMapper
+    call: Call, url: str, body: dict[str, Any] | bytes, headers: dict[str, str], on_error: ErrorMapper
 ) -> aiohttp.ClientResponse:
     try:
-        resp = await call.http.post(url, data=json.dumps(body), headers=headers)
+        resp = await call.http.post(url, data=_payload(body), headers=headers)
     except TRANSPORT_ERRORS as exc:
         raise transport_error(exc, call.route.provider) from exc
     if resp.status != 200:
@@ -104,8 +113,14 @@ async def open_stream(
 
 
 async def relay(
-    call: Call, resp: aiohttp.ClientResponse, translator: StreamTranslator, meter: StreamMeter
+    call: Call,
+    resp: aiohttp.ClientResponse,
+    translator: StreamTranslator,
+    meter: StreamMeter,
+    error_event: ErrorEvent = error_event,
 ) -> AsyncIterator[bytes]:
+    """Relay a provider's stream through ``translator``; every way it can fail ends with
+    ``error_event`` (in the client's API shape: OpenAI's unless told otherwise)."""
     provider = call.route.provider
     try:
         async for data in events(resp.content.iter_any()):
@@ -113,19 +128,23 @@ async def relay(
                 event = json.loads(data)
             except ValueError:
                 meter.error_type = "upstream_bad_event"
-                yield error_event(f"provider {provider!r} sent an event that is not JSON", "upstream_bad_event")
+                yield error_event(
+                    f"provider {provider!r} sent an event that is not JSON", "upstream_bad_event", "api_error"
+                )
                 return
             if not isinstance(event, dict):
                 continue
             try:
-                out = translator.feed(event)
+                out = translator.feed(event, data)
             except GatewayError as exc:
                 meter.error_type = exc.code or "upstream_error"
                 yield error_event(exc.message, exc.code or "upstream_error", exc.type)
                 return
             except UNREADABLE:
                 meter.error_type = "upstream_bad_event"
-                yield error_event(f"provider {provider!r} sent an event of an unexpected shape", "upstream_bad_event")
+                yield error_event(
+                    f"provider {provider!r} sent an event of an unexpected shape", "upstream_bad_event", "api_error"
+                )
                 return
             for item in out:
                 yield item
@@ -136,11 +155,11 @@ async def relay(
     except TRANSPORT_ERRORS as exc:
         err = transport_error(exc, provider)
         meter.error_type = "upstream_disconnected"
-        yield error_event(f"stream from provider interrupted: {err.message}", "upstream_disconnected")
+        yield error_event(f"stream from provider interrupted: {err.message}", "upstream_disconnected", "api_error")
         return
     except ValueError as exc:
         meter.error_type = "upstream_bad_event"
-        yield error_event(str(exc), "upstream_bad_event")
+        yield error_event(str(exc), "upstream_bad_event", "api_error")
         return
     finally:
         meter.upstream_done_at = time.perf_counter()
@@ -150,7 +169,9 @@ async def relay(
             resp.close()  # cut the connection: the provider stops generating
     if not translator.finished:
         meter.error_type = "upstream_truncated"
-        yield error_event(f"stream from provider {provider!r} ended before it finished", "upstream_truncated")
+        yield error_event(
+            f"stream from provider {provider!r} ended before it finished", "upstream_truncated", "api_error"
+        )
         return
     meter.finished = True
     for item in translator.close():

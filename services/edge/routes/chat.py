@@ -22,10 +22,11 @@ from services.edge import failover, metadata
 from services.edge.access import new_request_id
 from services.edge.admission import Ticket, settled_cost
 from services.edge.auth import require_model
-from services.edge.body import check_chat, read_json
+from services.edge.body import check_chat, parse_json, read_body
 from services.edge.metered import RequestRecord
 from services.edge.providers.base import Adapter, Call, Completion, Credential, StreamMeter, Usage
 from services.edge.providers.common import error_event
+from services.edge.providers.wire import ErrorEvent
 from services.edge.sse import DONE
 from services.edge.state import Edge
 from shared.catalog import Plan, Route
@@ -38,13 +39,15 @@ DROPPED_HEADER = "x-switchyard-dropped-params"
 
 
 async def begin(
-    request: Request, endpoint: str, check: Callable[[dict[str, Any]], None]
+    request: Request, endpoint: str, check: Callable[[dict[str, Any]], None], key_header: str = "api-key"
 ) -> tuple[Edge, RequestRecord, bool]:
-    """What every model endpoint does first: authenticate, read and check the body, take
-    the drop-params opt-in out of it, and open the request's usage record."""
+    """What every model endpoint does first: authenticate (a bearer token, or the key in
+    ``key_header``), read and check the body, take the drop-params opt-in out of it, and open
+    the request's usage record (which keeps the body's bytes as they came)."""
     edge: Edge = request.app.state.edge
-    principal = edge.client_keys.authenticate(request.headers.get("authorization"), request.headers.get("api-key"))
-    body = await read_json(request, edge.settings.max_body_bytes)
+    principal = edge.client_keys.authenticate(request.headers.get("authorization"), request.headers.get(key_header))
+    raw = await read_body(request, edge.settings.max_body_bytes)
+    body = parse_json(raw)
     drop = drop_params(request, body)
     check(body)
     state = request.state
@@ -57,6 +60,7 @@ async def begin(
         body=body,
         instance=edge.instance,
         routing_decision_id="rd_" + os.urandom(12).hex(),
+        raw_body=raw,
     )
     edge.telemetry.open(record, request.headers)
     state.record = record  # for the access line
@@ -109,7 +113,7 @@ async def chat_completions(request: Request) -> Response:
     headers.update(ticket.headers())
     events = guarded(opened, plan.timeouts, call.route.provider)
     return StreamingResponse(
-        _metered(events, opened.meter, record, edge, meta, ticket),
+        metered_stream(events, opened.meter, record, edge, meta, ticket),
         media_type="text/event-stream",
         headers=headers,
     )
@@ -202,9 +206,12 @@ async def bounded(work: Awaitable[T], seconds: float | None, route: Route, what:
         raise err from None
 
 
-async def guarded(opened: Opened, timeouts: Timeouts, provider: str) -> AsyncIterator[bytes]:
+async def guarded(
+    opened: Opened, timeouts: Timeouts, provider: str, error: ErrorEvent = error_event
+) -> AsyncIterator[bytes]:
     """The stream after its first event, with the idle and total bounds: a stall ends it with
-    an error event (never with ``[DONE]``) and closes the upstream connection."""
+    an ``error`` event in the client's API shape (never with ``[DONE]``) and closes the
+    upstream connection."""
     yield opened.first
     meter, rest = opened.meter, opened.rest
     if timeouts.idle_seconds is None and timeouts.total_seconds is None:
@@ -228,7 +235,7 @@ async def guarded(opened: Opened, timeouts: Timeouts, provider: str) -> AsyncIte
                     if watch.stalled
                     else (f"did not finish within {timeouts.total_seconds:g} s")
                 )
-                yield error_event(f"stream from provider {provider!r} stopped: it {why}", meter.error_type)
+                yield error(f"stream from provider {provider!r} stopped: it {why}", meter.error_type, "api_error")
                 return
             yield event
     finally:
@@ -353,40 +360,30 @@ def _key_refused(edge: Edge, route: Route, credential: Credential, exc: GatewayE
     return False
 
 
-async def _metered(
+async def metered_stream(
     events: AsyncIterator[bytes],
     meter: StreamMeter,
     record: RequestRecord,
     edge: Edge,
-    meta: dict[str, object],
+    meta: dict[str, object] | None,
     ticket: Ticket,
 ) -> AsyncIterator[bytes]:
-    """Relay events, the routing metadata in the last chunk before ``[DONE]``; whatever
+    """Relay events (OpenAI chunks get the routing metadata, ``meta``, in the last chunk
+    before ``[DONE]``; another API's events, with no ``meta``, pass as they are); whatever
     happens (finish, upstream error, client gone), meter once."""
     status, error_type = 200, ""
-    held = b""  # a chunk that may be the last one, until the next event tells
+    relayed = events if meta is None else _with_metadata(events, record, edge, meta)
     try:
-        async for event in events:
-            if event == DONE:
-                yield metadata.into_event(held, meta) if held else metadata.stream_chunk(record, meta)
-                held = b""
-            elif held:
-                yield held
-                held = b""
-            if event != DONE and metadata.may_be_last(event):
-                held = event
-                if record.span is not None:
-                    edge.telemetry.note_chunk(record, event)
-                continue
+        async for event in relayed:
             yield event
-        if held:
-            yield held
         if not meter.finished:
             status, error_type = 502, meter.error_type or "upstream_error"
     except BaseException:  # the client went away (cancellation) or the relay broke
         status, error_type = 499, "client_disconnected"
         raise
     finally:
+        if relayed is not events:
+            await _close(relayed)
         await _close(events)
         ttft = ((meter.first_chunk_at or meter.started) - meter.started) * 1000
         upstream_end = meter.upstream_done_at or time.perf_counter()
@@ -401,3 +398,25 @@ async def _metered(
             upstream_ms=(upstream_end - meter.started) * 1000,
         )
         edge.telemetry.finish(record, outcome, edge.routes.table)
+
+
+async def _with_metadata(
+    events: AsyncIterator[bytes], record: RequestRecord, edge: Edge, meta: dict[str, object]
+) -> AsyncIterator[bytes]:
+    """OpenAI chunks with the routing metadata in the last one before ``[DONE]``."""
+    held = b""  # a chunk that may be the last one, until the next event tells
+    async for event in events:
+        if event == DONE:
+            yield metadata.into_event(held, meta) if held else metadata.stream_chunk(record, meta)
+            held = b""
+        elif held:
+            yield held
+            held = b""
+        if event != DONE and metadata.may_be_last(event):
+            held = event
+            if record.span is not None:
+                edge.telemetry.note_chunk(record, event)
+            continue
+        yield event
+    if held:
+        yield held

@@ -1,0 +1,191 @@
+"""Anthropic's Messages API inbound (``/v1/messages``), driven by the official ``anthropic`` SDK
+against two edge processes, with an Anthropic simulator upstream: passed through as sent,
+streamed event by event, tools and thinking with signatures intact, counted tokens, errors
+in Anthropic's shape, and metered like chat."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterator
+
+import anthropic
+import httpx
+import pytest
+
+from tests.conftest import Gateway, wait_until
+
+MODEL = "claude-sonnet-4-6"
+WEATHER = {
+    "name": "get_weather",
+    "description": "The weather in a city",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+
+
+@pytest.fixture(scope="module")
+def edges(gateway: Gateway) -> list[str]:
+    return [gateway.origin, gateway.stack.add_edge("edge-messages")]
+
+
+@pytest.fixture(scope="module")
+def user_key(gateway: Gateway) -> Iterator[tuple[str, str]]:
+    user = "msg-" + secrets.token_hex(4)
+    yield user, gateway.new_user_key(user)
+
+
+_CLIENTS: dict[tuple[str, str], anthropic.Anthropic] = {}
+
+
+def _client(origin: str, key: str) -> anthropic.Anthropic:
+    """One SDK client per edge and key for the module (closed at its end)."""
+    if (origin, key) not in _CLIENTS:
+        _CLIENTS[origin, key] = anthropic.Anthropic(base_url=origin, api_key=key, max_retries=0)
+    return _CLIENTS[origin, key]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while _CLIENTS:
+        _CLIENTS.popitem()[1].close()
+
+
+def test_a_message_and_a_tool_round_trip_on_either_edge(
+    gateway: Gateway, edges: list[str], user_key: tuple[str, str]
+) -> None:
+    user, key = user_key
+    first = _client(edges[0], key).messages.create(
+        model=MODEL,
+        max_tokens=200,
+        tools=[WEATHER],
+        messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+    )
+    assert first.stop_reason == "tool_use"
+    call = next(block for block in first.content if block.type == "tool_use")
+    assert call.name == "get_weather" and call.input == {"city": "Paris"}
+    sent = gateway.anthropic.state.requests[-1]
+    assert sent.body["tools"] == [WEATHER] and sent.headers["anthropic-version"]  # the SDK's own
+    assert sent.headers["x-api-key"] != key  # the provider's key, never the client's
+
+    # The second turn, on the other edge, with the tool's result.
+    second = _client(edges[1], key).messages.create(
+        model=MODEL,
+        max_tokens=200,
+        tools=[WEATHER],
+        messages=[
+            {"role": "user", "content": "What is the weather in Paris?"},
+            {"role": "assistant", "content": [block.model_dump() for block in first.content]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "sunny"}]},
+        ],
+    )
+    assert second.stop_reason == "end_turn"
+    assert "sunny" in second.content[0].text
+    wait_until(lambda: gateway.requests_metered(user) == 2, what="both turns to be metered")
+    usage = gateway.usage(user)
+    # Prompt tokens are all input: fresh, read from the cache and written to it.
+    assert usage["prompt_tokens"] == sum(
+        u.input_tokens + (u.cache_read_input_tokens or 0) + (u.cache_creation_input_tokens or 0)
+        for u in (first.usage, second.usage)
+    )
+    assert usage["cached_tokens"] == sum(u.cache_read_input_tokens or 0 for u in (first.usage, second.usage))
+    assert usage["completion_tokens"] == first.usage.output_tokens + second.usage.output_tokens
+
+
+def test_a_stream_arrives_event_by_event_with_the_thinking_signature_intact(
+    gateway: Gateway, edges: list[str], user_key: tuple[str, str]
+) -> None:
+    user, key = user_key
+    before = gateway.requests_metered(user)
+    with _client(edges[1], key).messages.stream(
+        model=MODEL,
+        max_tokens=4000,
+        thinking={"type": "enabled", "budget_tokens": 2000},
+        messages=[{"role": "user", "content": "count the stars"}],
+    ) as stream:
+        kinds = [event.type for event in stream]
+        final = stream.get_final_message()
+    assert kinds[0] == "message_start" and kinds[-1] == "message_stop"
+    assert "content_block_delta" in kinds and "message_delta" in kinds
+    thinking = next(block for block in final.content if block.type == "thinking")
+    assert thinking.thinking.startswith("Thinking about") and thinking.signature
+    assert final.stop_reason == "end_turn" and final.usage.output_tokens > 0
+
+    # The signature goes back on the next turn as it came, and Anthropic accepts it.
+    again = _client(edges[0], key).messages.create(
+        model=MODEL,
+        max_tokens=4000,
+        thinking={"type": "enabled", "budget_tokens": 2000},
+        messages=[
+            {"role": "user", "content": "count the stars"},
+            {"role": "assistant", "content": [block.model_dump() for block in final.content]},
+            {"role": "user", "content": "and again"},
+        ],
+    )
+    assert again.stop_reason == "end_turn"
+    resent = gateway.anthropic.state.requests[-1].body["messages"][1]["content"][0]
+    assert resent["signature"] == thinking.signature
+    wait_until(lambda: gateway.requests_metered(user) == before + 2, what="the stream to be metered")
+
+
+def test_the_raw_stream_is_anthropics_own(gateway: Gateway, edges: list[str], user_key: tuple[str, str]) -> None:
+    _, key = user_key
+    body = {"model": MODEL, "max_tokens": 50, "stream": True, "messages": [{"role": "user", "content": "hi there"}]}
+    headers = {"x-api-key": key, "anthropic-version": "2023-06-01", "anthropic-beta": "interleaved-thinking-2025-05-14"}
+    with httpx.stream("POST", edges[0] + "/v1/messages", json=body, headers=headers) as resp:
+        assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/event-stream")
+        text = resp.read().decode()
+    blocks = [b for b in text.split("\n\n") if b.strip()]
+    for block in blocks:
+        event, data = block.split("\n", 1)
+        assert event.startswith("event: ") and data.startswith("data: ")
+        assert json.loads(data[6:])["type"] == event[7:]
+    assert "[DONE]" not in text and "x_switchyard" not in text
+    # The client's version and betas reach Anthropic.
+    sent = gateway.anthropic.state.requests[-1].headers
+    assert (sent["anthropic-version"], sent["anthropic-beta"]) == ("2023-06-01", "interleaved-thinking-2025-05-14")
+
+
+def test_count_tokens_and_errors_in_anthropics_shape(
+    gateway: Gateway, edges: list[str], user_key: tuple[str, str]
+) -> None:
+    user, key = user_key
+    before = gateway.requests_metered(user)
+    client = _client(edges[1], key)
+    counted = client.messages.count_tokens(model=MODEL, messages=[{"role": "user", "content": "how many tokens"}])
+    assert counted.input_tokens > 0
+    assert gateway.anthropic.state.requests[-1].path == "/v1/messages/count_tokens"
+    assert gateway.requests_metered(user) == before  # counting is not a request for a model's answer
+
+    with pytest.raises(anthropic.AuthenticationError) as bad_key:
+        _client(edges[0], "sk-sy-nope").messages.create(
+            model=MODEL, max_tokens=10, messages=[{"role": "user", "content": "x"}]
+        )
+    assert bad_key.value.body["type"] == "error"
+    assert bad_key.value.body["error"]["type"] == "authentication_error"
+
+    with pytest.raises(anthropic.BadRequestError) as missing:
+        client.messages.create(model=MODEL, messages=[{"role": "user", "content": "x"}], max_tokens=0)
+    assert missing.value.body["error"]["type"] == "invalid_request_error"
+
+    with pytest.raises(anthropic.NotFoundError):
+        client.messages.create(model="no-such-model", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+
+    # A model of another provider is refused, saying why, before anything is sent anywhere.
+    sent = len(gateway.sim.state.requests)
+    with pytest.raises(anthropic.BadRequestError) as elsewhere:
+        client.messages.create(model="gpt-4o-mini", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+    assert "Anthropic models only" in elsewhere.value.body["error"]["message"]
+    assert len(gateway.sim.state.requests) == sent
+
+    # The provider's own errors come back in its shape, with its status.
+    with pytest.raises(anthropic.RateLimitError):
+        client.messages.create(model=MODEL + "-status-429", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+    # Bearer keys work too (newer SDKs and curl users send them).
+    resp = httpx.post(
+        edges[0] + "/v1/messages",
+        json={"model": MODEL, "max_tokens": 10, "messages": [{"role": "user", "content": "x"}]},
+        headers={"authorization": f"Bearer {key}", "anthropic-version": "2023-06-01"},
+    )
+    assert resp.status_code == 200 and resp.json()["type"] == "message"
+    assert resp.headers["x-ratelimit-limit-requests"] == "unlimited"
