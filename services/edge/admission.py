@@ -294,6 +294,9 @@ class Admission:
                     prompt += len(json.dumps(message["tool_calls"]))
             if body.get("tools"):
                 prompt += len(json.dumps(body["tools"]))
+            system = body.get("system")  # the Messages API's system prompt (chat's is a message)
+            if system:
+                prompt += len(system) if isinstance(system, str) else len(json.dumps(system))
             limit = body.get("max_completion_tokens") or body.get("max_tokens")
             output = limit if isinstance(limit, int) and limit > 0 else self.max_output
             return prompt, output

@@ -189,3 +189,20 @@ def test_count_tokens_and_errors_in_anthropics_shape(
     )
     assert resp.status_code == 200 and resp.json()["type"] == "message"
     assert resp.headers["x-ratelimit-limit-requests"] == "unlimited"
+
+
+def test_limits_hold_and_refuse_in_anthropics_shape(gateway: Gateway, edges: list[str]) -> None:
+    created = gateway.admin("POST", "/ai/keys", json={"user": "msg-limited-" + secrets.token_hex(3), "tpm": 2000})
+    key = created.json()["key"]
+    client = _client(edges[0], key)
+    ok = client.messages.with_raw_response.create(
+        model=MODEL, max_tokens=100, messages=[{"role": "user", "content": "short"}]
+    )
+    assert ok.headers["x-ratelimit-limit-tokens"] == "2000"
+    # The system prompt counts toward the reservation: this one alone is over the minute's tokens.
+    with pytest.raises(anthropic.RateLimitError) as refused:
+        client.messages.create(
+            model=MODEL, max_tokens=100, system="x" * 9000, messages=[{"role": "user", "content": "short"}]
+        )
+    assert refused.value.body["error"]["type"] == "rate_limit_error"
+    assert "lower max_tokens" in refused.value.body["error"]["message"]
