@@ -24,8 +24,17 @@ WEATHER = {
 
 
 @pytest.fixture(scope="module")
-def edges(gateway: Gateway) -> list[str]:
-    return [gateway.origin, gateway.stack.add_edge("edge-messages")]
+def edges(gateway: Gateway) -> Iterator[list[str]]:
+    """The gateway's edge and a second one, stopped at the end (other modules count edges)."""
+    second = gateway.stack.add_edge("edge-messages")
+
+    def heard() -> bool:  # a key made now is then known to both edges when the call returns
+        resp = gateway.admin("PUT", "/ai/users/messages-probe", json={"rpm": 1000})
+        return resp.headers.get("x-switchyard-sync") == "confirmed 2/2"
+
+    wait_until(heard, what="the router to hear both edges")
+    yield [gateway.origin, second]
+    gateway.stack.supervisor.stop("edge-messages")
 
 
 @pytest.fixture(scope="module")
