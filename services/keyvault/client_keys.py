@@ -7,6 +7,8 @@ import secrets
 import time
 from typing import Any
 
+from nats.js.errors import KeyDeletedError, KeyNotFoundError
+
 from shared.apikeys import display_prefix, hash_key, new_client_key
 from shared.bus import Bus
 from shared.errors import CONFLICT, INVALID_REQUEST, NOT_FOUND, GatewayError
@@ -157,8 +159,8 @@ async def values(bus: Bus, bucket: str) -> list[bytes]:
     for name in names:
         try:
             entry = await kv.get(name)
-        except Exception:
-            continue  # deleted between keys() and get()
+        except (KeyNotFoundError, KeyDeletedError):
+            continue  # deleted between keys() and get(); any other failure is not "absent"
         if entry.value:
             out.append(entry.value)
     return out
@@ -209,16 +211,20 @@ class ProjectStore:
 
     async def delete(self, name: str) -> Project:
         """A project with keys stays: move or revoke its keys first (409 names them)."""
-        projects = {p.name: p for p in await self.list_all()}
-        if name not in projects:
+        kv = await self.bus.kv(PROJECTS_BUCKET)
+        try:
+            entry = await kv.get(name)
+        except (KeyNotFoundError, KeyDeletedError):
+            entry = None
+        if entry is None or not entry.value:
             raise GatewayError(NOT_FOUND, f"no project {name!r}", param="name")
+        project = Project.model_validate_json(entry.value)
         holding = [r.id for r in await self.keys.records() if r.project == name]
         if holding:
             raise GatewayError(
                 CONFLICT,
                 f"project {name!r} still has client keys: {', '.join(holding[:10])}; move or revoke them first",
             )
-        kv = await self.bus.kv(PROJECTS_BUCKET)
         await kv.delete(name)
         log.info("deleted project %s", name)
-        return projects[name]
+        return project
