@@ -205,9 +205,9 @@ def sims(sim: OpenAISimulator) -> Iterator[Simulators]:
             server.stop()
 
 
-@pytest.fixture(scope="session")
-def gateway(tmp_path_factory: pytest.TempPathFactory, sims: Simulators) -> Iterator[Gateway]:
-    stack = start_stack(tmp_path_factory.mktemp("gateway"), sims.openai, **sims.environ())
+def own_gateway(data_dir: Path, sims: Simulators) -> Iterator[Gateway]:
+    """A whole stack in ``data_dir`` against the simulators, stopped when the caller is done."""
+    stack = start_stack(data_dir, sims.openai, **sims.environ())
     assert stack.info is not None
     gw = Gateway(stack, stack.info, sims.openai, sims.anthropic, sims.gemini, sims.images)
     try:
@@ -215,3 +215,8 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, sims: Simulators) -> Itera
     finally:
         gw.close()
         stack.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway(tmp_path_factory: pytest.TempPathFactory, sims: Simulators) -> Iterator[Gateway]:
+    yield from own_gateway(tmp_path_factory.mktemp("gateway"), sims)

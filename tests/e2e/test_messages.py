@@ -13,7 +13,7 @@ import anthropic
 import httpx
 import pytest
 
-from tests.conftest import Gateway, Simulators, start_stack, wait_until
+from tests.conftest import Gateway, Simulators, own_gateway, wait_until
 
 MODEL = "claude-sonnet-4-6"
 WEATHER = {
@@ -26,14 +26,7 @@ WEATHER = {
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory, sims: Simulators) -> Iterator[Gateway]:
     """A stack of this module's own (it adds and stops an edge, and makes keys and users)."""
-    stack = start_stack(tmp_path_factory.mktemp("messages"), sims.openai, **sims.environ())
-    assert stack.info is not None
-    gw = Gateway(stack, stack.info, sims.openai, sims.anthropic, sims.gemini, sims.images)
-    try:
-        yield gw
-    finally:
-        gw.close()
-        stack.stop()
+    yield from own_gateway(tmp_path_factory.mktemp("messages"), sims)
 
 
 @pytest.fixture(scope="module")

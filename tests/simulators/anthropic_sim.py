@@ -254,6 +254,21 @@ def read_prompt(body: dict[str, Any], version: str = "2023-06-01") -> script.Pro
     return prompt
 
 
+def _key(request: web.Request) -> str:
+    # The API takes the key in x-api-key; newer SDKs may send it as a bearer token.
+    return request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
+
+
+def _refused(request: web.Request) -> web.Response | None:
+    """The API's answer to a request without a valid key or an ``anthropic-version``."""
+    key = _key(request)
+    if not key or key.startswith("sk-invalid"):
+        return error(401, "invalid x-api-key")
+    if not request.headers.get("anthropic-version"):
+        return error(400, "anthropic-version: header is required")
+    return None
+
+
 class AnthropicSimulator(ThreadedServer):
     name = "anthropic-sim"
 
@@ -267,12 +282,10 @@ class AnthropicSimulator(ThreadedServer):
 
     async def count_tokens(self, request: web.Request) -> web.Response:
         """``{"input_tokens": N}``: what the same prompt is billed as input (the API's count)."""
-        key = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
-        if not key or key.startswith("sk-invalid"):
-            return error(401, "invalid x-api-key")
-        version = request.headers.get("anthropic-version")
-        if not version:
-            return error(400, "anthropic-version: header is required")
+        refused = _refused(request)
+        if refused is not None:
+            return refused
+        version = request.headers["anthropic-version"]
         try:
             body = await request.json()
         except ValueError:
@@ -285,13 +298,11 @@ class AnthropicSimulator(ThreadedServer):
         return web.json_response({"input_tokens": script.answer(prompt).prompt_tokens})
 
     async def messages(self, request: web.Request) -> web.StreamResponse:
-        # The API takes the key in x-api-key; newer SDKs may send it as a bearer token.
-        key = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
-        if not key or key.startswith("sk-invalid"):
-            return error(401, "invalid x-api-key")
-        version = request.headers.get("anthropic-version")
-        if not version:
-            return error(400, "anthropic-version: header is required")
+        refused = _refused(request)
+        if refused is not None:
+            return refused
+        key = _key(request)
+        version = request.headers["anthropic-version"]
         if version not in VERSIONS:
             return error(400, f"anthropic-version: {version!r} is not a valid version")
         if key.startswith("sk-ratelimited"):

@@ -99,18 +99,16 @@ async def chat_completions(request: Request) -> Response:
     except GatewayError as exc:
         failed(edge, record, exc, plan, ticket, stream=stream)
         raise
-    headers = response_headers(record, upstream_ms, call)
-    headers.update(metadata.headers(record, plan))
     meta = metadata.metadata(record, edge.settings.region)
     if not stream:
         settle(edge, record, ticket, completion.usage)
-        headers.update(ticket.headers())
+        headers = response_headers(record, upstream_ms, call, plan, ticket)
         edge.telemetry.note_output(record, completion.body)
         edge.telemetry.finish(record, record.event(status=200, usage=completion.usage, upstream_ms=upstream_ms), table)
         return Response(metadata.into_body(completion.body, meta), media_type="application/json", headers=headers)
+    headers = response_headers(record, upstream_ms, call, plan, ticket)
     headers["cache-control"] = "no-cache"
     headers["x-accel-buffering"] = "no"
-    headers.update(ticket.headers())
     events = guarded(opened, plan.timeouts, call.route.provider)
     return StreamingResponse(
         metered_stream(events, opened.meter, record, edge, meta, ticket),
@@ -340,11 +338,18 @@ def drop_params(request: Request, body: dict[str, Any]) -> bool:
     return flag is True or header in ("true", "1", "yes")
 
 
-def response_headers(record: RequestRecord, upstream_ms: float, call: Call) -> dict[str, str]:
+def response_headers(
+    record: RequestRecord, upstream_ms: float, call: Call, plan: Plan, ticket: Ticket
+) -> dict[str, str]:
+    """A model answer's headers: the gateway's overhead, dropped parameters, the routing
+    metadata and the limits (as they stand once the request is settled, for an answer that
+    is not streamed)."""
     overhead = (time.perf_counter() - record.started) * 1000 - upstream_ms
     headers = {OVERHEAD_HEADER: f"{max(overhead, 0.0):.3f}"}
     if call.dropped:
         headers[DROPPED_HEADER] = ",".join(call.dropped)
+    headers.update(metadata.headers(record, plan))
+    headers.update(ticket.headers())
     return headers
 
 

@@ -55,8 +55,6 @@ async def embeddings(request: Request) -> Response:
     edge.telemetry.finish(
         record, record.event(status=200, usage=completion.usage, upstream_ms=completion.upstream_ms), table
     )
-    headers = response_headers(record, completion.upstream_ms, call)
-    headers.update(metadata.headers(record, plan))
-    headers.update(ticket.headers())
+    headers = response_headers(record, completion.upstream_ms, call, plan, ticket)
     body_out = metadata.into_body(completion.body, metadata.metadata(record, edge.settings.region))
     return Response(body_out, media_type="application/json", headers=headers)

@@ -21,7 +21,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from services.edge import failover, metadata
+from services.edge import failover
 from services.edge.auth import require_model
 from services.edge.body import check_model
 from services.edge.metered import RequestRecord
@@ -130,13 +130,12 @@ async def messages(request: Request) -> Response:
     except GatewayError as exc:
         failed(edge, record, exc, plan, ticket, stream=stream)
         raise
-    headers = response_headers(record, upstream_ms, call)
-    headers.update(metadata.headers(record, plan))
-    headers.update(ticket.headers())
     if not stream:
         settle(edge, record, ticket, completion.usage)
         edge.telemetry.finish(record, record.event(status=200, usage=completion.usage, upstream_ms=upstream_ms), table)
+        headers = response_headers(record, upstream_ms, call, plan, ticket)
         return Response(completion.body, media_type="application/json", headers=headers)
+    headers = response_headers(record, upstream_ms, call, plan, ticket)
     headers["cache-control"] = "no-cache"
     events = guarded(opened, plan.timeouts, call.route.provider, passthrough.error_event)
     return StreamingResponse(
