@@ -339,10 +339,14 @@ class Bus:
 
     # --- KV and JetStream ---------------------------------------------------------------
 
-    async def kv(self, bucket: str, *, history: int = 1, create: bool = True, ttl: float | None = None) -> KeyValue:
+    async def kv(
+        self, bucket: str, *, history: int = 1, create: bool = True, ttl: float | None = None, direct: bool = True
+    ) -> KeyValue:
         """The bucket, created on first use (file storage, so it survives restarts) unless
         ``create`` is False: a reader waits for the bucket's owner to make it. With ``ttl``,
-        an entry not written for that many seconds goes away."""
+        an entry not written for that many seconds goes away. Without ``direct``, every read
+        is answered by the stream's leader: in a cluster, a read that follows a write
+        elsewhere sees it (a direct get may be answered by a replica that lags)."""
         try:
             return await self.js.key_value(bucket)
         except (nats.js.errors.BucketNotFoundError, nats.js.errors.NotFoundError):
@@ -350,20 +354,35 @@ class Bus:
                 raise
             return await self.js.create_key_value(
                 KeyValueConfig(
-                    bucket=bucket, history=history, storage=StorageType.FILE, replicas=self.replicas, ttl=ttl
+                    bucket=bucket,
+                    history=history,
+                    storage=StorageType.FILE,
+                    replicas=self.replicas,
+                    ttl=ttl,
+                    direct=direct,
                 )
             )
 
-    async def ensure_kv(self, bucket: str, *, history: int = 1, ttl: float | None = None) -> KeyValue:
+    async def ensure_kv(
+        self, bucket: str, *, history: int = 1, ttl: float | None = None, direct: bool = True
+    ) -> KeyValue:
         """The bucket its owner keeps: created if missing, its replicas raised to this
-        connection's count (never lowered: an operator may have set more by hand)."""
-        kv = await self.kv(bucket, history=history, ttl=ttl)
+        connection's count (never lowered: an operator may have set more by hand), and its
+        TTL, when it has one, set to ``ttl``."""
+        kv = await self.kv(bucket, history=history, ttl=ttl, direct=direct)
         stream = f"KV_{bucket}"
         config = (await self.js.stream_info(stream)).config
+        changed = False
         if (config.num_replicas or 1) < self.replicas:
             config.num_replicas = self.replicas
-            await self.js.update_stream(config)
+            changed = True
             log.info("bucket %s now has %d replicas", bucket, self.replicas)
+        if ttl is not None and config.max_age is not None and abs(config.max_age - ttl) > 0.001:
+            log.info("bucket %s: entries now live %g s (were %g s)", bucket, ttl, config.max_age)
+            config.max_age = ttl
+            changed = True
+        if changed:
+            await self.js.update_stream(config)
         return kv
 
     async def pull_consumer(

@@ -26,6 +26,8 @@ PROJECTS_BUCKET = "switchyard_projects"
 USERS_BUCKET = "switchyard_users"
 # The routes and accounts admins manage through the API (the router's; edges never read it).
 CONFIG_BUCKET = "switchyard_config"
+# Stored Responses API responses (keyvault makes it with their TTL; edges read and write it).
+RESPONSES_BUCKET = "switchyard_responses"
 
 # Request-reply (queue groups so each service scales out).
 ROUTER_MODELS = f"{PREFIX}.router.models"

@@ -80,6 +80,7 @@ def _grants() -> dict[str, list[Grant]]:
     routes, client_keys, config = _kv(s.ROUTES_BUCKET), _kv(s.CLIENT_KEYS_BUCKET), _kv(s.CONFIG_BUCKET)
     projects, users = _kv(s.PROJECTS_BUCKET), _kv(s.USERS_BUCKET)
     rate, budgets = _kv(RATE_BUCKET), _kv(BUDGET_BUCKET)
+    responses = _kv(s.RESPONSES_BUCKET)
     js = Grant("JetStream account info", ("$JS.API.INFO",))
 
     def inbox(user: str) -> Grant:
@@ -125,6 +126,10 @@ def _grants() -> dict[str, list[Grant]]:
             Grant(
                 f"make the quota buckets `{RATE_BUCKET}` and `{BUDGET_BUCKET}` (create, raise replicas)",
                 (*_stream_manage(rate), *_stream_manage(budgets)),
+            ),
+            Grant(
+                f"make the stored-responses bucket `{s.RESPONSES_BUCKET}` and set its TTL (create, update)",
+                tuple(_stream_manage(responses)),
             ),
             Grant(f"announce provider-key changes (`{s.PROVIDER_KEYS_CHANGED}`)", (s.PROVIDER_KEYS_CHANGED,)),
             Grant(
@@ -184,6 +189,10 @@ def _grants() -> dict[str, list[Grant]]:
                     s.EDGE_RECLAIM,
                 ),
                 subscribe=(s.EDGE_RECLAIM,),
+            ),
+            Grant(
+                f"keep Responses API responses: read, write and delete entries of `{s.RESPONSES_BUCKET}`",
+                (*_stream_read(responses), f"$KV.{s.RESPONSES_BUCKET}.>"),
             ),
             Grant(
                 "send requests to router, keyvault and metering (admin API, provider keys, readiness)",

@@ -12,7 +12,18 @@ from services.edge import errors, ui
 from services.edge.access import AccessMiddleware
 from services.edge.audit import AuditMiddleware
 from services.edge.limits import HeaderLimitMiddleware
-from services.edge.routes import admin, chat, embeddings, health, limits, messages, models, observability, usage
+from services.edge.routes import (
+    admin,
+    chat,
+    embeddings,
+    health,
+    limits,
+    messages,
+    models,
+    observability,
+    responses,
+    usage,
+)
 from services.edge.server import Drain
 from services.edge.settings import EdgeSettings
 from services.edge.state import Edge
@@ -45,6 +56,10 @@ def create_app(settings: EdgeSettings, drain: Drain | None = None) -> FastAPI:
         app.router.add_route(f"{prefix}/embeddings", embeddings.embeddings, methods=["POST"])
         app.router.add_route(f"{prefix}/messages", messages.messages, methods=["POST"])
         app.router.add_route(f"{prefix}/messages/count_tokens", messages.count_tokens, methods=["POST"])
+        app.router.add_route(f"{prefix}/responses", responses.create, methods=["POST"])
+        app.router.add_route(f"{prefix}/responses/{{response_id}}", responses.retrieve, methods=["GET"])
+        app.router.add_route(f"{prefix}/responses/{{response_id}}", responses.delete, methods=["DELETE"])
+        app.router.add_route(f"{prefix}/responses/{{response_id}}/input_items", responses.input_items, methods=["GET"])
         app.include_router(models.router, prefix=prefix)
     app.include_router(admin.router, prefix="/ai")
     app.include_router(usage.router, prefix="/ai")

@@ -21,6 +21,7 @@ from services.edge.media import MediaFetcher
 from services.edge.metrics import EdgeMetrics, edge_metrics
 from services.edge.providers.registry import Registry
 from services.edge.quota import Quotas
+from services.edge.responses.store import ResponseStore
 from services.edge.routing import Routes
 from services.edge.settings import EdgeSettings
 from services.edge.status import StatusBoard
@@ -56,6 +57,7 @@ class Edge:
     metrics: EdgeMetrics
     telemetry: Telemetry
     status: StatusBoard
+    responses: ResponseStore
     instance: str
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -102,6 +104,7 @@ class Edge:
             metrics=metrics,
             telemetry=Telemetry(usage, metrics, tracing),
             status=StatusBoard(bus, "edge", instance, settings.heartbeat_seconds),
+            responses=ResponseStore(bus),
             instance=instance,
         )
 

@@ -133,6 +133,9 @@ class Keyvault:
         # keeps the limits they enforce.
         await self.bus.ensure_kv(RATE_BUCKET, ttl=RATE_BUCKET_TTL)
         await self.bus.ensure_kv(BUDGET_BUCKET)
+        # Stored Responses API responses (docs/responses.md): edges write and read them; read
+        # through the stream's leader, so a turn stored on one edge is found on any other.
+        await self.bus.ensure_kv(subjects.RESPONSES_BUCKET, ttl=self.settings.responses_ttl_seconds, direct=False)
         await self.auditor.setup()
         serve = self.bus.serve
         q = subjects.QUEUE_KEYVAULT

@@ -41,6 +41,9 @@ class KeyvaultSettings(ServiceSettings):
     # How often keys a provider refused (401/403) are tried again (a model listing).
     key_probe_seconds: float = Field(default=60.0, gt=0, validation_alias="GATEWAY_KEY_PROBE_SECONDS")
 
+    # How long a stored Responses API response lives (30 days, as OpenAI keeps them).
+    responses_ttl_seconds: float = Field(default=30 * 86400, gt=0, validation_alias="GATEWAY_RESPONSES_TTL_SECONDS")
+
     # The operator's self-hosted servers may take keys too (vLLM --api-key).
     openai_compatible: str = Field(default="", validation_alias="GATEWAY_OPENAI_COMPATIBLE")
 

@@ -1,0 +1,140 @@
+"""Stored responses: what ``store: true`` keeps so that ``previous_response_id``,
+``GET /v1/responses/{id}`` and its input items work on every edge at once.
+
+One entry per response in the ``switchyard_responses`` KV bucket (JetStream, file storage,
+replicated like every bucket; keyvault makes it with the TTL ``GATEWAY_RESPONSES_TTL_SECONDS``).
+An entry holds the response object (reasoning content included), this turn's input items and
+the ids of the responses it continues, oldest first, so a conversation is read back with
+one concurrent get per turn and no entry repeats another's items. The bucket is read without
+direct gets: the stream's leader answers, so a turn written on one edge is read on another
+the moment its write was acknowledged.
+
+Entries are not encrypted by the gateway: they are as private as the bus (NATS accounts
+grant the bucket to edges alone, docs/responses.md) and as safe at rest as JetStream's own
+encryption makes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import nats.errors
+from nats.js.errors import KeyDeletedError, KeyNotFoundError
+from pydantic import BaseModel, ValidationError
+
+from shared.bus import Bus, KeyValue
+from shared.errors import INVALID_REQUEST, NOT_FOUND, TOO_LARGE, UNAVAILABLE, GatewayError
+from shared.subjects import RESPONSES_BUCKET
+
+log = logging.getLogger("switchyard.edge.responses")
+
+# What an entry may hold beside its items (the key, headers, the JSON envelope).
+_ENVELOPE = 4096
+
+
+class StoredResponse(BaseModel):
+    owner: str  # the user whose key created it: only that user's keys (and admins) may read it
+    response: dict[str, Any]  # the response object, reasoning content included
+    input: list[dict[str, Any]]  # this turn's input items, each with an id
+    chain: list[str]  # the responses this one continues, oldest first
+
+
+class ResponseStore:
+    def __init__(self, bus: Bus, timeout: float = 5.0) -> None:
+        self.bus = bus
+        self.timeout = timeout
+        self._kv: KeyValue | None = None
+
+    async def _bucket(self) -> KeyValue:
+        if self._kv is None:
+            self._kv = await self._io(self.bus.kv(RESPONSES_BUCKET, create=False))
+        return self._kv
+
+    async def _io(self, work: Any) -> Any:
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await work
+        except (TimeoutError, nats.errors.Error, OSError) as exc:
+            if isinstance(exc, KeyNotFoundError | KeyDeletedError):
+                raise
+            raise GatewayError(UNAVAILABLE, "The response store is unreachable; try again shortly.") from exc
+
+    def room(self) -> int:
+        """The most an entry may hold (the bus's largest message, less the envelope)."""
+        return max(self.bus.nc.max_payload - _ENVELOPE, 0)
+
+    async def put(self, response_id: str, entry: StoredResponse) -> None:
+        payload = entry.model_dump_json().encode()
+        if len(payload) > self.room():
+            raise GatewayError(
+                TOO_LARGE,
+                f"This response and its input ({len(payload)} bytes) are more than the response store keeps "
+                f"({self.room()} bytes); send store: false and pass the conversation as input.",
+            )
+        kv = await self._bucket()
+        await self._io(kv.put(response_id, payload))
+
+    async def get(self, response_id: str, user: str | None) -> StoredResponse:
+        """The entry, if ``user`` may read it (None: an admin); 404 otherwise."""
+        if not _valid_id(response_id):
+            raise _missing(response_id)
+        kv = await self._bucket()
+        try:
+            entry = await self._io(kv.get(response_id))
+        except (KeyNotFoundError, KeyDeletedError):
+            raise _missing(response_id) from None
+        if entry.value is None:
+            raise _missing(response_id)
+        try:
+            stored = StoredResponse.model_validate_json(entry.value)
+        except ValidationError:
+            log.error("stored response %s is unreadable", response_id)
+            raise _missing(response_id) from None
+        if user is not None and stored.owner != user:
+            raise _missing(response_id)
+        return stored
+
+    async def delete(self, response_id: str, user: str | None) -> None:
+        await self.get(response_id, user)
+        kv = await self._bucket()
+        await self._io(kv.delete(response_id))
+
+    async def conversation(self, response_id: str, user: str | None) -> tuple[list[str], list[dict[str, Any]]]:
+        """The chain a new turn continues (ending with ``response_id``) and its items in
+        order: each turn's input, then its output."""
+        try:
+            last = await self.get(response_id, user)
+        except GatewayError as exc:
+            if exc.status != 404:
+                raise
+            raise GatewayError(
+                INVALID_REQUEST, f"Previous response with id '{response_id}' not found.", param="previous_response_id"
+            ) from None
+        earlier = await asyncio.gather(*(self.get(rid, user) for rid in last.chain), return_exceptions=True)
+        items: list[dict[str, Any]] = []
+        for rid, turn in zip([*last.chain, response_id], [*earlier, last], strict=True):
+            if isinstance(turn, BaseException):
+                if isinstance(turn, GatewayError) and turn.status == 404:
+                    raise GatewayError(
+                        INVALID_REQUEST,
+                        f"Response '{rid}', which '{response_id}' continues, was deleted or has expired.",
+                        param="previous_response_id",
+                    )
+                raise turn
+            items.extend(turn.input)
+            items.extend(turn.response.get("output") or [])
+        return [*last.chain, response_id], items
+
+
+def _valid_id(response_id: str) -> bool:
+    return (
+        0 < len(response_id) <= 128
+        and response_id.isascii()
+        and response_id.replace("_", "").replace("-", "").isalnum()
+    )
+
+
+def _missing(response_id: str) -> GatewayError:
+    return GatewayError(NOT_FOUND, f"Response with id '{response_id}' not found.", param="response_id")
