@@ -295,3 +295,41 @@ def test_the_agents_sdk_runs_a_function_tool(gateway: Gateway, edges: list[str],
     result = asyncio.run(run())
     assert ran == ["Paris"]  # the model's call ran the tool, whose result went back to the model
     assert "sunny in Paris" in str(result.final_output)
+
+
+def test_a_failed_stream_ends_with_response_failed_and_is_metered_as_failed(gateway: Gateway, edges: list[str]) -> None:
+    user, key = new_user(gateway)
+    with client(edges[0], key).responses.stream(model="gpt-sim-midstream-error", input="go") as stream:
+        events = list(stream)
+        with pytest.raises(RuntimeError, match=r"response\.completed"):
+            stream.get_final_response()
+    kinds = [event.type for event in events]
+    assert kinds.count("response.output_text.delta") >= 1
+    assert kinds[-1] == "response.failed" and "response.completed" not in kinds
+    failed = events[-1].response  # type: ignore[union-attr]
+    assert failed.status == "failed" and failed.error is not None and "simulated overload" in failed.error.message
+    # What had arrived is in the failed response; nothing was stored for a later turn.
+    assert failed.output and failed.output[0].type == "message"
+    with pytest.raises(openai.NotFoundError):
+        client(edges[1], key).responses.retrieve(failed.id)
+    wait_until(lambda: gateway.requests_metered(user) == 1, what="the failed stream to be metered")
+    row = gateway.admin("GET", "/ai/usage/requests", params={"user": user}).json()["data"][0]
+    assert row["status"] == 502 and row["stream"] is True and row["endpoint"] == "responses"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_max_output_tokens_makes_an_incomplete_response(gateway: Gateway, edges: list[str], stream: bool) -> None:
+    _, key = new_user(gateway)
+    c = client(edges[1], key)
+    if stream:
+        with c.responses.stream(model="gpt-4.1", input="one two three four", max_output_tokens=2) as s:
+            events = list(s)
+        assert events[-1].type == "response.incomplete"
+        resp = c.responses.retrieve(events[-1].response.id)  # type: ignore[union-attr]  # stored as it ended
+    else:
+        resp = c.responses.create(model="gpt-4.1", input="one two three four", max_output_tokens=2)
+    assert resp.status == "incomplete"
+    assert resp.incomplete_details is not None and resp.incomplete_details.reason == "max_output_tokens"
+    assert resp.output_text == "Reply 0"
+    sent = gateway.sim.state.requests[-1].body
+    assert sent["max_completion_tokens"] == 2
