@@ -86,3 +86,27 @@ def check_chat(body: dict[str, Any]) -> None:
     user = body.get("user")
     if user is not None and not isinstance(user, str):
         raise GatewayError(INVALID_REQUEST, "'user' must be a string.", param="user")
+
+
+def error_path(body: Any, loc: tuple[int | str, ...]) -> list[int | str]:
+    """Where in ``body`` a pydantic error is, as the client wrote it: the location without
+    the union branches and tagged-union tags pydantic adds (``str``, ``list[...]``, a
+    block's ``type`` value), found by walking the body itself. A field that is missing is
+    the location's last part."""
+    path: list[int | str] = []
+    node: Any = body
+    tag_skipped = False
+    for i, part in enumerate(loc):
+        last = i == len(loc) - 1
+        if isinstance(node, dict) and part == node.get("type") and not tag_skipped:
+            tag_skipped = True  # the tag of the union branch this object matched
+            continue
+        if isinstance(node, dict) and part in node:
+            path.append(part)
+            node, tag_skipped = node[part], False
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            path.append(part)
+            node, tag_skipped = node[part], False
+        elif last and isinstance(node, dict):
+            path.append(part)  # a required field the object lacks
+    return path

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 
 def frame(data: bytes) -> bytes:
@@ -45,3 +47,16 @@ def _data(block: bytes) -> bytes | None:
         return None
     parts = [line[6:] if line.startswith(b"data: ") else line[5:] for line in lines]
     return b"\n".join(parts)
+
+
+def json_data(event: bytes) -> dict[str, Any] | None:
+    """The JSON object one whole event carries (a relayed chunk); None for ``[DONE]``,
+    anything not JSON, or JSON that is not an object."""
+    data = _data(event.strip(b"\n"))
+    if data is None:
+        return None
+    try:
+        value = json.loads(data)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None

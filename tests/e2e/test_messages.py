@@ -1,7 +1,9 @@
 """Anthropic's Messages API inbound (``/v1/messages``), driven by the official ``anthropic`` SDK
-against two edge processes, with an Anthropic simulator upstream: passed through as sent,
-streamed event by event, tools and thinking with signatures intact, counted tokens, errors
-in Anthropic's shape, and metered like chat."""
+against two edge processes: for Anthropic's models passed through as sent, streamed event by
+event, tools and thinking with signatures intact, counted tokens, errors in Anthropic's shape,
+and metered like chat; for OpenAI's and Gemini's models translated, with ``stop_reason:
+"tool_use"`` for every tool call, Anthropic's stream events, and Gemini's thought signatures
+carried across turns."""
 
 from __future__ import annotations
 
@@ -186,11 +188,17 @@ def test_count_tokens_and_errors_in_anthropics_shape(
     with pytest.raises(anthropic.NotFoundError):
         client.messages.create(model="no-such-model", max_tokens=10, messages=[{"role": "user", "content": "x"}])
 
-    # A model of another provider is refused, saying why, before anything is sent anywhere.
+    # What only Anthropic runs (a server tool) is refused for another provider's model, saying
+    # why, before anything is sent anywhere.
     sent = len(gateway.sim.state.requests)
     with pytest.raises(anthropic.BadRequestError) as elsewhere:
-        client.messages.create(model="gpt-4o-mini", max_tokens=10, messages=[{"role": "user", "content": "x"}])
-    assert "Anthropic models only" in elsewhere.value.body["error"]["message"]
+        client.messages.create(
+            model="gpt-4.1",
+            max_tokens=10,
+            messages=[{"role": "user", "content": "x"}],
+            tools=[{"type": "web_search_20250305", "name": "web_search"}],
+        )
+    assert "server tools" in elsewhere.value.body["error"]["message"]
     assert len(gateway.sim.state.requests) == sent
 
     # The provider's own errors come back in its shape, with its status.
@@ -221,3 +229,99 @@ def test_limits_hold_and_refuse_in_anthropics_shape(gateway: Gateway, edges: lis
         )
     assert refused.value.body["error"]["type"] == "rate_limit_error"
     assert "lower max_tokens" in refused.value.body["error"]["message"]
+
+
+# --- translated: models of other providers ------------------------------------------------
+
+TRANSLATED = ["gpt-4.1", "gemini-2.5-flash"]
+
+
+@pytest.mark.parametrize("model", TRANSLATED)
+def test_a_tool_round_trip_on_another_providers_model(
+    gateway: Gateway, edges: list[str], user_key: tuple[str, str], model: str
+) -> None:
+    _, key = user_key
+    question = {"role": "user", "content": "What is the weather in Paris?"}
+    first = _client(edges[0], key).messages.create(
+        model=model, max_tokens=200, system="Be brief.", tools=[WEATHER], messages=[question]
+    )
+    assert first.type == "message" and first.role == "assistant"
+    assert first.stop_reason == "tool_use"  # whatever finish reason the provider gave
+    call = next(block for block in first.content if block.type == "tool_use")
+    assert call.name == "get_weather" and call.input == {"city": "Paris"}
+    assert first.usage.input_tokens > 0 and first.usage.output_tokens > 0
+    second = _client(edges[1], key).messages.create(
+        model=model,
+        max_tokens=200,
+        tools=[WEATHER],
+        messages=[
+            question,
+            {"role": "assistant", "content": [block.model_dump() for block in first.content]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "sunny"}]},
+        ],
+    )
+    assert second.stop_reason == "end_turn"
+    assert "sunny" in second.content[0].text
+
+
+@pytest.mark.parametrize("model", TRANSLATED)
+def test_a_translated_stream_is_anthropics_event_sequence(
+    gateway: Gateway, edges: list[str], user_key: tuple[str, str], model: str
+) -> None:
+    _, key = user_key
+    client = _client(edges[1], key)
+    with client.messages.stream(
+        model=model, max_tokens=200, messages=[{"role": "user", "content": "stream to me"}]
+    ) as stream:
+        kinds = [event.type for event in stream]
+        final = stream.get_final_message()
+    assert kinds[0] == "message_start" and kinds[-1] == "message_stop"
+    assert kinds.count("content_block_start") == 1 and kinds.count("content_block_stop") == 1
+    assert final.content[0].type == "text" and "stream to me" in final.content[0].text
+    assert final.stop_reason == "end_turn" and final.usage.output_tokens > 0
+
+    with client.messages.stream(
+        model=model, max_tokens=200, tools=[WEATHER], messages=[{"role": "user", "content": "Weather?"}]
+    ) as stream:
+        final = stream.get_final_message()
+    tool = next(block for block in final.content if block.type == "tool_use")
+    assert tool.input == {"city": "Paris"} and final.stop_reason == "tool_use"
+
+
+def test_gemini_thinking_with_a_tool_call_continues(
+    gateway: Gateway, edges: list[str], user_key: tuple[str, str]
+) -> None:
+    """Gemini signs a call made while thinking and refuses the next turn without the
+    signature: it rides in the tool_use id, which every client sends back as it came."""
+    _, key = user_key
+    question = {"role": "user", "content": "Weather in Paris?"}
+    options: dict[str, object] = {"thinking": {"type": "enabled", "budget_tokens": 1024}, "tools": [WEATHER]}
+    first = _client(edges[0], key).messages.create(
+        model="gemini-2.5-flash", max_tokens=2048, messages=[question], **options
+    )
+    assert [block.type for block in first.content] == ["thinking", "tool_use"]
+    call = first.content[1]
+    second = _client(edges[1], key).messages.create(
+        model="gemini-2.5-flash",
+        max_tokens=2048,
+        messages=[
+            question,
+            {"role": "assistant", "content": [block.model_dump() for block in first.content]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "sunny"}]},
+        ],
+        **options,
+    )
+    assert "sunny" in "".join(block.text for block in second.content if block.type == "text")
+    parts = gateway.gemini.state.requests[-1].body["contents"][1]["parts"]
+    assert any(part.get("thoughtSignature") for part in parts if "functionCall" in part)
+
+
+def test_count_tokens_for_another_providers_model_is_an_estimate(
+    gateway: Gateway, edges: list[str], user_key: tuple[str, str]
+) -> None:
+    _, key = user_key
+    counted = _client(edges[0], key).messages.with_raw_response.count_tokens(
+        model="gemini-2.5-flash", messages=[{"role": "user", "content": "x" * 400}]
+    )
+    assert counted.headers["x-switchyard-estimated"] == "true"
+    assert 100 <= counted.parse().input_tokens <= 110  # four characters a token

@@ -15,7 +15,7 @@ from typing import Any
 
 from services.edge.responses import reasoning
 from services.edge.responses.items import ResponsesRequest
-from services.edge.sse import DONE
+from services.edge.sse import DONE, json_data
 
 Item = dict[str, Any]
 
@@ -224,7 +224,7 @@ class StreamTranslator:
                 kind = "response.completed" if self.draft.status() == "completed" else "response.incomplete"
                 yield self._event(kind, response=self.draft.body())
                 return
-            data = _data(chunk)
+            data = json_data(chunk)
             if data is None:
                 continue
             if "error" in data:
@@ -389,14 +389,3 @@ class StreamTranslator:
 
 def _public(draft: Draft, item: Item) -> Item:
     return item if "reasoning.encrypted_content" in draft.request.include else _without_content(item)
-
-
-def _data(chunk: bytes) -> dict[str, Any] | None:
-    for line in chunk.split(b"\n"):
-        if line.startswith(b"data:"):
-            try:
-                data = json.loads(line[5:])
-            except ValueError:
-                return None
-            return data if isinstance(data, dict) else None
-    return None

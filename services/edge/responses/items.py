@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from services.edge.body import error_path
 from shared.errors import INVALID_REQUEST, MISSING_PARAM, UNSUPPORTED, GatewayError
 
 
@@ -186,7 +187,7 @@ def parse_request(body: dict[str, Any]) -> ResponsesRequest:
     try:
         return ResponsesRequest.model_validate(body)
     except ValidationError as exc:
-        raise _bad(exc) from None
+        raise _bad(exc, body) from None
 
 
 def parse_items(raw: list[Any]) -> list[Message | FunctionCall | FunctionCallOutput | Reasoning]:
@@ -226,24 +227,13 @@ def _refuse_other_tools(tools: Any) -> None:
             )
 
 
-# What pydantic puts in an error's location for a union's branch or a tagged union's tag,
-# which the client never wrote.
-_BRANCHES = frozenset(
-    {"str", "int", "NamedFunction", "message", "function_call", "function_call_output", "reasoning"}
-    | {"input_text", "output_text", "refusal", "input_image", "input_file"}
-)
-
-
-def _bad(exc: ValidationError) -> GatewayError:
+def _bad(exc: ValidationError, body: dict[str, Any]) -> GatewayError:
     """The most specific error (a union's branches each report one: the deepest is the
     branch the client meant), located as the client wrote it: ``input[0].role``."""
     first = max(exc.errors(), key=lambda e: len(e.get("loc", ())))
     where = ""
-    for part in first.get("loc", ()):
-        if isinstance(part, int):
-            where += f"[{part}]"
-        elif part not in _BRANCHES and "[" not in part:
-            where += f".{part}" if where else part
+    for part in error_path(body, first.get("loc", ())):
+        where += f"[{part}]" if isinstance(part, int) else (f".{part}" if where else part)
     if first.get("type") == "missing":
         return GatewayError(MISSING_PARAM, f"Missing required parameter: '{where}'.", param=where or None)
     return GatewayError(INVALID_REQUEST, f"Invalid value for '{where}': {first.get('msg')}.", param=where or None)

@@ -29,7 +29,7 @@ from services.edge.providers.common import error_event
 from services.edge.providers.wire import ErrorEvent
 from services.edge.sse import DONE
 from services.edge.state import Edge
-from shared.catalog import Plan, Route
+from shared.catalog import Plan, Route, RouteTable
 from shared.errors import INVALID_REQUEST, NO_PROVIDER_KEY, UPSTREAM, UPSTREAM_TIMEOUT, GatewayError
 from shared.gateway_config import Timeouts
 
@@ -77,30 +77,13 @@ async def chat_completions(request: Request) -> Response:
         require_model(principal, body["model"], plan.model)
         table = edge.routes.current()
         ticket = await edge.admission.admit(principal, plan, table, body)
-        if stream:
-
-            async def open_stream(route: Route) -> tuple[Call, Opened]:
-                adapter = edge.registry.get(table.providers[route.provider].api, route.provider)
-                return await first_event(edge, record, drop, route, adapter, plan.timeouts)
-
-            attempts = edge.telemetry.attempts(record, table)
-            call, opened = await failover.serve(plan, table, edge.health, open_stream, attempts)
-            upstream_ms = (time.perf_counter() - opened.meter.started) * 1000  # until the first event
-        else:
-
-            async def complete(route: Route) -> tuple[Call, Completion]:
-                adapter = edge.registry.get(table.providers[route.provider].api, route.provider)
-                work = with_provider_keys(edge, record, drop, route, adapter.chat)
-                return await bounded(work, plan.timeouts.total_seconds, route, "answer")
-
-            attempts = edge.telemetry.attempts(record, table)
-            call, completion = await failover.serve(plan, table, edge.health, complete, attempts)
-            upstream_ms = completion.upstream_ms
+        call, served, upstream_ms = await attempt(edge, record, drop, plan, table, stream=stream)
     except GatewayError as exc:
         failed(edge, record, exc, plan, ticket, stream=stream)
         raise
     meta = metadata.metadata(record, edge.settings.region)
-    if not stream:
+    if isinstance(served, Completion):
+        completion = served
         settle(edge, record, ticket, completion.usage)
         headers = response_headers(record, upstream_ms, call, plan, ticket)
         edge.telemetry.note_output(record, completion.body)
@@ -109,12 +92,37 @@ async def chat_completions(request: Request) -> Response:
     headers = response_headers(record, upstream_ms, call, plan, ticket)
     headers["cache-control"] = "no-cache"
     headers["x-accel-buffering"] = "no"
-    events = guarded(opened, plan.timeouts, call.route.provider)
+    events = guarded(served, plan.timeouts, call.route.provider)
     return StreamingResponse(
-        metered_stream(events, opened.meter, record, edge, meta, ticket),
+        metered_stream(events, served.meter, record, edge, meta, ticket),
         media_type="text/event-stream",
         headers=headers,
     )
+
+
+async def attempt(
+    edge: Edge, record: RequestRecord, drop: bool, plan: Plan, table: RouteTable, *, stream: bool
+) -> tuple[Call, Completion | Opened, float]:
+    """Serve ``record.body`` (a chat completions request) from the plan's targets through
+    their chat adapters: the answer, or the stream once its first event is in hand, with
+    the time the provider took (until that first event, for a stream)."""
+    attempts = edge.telemetry.attempts(record, table)
+    if stream:
+
+        async def open_stream(route: Route) -> tuple[Call, Opened]:
+            adapter = edge.registry.get(table.providers[route.provider].api, route.provider)
+            return await first_event(edge, record, drop, route, adapter, plan.timeouts)
+
+        call, opened = await failover.serve(plan, table, edge.health, open_stream, attempts)
+        return call, opened, (time.perf_counter() - opened.meter.started) * 1000
+
+    async def complete(route: Route) -> tuple[Call, Completion]:
+        adapter = edge.registry.get(table.providers[route.provider].api, route.provider)
+        work = with_provider_keys(edge, record, drop, route, adapter.chat)
+        return await bounded(work, plan.timeouts.total_seconds, route, "answer")
+
+    call, completion = await failover.serve(plan, table, edge.health, complete, attempts)
+    return call, completion, completion.upstream_ms
 
 
 def failed(

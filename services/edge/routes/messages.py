@@ -7,28 +7,34 @@ client's own request, passed through (services/edge/providers/anthropic_passthro
 client's ``anthropic-version`` and ``anthropic-beta`` go along, the reply and the stream come
 back as Anthropic sent them. Routing (fallbacks among Anthropic targets, retries, circuits),
 limits and budgets, metering and telemetry are those of chat completions. Errors are in
-Anthropic's shape (services/edge/errors.py). A model served by another provider is refused
-with a 400 that says so: translating the Messages API to other providers is not built yet.
+Anthropic's shape (services/edge/errors.py).
+
+A model served by another provider (or a virtual model whose targets mix Anthropic with
+others) is translated instead (services/edge/messages): the request into chat completions,
+served by chat's machinery and adapters, and the answer back into a message or Anthropic's
+stream events, with ``stop_reason: "tool_use"`` whenever a tool is called.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from services.edge import failover
 from services.edge.auth import require_model
 from services.edge.body import check_model
+from services.edge.messages import blocks, from_chat, to_chat
 from services.edge.metered import RequestRecord
 from services.edge.providers import anthropic_passthrough as passthrough
-from services.edge.providers.base import Call, Completion, StreamMeter
+from services.edge.providers.base import Call, Completion, StreamMeter, estimate_tokens, prompt_chars
 from services.edge.routes.chat import (
     Opened,
+    attempt,
     begin,
     bounded,
     failed,
@@ -44,6 +50,7 @@ from shared.catalog import Plan, Route, RouteTable
 from shared.errors import INVALID_REQUEST, MISSING_PARAM, GatewayError
 
 KEY_HEADER = "x-api-key"
+ESTIMATED_HEADER = "x-switchyard-estimated"
 
 
 def check_messages(body: dict[str, Any]) -> None:
@@ -65,22 +72,16 @@ def check_count(body: dict[str, Any]) -> None:
         raise GatewayError(MISSING_PARAM, "messages: Field required (a non-empty array)", param="messages")
 
 
-def _anthropic_plan(edge: Edge, record: RequestRecord) -> tuple[Plan, RouteTable]:
-    """The model's plan, reduced to its Anthropic targets (a 400 when it has none)."""
+def _plan(edge: Edge, record: RequestRecord) -> tuple[Plan, RouteTable]:
     model = str(record.body["model"])
     plan = edge.routes.plan(model)
     require_model(record.principal, model, plan.model)
-    table = edge.routes.current()
-    targets = tuple(t for t in plan.targets if _api(table, t) == "anthropic")
-    if not targets:
-        served_by = ", ".join(sorted({t.provider for t in plan.targets}))
-        raise GatewayError(
-            INVALID_REQUEST,
-            f"`{model}` is served by {served_by}; the Messages API reaches Anthropic models only for now. "
-            "Call other providers' models through /v1/chat/completions.",
-            param="model",
-        )
-    return dataclasses.replace(plan, targets=targets), table
+    return plan, edge.routes.current()
+
+
+def _all_anthropic(plan: Plan, table: RouteTable) -> bool:
+    """Whether every target speaks Anthropic's API: the request is then passed through."""
+    return all(_api(table, t) == "anthropic" for t in plan.targets)
 
 
 def _api(table: RouteTable, route: Route) -> str:
@@ -100,12 +101,24 @@ class _Passthrough:
 
 async def messages(request: Request) -> Response:
     edge, record, drop = await begin(request, "messages", check_messages, key_header=KEY_HEADER)
+    stream = bool(record.body.get("stream"))
+    try:
+        plan, table = _plan(edge, record)
+    except GatewayError as exc:
+        failed(edge, record, exc, None, None, stream=stream)
+        raise
+    if _all_anthropic(plan, table):
+        return await _passed_through(request, edge, record, drop, plan, table, stream)
+    return await _translated(edge, record, drop, plan, table, stream)
+
+
+async def _passed_through(
+    request: Request, edge: Edge, record: RequestRecord, drop: bool, plan: Plan, table: RouteTable, stream: bool
+) -> Response:
     version = request.headers.get(passthrough.VERSION_HEADER)
     beta = request.headers.get(passthrough.BETA_HEADER)
-    stream = bool(record.body.get("stream"))
-    plan = ticket = None
+    ticket = None
     try:
-        plan, table = _anthropic_plan(edge, record)
         ticket = await edge.admission.admit(record.principal, plan, table, record.body)
         attempts = edge.telemetry.attempts(record, table)
         timeouts = plan.timeouts
@@ -145,14 +158,54 @@ async def messages(request: Request) -> Response:
     )
 
 
+async def _translated(
+    edge: Edge, record: RequestRecord, drop: bool, plan: Plan, table: RouteTable, stream: bool
+) -> Response:
+    """A model served by another provider (or a plan that mixes Anthropic with others): the
+    request is translated to chat completions, served by chat's machinery, and its answer
+    translated back into a message or Anthropic's stream events."""
+    ticket = None
+    try:
+        req = blocks.parse_request(record.body)
+        record.body = to_chat.chat_body(req)
+        ticket = await edge.admission.admit(record.principal, plan, table, record.body)
+        call, served, upstream_ms = await attempt(edge, record, drop, plan, table, stream=stream)
+    except GatewayError as exc:
+        failed(edge, record, exc, plan, ticket, stream=stream)
+        raise
+    if isinstance(served, Completion):
+        settle(edge, record, ticket, served.usage)
+        edge.telemetry.note_output(record, served.body)
+        edge.telemetry.finish(record, record.event(status=200, usage=served.usage, upstream_ms=upstream_ms), table)
+        headers = response_headers(record, upstream_ms, call, plan, ticket)
+        return JSONResponse(from_chat.message(req, json.loads(served.body)), headers=headers)
+    headers = response_headers(record, upstream_ms, call, plan, ticket)
+    headers["cache-control"] = "no-cache"
+    estimate = served.meter.prompt_tokens or estimate_tokens(prompt_chars(record.body))
+    translator = from_chat.StreamTranslator(req, estimate)
+    events = translator.translate(guarded(served, plan.timeouts, call.route.provider))
+    return StreamingResponse(
+        metered_stream(events, served.meter, record, edge, None, ticket),
+        media_type="text/event-stream",
+        headers=headers,
+    )
+
+
 async def count_tokens(request: Request) -> Response:
-    """Counted by Anthropic for the model's Anthropic target; not metered (nothing is
-    generated, and Anthropic does not bill it) and not held against limits."""
+    """Counted by Anthropic for a model whose targets are Anthropic's; estimated for other
+    providers' models (as the gateway estimates prompts for limits: about four characters a
+    token), with ``x-switchyard-estimated: true``. Not metered (nothing is generated, and
+    Anthropic does not bill it) and not held against limits."""
     edge, record, drop = await begin(request, "messages.count_tokens", check_count, key_header=KEY_HEADER)
     version = request.headers.get(passthrough.VERSION_HEADER)
     beta = request.headers.get(passthrough.BETA_HEADER)
     try:
-        plan, table = _anthropic_plan(edge, record)
+        plan, table = _plan(edge, record)
+        if not _all_anthropic(plan, table):
+            body = to_chat.chat_body(blocks.parse_request({**record.body, "max_tokens": 1}))
+            chars = prompt_chars(body) + len(json.dumps(body.get("tools") or []))
+            edge.telemetry.close(record, 200)
+            return JSONResponse({"input_tokens": estimate_tokens(chars)}, headers={ESTIMATED_HEADER: "true"})
     except GatewayError as exc:
         edge.telemetry.close(record, exc.status)
         raise

@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from services.edge import failover
 from services.edge.auth import Principal, require_model
 from services.edge.body import check_model
-from services.edge.providers.base import Call, Completion
+from services.edge.providers.base import Completion
 from services.edge.responses.from_chat import Draft, StreamTranslator, from_completion, new_id
 from services.edge.responses.items import (
     FunctionCall,
@@ -35,20 +33,8 @@ from services.edge.responses.items import (
 )
 from services.edge.responses.store import StoredResponse
 from services.edge.responses.to_chat import chat_body
-from services.edge.routes.chat import (
-    Opened,
-    begin,
-    bounded,
-    failed,
-    first_event,
-    guarded,
-    metered_stream,
-    response_headers,
-    settle,
-    with_provider_keys,
-)
+from services.edge.routes.chat import attempt, begin, failed, guarded, metered_stream, response_headers, settle
 from services.edge.state import Edge
-from shared.catalog import Route
 from shared.errors import INVALID_REQUEST, TOO_LARGE, GatewayError
 
 log = logging.getLogger("switchyard.edge.responses")
@@ -80,24 +66,7 @@ async def create(request: Request) -> Response:
         require_model(principal, req.model, plan.model)
         table = edge.routes.current()
         ticket = await edge.admission.admit(principal, plan, table, record.body)
-        attempts = edge.telemetry.attempts(record, table)
-        if stream:
-
-            async def open_stream(route: Route) -> tuple[Call, Opened]:
-                adapter = edge.registry.get(table.providers[route.provider].api, route.provider)
-                return await first_event(edge, record, drop, route, adapter, plan.timeouts)
-
-            call, opened = await failover.serve(plan, table, edge.health, open_stream, attempts)
-            upstream_ms = (time.perf_counter() - opened.meter.started) * 1000
-        else:
-
-            async def complete(route: Route) -> tuple[Call, Completion]:
-                adapter = edge.registry.get(table.providers[route.provider].api, route.provider)
-                work = with_provider_keys(edge, record, drop, route, adapter.chat)
-                return await bounded(work, plan.timeouts.total_seconds, route, "answer")
-
-            call, completion = await failover.serve(plan, table, edge.health, complete, attempts)
-            upstream_ms = completion.upstream_ms
+        call, served, upstream_ms = await attempt(edge, record, drop, plan, table, stream=stream)
     except GatewayError as exc:
         failed(edge, record, exc, plan, ticket, stream=stream)
         raise
@@ -115,7 +84,8 @@ async def create(request: Request) -> Response:
             return False
         return True
 
-    if not stream:
+    if isinstance(served, Completion):
+        completion = served
         settle(edge, record, ticket, completion.usage)
         edge.telemetry.note_output(record, completion.body)
         edge.telemetry.finish(record, record.event(status=200, usage=completion.usage, upstream_ms=upstream_ms), table)
@@ -131,9 +101,9 @@ async def create(request: Request) -> Response:
         await keep(done)
 
     translator = StreamTranslator(draft, finish)
-    events = translator.translate(guarded(opened, plan.timeouts, call.route.provider))
+    events = translator.translate(guarded(served, plan.timeouts, call.route.provider))
     return StreamingResponse(
-        metered_stream(events, opened.meter, record, edge, None, ticket),
+        metered_stream(events, served.meter, record, edge, None, ticket),
         media_type="text/event-stream",
         headers=headers,
     )
