@@ -108,7 +108,10 @@ def test_a_tool_round_trip_continues_on_the_other_edge(gateway: Gateway, edges: 
     assert second.status == "completed" and second.previous_response_id == first.id
     assert "sunny" in second.output_text
     sent = _last_upstream(gateway, model)
-    assert "Weather in Paris?" in json.dumps(sent)  # the first turn's input went along
+    if model.startswith("gpt"):  # passed through: OpenAI keeps the conversation and continues it
+        assert sent["previous_response_id"] == first.id and "Weather in Paris?" not in json.dumps(sent)
+    else:  # translated: the gateway's store gave the first turn's input and output
+        assert "Weather in Paris?" in json.dumps(sent)
     assert "sunny" in json.dumps(sent)
 
 
@@ -297,9 +300,13 @@ def test_the_agents_sdk_runs_a_function_tool(gateway: Gateway, edges: list[str],
     assert "sunny in Paris" in str(result.final_output)
 
 
-def test_a_failed_stream_ends_with_response_failed_and_is_metered_as_failed(gateway: Gateway, edges: list[str]) -> None:
+@pytest.mark.parametrize("model", ["gpt-sim-midstream-error", "mistral-sim-midstream-error"])
+def test_a_failed_stream_ends_with_response_failed_and_is_metered_as_failed(
+    gateway: Gateway, edges: list[str], model: str
+) -> None:
+    """OpenAI's own response.failed, relayed; a translated provider's error, as response.failed."""
     user, key = new_user(gateway)
-    with client(edges[0], key).responses.stream(model="gpt-sim-midstream-error", input="go") as stream:
+    with client(edges[0], key).responses.stream(model=model, input="go") as stream:
         events = list(stream)
         with pytest.raises(RuntimeError, match=r"response\.completed"):
             stream.get_final_response()
@@ -308,8 +315,9 @@ def test_a_failed_stream_ends_with_response_failed_and_is_metered_as_failed(gate
     assert kinds[-1] == "response.failed" and "response.completed" not in kinds
     failed = events[-1].response  # type: ignore[union-attr]
     assert failed.status == "failed" and failed.error is not None and "simulated overload" in failed.error.message
-    # What had arrived is in the failed response; nothing was stored for a later turn.
-    assert failed.output and failed.output[0].type == "message"
+    if model.startswith("mistral"):  # translated: what had arrived is in the failed response
+        assert failed.output and failed.output[0].type == "message"
+    # Nothing was stored for a later turn.
     with pytest.raises(openai.NotFoundError):
         client(edges[1], key).responses.retrieve(failed.id)
     wait_until(lambda: gateway.requests_metered(user) == 1, what="the failed stream to be metered")
@@ -318,18 +326,86 @@ def test_a_failed_stream_ends_with_response_failed_and_is_metered_as_failed(gate
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_max_output_tokens_makes_an_incomplete_response(gateway: Gateway, edges: list[str], stream: bool) -> None:
+@pytest.mark.parametrize("model", ["gpt-4.1", "mistral-large-latest"])
+def test_max_output_tokens_makes_an_incomplete_response(
+    gateway: Gateway, edges: list[str], stream: bool, model: str
+) -> None:
     _, key = new_user(gateway)
     c = client(edges[1], key)
     if stream:
-        with c.responses.stream(model="gpt-4.1", input="one two three four", max_output_tokens=2) as s:
+        with c.responses.stream(model=model, input="one two three four", max_output_tokens=2) as s:
             events = list(s)
         assert events[-1].type == "response.incomplete"
         resp = c.responses.retrieve(events[-1].response.id)  # type: ignore[union-attr]  # stored as it ended
     else:
-        resp = c.responses.create(model="gpt-4.1", input="one two three four", max_output_tokens=2)
+        resp = c.responses.create(model=model, input="one two three four", max_output_tokens=2)
     assert resp.status == "incomplete"
     assert resp.incomplete_details is not None and resp.incomplete_details.reason == "max_output_tokens"
     assert resp.output_text == "Reply 0"
-    sent = gateway.sim.state.requests[-1].body
-    assert sent["max_completion_tokens"] == 2
+    sent = next(r for r in reversed(gateway.sim.state.requests) if r.path.endswith(("/responses", "/completions")))
+    # OpenAI's Responses API takes the limit as it came; a chat-only provider as chat's.
+    assert sent.body["max_output_tokens" if model.startswith("gpt") else "max_completion_tokens"] == 2
+
+
+def test_openai_models_pass_through_and_openai_keeps_the_conversation(gateway: Gateway, edges: list[str]) -> None:
+    user, key = new_user(gateway)
+    _, other = new_user(gateway)
+    a, b = client(edges[0], key), client(edges[1], key)
+    first = a.responses.create(
+        model="gpt-4.1", input="Weather in Paris?", tools=[WEATHER], extra_body={"service_tier": "flex"}
+    )
+    sent = gateway.sim.state.requests[-1]
+    assert sent.path == "/v1/responses" and sent.body["service_tier"] == "flex"  # as the client sent it
+    auth = {k.lower(): v for k, v in sent.headers.items()}["authorization"]
+    assert auth.startswith("Bearer ") and auth != f"Bearer {key}"  # the provider's key, never the client's
+    call = next(item for item in first.output if item.type == "function_call")
+    assert first.id in gateway.sim.responses.stored  # OpenAI keeps it
+
+    # Read, continued and listed from the other edge: each goes to OpenAI, found by where it is kept.
+    assert b.responses.retrieve(first.id).output[-1].type == "function_call"
+    result = {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}
+    second = b.responses.create(model="gpt-4.1", previous_response_id=first.id, input=[result], tools=[WEATHER])
+    assert "sunny" in second.output_text
+    listed = list(a.responses.input_items.list(second.id, order="asc"))
+    assert [item.type for item in listed] == ["message", "function_call", "function_call_output"]
+    wait_until(lambda: gateway.requests_metered(user) == 2, what="both turns to be metered")
+    usage = gateway.usage(user)
+    assert first.usage is not None and second.usage is not None
+    assert usage["prompt_tokens"] == first.usage.input_tokens + second.usage.input_tokens
+    assert usage["completion_tokens"] == first.usage.output_tokens + second.usage.output_tokens
+
+    # Another user's key finds nothing, here or at OpenAI (whose org would have let it read).
+    sent_before = len(gateway.sim.state.requests)
+    with pytest.raises(openai.NotFoundError):
+        client(edges[0], other).responses.retrieve(second.id)
+    with pytest.raises(openai.BadRequestError, match="not found"):
+        client(edges[0], other).responses.create(model="gpt-4.1", input="x", previous_response_id=second.id)
+    assert len(gateway.sim.state.requests) == sent_before
+
+    # A response OpenAI keeps is continued only where it is kept.
+    with pytest.raises(openai.BadRequestError, match="OpenAI keeps"):
+        b.responses.create(model="claude-sonnet-4-6", previous_response_id=second.id, input="and now?")
+    # A conversation the gateway keeps goes on with an OpenAI model through translation.
+    gemini = a.responses.create(model="gemini-2.5-flash", input="one")
+    onward = b.responses.create(model="gpt-4.1", previous_response_id=gemini.id, input="two")
+    assert "two" in onward.output_text
+    assert gateway.sim.state.requests[-1].path == "/v1/chat/completions"
+
+    a.responses.delete(second.id)
+    assert second.id not in gateway.sim.responses.stored
+    with pytest.raises(openai.NotFoundError):
+        b.responses.retrieve(second.id)
+
+
+def test_a_passed_through_stream_is_relayed_as_openai_sent_it(gateway: Gateway, edges: list[str]) -> None:
+    _, key = new_user(gateway)
+    url = edges[1] + "/v1/responses"
+    body = {"model": "gpt-4.1", "input": "count with me", "stream": True}
+    with httpx.stream("POST", url, json=body, headers={"authorization": f"Bearer {key}"}, timeout=30) as resp:
+        raw = b"".join(resp.iter_bytes())
+    events = [block for block in raw.split(b"\n\n") if block]
+    kinds = [block.split(b"\n")[0].removeprefix(b"event: ").decode() for block in events]
+    assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
+    numbers = [json.loads(block.split(b"\n", 1)[1].removeprefix(b"data: "))["sequence_number"] for block in events]
+    assert numbers == list(range(len(events)))  # OpenAI's own numbering, nothing added or dropped
+    assert b"x_switchyard" not in raw and b"[DONE]" not in raw

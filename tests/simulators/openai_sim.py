@@ -12,6 +12,8 @@ Behaviour is chosen by the model name, so one simulator serves every test:
 - ``*-midstream-error``: a stream that sends an error event mid-answer;
 - ``*-long``: a slow stream of many chunks (client-disconnect tests).
 
+OpenAI's Responses API (``/v1/responses``) is served too, by tests/simulators/openai_responses.py.
+
 Provider keys starting ``sk-invalid`` get 401 and ``sk-ratelimited`` get 429, whatever the model;
 keys in ``state.revoked`` get 401 too (chat and the model listing) until a test takes them out.
 
@@ -36,6 +38,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.simulators import script
+from tests.simulators.openai_responses import ResponsesAPI
 from tests.simulators.server import Recorded, ThreadedServer
 
 REPLY = "Hello from the simulator, friend"
@@ -112,6 +115,16 @@ class OpenAISimulator(ThreadedServer):
     def __init__(self) -> None:
         super().__init__()
         self.state = SimState()
+        self.responses = ResponsesAPI(self._record, self._authorized)
+
+    def _record(self, request: web.Request, body: dict[str, Any]) -> None:
+        self.state.requests.append(Recorded(request.path_qs, dict(request.headers), body))
+
+    def _authorized(self, request: web.Request) -> bool:
+        auth = request.headers.get("authorization", "")
+        return not (
+            auth == "" or auth.startswith("Bearer sk-invalid") or auth.removeprefix("Bearer ") in self.state.revoked
+        )
 
     @property
     def base_url(self) -> str:
@@ -297,6 +310,7 @@ class OpenAISimulator(ThreadedServer):
         app.router.add_post("/v1/embeddings", self.embeddings)
         app.router.add_post("/openai/deployments/{deployment}/embeddings", self.embeddings)
         app.router.add_get("/v1/models", self.models)
+        self.responses.routes(app)
 
 
 # --- the scripted model, in OpenAI's wire format (models gpt-4.1*, mistral-*, llama*) ------------

@@ -31,7 +31,7 @@ log = logging.getLogger("switchyard.edge.openai")
 _RELAYED_HEADERS = ("retry-after", "x-ratelimit-remaining-requests", "x-ratelimit-remaining-tokens")
 
 
-def _headers(call: Call) -> dict[str, str]:
+def openai_headers(call: Call) -> dict[str, str]:
     # The request id travels upstream too, so a provider's logs can be matched to ours.
     headers = {"content-type": "application/json", "accept": "application/json", "x-client-request-id": call.request_id}
     if call.credential is not None:
@@ -76,7 +76,7 @@ class OpenAIAdapter:
         return _url(call, path)
 
     def headers(self, call: Call) -> dict[str, str]:
-        return _headers(call)
+        return openai_headers(call)
 
     def body(self, call: Call, **extra: Any) -> dict[str, Any]:
         return dict(call.body, model=call.route.upstream_model, **extra)

@@ -4,7 +4,8 @@
 One entry per response in the ``switchyard_responses`` KV bucket (JetStream, file storage,
 replicated like every bucket; keyvault makes it with the TTL ``GATEWAY_RESPONSES_TTL_SECONDS``).
 An entry holds the response object (reasoning content included), this turn's input items and
-the ids of the responses it continues, oldest first, so a conversation is read back with
+the ids of the responses it continues, oldest first (for a response OpenAI itself keeps, only
+where it is), so a conversation is read back with
 one concurrent get per turn and no entry repeats another's items. The bucket is read without
 direct gets: the stream's leader answers, so a turn written on one edge is read on another
 the moment its write was acknowledged.
@@ -37,8 +38,12 @@ _ENVELOPE = 4096
 class StoredResponse(BaseModel):
     owner: str  # the user whose key created it: only that user's keys (and admins) may read it
     response: dict[str, Any]  # the response object, reasoning content included
-    input: list[dict[str, Any]]  # this turn's input items, each with an id
-    chain: list[str]  # the responses this one continues, oldest first
+    input: list[dict[str, Any]] = []  # this turn's input items, each with an id
+    chain: list[str] = []  # the responses this one continues, oldest first
+    # A response OpenAI keeps (passed through): only where it is, the provider (or named
+    # account) and the model it was made with; its content stays with OpenAI.
+    held_by: str = ""
+    model: str = ""
 
 
 class ResponseStore:
@@ -101,17 +106,23 @@ class ResponseStore:
         kv = await self._bucket()
         await self._io(kv.delete(response_id))
 
-    async def conversation(self, response_id: str, user: str | None) -> tuple[list[str], list[dict[str, Any]]]:
-        """The chain a new turn continues (ending with ``response_id``) and its items in
-        order: each turn's input, then its output."""
+    async def previous(self, response_id: str, user: str | None) -> StoredResponse:
+        """The response a new turn continues: a 400 naming ``previous_response_id`` if there is
+        none this user may read."""
         try:
-            last = await self.get(response_id, user)
+            return await self.get(response_id, user)
         except GatewayError as exc:
             if exc.status != 404:
                 raise
             raise GatewayError(
                 INVALID_REQUEST, f"Previous response with id '{response_id}' not found.", param="previous_response_id"
             ) from None
+
+    async def conversation(
+        self, last: StoredResponse, response_id: str, user: str | None
+    ) -> tuple[list[str], list[dict[str, Any]]]:
+        """The chain a new turn continues (ending with ``response_id``, whose entry is
+        ``last``) and its items in order: each turn's input, then its output."""
         earlier = await asyncio.gather(*(self.get(rid, user) for rid in last.chain), return_exceptions=True)
         items: list[dict[str, Any]] = []
         for rid, turn in zip([*last.chain, response_id], [*earlier, last], strict=True):

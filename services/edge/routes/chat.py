@@ -389,7 +389,7 @@ async def metered_stream(
     try:
         async for event in relayed:
             yield event
-        if not meter.finished:
+        if not meter.finished or meter.error_type:  # cut short, or ended by the provider's own failure event
             status, error_type = 502, meter.error_type or "upstream_error"
     except BaseException:  # the client went away (cancellation) or the relay broke
         status, error_type = 499, "client_disconnected"
