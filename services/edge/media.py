@@ -1,4 +1,5 @@
-"""Fetching an image URL for a provider that cannot take one (Gemini), safely.
+"""Fetching an image URL (or audio and video by URL, with the type the client declared) for a
+provider that cannot take one (Gemini), safely.
 
 Only public addresses are fetched: a host that is, or resolves to, a loopback, private,
 link-local (cloud metadata included), shared, multicast or reserved address is refused, on
@@ -27,6 +28,8 @@ from services.edge.providers.common import Media, invalid
 from shared.errors import GatewayError
 
 MAX_REDIRECTS = 5
+# Content types that say nothing of what a file is: taken as the type the client declared.
+_GENERIC = frozenset({"", "application/octet-stream", "binary/octet-stream"})
 
 
 def is_public(address: str) -> bool:
@@ -102,16 +105,17 @@ class MediaFetcher:
                 "invalid_image_url",
             )
 
-    async def fetch(self, url: str, param: str) -> Media:
-        """Download an image; every failure is a 400 naming the part."""
+    async def fetch(self, url: str, param: str, declared: str | None = None) -> Media:
+        """Download an image (or, with a ``declared`` MIME type, audio or video of that type);
+        every failure is a 400 naming the part."""
         try:
-            return await asyncio.wait_for(self._fetch(url, param), self.timeout)
+            return await asyncio.wait_for(self._fetch(url, param, declared), self.timeout)
         except TimeoutError as exc:
             raise invalid(
                 f"fetching the image URL took longer than {self.timeout:g} s.", param, "invalid_image_url"
             ) from exc
 
-    async def _fetch(self, url: str, param: str) -> Media:
+    async def _fetch(self, url: str, param: str, declared: str | None) -> Media:
         for _ in range(MAX_REDIRECTS + 1):
             self.check_url(url, param)
             try:
@@ -124,14 +128,22 @@ class MediaFetcher:
                             f"fetching the image URL failed with HTTP {resp.status}.", param, "invalid_image_url"
                         )
                     mime = resp.headers.get("content-type", "").split(";")[0].strip().lower()
-                    if not mime.startswith("image/"):
+                    if declared is not None:
+                        if mime.split("/")[0] != declared.split("/")[0] and mime not in _GENERIC:
+                            raise invalid(
+                                f"the URL did not return {declared} (content-type {mime or 'missing'}).",
+                                param,
+                                "invalid_image_url",
+                            )
+                        mime = declared  # the client's word for what the bytes are
+                    elif not mime.startswith("image/"):
                         raise invalid(
                             f"the image URL did not return an image (content-type {mime or 'missing'}).",
                             param,
                             "invalid_image_url",
                         )
-                    declared = resp.content_length
-                    if declared is not None and declared > self.max_bytes:
+                    length = resp.content_length
+                    if length is not None and length > self.max_bytes:
                         raise self._too_big(param)
                     data = bytearray()
                     async for chunk in resp.content.iter_chunked(64 * 1024):

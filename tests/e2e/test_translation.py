@@ -225,3 +225,86 @@ def test_gemini_embeddings_over_the_batch_limit_go_in_several_batches(gateway: G
     assert resp.data[249].embedding == pytest.approx(vector("text number 249", 4))
     batches = [r for r in gateway.gemini.state.requests[before:] if r.path.endswith(":batchEmbedContents")]
     assert sorted(len(r.body["requests"]) for r in batches) == [50, 100, 100]
+
+
+# --- the seed pages' content shapes -------------------------------------------------------
+
+PDF = base64.b64encode(b"%PDF-1.4\n% a tiny document\n%%EOF\n").decode()
+
+
+@pytest.mark.parametrize("model", ["claude-sonnet-4-6", "gemini-2.5-flash"])
+def test_a_vercel_style_file_part_reaches_the_provider_as_a_pdf(gateway: Gateway, model: str) -> None:
+    """The Vercel AI Gateway's page: ``file: {data, media_type, filename}``."""
+    part = {"type": "file", "file": {"data": PDF, "media_type": "application/pdf", "filename": "document.pdf"}}
+    resp = gateway.client().chat.completions.create(
+        model=model,
+        messages=[{"role": "user", "content": [{"type": "text", "text": "summarise"}, part]}],  # type: ignore[list-item]
+    )
+    assert "document application/pdf" in (resp.choices[0].message.content or "")
+    if model.startswith("claude"):
+        block = gateway.anthropic.state.requests[-1].body["messages"][0]["content"][1]
+        assert block["type"] == "document" and block["source"]["data"] == PDF
+        assert block.get("title") == "document.pdf"
+    else:
+        sent = gateway.gemini.state.requests[-1].body["contents"][0]["parts"][1]
+        assert sent["inlineData"] == {"mimeType": "application/pdf", "data": PDF}
+    with pytest.raises(openai.BadRequestError, match="media_type"):
+        gateway.client().chat.completions.create(
+            model=model,
+            messages=[{"role": "user", "content": [{"type": "file", "file": {"data": PDF}}]}],  # type: ignore[list-item,typeddict-item]
+        )
+
+
+def _media(url_key: str, url: str, mime: str) -> list[dict[str, object]]:
+    """TrueFoundry's page: audio and video as an ``image_url`` with a ``mime_type``."""
+    return [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "listen"},
+                {"type": "image_url", "image_url": {url_key: url, "mime_type": mime}},
+            ],
+        }
+    ]
+
+
+def test_audio_and_video_as_image_url_parts_reach_gemini(gateway: Gateway) -> None:
+    client = gateway.client()
+    clip = base64.b64encode(b"RIFF....WAVEfmt ").decode()
+    # A data URI, its type overridden by mime_type (the page's video example says image/jpeg).
+    resp = client.chat.completions.create(
+        model="gemini-2.5-flash",
+        messages=_media("image_url", f"data:image/jpeg;base64,{clip}", "video/mp4"),  # type: ignore[arg-type]
+    )
+    assert "video video/mp4 16 bytes" in (resp.choices[0].message.content or "")
+    # A URL the gateway fetches, typed by the server or (octet-stream) by mime_type.
+    for path in ("/clip.wav", "/clip.bin"):
+        resp = client.chat.completions.create(
+            model="gemini-2.5-flash",
+            messages=_media("url", gateway.images.origin + path, "audio/wav"),  # type: ignore[arg-type]
+        )
+        assert "audio audio/wav 52 bytes" in (resp.choices[0].message.content or ""), path
+    # A YouTube URL goes to Gemini as a file URI: Gemini reads it itself.
+    video = "https://www.youtube.com/watch?v=fxqE27gIZcc"
+    resp = client.chat.completions.create(model="gemini-2.5-flash", messages=_media("url", video, "video/mp4"))  # type: ignore[arg-type]
+    sent = gateway.gemini.state.requests[-1].body["contents"][0]["parts"][1]
+    assert sent == {"fileData": {"mimeType": "video/mp4", "fileUri": video}}
+    # What the URL returns must be what was declared; the guard holds as for images.
+    with pytest.raises(openai.BadRequestError, match="did not return audio/wav"):
+        client.chat.completions.create(
+            model="gemini-2.5-flash",
+            messages=_media("url", gateway.images.origin + "/pixel.png", "audio/wav"),  # type: ignore[arg-type]
+        )
+    with pytest.raises(openai.BadRequestError, match="non-public"):
+        client.chat.completions.create(
+            model="gemini-2.5-flash",
+            messages=_media("url", "http://10.0.0.1/a.wav", "audio/wav"),  # type: ignore[arg-type]
+        )
+    # Anthropic takes no audio: a 400 that says so, before anything is sent.
+    before = len(gateway.anthropic.state.requests)
+    with pytest.raises(openai.BadRequestError, match="not audio/wav"):
+        client.chat.completions.create(
+            model="claude-sonnet-4-6",
+            messages=_media("url", gateway.images.origin + "/clip.wav", "audio/wav"),  # type: ignore[arg-type]
+        )
+    assert len(gateway.anthropic.state.requests) == before

@@ -177,6 +177,13 @@ def read_prompt(model: str, body: dict[str, Any]) -> script.Prompt:
                     raise Invalid(f"{where}.inline_data.mime_type is required")
                 kind = mime.split("/")[0] if mime.split("/")[0] in ("image", "audio", "video") else "document"
                 prompt.media.append(script.Media(kind, mime, _b64(data.get("data"), f"{where}.inline_data.data")))
+            elif "fileData" in part:
+                data = part["fileData"]
+                mime, uri = str(data.get("mimeType") or ""), str(data.get("fileUri") or "")
+                if not mime or not uri:
+                    raise Invalid(f"{where}.file_data needs mime_type and file_uri")
+                kind = mime.split("/")[0] if mime.split("/")[0] in ("image", "audio", "video") else "document"
+                prompt.media.append(script.Media(kind, mime, 0, url=uri))
             elif "functionCall" in part and role == "model":
                 if calls == 0 and i > current_turn_start:
                     sig = part.get("thoughtSignature")

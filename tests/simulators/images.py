@@ -14,6 +14,16 @@ from tests.simulators.server import ThreadedServer
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
 )
+# A RIFF/WAVE header and 8 silent samples: 52 bytes.
+WAV = (
+    b"RIFF"
+    + (44).to_bytes(4, "little")
+    + b"WAVEfmt "
+    + bytes.fromhex("10000000010001001f4000001f400000010008")
+    + b"\x00data"
+    + (8).to_bytes(4, "little")
+    + b"\x80" * 8
+)
 
 
 class ImageServer(ThreadedServer):
@@ -29,6 +39,8 @@ class ImageServer(ThreadedServer):
         app.router.add_get("/to-private", self.to_private)
         app.router.add_get("/page.html", self.page)
         app.router.add_get("/huge.png", self.huge)
+        app.router.add_get("/clip.wav", self.clip)
+        app.router.add_get("/clip.bin", self.clip)
 
     async def pixel(self, request: web.Request) -> web.Response:
         self.hits.append(request.path)
@@ -41,6 +53,12 @@ class ImageServer(ThreadedServer):
     async def page(self, request: web.Request) -> web.Response:
         self.hits.append(request.path)
         return web.Response(text="<html></html>", content_type="text/html")
+
+    async def clip(self, request: web.Request) -> web.Response:
+        """A short sound, as audio/wav or (``.bin``) with no type beyond octet-stream."""
+        self.hits.append(request.path)
+        kind = "audio/wav" if request.path.endswith(".wav") else "application/octet-stream"
+        return web.Response(body=WAV, content_type=kind)
 
     async def huge(self, request: web.Request) -> web.Response:
         self.hits.append(request.path)

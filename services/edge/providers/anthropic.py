@@ -310,6 +310,9 @@ def _user_blocks(content: Any, where: str) -> list[dict[str, Any]]:
                 blocks.append({"type": "text", "text": text})
         elif kind == "image_url":
             url, _detail = common.image_url_of(part, param)  # Anthropic chooses resolution itself
+            declared = common.declared_mime(part, param)
+            if declared is not None and declared not in IMAGE_TYPES:
+                raise invalid(f"Anthropic takes images as {', '.join(IMAGE_TYPES)}, not {declared}.", param)
             if url.startswith("data:"):
                 media = common.data_uri(url, param)
                 if media.mime not in IMAGE_TYPES:

@@ -218,10 +218,13 @@ def checked_base64(data: str, param: str) -> str:
 
 
 def image_url_of(part: dict[str, Any], param: str) -> tuple[str, str | None]:
-    """``(url, detail)`` of an ``image_url`` part."""
+    """``(url, detail)`` of an ``image_url`` part (``image_url.image_url`` is taken for the
+    URL too, as some gateways' pages write it)."""
     image = part.get("image_url")
     if isinstance(image, str):
         return image, None
+    if isinstance(image, dict) and "url" not in image and isinstance(image.get("image_url"), str):
+        image = {**image, "url": image["image_url"]}
     if not isinstance(image, dict) or not isinstance(image.get("url"), str) or not image["url"]:
         raise invalid("an image_url part needs image_url.url.", param)
     detail = image.get("detail")
@@ -230,12 +233,35 @@ def image_url_of(part: dict[str, Any], param: str) -> tuple[str, str | None]:
     return image["url"], detail
 
 
+def declared_mime(part: dict[str, Any], param: str) -> str | None:
+    """The MIME type an ``image_url`` part declares for what it points at
+    (``image_url.mime_type``: audio and video for Gemini, as TrueFoundry's page sends them)."""
+    image = part.get("image_url")
+    value = image.get("mime_type") if isinstance(image, dict) else None
+    if value is None:
+        return None
+    if not isinstance(value, str) or not re.fullmatch(r"[\w.+-]+/[\w.+-]+", value):
+        raise invalid("image_url.mime_type must be a MIME type such as audio/mp3 or video/mp4.", param)
+    value = value.lower()
+    return _MIME_ALIASES.get(value, value)
+
+
 def file_of(part: dict[str, Any], param: str) -> tuple[Media, str | None]:
-    """The inline file of a ``file`` part (``file.file_data`` as a data URI)."""
+    """The inline file of a ``file`` part: ``file.file_data`` as a data URI (OpenAI's shape), or
+    ``file.data`` in base64 with ``file.media_type`` (the Vercel AI Gateway's)."""
     file = part.get("file")
     if not isinstance(file, dict):
         raise invalid("a file part needs a 'file' object.", param)
     filename = file.get("filename") if isinstance(file.get("filename"), str) else None
+    if isinstance(file.get("data"), str) and "file_data" not in file:
+        value = file["data"]
+        if value.startswith("data:"):
+            return data_uri(value, param), filename
+        mime = file.get("media_type")
+        if not isinstance(mime, str) or not re.fullmatch(r"[\w.+-]+/[\w.+-]+", mime):
+            raise invalid("file.data needs file.media_type (for example application/pdf).", param)
+        mime = mime.lower()
+        return Media(mime=_MIME_ALIASES.get(mime, mime), data=checked_base64(value, param)), filename
     if isinstance(file.get("file_data"), str):
         value = file["file_data"]
         if value.startswith("data:"):
@@ -250,7 +276,7 @@ def file_of(part: dict[str, Any], param: str) -> tuple[Media, str | None]:
             param,
             "unsupported_parameter",
         )
-    raise invalid("a file part needs file.file_data.", param)
+    raise invalid("a file part needs file.file_data (a data URI), or file.data with file.media_type.", param)
 
 
 _AUDIO_MIME = {"wav": "audio/wav", "mp3": "audio/mp3", "flac": "audio/flac", "ogg": "audio/ogg", "aac": "audio/aac"}

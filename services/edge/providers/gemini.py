@@ -5,7 +5,8 @@ Request: system and developer messages become ``systemInstruction``; assistant t
 ``model`` turns with ``functionCall`` parts; tool results become ``functionResponse`` parts,
 consecutive ones in one turn; images, files, audio and video become ``inlineData`` (an image
 URL is fetched by the gateway, with the SSRF guard of :mod:`services.edge.media`, because
-Gemini only takes its own file URIs); JSON Schemas (tools and ``json_schema``) are normalised
+Gemini only takes its own file URIs; audio and video may come as an ``image_url`` with a
+``mime_type``, fetched the same way, or handed to Gemini as ``fileData`` for a YouTube URL); JSON Schemas (tools and ``json_schema``) are normalised
 to Gemini's schema dialect; ``reasoning_effort`` becomes a thinking budget; ``n``, ``seed``,
 ``logprobs`` map to ``generationConfig``.
 
@@ -24,6 +25,7 @@ import os
 import struct
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from services.edge.providers import common
 from services.edge.providers.base import Call, Completion, StreamMeter, Usage, estimate_tokens
@@ -34,6 +36,8 @@ from shared.errors import UPSTREAM, GatewayError
 EMBED_BATCH = 100  # batchEmbedContents' limit of requests per call
 EMBEDDING_PARAMS = frozenset({"model", "input", "encoding_format", "dimensions", "user"})
 MAX_FETCHED_IMAGES = 16  # image URLs the gateway fetches for one request
+# A URL the gateway fetches: the part to fill, the URL, the part's name, the MIME type declared.
+Fetch = tuple[dict[str, Any], str, str, str | None]
 
 SUPPORTED = common.TRANSLATED_PARAMS | {
     "n",
@@ -239,7 +243,7 @@ async def _contents(call: Call) -> tuple[list[str], list[dict[str, Any]], list[s
     turns = common.Turns("parts")
     details: list[str] = []
     names: dict[str, str] = {}  # tool call id -> function name, for the results
-    fetches: list[tuple[dict[str, Any], str, str]] = []  # (part to fill, url, param)
+    fetches: list[Fetch] = []
     for i, message in enumerate(call.body["messages"]):
         where, role = turns.message(call, i, message, "Gemini")
         if role == "user":
@@ -267,7 +271,12 @@ async def _contents(call: Call) -> tuple[list[str], list[dict[str, Any]], list[s
     return turns.system, contents, details
 
 
-async def _fetch_images(call: Call, fetches: list[tuple[dict[str, Any], str, str]]) -> None:
+def _youtube(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    return host in ("youtube.com", "www.youtube.com", "m.youtube.com", "youtu.be")
+
+
+async def _fetch_images(call: Call, fetches: list[Fetch]) -> None:
     """Fetch every image URL of the request at once (Gemini takes only inline data), after
     the whole request was checked, so a bad request fetches nothing."""
     if not fetches:
@@ -280,14 +289,12 @@ async def _fetch_images(call: Call, fetches: list[tuple[dict[str, Any], str, str
             fetches[MAX_FETCHED_IMAGES][2],
             "invalid_image_url",
         )
-    fetched = await gather([call.media.fetch(url, param) for _, url, param in fetches])
-    for (part, _, _), item in zip(fetches, fetched, strict=True):
+    fetched = await gather([call.media.fetch(url, param, declared) for _, url, param, declared in fetches])
+    for (part, _, _, _), item in zip(fetches, fetched, strict=True):
         part["inlineData"] = {"mimeType": item.mime, "data": item.data}
 
 
-def _user_parts(
-    content: Any, where: str, details: list[str], fetches: list[tuple[dict[str, Any], str, str]]
-) -> list[dict[str, Any]]:
+def _user_parts(content: Any, where: str, details: list[str], fetches: list[Fetch]) -> list[dict[str, Any]]:
     parts: list[dict[str, Any]] = []
     for j, part in enumerate(common.content_parts(content, where)):
         param = f"{where}.content[{j}]"
@@ -298,14 +305,17 @@ def _user_parts(
                 parts.append({"text": text})
         elif kind == "image_url":
             url, detail = common.image_url_of(part, param)
+            declared = common.declared_mime(part, param)  # audio or video given as an image_url
             if detail in ("low", "high"):
                 details.append(detail)
             if url.startswith("data:"):
                 media = common.data_uri(url, param)
-                parts.append({"inlineData": {"mimeType": media.mime, "data": media.data}})
+                parts.append({"inlineData": {"mimeType": declared or media.mime, "data": media.data}})
+            elif declared is not None and _youtube(url):
+                parts.append({"fileData": {"mimeType": declared, "fileUri": url}})  # Gemini reads YouTube itself
             elif url.startswith(("http://", "https://")):
                 placeholder: dict[str, Any] = {}
-                fetches.append((placeholder, url, param))
+                fetches.append((placeholder, url, param, declared))
                 parts.append(placeholder)
             else:
                 raise invalid("image_url.url must be an http(s) URL or a data URI.", param, "invalid_image_url")
