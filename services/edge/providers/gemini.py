@@ -6,9 +6,9 @@ Request: system and developer messages become ``systemInstruction``; assistant t
 consecutive ones in one turn; images, files, audio and video become ``inlineData`` (an image
 URL is fetched by the gateway, with the SSRF guard of :mod:`services.edge.media`, because
 Gemini only takes its own file URIs; audio and video may come as an ``image_url`` with a
-``mime_type``, fetched the same way, or handed to Gemini as ``fileData`` for a YouTube URL); JSON Schemas (tools and ``json_schema``) are normalised
-to Gemini's schema dialect; ``reasoning_effort`` becomes a thinking budget; ``n``, ``seed``,
-``logprobs`` map to ``generationConfig``.
+``mime_type``, fetched the same way, or handed to Gemini as ``fileData`` for a YouTube URL);
+JSON Schemas (tools and ``json_schema``) are normalised to Gemini's schema dialect;
+``reasoning_effort`` becomes a thinking budget; ``n``, ``seed``, ``logprobs`` map to ``generationConfig``.
 
 Gemini 2.5 and 3 sign their reasoning: the ``thoughtSignature`` of a part must come back with
 that part on the next turn or the request fails. A signature on a function call travels as
