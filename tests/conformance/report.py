@@ -7,6 +7,7 @@ tests/unit/test_compatibility_doc.py fails when this page and the matrix disagre
 from __future__ import annotations
 
 from services.edge.providers import anthropic, common, gemini
+from tests.conformance import inbound
 from tests.conformance.matrix import FEATURES, MODES, NOT_APPLICABLE, PROVIDER_TITLES, PROVIDERS, cells
 
 # OpenAI chat parameters a client may send, and whether each translated provider takes them.
@@ -64,6 +65,7 @@ def render() -> str:
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "Not applicable:", ""]
     lines += [f"{k}. {note}." for k, note in enumerate(notes, 1)]
+    lines += _inbound()
     lines += [
         "",
         "## Parameters of translated providers",
@@ -140,6 +142,43 @@ def render() -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _inbound() -> list[str]:
+    providers = list(inbound.PROVIDERS)
+    runnable = [c for c in inbound.cells() if (c[0], c[1]) not in inbound.NOT_APPLICABLE]
+    lines = [
+        "",
+        "## The Responses API and Anthropic's Messages API",
+        "",
+        "`POST /v1/responses` driven by the official `openai` SDK (`responses.create`, `.stream`, `.parse`) "
+        "and `POST /v1/messages` driven by the official `anthropic` SDK (`messages.create`, `.stream`), "
+        "against the same simulators (docs/responses.md). Each API is passed through where the provider "
+        "speaks it (" + "; ".join(f"{api} to {provider}: {how}" for (api, provider), how in inbound.PATH.items())
+        + ") and translated through chat completions everywhere else.",
+        "",
+        f"Matrix size: {len(providers)} providers x {len(inbound.FEATURES)} features x up to {len(MODES)} modes = "
+        f"{len(inbound.cells())} cells; {len(runnable)} run and pass, {len(inbound.cells()) - len(runnable)} do "
+        "not apply (reasons below).",
+        "",
+        "| API | feature | " + " | ".join(f"{p} (`{inbound.PROVIDERS[p]}`)" for p in providers) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in providers) + " |",
+    ]
+    notes: list[str] = []
+    for feature in inbound.FEATURES:
+        row = [feature.api, feature.title]
+        for provider in providers:
+            reason = inbound.NOT_APPLICABLE.get((provider, feature.name))
+            if reason is not None:
+                if reason not in notes:
+                    notes.append(reason)
+                row.append(f"n/a [{notes.index(reason) + 1}]")
+            else:
+                row.append("✓ " + " + ".join("stream" if m == "stream" else "non-stream" for m in feature.modes))
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", "Not applicable:", ""]
+    lines += [f"{k}. {note}." for k, note in enumerate(notes, 1)]
+    return lines
 
 
 if __name__ == "__main__":
