@@ -154,7 +154,8 @@ def _inbound() -> list[str]:
         "`POST /v1/responses` driven by the official `openai` SDK (`responses.create`, `.stream`, `.parse`) "
         "and `POST /v1/messages` driven by the official `anthropic` SDK (`messages.create`, `.stream`), "
         "against the same simulators (docs/responses.md). Each API is passed through where the provider "
-        "speaks it (" + "; ".join(f"{api} to {provider}: {how}" for (api, provider), how in inbound.PATH.items())
+        "speaks it ("
+        + "; ".join(f"{api} to {provider}: {how}" for (api, provider), how in inbound.PATH.items())
         + ") and translated through chat completions everywhere else.",
         "",
         f"Matrix size: {len(providers)} providers x {len(inbound.FEATURES)} features x up to {len(MODES)} modes = "
