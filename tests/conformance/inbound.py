@@ -108,7 +108,8 @@ def r_reasoning(ctx: Ctx) -> None:
 def r_errors(ctx: Ctx) -> None:
     for status, exc in ((400, openai.BadRequestError), (429, openai.RateLimitError), (500, openai.APIStatusError)):
         try:
-            respond(ctx, model=f"{ctx.model}-status-{status}", input="x")
+            # A model name of this API's own: a 429 cools the key down for the model it names.
+            respond(ctx, model=f"{ctx.model}-responses-status-{status}", input="x")
         except exc as err:
             assert err.status_code == (502 if status == 500 else status)
         else:
@@ -168,7 +169,8 @@ def m_errors(ctx: Ctx) -> None:
     cases = ((400, anthropic.BadRequestError), (429, anthropic.RateLimitError), (500, anthropic.APIStatusError))
     for status, exc in cases:
         try:
-            message(ctx, model=f"{ctx.model}-status-{status}", messages=[{"role": "user", "content": "x"}])
+            model = f"{ctx.model}-messages-status-{status}"
+            message(ctx, model=model, messages=[{"role": "user", "content": "x"}])
         except exc as err:
             assert err.status_code == (502 if status == 500 else status)
             assert isinstance(err.body, dict) and err.body["type"] == "error"  # Anthropic's shape

@@ -1,7 +1,8 @@
 """OpenAI's chat wire API, for OpenAI and every OpenAI-compatible vendor (catalog data).
 
 Pass-through: the request goes out as the client sent it (model name resolved), the reply
-comes back byte for byte. Streams are relayed event by event; only what metering needs is
+comes back byte for byte. Streams are relayed event by event through the shared relay (the
+same transport-error seam and stream endings as every provider); only what metering needs is
 read from each chunk. The gateway always asks upstream for the usage chunk and hides it from
 clients that did not ask for it.
 """
@@ -10,15 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import aiohttp
-
 from services.edge.providers.base import Call, Completion, StreamMeter, Usage
-from services.edge.sse import DONE, events, frame
-from services.edge.upstream import TRANSPORT_ERRORS, transport_error
+from services.edge.providers.wire import ErrorMapper, open_stream, post_json, relay
+from services.edge.sse import DONE, frame
 from shared.errors import (
     UPSTREAM,
     GatewayError,
@@ -88,16 +86,7 @@ class OpenAIAdapter:
         return await self._post(call, "/embeddings", self.body(call))
 
     async def _post(self, call: Call, path: str, body: dict[str, Any]) -> Completion:
-        started = time.perf_counter()
-        try:
-            async with call.http.post(self.url(call, path), data=json.dumps(body), headers=self.headers(call)) as resp:
-                raw = await resp.read()
-                status, headers = resp.status, resp.headers
-        except TRANSPORT_ERRORS as exc:
-            raise transport_error(exc, call.route.provider) from exc
-        upstream_ms = (time.perf_counter() - started) * 1000
-        if status != 200:
-            raise from_openai_error(status, raw, call.route.provider, headers)
+        raw, upstream_ms = await post_json(call, self.url(call, path), body, self.headers(call), _on_error(call))
         try:
             parsed = json.loads(raw)
         except ValueError as exc:
@@ -110,81 +99,55 @@ class OpenAIAdapter:
         options = dict(body.get("stream_options") or {})
         options["include_usage"] = True
         body["stream_options"] = options
-        try:
-            resp = await call.http.post(
-                self.url(call, "/chat/completions"), data=json.dumps(body), headers=self.headers(call)
-            )
-        except TRANSPORT_ERRORS as exc:
-            raise transport_error(exc, call.route.provider) from exc
-        if resp.status != 200:
-            try:
-                raw = await resp.read()
-            except TRANSPORT_ERRORS:
-                raw = b""
-            finally:
-                resp.release()
-            raise from_openai_error(resp.status, raw, call.route.provider, resp.headers)
-        return self._relay(call, resp, meter)
+        resp = await open_stream(call, self.url(call, "/chat/completions"), body, self.headers(call), _on_error(call))
+        return relay(call, resp, Chunks(meter, call.wants_usage_chunk), meter)
 
-    async def _relay(self, call: Call, resp: aiohttp.ClientResponse, meter: StreamMeter) -> AsyncIterator[bytes]:
-        wants_usage = call.wants_usage_chunk
-        saw_finish = False
-        try:
-            async for data in events(resp.content.iter_any()):
-                if data == b"[DONE]":
-                    meter.finished = True
-                    yield DONE
-                    return
-                try:
-                    chunk = json.loads(data)
-                except ValueError:
-                    meter.error_type = "upstream_bad_event"
-                    yield _error_event("provider sent an event that is not JSON", "upstream_bad_event")
-                    return
-                if not isinstance(chunk, dict):
+
+def _on_error(call: Call) -> ErrorMapper:
+    provider = call.route.provider
+    return lambda status, raw, headers: from_openai_error(status, raw, provider, headers)
+
+
+class Chunks:
+    """OpenAI's chunks, relayed as they came (the shared relay, services/edge/providers/wire.py,
+    decides how a stream ends), while the meter reads the usage and the content's size. The
+    usage chunk the gateway asked for on its own behalf is kept from clients that did not ask."""
+
+    def __init__(self, meter: StreamMeter, wants_usage: bool) -> None:
+        self.meter = meter
+        self.wants_usage = wants_usage
+        self.finished = False
+        self.saw_finish = False
+        self.failed = False
+
+    def feed(self, chunk: dict[str, Any], data: bytes) -> list[bytes]:
+        if "error" in chunk:  # the provider's own error event: relayed as it came, and the end
+            self.meter.error_type = "upstream_error"
+            self.failed = self.finished = True
+            return [frame(data)]
+        usage = Usage.from_openai(chunk.get("usage"))
+        if usage is not None:
+            self.meter.usage = usage
+        choices = chunk.get("choices")
+        if isinstance(choices, list):
+            for choice in choices:
+                if not isinstance(choice, dict):
                     continue
-                if "error" in chunk:
-                    meter.error_type = "upstream_error"
-                    yield frame(data)
-                    return
-                usage = Usage.from_openai(chunk.get("usage"))
-                if usage is not None:
-                    meter.usage = usage
-                choices = chunk.get("choices")
-                if isinstance(choices, list):
-                    for choice in choices:
-                        if not isinstance(choice, dict):
-                            continue
-                        delta = choice.get("delta")
-                        if isinstance(delta, dict):
-                            meter.saw_content(_delta_chars(delta))
-                        if choice.get("finish_reason"):
-                            saw_finish = True
-                    if usage is not None and not choices and not wants_usage:
-                        continue  # the usage chunk we asked for on the gateway's behalf
-                yield frame(data)
-        except TRANSPORT_ERRORS as exc:
-            err = transport_error(exc, call.route.provider)
-            meter.error_type = "upstream_disconnected"
-            yield _error_event(f"stream from provider interrupted: {err.message}", "upstream_disconnected")
-            return
-        except ValueError as exc:
-            meter.error_type = "upstream_bad_event"
-            yield _error_event(str(exc), "upstream_bad_event")
-            return
-        finally:
-            meter.upstream_done_at = time.perf_counter()
-            if meter.finished:
-                resp.release()  # back to the pool
-            else:
-                resp.close()  # cut the connection: the provider stops generating
-        if saw_finish:
-            # Some compatible servers end without [DONE]; the stream did finish.
-            meter.finished = True
-            yield DONE
-        else:
-            meter.error_type = "upstream_truncated"
-            yield _error_event("stream from provider ended before it finished", "upstream_truncated")
+                delta = choice.get("delta")
+                if isinstance(delta, dict):
+                    self.meter.saw_content(_delta_chars(delta))
+                if choice.get("finish_reason"):
+                    self.saw_finish = True
+            if usage is not None and not choices and not self.wants_usage:
+                return []  # the usage chunk asked for on the gateway's behalf
+        return [frame(data)]
+
+    def eof(self) -> None:
+        # Some compatible servers end without [DONE]; a stream with its finish reason did finish.
+        self.finished = self.saw_finish
+
+    def close(self) -> list[bytes]:
+        return [] if self.failed else [DONE]
 
 
 def _delta_chars(delta: dict[str, Any]) -> int:
@@ -202,11 +165,6 @@ def _delta_chars(delta: dict[str, Any]) -> int:
                     if isinstance(fn.get(key), str):
                         n += len(fn[key])
     return n
-
-
-def _error_event(message: str, code: str) -> bytes:
-    payload = {"error": {"message": message, "type": "api_error", "param": None, "code": code}}
-    return frame(json.dumps(payload).encode())
 
 
 class AzureAdapter(OpenAIAdapter):

@@ -124,6 +124,9 @@ async def relay(
     provider = call.route.provider
     try:
         async for data in events(resp.content.iter_any()):
+            if data == b"[DONE]":  # OpenAI's end of a stream (no other provider sends one)
+                translator.finished = True
+                break
             try:
                 event = json.loads(data)
             except ValueError:
