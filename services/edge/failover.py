@@ -12,6 +12,7 @@ attempt has succeeded: what happens later is the stream's (an error event, never
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import re
 import time
@@ -20,9 +21,11 @@ from typing import Protocol, TypeVar
 
 from services.edge.health import HealthReporter
 from shared.catalog import Plan, Route, RouteTable
-from shared.errors import GatewayError
+from shared.errors import INTERNAL, GatewayError
 
 T = TypeVar("T")
+
+log = logging.getLogger("switchyard.edge.failover")
 
 # Failures that say a target is down (they count toward its circuit); a 429 is a key's or an
 # account's limit, not an outage.
@@ -103,6 +106,19 @@ def backoff(plan: Plan, tries: int, retry_after: str | None) -> float | None:
     return wait if wait <= plan.retry.max_wait_seconds else None
 
 
+async def _bug_is_internal(work: Awaitable[T], route: Route) -> T:
+    """An attempt whose failure is not a GatewayError failed in the gateway's own code (a
+    provider's reply of another shape is a GatewayError at its boundary): a 500, logged with
+    the request id, never retried and never blamed on the provider."""
+    try:
+        return await work
+    except GatewayError:
+        raise
+    except Exception as exc:
+        log.exception("internal error while calling %s", route.target)
+        raise GatewayError(INTERNAL, "The gateway hit an internal error; it has been logged.") from exc
+
+
 async def serve(
     plan: Plan,
     table: RouteTable,
@@ -119,7 +135,7 @@ async def serve(
             observer.attempting(route)
             started = time.perf_counter()
             try:
-                result = await attempt(route)
+                result = await _bug_is_internal(attempt(route), route)
             except GatewayError as exc:
                 cause = cause_of(exc)
                 observer.attempted(route, exc, cause)

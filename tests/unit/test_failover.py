@@ -190,3 +190,15 @@ def test_edges_are_live_while_they_report() -> None:
     assert circuits.live_edges(104.0) == {"edge-a", "edge-b"}
     circuits.tick(107.0)
     assert circuits.live_edges(107.0) == {"edge-b"}
+
+
+def test_a_bug_in_the_gateway_is_a_500_never_retried_nor_blamed_on_the_provider(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    table = _table("fallback", retry={"attempts": 3, "backoff_seconds": 0})
+    with caplog.at_level("ERROR", logger="switchyard.edge.failover"):
+        result, tried = _serve(table, {TARGETS[0]: [KeyError("a bug of ours")], TARGETS[1]: ["ok"]})
+    assert isinstance(result, GatewayError) and result.status == 500 and result.code == "internal_error"
+    assert result.upstream_status is None and "provider" not in result.message
+    assert tried == [TARGETS[0]]  # another target would not fix our own code
+    assert "KeyError: 'a bug of ours'" in caplog.text  # logged with its traceback

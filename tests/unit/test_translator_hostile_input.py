@@ -113,6 +113,11 @@ def test_wrong_types_anywhere_are_400s_not_crashes(provider: str, capabilities: 
 
 
 # --- replies: a provider answering in an unexpected shape is a 502, never a crash ------------
+#
+# A reply (or stream event) is checked against the shape the gateway reads before it is
+# translated (services/edge/providers/*_replies.py). The check and the translators must agree:
+# whatever the check lets through, the translator reads without an exception (an exception
+# there is the gateway's own bug, a 500).
 
 
 def _reply_variants(reply: dict[str, Any]) -> list[dict[str, Any]]:
@@ -129,39 +134,53 @@ def _reply_variants(reply: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def test_odd_replies_are_502s_or_read() -> None:
+    from pydantic import ValidationError
+
+    from services.edge.providers import anthropic_replies, gemini_replies
     from services.edge.providers.base import StreamMeter
-    from services.edge.providers.wire import UNREADABLE, read_reply
+    from services.edge.providers.wire import read_reply
     from tests.unit.test_translators import ANTHROPIC_REPLY, GEMINI_REPLY, anthropic_events, gemini_chunks
 
     crashes = []
-    for name, reply, translate in (
-        ("anthropic", ANTHROPIC_REPLY, lambda r: ant.to_openai(r, "m", json_mode=False)),
-        ("gemini", GEMINI_REPLY, lambda r: gem.to_openai(r, "m")),
+    for name, schema, reply, translate in (
+        ("anthropic", anthropic_replies.REPLY, ANTHROPIC_REPLY, lambda r: ant.to_openai(r, "m", json_mode=False)),
+        ("gemini", gemini_replies.REPLY, GEMINI_REPLY, lambda r: gem.to_openai(r, "m")),
     ):
         for variant in _reply_variants(reply):
             try:
-                raw, _ = read_reply(name, lambda v=variant, t=translate: t(v))  # type: ignore[misc]
+                raw, _ = read_reply(name, schema, variant, lambda v=variant, t=translate: t(v))  # type: ignore[misc]
                 json.loads(raw)
             except GatewayError as exc:
-                assert exc.status == 502
+                assert exc.status == 502 and "unexpected shape" in exc.message
             except Exception as exc:
                 crashes.append(f"{name} reply: {type(exc).__name__}: {exc}")
-    # Streams: each event of a good stream replaced by odd shapes; the relay turns what feed()
-    # raises (GatewayError or an UNREADABLE error) into an error event.
+    # Streams: each event of a good stream replaced by odd shapes. An event the check lets
+    # through is fed; feed() may raise only a GatewayError (the provider's own error event).
     good_streams = (
-        ("anthropic", anthropic_events(ANTHROPIC_REPLY), lambda: ant.AnthropicStream("m", StreamMeter(), True, False)),
-        ("gemini", gemini_chunks(GEMINI_REPLY), lambda: gem.GeminiStream("m", StreamMeter(), True)),
+        (
+            "anthropic",
+            anthropic_replies.EVENT,
+            anthropic_events(ANTHROPIC_REPLY),
+            lambda: ant.AnthropicStream("m", StreamMeter(), True, False),
+        ),
+        (
+            "gemini",
+            gemini_replies.REPLY,
+            gemini_chunks(GEMINI_REPLY),
+            lambda: gem.GeminiStream("m", StreamMeter(), True),
+        ),
     )
-    for name, events, machine_factory in good_streams:
+    for name, schema, events, machine_factory in good_streams:
         for k, event in enumerate(events):
             for variant in _reply_variants(event):
                 machine = machine_factory()
                 try:
                     for ev in [*events[:k], variant, *events[k + 1 :]]:
+                        schema.validate_python(ev)
                         machine.feed(ev)
                     machine.eof()
                     machine.close()
-                except (GatewayError, *UNREADABLE):
+                except (GatewayError, ValidationError):
                     pass
                 except Exception as exc:
                     crashes.append(f"{name} stream event {k}: {type(exc).__name__}: {exc}")

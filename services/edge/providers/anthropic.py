@@ -20,7 +20,9 @@ import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from services.edge.providers import common
+from pydantic import TypeAdapter
+
+from services.edge.providers import anthropic_replies, common
 from services.edge.providers.base import Call, Completion, StreamMeter, Usage
 from services.edge.providers.common import ChunkWriter, invalid
 from services.edge.providers.wire import open_stream, post_json, read_reply, relay
@@ -469,6 +471,8 @@ class AnthropicStream:
     reason and output usage; ``message_stop`` ends the stream.
     """
 
+    schema: TypeAdapter[Any] | None = anthropic_replies.EVENT  # each event is checked before feed()
+
     def __init__(self, model: str, meter: StreamMeter, wants_usage: bool, json_mode: bool) -> None:
         self.out = ChunkWriter("chatcmpl-anthropic", model)
         self.meter = meter
@@ -619,7 +623,9 @@ class AnthropicAdapter:
         )
         reply = common.parse_json_reply(raw, provider)
         json_mode = _json_mode(call, body)
-        out, usage = read_reply(provider, lambda: to_openai(reply, call.route.model, json_mode))
+        out, usage = read_reply(
+            provider, anthropic_replies.REPLY, reply, lambda: to_openai(reply, call.route.model, json_mode)
+        )
         return Completion(body=out, usage=usage, upstream_ms=upstream_ms)
 
     async def stream(self, call: Call, meter: StreamMeter) -> AsyncIterator[bytes]:

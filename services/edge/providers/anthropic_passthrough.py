@@ -15,9 +15,12 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+from pydantic import TypeAdapter
+
+from services.edge.providers import anthropic_replies
 from services.edge.providers.anthropic import API_VERSION, error_from, usage_of
 from services.edge.providers.base import Call, Completion, StreamMeter
-from services.edge.providers.common import json_headers
+from services.edge.providers.common import json_headers, parse_json_reply
 from services.edge.providers.wire import open_stream, post_json, read_reply, relay
 from shared.errors import UPSTREAM, GatewayError
 
@@ -57,6 +60,8 @@ def error_event(message: str, code: str, err_type: str = "api_error") -> bytes:
 
 class PassThroughStream:
     """Anthropic's events, relayed as they came, while the meter reads the usage."""
+
+    schema: TypeAdapter[Any] | None = anthropic_replies.EVENT  # each event is checked before feed()
 
     def __init__(self, meter: StreamMeter) -> None:
         self.meter = meter
@@ -122,7 +127,8 @@ async def create(call: Call, raw: bytes, version: str | None, beta: str | None) 
     body, upstream_ms = await post_json(
         call, _url(call), _body(call, raw), _headers(call, version, beta), _on_error(call)
     )
-    usage = read_reply(call.route.provider, lambda: usage_of(json.loads(body)["usage"]))
+    reply = parse_json_reply(body, call.route.provider)
+    usage = read_reply(call.route.provider, anthropic_replies.REPLY, reply, lambda: usage_of(reply["usage"]))
     return Completion(body=body, usage=usage, upstream_ms=upstream_ms)
 
 

@@ -27,7 +27,9 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from services.edge.providers import common
+from pydantic import TypeAdapter
+
+from services.edge.providers import common, gemini_replies
 from services.edge.providers.base import Call, Completion, StreamMeter, Usage, estimate_tokens
 from services.edge.providers.common import ChunkWriter, invalid
 from services.edge.providers.wire import gather, open_stream, post_json, read_reply, relay
@@ -497,6 +499,8 @@ class GeminiStream:
     when the body ends after every candidate sent its ``finishReason``.
     """
 
+    schema: TypeAdapter[Any] | None = gemini_replies.REPLY  # each chunk is checked before feed()
+
     def __init__(self, model: str, meter: StreamMeter, wants_usage: bool) -> None:
         self.out = ChunkWriter("chatcmpl-" + os.urandom(12).hex(), model)
         self.meter = meter
@@ -636,7 +640,7 @@ class GeminiAdapter:
             call, _url(call, "generateContent"), body, _headers(call), lambda s, r, h: error_from(s, r, provider, h)
         )
         reply = common.parse_json_reply(raw, provider)
-        out, usage = read_reply(provider, lambda: to_openai(reply, call.route.model))
+        out, usage = read_reply(provider, gemini_replies.REPLY, reply, lambda: to_openai(reply, call.route.model))
         return Completion(body=out, usage=usage, upstream_ms=upstream_ms)
 
     async def stream(self, call: Call, meter: StreamMeter) -> AsyncIterator[bytes]:
@@ -678,7 +682,7 @@ class GeminiAdapter:
                 call, _url(call, "embedContent"), request(texts[0]), _headers(call), on_error
             )
             reply = common.parse_json_reply(raw, provider)
-            vectors = read_reply(provider, lambda: _vectors([reply.get("embedding")]))
+            vectors = read_reply(provider, gemini_replies.EMBED, reply, lambda: _vectors([reply["embedding"]]))
         else:
             # batchEmbedContents takes at most EMBED_BATCH inputs: larger lists go as several
             # batches at once, their vectors joined in order.
@@ -686,7 +690,7 @@ class GeminiAdapter:
                 body = {"requests": [request(t) for t in chunk]}
                 raw, ms = await post_json(call, _url(call, "batchEmbedContents"), body, _headers(call), on_error)
                 reply = common.parse_json_reply(raw, provider)
-                got = read_reply(provider, lambda: _vectors(reply.get("embeddings") or []))
+                got = read_reply(provider, gemini_replies.BATCH_EMBED, reply, lambda: _vectors(reply["embeddings"]))
                 if len(got) != len(chunk):
                     raise GatewayError(
                         UPSTREAM, f"provider {provider!r} returned {len(got)} embeddings for {len(chunk)} inputs"

@@ -14,6 +14,8 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from pydantic import TypeAdapter
+
 from services.edge.providers.base import Call, Completion, StreamMeter, Usage
 from services.edge.providers.wire import ErrorMapper, open_stream, post_json, relay
 from services.edge.sse import DONE, frame
@@ -112,6 +114,8 @@ class Chunks:
     """OpenAI's chunks, relayed as they came (the shared relay, services/edge/providers/wire.py,
     decides how a stream ends), while the meter reads the usage and the content's size. The
     usage chunk the gateway asked for on its own behalf is kept from clients that did not ask."""
+
+    schema: TypeAdapter[Any] | None = None  # read defensively: any chunk shape is relayed
 
     def __init__(self, meter: StreamMeter, wants_usage: bool) -> None:
         self.meter = meter

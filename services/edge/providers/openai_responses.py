@@ -13,9 +13,12 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+from pydantic import TypeAdapter
+
 from services.edge.providers.base import Call, Completion, StreamMeter, Usage
+from services.edge.providers.common import parse_json_reply
 from services.edge.providers.openai import from_openai_error, openai_headers
-from services.edge.providers.wire import open_stream, post_json, read_reply, relay
+from services.edge.providers.wire import open_stream, post_json, relay
 from services.edge.upstream import TRANSPORT_ERRORS, transport_error
 from shared.errors import UPSTREAM, GatewayError
 
@@ -42,6 +45,8 @@ def error_event(message: str, code: str, err_type: str = "api_error") -> bytes:
 
 class PassThroughStream:
     """OpenAI's Responses events, relayed as they came, while the meter reads them."""
+
+    schema: TypeAdapter[Any] | None = None  # read defensively: any event shape is relayed
 
     def __init__(self, meter: StreamMeter) -> None:
         self.meter = meter
@@ -95,7 +100,7 @@ def _on_error(call: Call) -> Any:
 
 async def create(call: Call, raw: bytes) -> Completion:
     body, upstream_ms = await post_json(call, _url(call), _body(call, raw), openai_headers(call), _on_error(call))
-    usage = read_reply(call.route.provider, lambda: usage_of(json.loads(body).get("usage")))
+    usage = usage_of(parse_json_reply(body, call.route.provider).get("usage"))  # any shape: estimated
     return Completion(body=body, usage=usage, upstream_ms=upstream_ms)
 
 

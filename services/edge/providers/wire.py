@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from typing import Any, Protocol, TypeVar
 
 import aiohttp
+from pydantic import TypeAdapter, ValidationError
 
 from services.edge.providers.base import Call, StreamMeter
 from services.edge.providers.common import error_event
@@ -26,20 +28,36 @@ T = TypeVar("T")
 
 ErrorMapper = Callable[[int, bytes, Mapping[str, str]], GatewayError]
 
-# What reading a reply of an unexpected shape raises (a field of the wrong type, say).
-UNREADABLE = (TypeError, AttributeError, KeyError, ValueError, IndexError)
+INTERNAL_ERROR = "internal_error"  # a stream's error type when the gateway's own code failed
+
+log = logging.getLogger("switchyard.edge.wire")
 
 
-def read_reply(provider: str, translate: Callable[[], T]) -> T:
-    """Run a reply translator; a reply of an unexpected shape is the provider's fault (502)."""
+def checked(
+    provider: str, schema: TypeAdapter[Any], value: Any, what: str = "a reply", code: str | None = None
+) -> None:
+    """A provider's reply (or stream event), checked against the shape the gateway reads
+    (services/edge/providers/*_replies.py): of another shape, it is the provider's fault, a
+    502 that says where."""
     try:
-        return translate()
-    except UNREADABLE as exc:
-        raise GatewayError(UPSTREAM, f"provider {provider!r} sent a reply of an unexpected shape") from exc
+        schema.validate_python(value)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        message = f"provider {provider!r} sent {what} of an unexpected shape ({where}: {first.get('msg')})"
+        raise GatewayError(UPSTREAM, message, code=code) from exc
+
+
+def read_reply(provider: str, schema: TypeAdapter[Any], reply: Any, translate: Callable[[], T]) -> T:
+    """Translate a reply once it is checked: a reply of another shape is a 502; an error in the
+    translation itself is the gateway's own and is not caught here (a 500, logged)."""
+    checked(provider, schema, reply)
+    return translate()
 
 
 class StreamTranslator(Protocol):
     finished: bool  # the provider's stream reached its own end
+    schema: TypeAdapter[Any] | None  # the shape of each provider event, checked before feed()
 
     def feed(self, event: dict[str, Any], data: bytes) -> list[bytes]:
         """The client's SSE events for one provider event, given parsed and as its ``data``
@@ -138,15 +156,20 @@ async def relay(
             if not isinstance(event, dict):
                 continue
             try:
+                if translator.schema is not None:
+                    checked(provider, translator.schema, event, "an event", "upstream_bad_event")
                 out = translator.feed(event, data)
             except GatewayError as exc:
                 meter.error_type = exc.code or "upstream_error"
                 yield error_event(exc.message, exc.code or "upstream_error", exc.type)
                 return
-            except UNREADABLE:
-                meter.error_type = "upstream_bad_event"
+            except Exception:  # the gateway's own bug, on an event of the shape it reads
+                log.exception("internal error translating a stream from %s", provider)
+                meter.error_type = INTERNAL_ERROR
                 yield error_event(
-                    f"provider {provider!r} sent an event of an unexpected shape", "upstream_bad_event", "api_error"
+                    "The gateway hit an internal error translating the stream; it has been logged.",
+                    INTERNAL_ERROR,
+                    "server_error",
                 )
                 return
             for item in out:

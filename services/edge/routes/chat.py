@@ -26,7 +26,7 @@ from services.edge.body import check_chat, parse_json, read_body
 from services.edge.metered import RequestRecord
 from services.edge.providers.base import Adapter, Call, Completion, Credential, StreamMeter, Usage
 from services.edge.providers.common import error_event
-from services.edge.providers.wire import ErrorEvent
+from services.edge.providers.wire import INTERNAL_ERROR, ErrorEvent
 from services.edge.sse import DONE
 from services.edge.state import Edge
 from shared.catalog import Plan, Route, RouteTable
@@ -390,7 +390,8 @@ async def metered_stream(
         async for event in relayed:
             yield event
         if not meter.finished or meter.error_type:  # cut short, or ended by the provider's own failure event
-            status, error_type = 502, meter.error_type or "upstream_error"
+            error_type = meter.error_type or "upstream_error"
+            status = 500 if error_type == INTERNAL_ERROR else 502  # our own bug is not the provider's
     except BaseException:  # the client went away (cancellation) or the relay broke
         status, error_type = 499, "client_disconnected"
         raise
