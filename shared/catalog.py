@@ -35,6 +35,7 @@ class ProviderConfig(BaseModel):
     prefixes: list[str] = []
     api_version: str = ""  # Azure OpenAI's api-version query parameter; Anthropic's anthropic-version
     account_of: str = ""  # set for a named account: the catalog provider whose models it serves
+    location: str = ""  # Vertex AI's location (global, us-central1, ...)
 
 
 class ModelEntry(BaseModel):

@@ -112,6 +112,7 @@ class Simulators:
             "ANTHROPIC_API_KEY": PROVIDER_KEY,
             "GEMINI_BASE_URL": self.gemini.base_url,
             "GEMINI_API_KEY": PROVIDER_KEY,
+            "VERTEX_BASE_URL": self.gemini.origin,  # Vertex AI's paths, served by the Gemini simulator
             # Azure OpenAI and Mistral speak OpenAI's wire format: the OpenAI simulator serves them.
             "AZURE_BASE_URL": self.openai.base_url.removesuffix("/v1"),
             "AZURE_API_KEY": PROVIDER_KEY,

@@ -37,6 +37,8 @@ class KeyvaultSettings(ServiceSettings):
     fireworks_api_key: SecretStr | None = Field(default=None, validation_alias="FIREWORKS_API_KEY")
     openrouter_api_key: SecretStr | None = Field(default=None, validation_alias="OPENROUTER_API_KEY")
     azure_api_key: SecretStr | None = Field(default=None, validation_alias="AZURE_API_KEY")
+    # Vertex AI's key is a service account's JSON key (the file's content).
+    vertex_api_key: SecretStr | None = Field(default=None, validation_alias="VERTEX_SERVICE_ACCOUNT")
 
     # How often keys a provider refused (401/403) are tried again (a model listing).
     key_probe_seconds: float = Field(default=60.0, gt=0, validation_alias="GATEWAY_KEY_PROBE_SECONDS")

@@ -78,6 +78,7 @@ class Router:
             self.settings.self_hosted(),
             self.settings.api_versions(),
             file.merged(api),
+            locations=self.settings.locations(),
         )
         table.circuits = self.circuits.snapshot()
         return table

@@ -17,6 +17,7 @@ def compile_routes(
     api_versions: dict[str, str] | None = None,
     config: GatewayConfig | None = None,
     today: dt.date | None = None,
+    locations: dict[str, str] | None = None,
 ) -> RouteTable:
     providers = {}
     for name, cfg in catalog.providers.items():
@@ -25,6 +26,8 @@ def compile_routes(
             update["base_url"] = base_urls[name]
         if (api_versions or {}).get(name):
             update["api_version"] = (api_versions or {})[name]
+        if (locations or {}).get(name):
+            update["location"] = (locations or {})[name]
         providers[name] = cfg.model_copy(update=update) if update else cfg
     for name, url in (self_hosted or {}).items():
         if name in providers:

@@ -24,6 +24,8 @@ class RouterSettings(ServiceSettings):
     fireworks_base_url: str | None = Field(default=None, validation_alias="FIREWORKS_BASE_URL")
     openrouter_base_url: str | None = Field(default=None, validation_alias="OPENROUTER_BASE_URL")
     azure_base_url: str | None = Field(default=None, validation_alias="AZURE_BASE_URL")
+    vertex_base_url: str | None = Field(default=None, validation_alias="VERTEX_BASE_URL")
+    vertex_location: str | None = Field(default=None, validation_alias="VERTEX_LOCATION")
     azure_api_version: str | None = Field(default=None, validation_alias="AZURE_API_VERSION")
     anthropic_api_version: str | None = Field(default=None, validation_alias="ANTHROPIC_API_VERSION")
     # Self-hosted OpenAI-compatible servers (vLLM, Ollama, llama.cpp): "name=url,name=url";
@@ -45,6 +47,10 @@ class RouterSettings(ServiceSettings):
         anthropic-version); the catalog's apply to the rest."""
         chosen = {"azure": self.azure_api_version, "anthropic": self.anthropic_api_version}
         return {provider: version for provider, version in chosen.items() if version}
+
+    def locations(self) -> dict[str, str]:
+        """The locations the operator set, by provider (Vertex AI's)."""
+        return {"vertex": self.vertex_location} if self.vertex_location else {}
 
     def self_hosted(self) -> dict[str, str]:
         return self_hosted_providers(self.openai_compatible)

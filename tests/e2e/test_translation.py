@@ -5,6 +5,7 @@ calls, what reaches the provider)."""
 from __future__ import annotations
 
 import base64
+import json
 import struct
 
 import openai
@@ -308,3 +309,60 @@ def test_audio_and_video_as_image_url_parts_reach_gemini(gateway: Gateway) -> No
             messages=_media("url", gateway.images.origin + "/clip.wav", "audio/wav"),  # type: ignore[arg-type]
         )
     assert len(gateway.anthropic.state.requests) == before
+
+
+# --- Google Vertex AI -----------------------------------------------------------------------
+
+
+def test_vertex_ai_with_a_service_account_key(gateway: Gateway) -> None:
+    """`vertex/<model>`: Gemini's wire format at the project's Vertex path, with an access token
+    the edge mints from the service account key kept in Vault, cached, and metered at
+    Gemini's prices under the vertex account."""
+    sim = gateway.gemini
+    info = sim.service_account("proj-sim")
+    added = gateway.admin("POST", "/ai/providers/keys", json={"provider": "vertex", "api_key": json.dumps(info)})
+    assert added.status_code == 201, added.text
+    key = gateway.new_user_key("vertex-user")
+    client = gateway.client(key)
+    before = sim.token_requests
+    try:
+        resp = client.chat.completions.create(
+            model="vertex/gemini-2.5-flash", messages=[{"role": "user", "content": "hi"}]
+        )
+        assert (resp.choices[0].message.content or "").startswith("Reply 0 to: hi")
+        sent = sim.state.requests[-1]
+        assert (
+            sent.path
+            == "/v1/projects/proj-sim/locations/global/publishers/google/models/gemini-2.5-flash:generateContent"
+        )
+        assert {k.lower(): v for k, v in sent.headers.items()}["authorization"].startswith("Bearer ya29.sim-")
+        stream = client.chat.completions.create(
+            model="vertex/gemini-2.5-flash", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices).startswith("Reply 0 to: hi")
+        for _ in range(3):
+            client.chat.completions.create(model="vertex/gemini-2.5-flash", messages=[{"role": "user", "content": "x"}])
+        assert sim.token_requests == before + 1  # one token, reused until it nears its expiry
+        wait_until(lambda: gateway.requests_metered("vertex-user") == 5, what="the Vertex calls to be metered")
+        row = gateway.admin("GET", "/ai/usage/requests", params={"user": "vertex-user", "limit": 1}).json()["data"][0]
+        assert (row["provider"], row["provider_account"]) == ("gemini", "vertex") and row["cost_usd"] > 0
+        with pytest.raises(openai.BadRequestError, match="not supported yet"):
+            client.embeddings.create(model="vertex/gemini-embedding-001", input="x")
+    finally:
+        gateway.admin("DELETE", f"/ai/providers/keys/{added.json()['id']}")
+
+    # A key the token endpoint refuses: the provider's 401, and the key goes out of service.
+    forged = {**info, "client_email": "nobody@proj-sim.iam.gserviceaccount.com"}
+    bad = gateway.admin("POST", "/ai/providers/keys", json={"provider": "vertex", "api_key": json.dumps(forged)})
+    assert bad.status_code == 201, bad.text
+    try:
+        with pytest.raises(openai.AuthenticationError, match="refused the service account"):
+            client.chat.completions.create(model="vertex/gemini-2.5-flash", messages=[{"role": "user", "content": "x"}])
+
+        def out_of_service() -> bool:
+            keys = gateway.admin("GET", "/ai/providers/keys").json()["data"]
+            return any(k["id"] == bad.json()["id"] and k["status"] == "invalid" for k in keys)
+
+        wait_until(out_of_service, what="the refused service account to be out of service")
+    finally:
+        gateway.admin("DELETE", f"/ai/providers/keys/{bad.json()['id']}")

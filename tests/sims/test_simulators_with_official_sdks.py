@@ -215,3 +215,50 @@ def test_gemini_embeddings_and_errors(gemini_sim: GeminiSimulator, genai_client:
     with pytest.raises(genai_errors.ServerError) as unavailable:
         client.models.generate_content(model="gemini-x-status-503", contents="x")
     assert unavailable.value.code == 503
+
+
+def test_vertex_ai_with_a_service_account(gemini_sim: GeminiSimulator) -> None:
+    """The google-genai SDK in Vertex mode: google-auth signs the service account's JWT and the
+    simulator's token endpoint trades it for the access token the Vertex paths take."""
+    from google.oauth2 import service_account
+
+    info = gemini_sim.service_account("proj-sim")
+    credentials = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
+        info, scopes=["https://www.googleapis.com/auth/cloud-platform"]
+    )
+    client = genai.Client(
+        vertexai=True,
+        project="proj-sim",
+        location="global",
+        credentials=credentials,
+        http_options=types.HttpOptions(base_url=gemini_sim.origin),
+    )
+    reply = client.models.generate_content(model="gemini-2.5-flash", contents="hello there")
+    assert reply.text == "Reply 0 to: hello there"
+    sent = gemini_sim.state.requests[-1]
+    assert "/projects/proj-sim/locations/global/publishers/google/models/gemini-2.5-flash:generateContent" in sent.path
+    chunks = list(client.models.generate_content_stream(model="gemini-2.5-flash", contents="hello there"))
+    assert "".join(c.text or "" for c in chunks) == "Reply 0 to: hello there"
+    # Another project's resources, or an unknown signer, are refused.
+    other = genai.Client(
+        vertexai=True,
+        project="someone-else",
+        location="global",
+        credentials=credentials,
+        http_options=types.HttpOptions(base_url=gemini_sim.origin),
+    )
+    with pytest.raises(genai_errors.ClientError) as err:
+        other.models.generate_content(model="gemini-2.5-flash", contents="x")
+    assert err.value.code == 403
+    forged = {**info, "client_email": "nobody@proj-sim.iam.gserviceaccount.com"}
+    stranger = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
+        forged, scopes=["https://www.googleapis.com/auth/cloud-platform"]
+    )
+    with pytest.raises(Exception, match="invalid_grant"):
+        genai.Client(
+            vertexai=True,
+            project="proj-sim",
+            location="global",
+            credentials=stranger,
+            http_options=types.HttpOptions(base_url=gemini_sim.origin),
+        ).models.generate_content(model="gemini-2.5-flash", contents="x")

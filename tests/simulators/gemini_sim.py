@@ -1,5 +1,7 @@
 """A Gemini API simulator (``generateContent``, ``streamGenerateContent?alt=sse``,
-``embedContent``, ``batchEmbedContents`` under ``/v1beta/models/``), as Google documents it.
+``embedContent``, ``batchEmbedContents`` under ``/v1beta/models/``), as Google documents it;
+also as Vertex AI serves it (``/v1/projects/{p}/locations/{l}/publishers/google/models/``),
+with service accounts whose signed JWTs its ``/token`` endpoint trades for access tokens.
 
 Requests are checked the way the API checks them: the key in ``x-goog-api-key`` (a bad key is
 a 400 ``INVALID_ARGUMENT`` with reason ``API_KEY_INVALID``, as Gemini does), known fields only
@@ -23,11 +25,16 @@ import uuid
 from typing import Any
 
 from aiohttp import web
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from google.auth import exceptions as google_exceptions
+from google.auth import jwt as google_jwt
 
 from tests.simulators import script
 from tests.simulators.server import LongStream, ProviderState, Recorded, ThreadedServer
 
 CACHED = 5
+GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
 STATUS_NAMES = {
     400: "INVALID_ARGUMENT",
     401: "UNAUTHENTICATED",
@@ -272,9 +279,73 @@ class GeminiSimulator(ThreadedServer):
     def __init__(self) -> None:
         super().__init__()
         self.state = ProviderState()
+        self.accounts: dict[str, str] = {}  # service account email -> its public key (PEM)
+        self.tokens: dict[str, str] = {}  # access token -> the service account it was issued to
+        self.token_requests = 0
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1beta/models/{model_method}", self.dispatch)
+        # Vertex AI: the same API under a project and location, with OAuth access tokens.
+        vertex = "/{version}/projects/{project}/locations/{location}/publishers/google/models/{model_method}"
+        app.router.add_post(vertex, self.vertex_dispatch)
+        app.router.add_post("/token", self.token)
+
+    def service_account(self, project: str = "proj-sim") -> dict[str, str]:
+        """A new service account's JSON key, whose tokens this simulator issues at /token."""
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        key_id = uuid.uuid4().hex
+        email = f"sa-{key_id[:8]}@{project}.iam.gserviceaccount.com"
+        public = key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        self.accounts[email] = public.decode()
+        private = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        return {
+            "type": "service_account",
+            "project_id": project,
+            "private_key_id": key_id,
+            "private_key": private.decode(),
+            "client_email": email,
+            "client_id": "1",
+            "token_uri": f"{self.origin}/token",
+        }
+
+    async def token(self, request: web.Request) -> web.Response:
+        """Google's OAuth token endpoint for a service account's signed JWT (RFC 7523)."""
+        form = await request.post()
+        self.token_requests += 1
+        assertion = str(form.get("assertion") or "")
+        if form.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer" or not assertion:
+            return web.json_response({"error": "unsupported_grant_type"}, status=400)
+        try:
+            unverified = google_jwt.decode(assertion, verify=False)
+            public = self.accounts[str(unverified.get("iss"))]
+            # Google's token endpoint takes its own URL as the audience, wherever token_uri points.
+            claims = google_jwt.decode(assertion, certs=public, audience=GOOGLE_TOKEN_AUDIENCE)
+        except (KeyError, ValueError, google_exceptions.GoogleAuthError):
+            return web.json_response(
+                {"error": "invalid_grant", "error_description": "Invalid JWT Signature."}, status=400
+            )
+        if "https://www.googleapis.com/auth/cloud-platform" not in str(claims.get("scope", "")).split():
+            return web.json_response({"error": "invalid_scope"}, status=400)
+        token = "ya29.sim-" + uuid.uuid4().hex
+        self.tokens[token] = str(claims["iss"])
+        return web.json_response({"access_token": token, "expires_in": 3599, "token_type": "Bearer"})
+
+    async def vertex_dispatch(self, request: web.Request) -> web.StreamResponse:
+        token = request.headers.get("authorization", "").removeprefix("Bearer ")
+        email = self.tokens.get(token)
+        if email is None:
+            return error(
+                401, "Request had invalid authentication credentials. Expected OAuth 2 access token.", "UNAUTHENTICATED"
+            )
+        if request.match_info["version"] not in ("v1", "v1beta1"):
+            return error(404, f"API version {request.match_info['version']} not found")
+        if request.match_info["project"] != email.split("@")[1].split(".")[0]:
+            return error(403, f"Permission denied on resource project {request.match_info['project']}.")
+        return await self._serve(request)
 
     def _key_error(self, request: web.Request) -> web.Response | None:
         key = request.headers.get("x-goog-api-key") or request.query.get("key", "")
@@ -287,10 +358,13 @@ class GeminiSimulator(ThreadedServer):
         return None
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
-        model, _, method = request.match_info["model_method"].partition(":")
         refused = self._key_error(request)
         if refused is not None:
             return refused
+        return await self._serve(request)
+
+    async def _serve(self, request: web.Request) -> web.StreamResponse:
+        model, _, method = request.match_info["model_method"].partition(":")
         try:
             body = camel(await request.json())
         except ValueError:

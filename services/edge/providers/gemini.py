@@ -633,12 +633,15 @@ def _url(call: Call, method: str) -> str:
 
 
 class GeminiAdapter:
+    async def target(self, call: Call, method: str) -> tuple[str, dict[str, str]]:
+        """The URL of ``method`` for the call's model, and the request headers (with the key)."""
+        return _url(call, method), _headers(call)
+
     async def chat(self, call: Call) -> Completion:
         body = await to_gemini(call)
         provider = call.route.provider
-        raw, upstream_ms = await post_json(
-            call, _url(call, "generateContent"), body, _headers(call), lambda s, r, h: error_from(s, r, provider, h)
-        )
+        url, headers = await self.target(call, "generateContent")
+        raw, upstream_ms = await post_json(call, url, body, headers, lambda s, r, h: error_from(s, r, provider, h))
         reply = common.parse_json_reply(raw, provider)
         out, usage = read_reply(provider, gemini_replies.REPLY, reply, lambda: to_openai(reply, call.route.model))
         return Completion(body=out, usage=usage, upstream_ms=upstream_ms)
@@ -646,13 +649,8 @@ class GeminiAdapter:
     async def stream(self, call: Call, meter: StreamMeter) -> AsyncIterator[bytes]:
         body = await to_gemini(call)
         provider = call.route.provider
-        resp = await open_stream(
-            call,
-            _url(call, "streamGenerateContent?alt=sse"),
-            body,
-            _headers(call),
-            lambda s, r, h: error_from(s, r, provider, h),
-        )
+        url, headers = await self.target(call, "streamGenerateContent?alt=sse")
+        resp = await open_stream(call, url, body, headers, lambda s, r, h: error_from(s, r, provider, h))
         return relay(call, resp, GeminiStream(call.route.model, meter, call.wants_usage_chunk), meter)
 
     async def embed(self, call: Call) -> Completion:
@@ -678,9 +676,8 @@ class GeminiAdapter:
             return error_from(s, r, provider, h)
 
         if len(texts) == 1:
-            raw, upstream_ms = await post_json(
-                call, _url(call, "embedContent"), request(texts[0]), _headers(call), on_error
-            )
+            url, headers = await self.target(call, "embedContent")
+            raw, upstream_ms = await post_json(call, url, request(texts[0]), headers, on_error)
             reply = common.parse_json_reply(raw, provider)
             vectors = read_reply(provider, gemini_replies.EMBED, reply, lambda: _vectors([reply["embedding"]]))
         else:
@@ -688,7 +685,8 @@ class GeminiAdapter:
             # batches at once, their vectors joined in order.
             async def batch(chunk: list[str]) -> tuple[list[list[float]], float]:
                 body = {"requests": [request(t) for t in chunk]}
-                raw, ms = await post_json(call, _url(call, "batchEmbedContents"), body, _headers(call), on_error)
+                url, headers = await self.target(call, "batchEmbedContents")
+                raw, ms = await post_json(call, url, body, headers, on_error)
                 reply = common.parse_json_reply(raw, provider)
                 got = read_reply(provider, gemini_replies.BATCH_EMBED, reply, lambda: _vectors(reply["embeddings"]))
                 if len(got) != len(chunk):

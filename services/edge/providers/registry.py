@@ -7,6 +7,7 @@ from services.edge.providers.base import Adapter, Embedder, Unsupported
 from services.edge.providers.echo import EchoAdapter
 from services.edge.providers.gemini import GeminiAdapter
 from services.edge.providers.openai import AzureAdapter, OpenAIAdapter
+from services.edge.providers.vertex import VertexAdapter
 
 
 class Registry:
@@ -16,6 +17,7 @@ class Registry:
             "azure": AzureAdapter(),
             "anthropic": AnthropicAdapter(),
             "gemini": GeminiAdapter(),
+            "vertex": VertexAdapter(),
             "echo": EchoAdapter(),
         }
 
