@@ -17,7 +17,9 @@ from openai import OpenAI
 
 from stack.launcher import Stack, StackInfo
 from stack.settings import StackSettings
+from tests.simulators import bedrock_sim
 from tests.simulators.anthropic_sim import AnthropicSimulator
+from tests.simulators.bedrock_sim import BedrockSimulator
 from tests.simulators.gemini_sim import GeminiSimulator
 from tests.simulators.images import ImageServer
 from tests.simulators.openai_sim import OpenAISimulator
@@ -33,6 +35,7 @@ class Gateway:
     anthropic: AnthropicSimulator
     gemini: GeminiSimulator
     images: ImageServer
+    bedrock: BedrockSimulator
     _clients: dict[str, OpenAI] = field(default_factory=dict)
 
     @property
@@ -105,6 +108,7 @@ class Simulators:
     anthropic: AnthropicSimulator
     gemini: GeminiSimulator
     images: ImageServer
+    bedrock: BedrockSimulator
 
     def environ(self) -> dict[str, str]:
         return {
@@ -113,6 +117,11 @@ class Simulators:
             "GEMINI_BASE_URL": self.gemini.base_url,
             "GEMINI_API_KEY": PROVIDER_KEY,
             "VERTEX_BASE_URL": self.gemini.origin,  # Vertex AI's paths, served by the Gemini simulator
+            # Bedrock with no provider key: the edges sign with the AWS credential chain (here
+            # the environment's access key), as on an instance with a role.
+            "BEDROCK_BASE_URL": self.bedrock.origin,
+            "AWS_ACCESS_KEY_ID": bedrock_sim.ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": bedrock_sim.SECRET_KEY,
             # Azure OpenAI and Mistral speak OpenAI's wire format: the OpenAI simulator serves them.
             "AZURE_BASE_URL": self.openai.base_url.removesuffix("/v1"),
             "AZURE_API_KEY": PROVIDER_KEY,
@@ -193,14 +202,14 @@ def sim() -> Iterator[OpenAISimulator]:
 
 @pytest.fixture(scope="session")
 def sims(sim: OpenAISimulator) -> Iterator[Simulators]:
-    anthropic, gemini, images = AnthropicSimulator(), GeminiSimulator(), ImageServer()
-    started: list[AnthropicSimulator | GeminiSimulator | ImageServer] = []
+    anthropic, gemini, images, bedrock = AnthropicSimulator(), GeminiSimulator(), ImageServer(), BedrockSimulator()
+    started: list[AnthropicSimulator | GeminiSimulator | ImageServer | BedrockSimulator] = []
     try:
-        for server in (anthropic, gemini, images):
+        for server in (anthropic, gemini, images, bedrock):
             server.start()
             started.append(server)
         images.private_target = f"http://127.0.0.1:{sim.port}/v1/models"  # loopback, not allowed
-        yield Simulators(sim, anthropic, gemini, images)
+        yield Simulators(sim, anthropic, gemini, images, bedrock)
     finally:
         for server in started:
             server.stop()
@@ -210,7 +219,7 @@ def own_gateway(data_dir: Path, sims: Simulators) -> Iterator[Gateway]:
     """A whole stack in ``data_dir`` against the simulators, stopped when the caller is done."""
     stack = start_stack(data_dir, sims.openai, **sims.environ())
     assert stack.info is not None
-    gw = Gateway(stack, stack.info, sims.openai, sims.anthropic, sims.gemini, sims.images)
+    gw = Gateway(stack, stack.info, sims.openai, sims.anthropic, sims.gemini, sims.images, sims.bedrock)
     try:
         yield gw
     finally:

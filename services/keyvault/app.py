@@ -18,7 +18,7 @@ from services.keyvault.vault import Vault, VaultUnavailable
 from shared import subjects
 from shared.audit import Auditor
 from shared.bus import Bus, KVMirror
-from shared.catalog import RouteTable, load_catalog, published_table, self_hosted_providers
+from shared.catalog import ProviderConfig, RouteTable, load_catalog, published_table, self_hosted_providers
 from shared.errors import INVALID_REQUEST, UNAVAILABLE, GatewayError
 from shared.limits import BUDGET_BUCKET, RATE_BUCKET, RATE_BUCKET_TTL
 from shared.messages import (
@@ -55,6 +55,13 @@ log = logging.getLogger("switchyard.keyvault")
 _TRANSPORT_KEY_PATH = "keyvault/transport-key"
 
 
+def takes_keys(cfg: ProviderConfig) -> bool:
+    """Whether keys may be added for a provider: those that need one, and those that take one
+    but can do without (a catalog provider with a key variable: Bedrock signs with the AWS
+    credential chain when it has none)."""
+    return cfg.requires_key or bool(cfg.key_env)
+
+
 class Keyvault:
     def __init__(self, settings: KeyvaultSettings, bus: Bus, vault: Vault) -> None:
         self.settings = settings
@@ -62,7 +69,7 @@ class Keyvault:
         self.vault = vault
         self.instance = f"keyvault-{socket.gethostname()}-{os.getpid()}"
         self._self_hosted = set(self_hosted_providers(settings.openai_compatible))
-        providers = {name for name, cfg in load_catalog().providers.items() if cfg.requires_key}
+        providers = {name for name, cfg in load_catalog().providers.items() if takes_keys(cfg)}
         self.auditor = Auditor(bus, self.instance)
         self.provider_keys = ProviderKeyStore(vault, providers | self._self_hosted, self.auditor)
         # The route table: named accounts take keys too, and the prober needs the providers' URLs.
@@ -80,7 +87,7 @@ class Keyvault:
         if table is None:
             return
         self.table = table
-        known = {name for name, cfg in self.table.providers.items() if cfg.requires_key}
+        known = {name for name, cfg in self.table.providers.items() if takes_keys(cfg)}
         self.provider_keys.known_providers = known | self._self_hosted
 
     async def probe_refused_keys(self, stop: asyncio.Event) -> None:

@@ -26,6 +26,8 @@ class RouterSettings(ServiceSettings):
     azure_base_url: str | None = Field(default=None, validation_alias="AZURE_BASE_URL")
     vertex_base_url: str | None = Field(default=None, validation_alias="VERTEX_BASE_URL")
     vertex_location: str | None = Field(default=None, validation_alias="VERTEX_LOCATION")
+    bedrock_base_url: str | None = Field(default=None, validation_alias="BEDROCK_BASE_URL")
+    bedrock_region: str | None = Field(default=None, validation_alias="BEDROCK_REGION")
     azure_api_version: str | None = Field(default=None, validation_alias="AZURE_API_VERSION")
     anthropic_api_version: str | None = Field(default=None, validation_alias="ANTHROPIC_API_VERSION")
     # Self-hosted OpenAI-compatible servers (vLLM, Ollama, llama.cpp): "name=url,name=url";
@@ -49,8 +51,9 @@ class RouterSettings(ServiceSettings):
         return {provider: version for provider, version in chosen.items() if version}
 
     def locations(self) -> dict[str, str]:
-        """The locations the operator set, by provider (Vertex AI's)."""
-        return {"vertex": self.vertex_location} if self.vertex_location else {}
+        """The locations the operator set, by provider (Vertex AI's location, Bedrock's region)."""
+        chosen = {"vertex": self.vertex_location, "bedrock": self.bedrock_region}
+        return {provider: location for provider, location in chosen.items() if location}
 
     def self_hosted(self) -> dict[str, str]:
         return self_hosted_providers(self.openai_compatible)

@@ -6,7 +6,7 @@ tests/unit/test_compatibility_doc.py fails when this page and the matrix disagre
 
 from __future__ import annotations
 
-from services.edge.providers import anthropic, common, gemini
+from services.edge.providers import anthropic, bedrock, common, gemini
 from tests.conformance import inbound
 from tests.conformance.matrix import FEATURES, MODES, NOT_APPLICABLE, PROVIDER_TITLES, PROVIDERS, cells
 
@@ -19,12 +19,20 @@ PARAMETERS = [
 
 
 def _param_cell(supported: frozenset[str], name: str, provider: str) -> str:
-    if name == "n" and provider == "anthropic":
+    if name == "n" and provider in ("anthropic", "bedrock"):
         return "n = 1 only"
-    if name == "parallel_tool_calls" and provider == "gemini":
+    if name == "parallel_tool_calls" and provider in ("gemini", "bedrock"):
         return "true only"
     if name == "user" and provider == "gemini":
         return "metered by the gateway (no Gemini field)"
+    if name == "user" and provider == "bedrock":
+        return "metered by the gateway (no Converse field)"
+    if name == "response_format" and provider == "bedrock":
+        return "no: 400, or dropped on request"
+    if name == "tool_choice" and provider == "bedrock":
+        return "yes, but none: 400, or dropped on request"
+    if name == "reasoning_effort" and provider == "bedrock":
+        return "Claude models (a thinking budget); others: 400, or dropped on request"
     return "yes" if name in supported else "no: 400, or dropped on request"
 
 
@@ -79,13 +87,13 @@ def render() -> str:
         "`logit_bias: {}`, `logprobs: false`, `store: false`, `metadata: {}`, `service_tier: auto`), is never "
         "refused.",
         "",
-        "| parameter | anthropic | gemini |",
-        "| --- | --- | --- |",
+        "| parameter | anthropic | gemini | bedrock |",
+        "| --- | --- | --- | --- |",
     ]
     for name in PARAMETERS:
         lines.append(
             f"| `{name}` | {_param_cell(anthropic.SUPPORTED, name, 'anthropic')} | "
-            f"{_param_cell(gemini.SUPPORTED, name, 'gemini')} |"
+            f"{_param_cell(gemini.SUPPORTED, name, 'gemini')} | {_param_cell(bedrock.SUPPORTED, name, 'bedrock')} |"
         )
     budgets = ", ".join(f"{k} {v}" for k, v in common.REASONING_BUDGETS.items())
     lines += [
@@ -134,6 +142,16 @@ def render() -> str:
         "are 503), with OpenAI's error `type`, so the SDK raises the matching exception; `retry-after` is "
         "relayed. Gemini's bad-key 400 is a 401. A failure in the middle of a stream, or a stream that stops "
         "early, ends with an error event, never with `[DONE]`.",
+        "- Amazon Bedrock (the Converse API, `bedrock/<model id>` and the Nova models by name): messages become "
+        "Converse blocks (`text`, `image` and `document` as bytes, `toolUse`, `toolResult`, `reasoningContent` "
+        "with Claude's signature handed back); `max_tokens`, `temperature`, `top_p`, `stop` go in "
+        "`inferenceConfig`; `reasoning_effort` becomes Claude's thinking budget "
+        "(`additionalModelRequestFields.thinking`). Image URLs are fetched by the gateway, as for Gemini. "
+        "Streams are AWS event-stream frames, decoded and relayed as chunks. Requests are signed with SigV4 "
+        "(an access key as the provider key, or the edges' AWS credential chain) or carry a Bedrock API key. "
+        "Converse reports no reasoning token count: reasoning is within the output tokens.",
+        "- Google Vertex AI (`vertex/<model>`): Gemini's translation unchanged, at the project's Vertex path, "
+        "with an access token the edge trades for a JWT signed with the service account key.",
         "- Embeddings (`POST /v1/embeddings`): OpenAI and OpenAI-compatible providers (Mistral) as sent; Gemini "
         "through `embedContent` (one input) or `batchEmbedContents` (several; over 100 inputs go as several "
         "batches at once, joined in order), with `dimensions` as "

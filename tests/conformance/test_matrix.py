@@ -57,5 +57,6 @@ def reactivate(gateway: Gateway, provider: str) -> None:
 
 def last_sent(gateway: Gateway, provider: str) -> dict[str, Any]:
     """What the provider's simulator received last (the matrix runs one cell at a time)."""
-    state = {"anthropic": gateway.anthropic.state, "gemini": gateway.gemini.state}.get(provider, gateway.sim.state)
+    states = {"anthropic": gateway.anthropic.state, "gemini": gateway.gemini.state, "bedrock": gateway.bedrock.state}
+    state = states.get(provider, gateway.sim.state)
     return dict(state.requests[-1].body)

@@ -13,6 +13,7 @@ import pytest
 
 from services.edge.media import is_public
 from tests.conftest import Gateway, wait_until
+from tests.simulators import bedrock_sim
 from tests.simulators.gemini_sim import vector
 
 
@@ -364,5 +365,111 @@ def test_vertex_ai_with_a_service_account_key(gateway: Gateway) -> None:
             return any(k["id"] == bad.json()["id"] and k["status"] == "invalid" for k in keys)
 
         wait_until(out_of_service, what="the refused service account to be out of service")
+    finally:
+        gateway.admin("DELETE", f"/ai/providers/keys/{bad.json()['id']}")
+
+
+# --- Amazon Bedrock ---------------------------------------------------------------------------
+
+
+def test_bedrock_through_the_converse_api(gateway: Gateway) -> None:
+    """Nova by name and Claude by `bedrock/<model id>`, signed with SigV4 from the edges' AWS
+    credential chain (no provider key), tools streamed, Claude's signed thinking handed back."""
+    sim = gateway.bedrock
+    key = gateway.new_user_key("bedrock-user")
+    client = gateway.client(key)
+    resp = client.chat.completions.create(model="amazon.nova-pro-v1:0", messages=[{"role": "user", "content": "hi"}])
+    assert (resp.choices[0].message.content or "").startswith("Reply 0 to: hi")
+    assert sim.signed[-1] == bedrock_sim.ACCESS_KEY  # the chain's key, with a signature the simulator recomputed
+    assert sim.state.requests[-1].path == "/model/amazon.nova-pro-v1%3A0/converse"
+    assert resp.usage is not None and resp.usage.prompt_tokens_details is not None
+    assert resp.usage.prompt_tokens_details.cached_tokens == bedrock_sim.CACHE_READ
+
+    weather = {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+    stream = client.chat.completions.create(
+        model="amazon.nova-lite-v1:0",
+        messages=[{"role": "user", "content": "weather?"}],
+        tools=[weather],
+        stream=True,  # type: ignore[list-item]
+    )
+    chunks = list(stream)
+    arguments = "".join(
+        call.function.arguments or ""
+        for c in chunks
+        if c.choices
+        for call in (c.choices[0].delta.tool_calls or [])
+        if call.function is not None
+    )
+    assert json.loads(arguments) == {"city": "Paris"}
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["tool_calls"]
+
+    claude = "bedrock/anthropic.claude-sonnet-4-5-20250929-v1:0"
+    question = {"role": "user", "content": "weather in Paris?"}
+    first = client.chat.completions.create(
+        model=claude,
+        messages=[question],
+        tools=[weather],
+        reasoning_effort="low",
+        max_completion_tokens=4096,  # type: ignore[list-item]
+    )
+    message = first.choices[0].message
+    blocks = (message.model_extra or {}).get("thinking_blocks")
+    assert blocks and blocks[0]["signature"] and message.tool_calls
+    sent = sim.state.requests[-1].body
+    assert sent["additionalModelRequestFields"]["thinking"]["budget_tokens"] == 2048
+    back = {**message.model_dump(exclude_none=True), "thinking_blocks": blocks}
+    result = {"role": "tool", "tool_call_id": message.tool_calls[0].id, "content": "sunny"}
+    second = client.chat.completions.create(
+        model=claude,
+        messages=[question, back, result],
+        tools=[weather],
+        reasoning_effort="low",
+        max_completion_tokens=4096,  # type: ignore[list-item]
+    )
+    assert "sunny" in (second.choices[0].message.content or "")
+    wait_until(lambda: gateway.requests_metered("bedrock-user") == 4, what="the Bedrock calls to be metered")
+    row = gateway.admin("GET", "/ai/usage/requests", params={"user": "bedrock-user"}).json()["data"][-1]
+    assert row["provider"] == "bedrock" and row["cost_usd"] > 0  # Nova Pro at the catalog's price
+
+    # What Converse cannot carry is refused by name before anything is sent.
+    before = len(sim.state.requests)
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(
+            model="amazon.nova-pro-v1:0",
+            messages=[question],
+            response_format={"type": "json_object"},  # type: ignore[list-item]
+        )
+    assert err.value.body["param"] == "response_format"  # type: ignore[index]
+    assert len(sim.state.requests) == before
+
+
+def test_bedrock_provider_keys_api_key_and_access_key(gateway: Gateway) -> None:
+    sim = gateway.bedrock
+    client = gateway.client()
+    sim.credentials["AKIASECONDKEY0000002"] = ("second/secret", "session-token")
+    for secret, signer in (
+        (bedrock_sim.API_KEY, "bearer"),
+        ("AKIASECONDKEY0000002:second/secret:session-token", "AKIASECONDKEY0000002"),
+    ):
+        added = gateway.admin("POST", "/ai/providers/keys", json={"provider": "bedrock", "api_key": secret})
+        assert added.status_code == 201, added.text
+        try:
+            client.chat.completions.create(model="amazon.nova-micro-v1:0", messages=[{"role": "user", "content": "x"}])
+            assert sim.signed[-1] == signer
+        finally:
+            gateway.admin("DELETE", f"/ai/providers/keys/{added.json()['id']}")
+    # An access key whose secret is wrong: AWS's 403, and the key goes out of service.
+    bad = gateway.admin(
+        "POST", "/ai/providers/keys", json={"provider": "bedrock", "api_key": f"{bedrock_sim.ACCESS_KEY}:wrong"}
+    )
+    try:
+        with pytest.raises(openai.PermissionDeniedError, match="signature"):
+            client.chat.completions.create(model="amazon.nova-micro-v1:0", messages=[{"role": "user", "content": "x"}])
     finally:
         gateway.admin("DELETE", f"/ai/providers/keys/{bad.json()['id']}")

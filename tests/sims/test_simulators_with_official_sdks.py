@@ -4,7 +4,9 @@ parse it (stream accumulation checks event order and block indexes)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import anthropic
 import pydantic
@@ -13,8 +15,10 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
+from tests.simulators import bedrock_sim as bedrock_sim_module
 from tests.simulators import script
 from tests.simulators.anthropic_sim import AnthropicSimulator
+from tests.simulators.bedrock_sim import BedrockSimulator
 from tests.simulators.gemini_sim import GeminiSimulator
 
 WEATHER_SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
@@ -262,3 +266,96 @@ def test_vertex_ai_with_a_service_account(gemini_sim: GeminiSimulator) -> None:
             credentials=stranger,
             http_options=types.HttpOptions(base_url=gemini_sim.origin),
         ).models.generate_content(model="gemini-2.5-flash", contents="x")
+
+
+@pytest.fixture(scope="module")
+def bedrock_sim() -> Iterator[BedrockSimulator]:
+    sim = BedrockSimulator()
+    sim.start()
+    yield sim
+    sim.stop()
+
+
+def _bedrock(sim: BedrockSimulator, **credentials: str) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    credentials = credentials or {
+        "aws_access_key_id": bedrock_sim_module.ACCESS_KEY,
+        "aws_secret_access_key": bedrock_sim_module.SECRET_KEY,
+    }
+    return boto3.client(
+        "bedrock-runtime",
+        region_name=bedrock_sim_module.REGION,
+        endpoint_url=sim.origin,
+        config=Config(retries={"max_attempts": 1}),
+        **credentials,
+    )
+
+
+def test_bedrock_converse_tools_and_stream_with_boto3(bedrock_sim: BedrockSimulator) -> None:
+    """boto3 signs with SigV4 (the simulator recomputes the signature) and reads the
+    simulator's replies and event-stream frames (their CRCs included)."""
+    client = _bedrock(bedrock_sim)
+    model = "amazon.nova-pro-v1:0"
+    reply = client.converse(modelId=model, messages=[{"role": "user", "content": [{"text": "hello there"}]}])
+    assert reply["output"]["message"]["content"][0]["text"] == "Reply 0 to: hello there"
+    assert reply["stopReason"] == "end_turn" and reply["usage"]["inputTokens"] > 0
+    assert bedrock_sim.signed[-1] == bedrock_sim_module.ACCESS_KEY
+    assert "/model/amazon.nova-pro-v1%3A0/converse" in bedrock_sim.state.requests[-1].path
+
+    tools = {"tools": [{"toolSpec": {"name": "get_weather", "inputSchema": {"json": WEATHER_SCHEMA}}}]}
+    question = {"role": "user", "content": [{"text": "weather?"}]}
+    first = client.converse(modelId=model, messages=[question], toolConfig=tools)
+    assert first["stopReason"] == "tool_use"
+    use = first["output"]["message"]["content"][-1]["toolUse"]
+    assert use["name"] == "get_weather" and use["input"] == {"city": "Paris"}
+    result = {
+        "role": "user",
+        "content": [{"toolResult": {"toolUseId": use["toolUseId"], "content": [{"text": "sunny"}]}}],
+    }
+    second = client.converse(modelId=model, messages=[question, first["output"]["message"], result], toolConfig=tools)
+    assert "sunny" in second["output"]["message"]["content"][0]["text"]
+
+    streamed = client.converse_stream(modelId=model, messages=[question], toolConfig=tools)
+    events = list(streamed["stream"])
+    kinds = [next(iter(event)) for event in events]
+    assert kinds[0] == "messageStart" and kinds[-2:] == ["messageStop", "metadata"]
+    partial = "".join(
+        e["contentBlockDelta"]["delta"]["toolUse"]["input"]
+        for e in events
+        if "toolUse" in e.get("contentBlockDelta", {}).get("delta", {})
+    )
+    assert json.loads(partial) == {"city": "Paris"}
+
+    thinking = {"thinking": {"type": "enabled", "budget_tokens": 1024}}
+    thought = client.converse_stream(
+        modelId="anthropic.claude-sonnet-4-5-20250929-v1:0", messages=[question], additionalModelRequestFields=thinking
+    )
+    signatures = [
+        e["contentBlockDelta"]["delta"]["reasoningContent"]["signature"]
+        for e in thought["stream"]
+        if "signature" in e.get("contentBlockDelta", {}).get("delta", {}).get("reasoningContent", {})
+    ]
+    assert signatures and script.signature_ok("Thinking about: weather?", signatures[0])
+
+
+def test_bedrock_authentication_and_errors_with_boto3(bedrock_sim: BedrockSimulator) -> None:
+    from botocore.exceptions import ClientError
+
+    message = [{"role": "user", "content": [{"text": "x"}]}]
+    wrong = _bedrock(
+        bedrock_sim, aws_access_key_id=bedrock_sim_module.ACCESS_KEY, aws_secret_access_key="not-the-secret"
+    )
+    with pytest.raises(ClientError) as err:
+        wrong.converse(modelId="amazon.nova-pro-v1:0", messages=message)
+    assert err.value.response["Error"]["Code"] == "InvalidSignatureException"
+    unknown = _bedrock(bedrock_sim, aws_access_key_id="AKIAUNKNOWN000000000", aws_secret_access_key="x")
+    with pytest.raises(ClientError) as err:
+        unknown.converse(modelId="amazon.nova-pro-v1:0", messages=message)
+    assert err.value.response["Error"]["Code"] == "UnrecognizedClientException"
+    with pytest.raises(ClientError) as err:
+        _bedrock(bedrock_sim).converse(modelId="amazon.nova-pro-v1:0-status-429", messages=message)
+    assert err.value.response["Error"]["Code"] == "ThrottlingException"
+    with pytest.raises(ClientError, match="alternate"):
+        _bedrock(bedrock_sim).converse(modelId="amazon.nova-pro-v1:0", messages=[*message, *message])

@@ -17,6 +17,7 @@ import pytest
 
 from services.edge.body import check_chat
 from services.edge.providers import anthropic as ant
+from services.edge.providers import bedrock as bed
 from services.edge.providers import gemini as gem
 from services.edge.providers.base import Call
 from shared.catalog import ProviderConfig, Route
@@ -93,7 +94,7 @@ VARIANTS = [(path, value) for path in _paths(VALID) if path[0] != "model" for va
 @pytest.mark.parametrize(
     ("provider", "capabilities"),
     # Anthropic twice: a model with native structured outputs, and one answering through the JSON tool.
-    [("anthropic", ("json_schema",)), ("anthropic", ()), ("gemini", ("json_schema",))],
+    [("anthropic", ("json_schema",)), ("anthropic", ()), ("gemini", ("json_schema",)), ("bedrock", ())],
 )
 def test_wrong_types_anywhere_are_400s_not_crashes(provider: str, capabilities: tuple[str, ...]) -> None:
     crashes = []
@@ -103,6 +104,8 @@ def test_wrong_types_anywhere_are_400s_not_crashes(provider: str, capabilities: 
             check_chat(body)  # what the route checks before any adapter runs
             if provider == "anthropic":
                 ant.to_anthropic(_call(provider, body, capabilities))
+            elif provider == "bedrock":
+                bed.to_converse(_call(provider, body, capabilities))
             else:
                 asyncio.run(gem.to_gemini(_call(provider, body, capabilities)))
         except GatewayError as exc:
@@ -133,10 +136,38 @@ def _reply_variants(reply: dict[str, Any]) -> list[dict[str, Any]]:
     return variants
 
 
+BEDROCK_REPLY: dict[str, Any] = {
+    "output": {
+        "message": {
+            "role": "assistant",
+            "content": [
+                {"reasoningContent": {"reasoningText": {"text": "hmm", "signature": "c2ln"}}},
+                {"text": "hi"},
+                {"toolUse": {"toolUseId": "t1", "name": "f", "input": {"a": 1}}},
+            ],
+        }
+    },
+    "stopReason": "tool_use",
+    "usage": {"inputTokens": 3, "outputTokens": 4, "cacheReadInputTokens": 1},
+}
+BEDROCK_EVENTS: list[dict[str, Any]] = [
+    {"type": "messageStart", "role": "assistant"},
+    {"type": "contentBlockDelta", "contentBlockIndex": 0, "delta": {"reasoningContent": {"text": "hmm"}}},
+    {"type": "contentBlockDelta", "contentBlockIndex": 0, "delta": {"reasoningContent": {"signature": "c2ln"}}},
+    {"type": "contentBlockStop", "contentBlockIndex": 0},
+    {"type": "contentBlockDelta", "contentBlockIndex": 1, "delta": {"text": "hi"}},
+    {"type": "contentBlockStart", "contentBlockIndex": 2, "start": {"toolUse": {"toolUseId": "t1", "name": "f"}}},
+    {"type": "contentBlockDelta", "contentBlockIndex": 2, "delta": {"toolUse": {"input": '{"a": 1}'}}},
+    {"type": "contentBlockStop", "contentBlockIndex": 2},
+    {"type": "messageStop", "stopReason": "tool_use"},
+    {"type": "metadata", "usage": {"inputTokens": 3, "outputTokens": 4}},
+]
+
+
 def test_odd_replies_are_502s_or_read() -> None:
     from pydantic import ValidationError
 
-    from services.edge.providers import anthropic_replies, gemini_replies
+    from services.edge.providers import anthropic_replies, bedrock_replies, gemini_replies
     from services.edge.providers.base import StreamMeter
     from services.edge.providers.wire import read_reply
     from tests.unit.test_translators import ANTHROPIC_REPLY, GEMINI_REPLY, anthropic_events, gemini_chunks
@@ -145,6 +176,7 @@ def test_odd_replies_are_502s_or_read() -> None:
     for name, schema, reply, translate in (
         ("anthropic", anthropic_replies.REPLY, ANTHROPIC_REPLY, lambda r: ant.to_openai(r, "m", json_mode=False)),
         ("gemini", gemini_replies.REPLY, GEMINI_REPLY, lambda r: gem.to_openai(r, "m")),
+        ("bedrock", bedrock_replies.REPLY, BEDROCK_REPLY, lambda r: bed.to_openai(r, "m")),
     ):
         for variant in _reply_variants(reply):
             try:
@@ -169,6 +201,7 @@ def test_odd_replies_are_502s_or_read() -> None:
             gemini_chunks(GEMINI_REPLY),
             lambda: gem.GeminiStream("m", StreamMeter(), True),
         ),
+        ("bedrock", bedrock_replies.EVENT, BEDROCK_EVENTS, lambda: bed.BedrockStream("m", StreamMeter(), True)),
     )
     for name, schema, events, machine_factory in good_streams:
         for k, event in enumerate(events):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from services.edge.providers.anthropic import AnthropicAdapter
 from services.edge.providers.base import Adapter, Embedder, Unsupported
+from services.edge.providers.bedrock import BedrockAdapter
 from services.edge.providers.echo import EchoAdapter
 from services.edge.providers.gemini import GeminiAdapter
 from services.edge.providers.openai import AzureAdapter, OpenAIAdapter
@@ -18,6 +19,7 @@ class Registry:
             "anthropic": AnthropicAdapter(),
             "gemini": GeminiAdapter(),
             "vertex": VertexAdapter(),
+            "bedrock": BedrockAdapter(),
             "echo": EchoAdapter(),
         }
 

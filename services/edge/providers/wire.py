@@ -17,6 +17,7 @@ from typing import Any, Protocol, TypeVar
 
 import aiohttp
 from pydantic import TypeAdapter, ValidationError
+from yarl import URL
 
 from services.edge.providers.base import Call, StreamMeter
 from services.edge.providers.common import error_event
@@ -97,7 +98,7 @@ def _payload(body: dict[str, Any] | bytes) -> bytes | str:
 
 
 async def post_json(
-    call: Call, url: str, body: dict[str, Any] | bytes, headers: dict[str, str], on_error: ErrorMapper
+    call: Call, url: str | URL, body: dict[str, Any] | bytes, headers: dict[str, str], on_error: ErrorMapper
 ) -> tuple[bytes, float]:
     """POST and return the 200 reply's bytes and the upstream time in ms; errors mapped."""
     started = time.perf_counter()
@@ -113,7 +114,7 @@ async def post_json(
 
 
 async def open_stream(
-    call: Call, url: str, body: dict[str, Any] | bytes, headers: dict[str, str], on_error: ErrorMapper
+    call: Call, url: str | URL, body: dict[str, Any] | bytes, headers: dict[str, str], on_error: ErrorMapper
 ) -> aiohttp.ClientResponse:
     try:
         resp = await call.http.post(url, data=_payload(body), headers=headers)
@@ -136,12 +137,14 @@ async def relay(
     translator: StreamTranslator,
     meter: StreamMeter,
     error_event: ErrorEvent = error_event,
+    decode: Callable[[AsyncIterator[bytes]], AsyncIterator[bytes]] = events,
 ) -> AsyncIterator[bytes]:
     """Relay a provider's stream through ``translator``; every way it can fail ends with
-    ``error_event`` (in the client's API shape: OpenAI's unless told otherwise)."""
+    ``error_event`` (in the client's API shape: OpenAI's unless told otherwise). ``decode``
+    splits the body into events (server-sent events unless told otherwise)."""
     provider = call.route.provider
     try:
-        async for data in events(resp.content.iter_any()):
+        async for data in decode(resp.content.iter_any()):
             if data == b"[DONE]":  # OpenAI's end of a stream (no other provider sends one)
                 translator.finished = True
                 break

@@ -1,0 +1,543 @@
+"""Amazon Bedrock's Converse API (``/model/{modelId}/converse`` and ``/converse-stream``) behind
+OpenAI's chat schema.
+
+Request: system and developer messages become ``system``; user content becomes ``text``,
+``image`` (bytes; an image URL is fetched by the gateway, with the SSRF guard of
+:mod:`services.edge.media`, as Bedrock takes no URLs) and ``document`` blocks; assistant turns
+become ``text``, ``toolUse`` and ``reasoningContent`` blocks (Claude's signed thinking, handed
+back as it came); tool results become ``toolResult`` blocks of a user turn; ``max_tokens``,
+``temperature``, ``top_p`` and ``stop`` go in ``inferenceConfig``; tools and ``tool_choice`` in
+``toolConfig``; ``reasoning_effort`` becomes Claude's thinking budget. What Converse cannot
+carry (``response_format``, ``tool_choice: none``, ``n``, ``logprobs``...) is a 400 naming it,
+or dropped on request.
+
+Reply: text, ``reasoning_content`` and ``thinking_blocks`` (with the signature), tool calls,
+usage with cache reads and writes in the prompt tokens. Streams arrive as AWS event-stream
+frames (binary, decoded with botocore) and become OpenAI chunks.
+
+Authentication, by the provider key: a Bedrock API key (sent as a bearer token); an access key
+``AKID:SECRET`` (or ``AKID:SECRET:SESSION_TOKEN``) signed with SigV4; or no key at all, and the
+edge uses the standard AWS credential chain (environment, shared files, container and instance
+roles) with SigV4. The region is the provider's location (``BEDROCK_REGION``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator, Mapping
+from functools import lru_cache
+from typing import Any
+from urllib.parse import quote
+
+import botocore.session
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials, ReadOnlyCredentials
+from botocore.eventstream import EventStreamBuffer, ParserError
+from pydantic import TypeAdapter
+from yarl import URL
+
+from services.edge.providers import bedrock_replies, common
+from services.edge.providers.base import Call, Completion, StreamMeter, Usage
+from services.edge.providers.common import ChunkWriter, invalid
+from services.edge.providers.wire import gather, open_stream, post_json, read_reply, relay
+from shared.errors import NO_PROVIDER_KEY, GatewayError
+
+SERVICE = "bedrock"
+DEFAULT_REGION = "us-east-1"
+DEFAULT_MAX_TOKENS = 4096
+SUPPORTED = common.TRANSLATED_PARAMS
+IMAGE_FORMATS = {"image/jpeg": "jpeg", "image/png": "png", "image/gif": "gif", "image/webp": "webp"}
+DOCUMENT_FORMATS = {
+    "application/pdf": "pdf",
+    "text/csv": "csv",
+    "text/plain": "txt",
+    "text/markdown": "md",
+    "text/html": "html",
+    "application/msword": "doc",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "docx",
+    "application/vnd.ms-excel": "xls",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "xlsx",
+}
+FINISH = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "tool_use": "tool_calls",
+    "max_tokens": "length",
+    "guardrail_intervened": "content_filter",
+    "content_filtered": "content_filter",
+}
+# Bedrock's exception types, by the HTTP status they stand for.
+_EXCEPTION_STATUS = {
+    "throttlingException": 429,
+    "serviceUnavailableException": 503,
+    "modelNotReadyException": 503,
+    "validationException": 400,
+    "accessDeniedException": 403,
+    "modelTimeoutException": 504,
+    "modelStreamErrorException": 502,
+    "internalServerException": 500,
+}
+_ID_CHARS = re.compile(r"[^a-zA-Z0-9_-]")
+_NAME_CHARS = re.compile(r"[^a-zA-Z0-9\s\-\(\)\[\]]")
+MAX_FETCHED_IMAGES = 16
+Fetch = tuple[dict[str, Any], str, str]
+
+
+def _tool_id(value: Any) -> str:
+    """Bedrock tool ids allow ``[a-zA-Z0-9_-]``; ids from other providers are mapped the same
+    way on the call and on its result, so they still match."""
+    return _ID_CHARS.sub("_", str(value)) or "tooluse_0"
+
+
+def _document_name(filename: str | None, k: int) -> str:
+    """A document name as Bedrock accepts it (letters, digits, single spaces, hyphens,
+    parentheses, brackets), unique within the request."""
+    stem = (filename or "").rsplit(".", 1)[0]
+    name = re.sub(r"\s+", " ", _NAME_CHARS.sub(" ", stem)).strip()
+    return f"{name or 'document'} {k}" if k else (name or "document")
+
+
+def _anthropic_model(call: Call) -> bool:
+    model = call.route.upstream_model
+    return model.startswith("anthropic.") or ".anthropic." in model
+
+
+# --- request -------------------------------------------------------------------------------
+
+
+def to_converse(call: Call) -> tuple[dict[str, Any], list[Fetch]]:
+    body = call.body
+    common.check_params(call, SUPPORTED)
+    turns = common.Turns("content")
+    fetches: list[Fetch] = []
+    documents = [0]
+    for i, message in enumerate(body["messages"]):
+        where, role = turns.message(call, i, message, "Bedrock")
+        if role == "user":
+            turns.add("user", _user_blocks(message.get("content"), where, fetches, documents))
+        elif role == "assistant":
+            turns.add("assistant", _assistant_blocks(message, where))
+        elif role == "tool":
+            if not isinstance(message.get("tool_call_id"), str):
+                raise invalid(f"{where}.tool_call_id is required for a tool message.", f"{where}.tool_call_id")
+            text = common.text_of(message.get("content"), where)
+            result = {"toolResult": {"toolUseId": _tool_id(message["tool_call_id"]), "content": [{"text": text}]}}
+            turns.add("user", [result])
+    out: dict[str, Any] = {"messages": turns.checked("Bedrock")}
+    if turns.system:
+        out["system"] = [{"text": text} for text in turns.system]
+
+    config: dict[str, Any] = {}
+    limit = common.max_tokens(body)
+    effort = common.reasoning_effort(body)
+    if effort not in (None, "none"):
+        assert effort is not None
+        if not _anthropic_model(call):
+            call.unsupported("reasoning_effort", "on Bedrock the gateway sets a thinking budget for Claude models only")
+        else:
+            budget = common.REASONING_BUDGETS[effort]
+            if limit is not None and limit <= 1024:
+                raise invalid("with reasoning_effort, max_completion_tokens must be over 1024.", "max_tokens")
+            if limit is not None and limit <= budget:
+                budget = max(1024, limit // 2)
+            out["additionalModelRequestFields"] = {"thinking": {"type": "enabled", "budget_tokens": budget}}
+            limit = limit or budget + DEFAULT_MAX_TOKENS
+    if limit is not None:
+        config["maxTokens"] = limit
+    for name, key in (("temperature", "temperature"), ("top_p", "topP")):
+        value = body.get(name)
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise invalid(f"{name} must be a number.", name)
+            config[key] = value
+    stops = common.stop_sequences(body)
+    if stops:
+        config["stopSequences"] = stops
+    if config:
+        out["inferenceConfig"] = config
+
+    tools = common.tools_of(body)
+    choice = common.tool_choice_of(body, [t["name"] for t in tools])
+    if tools:
+        specs = []
+        for tool in tools:
+            schema = dict(tool["parameters"])
+            schema.setdefault("type", "object")
+            spec: dict[str, Any] = {"name": tool["name"], "inputSchema": {"json": schema}}
+            if tool["description"]:
+                spec["description"] = tool["description"]
+            specs.append({"toolSpec": spec})
+        out["toolConfig"] = {"tools": specs}
+        if choice == "none":
+            call.unsupported("tool_choice", "Bedrock's Converse API has no tool_choice none")
+        elif choice == "required":
+            out["toolConfig"]["toolChoice"] = {"any": {}}
+        elif isinstance(choice, tuple):
+            out["toolConfig"]["toolChoice"] = {"tool": {"name": choice[1]}}
+        elif choice == "auto":
+            out["toolConfig"]["toolChoice"] = {"auto": {}}
+    if body.get("parallel_tool_calls") is False and tools:
+        call.unsupported("parallel_tool_calls", "Bedrock's Converse API cannot turn parallel tool calls off")
+    kind, _, _ = common.response_format_of(body)
+    if kind in ("json_object", "json_schema"):
+        call.unsupported("response_format", "Bedrock's Converse API has no JSON mode")
+    return out, fetches
+
+
+def _user_blocks(content: Any, where: str, fetches: list[Fetch], documents: list[int]) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
+    for j, part in enumerate(common.content_parts(content, where)):
+        param = f"{where}.content[{j}]"
+        kind = part["type"]
+        if kind == "text":
+            text = common.part_text(part, param)
+            if text:
+                blocks.append({"text": text})
+        elif kind == "image_url":
+            url, _detail = common.image_url_of(part, param)  # Bedrock sizes images itself
+            declared = common.declared_mime(part, param)
+            if declared is not None and declared not in IMAGE_FORMATS:
+                raise invalid(f"Bedrock takes images as {', '.join(IMAGE_FORMATS)}, not {declared}.", param)
+            if url.startswith("data:"):
+                media = common.data_uri(url, param)
+                blocks.append(_image(media.mime, media.data, param))
+            elif url.startswith(("http://", "https://")):
+                placeholder: dict[str, Any] = {}
+                fetches.append((placeholder, url, param))
+                blocks.append(placeholder)
+            else:
+                raise invalid("image_url.url must be an http(s) URL or a data URI.", param, "invalid_image_url")
+        elif kind == "file":
+            media, filename = common.file_of(part, param)
+            fmt = DOCUMENT_FORMATS.get(media.mime)
+            if fmt is None:
+                raise invalid(
+                    f"Bedrock takes documents as {', '.join(sorted(DOCUMENT_FORMATS))}, not {media.mime}.", param
+                )
+            name = _document_name(filename, documents[0])
+            documents[0] += 1
+            blocks.append({"document": {"format": fmt, "name": name, "source": {"bytes": media.data}}})
+        else:
+            raise invalid(f"content part type {kind!r} is not supported by Bedrock.", param)
+    return blocks
+
+
+def _image(mime: str, data: str, param: str) -> dict[str, Any]:
+    fmt = IMAGE_FORMATS.get(mime)
+    if fmt is None:
+        raise invalid(f"Bedrock takes images as {', '.join(IMAGE_FORMATS)}, not {mime}.", param)
+    return {"image": {"format": fmt, "source": {"bytes": data}}}
+
+
+def _assistant_blocks(message: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
+    thinking = message.get("thinking_blocks")
+    if isinstance(thinking, list):
+        for block in thinking:
+            if not isinstance(block, dict):
+                continue
+            if block.get("type") == "thinking" and isinstance(block.get("signature"), str):
+                signed = {"text": str(block.get("thinking") or ""), "signature": block["signature"]}
+                blocks.append({"reasoningContent": {"reasoningText": signed}})
+            elif block.get("type") == "redacted_thinking" and isinstance(block.get("data"), str):
+                blocks.append({"reasoningContent": {"redactedContent": block["data"]}})
+    text = common.assistant_text(message, where)
+    if text:
+        blocks.append({"text": text})
+    calls = message.get("tool_calls")
+    if calls is not None:
+        if not isinstance(calls, list):
+            raise invalid(f"{where}.tool_calls must be an array.", f"{where}.tool_calls")
+        for k, tc in enumerate(calls):
+            param = f"{where}.tool_calls[{k}]"
+            if not isinstance(tc, dict) or not isinstance(tc.get("id"), str):
+                raise invalid("a tool call needs an id.", param)
+            args = common.tool_arguments(tc, param)
+            use = {"toolUseId": _tool_id(tc["id"]), "name": tc["function"]["name"], "input": args}
+            blocks.append({"toolUse": use})
+    return blocks
+
+
+async def _fetch_images(call: Call, fetches: list[Fetch]) -> None:
+    """Fetch the request's image URLs at once, after the whole request was checked."""
+    if not fetches:
+        return
+    if call.media is None:
+        raise invalid("this gateway does not fetch image URLs.", fetches[0][2], "invalid_image_url")
+    if len(fetches) > MAX_FETCHED_IMAGES:
+        raise invalid(
+            f"at most {MAX_FETCHED_IMAGES} image URLs per request can be sent to Bedrock; send the rest inline.",
+            fetches[MAX_FETCHED_IMAGES][2],
+            "invalid_image_url",
+        )
+    fetched = await gather([call.media.fetch(url, param) for _, url, param in fetches])
+    for (block, _, param), item in zip(fetches, fetched, strict=True):
+        block.update(_image(item.mime, item.data, param))
+
+
+# --- reply ---------------------------------------------------------------------------------
+
+
+def usage_of(usage: Mapping[str, Any]) -> Usage:
+    """Bedrock counts fresh, cache-read and cache-written input apart (as Anthropic does);
+    OpenAI's prompt tokens are all of them, with the cached part in the details."""
+    fresh = common.count(usage.get("inputTokens"))
+    read = common.count(usage.get("cacheReadInputTokens"))
+    write = common.count(usage.get("cacheWriteInputTokens"))
+    return Usage(
+        prompt_tokens=fresh + read + write,
+        completion_tokens=common.count(usage.get("outputTokens")),
+        cached_tokens=read,
+        cache_write_tokens=write,
+    )
+
+
+def to_openai(reply: dict[str, Any], model: str) -> tuple[bytes, Usage]:
+    text: list[str] = []
+    reasoning: list[str] = []
+    thinking_blocks: list[dict[str, Any]] = []
+    tool_calls: list[dict[str, Any]] = []
+    for block in reply["output"]["message"]["content"]:
+        if block.get("text") is not None:
+            text.append(str(block["text"]))
+        elif block.get("toolUse") is not None:
+            use = block["toolUse"]
+            arguments = json.dumps(use.get("input") or {})
+            tool_calls.append(
+                {"id": use["toolUseId"], "type": "function", "function": {"name": use["name"], "arguments": arguments}}
+            )
+        elif block.get("reasoningContent") is not None:
+            content = block["reasoningContent"]
+            if content.get("reasoningText") is not None:
+                thought = content["reasoningText"]
+                reasoning.append(str(thought.get("text") or ""))
+                if thought.get("signature"):
+                    signed = {
+                        "type": "thinking",
+                        "thinking": thought.get("text") or "",
+                        "signature": thought["signature"],
+                    }
+                    thinking_blocks.append(signed)
+            elif content.get("redactedContent") is not None:
+                thinking_blocks.append({"type": "redacted_thinking", "data": content["redactedContent"]})
+    finish = FINISH.get(str(reply["stopReason"]), "stop")
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(text) if text or not tool_calls else None}
+    message["refusal"] = None
+    if reasoning:
+        message["reasoning_content"] = "".join(reasoning)
+    if thinking_blocks:
+        message["thinking_blocks"] = thinking_blocks
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    usage = usage_of(reply["usage"])
+    choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
+    return common.completion_json("chatcmpl-bedrock", model, [choice], common.usage_json(usage)), usage
+
+
+def error_from(status: int, raw: bytes, provider: str, headers: Mapping[str, str]) -> GatewayError:
+    message = ""
+    try:
+        body = json.loads(raw)
+        if isinstance(body, dict):
+            message = str(body.get("message") or body.get("Message") or "")
+    except ValueError:
+        pass
+    kind = headers.get("x-amzn-errortype", "").split(":")[0]
+    return common.provider_error(status, message, provider, headers, code=kind or None)
+
+
+# --- stream --------------------------------------------------------------------------------
+
+
+async def frames(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """AWS event-stream frames as the relay takes events: one JSON object each,
+    ``{"type": <:event-type>, **payload}`` (an exception as ``{"type": "exception", ...}``)."""
+    buffer = EventStreamBuffer()
+    async for chunk in chunks:
+        buffer.add_data(chunk)
+        try:
+            for message in buffer:
+                headers = message.headers
+                payload = json.loads(message.payload or b"{}")
+                if not isinstance(payload, dict):
+                    raise ValueError("Bedrock sent an event whose payload is not a JSON object")
+                kind = headers.get(":message-type")
+                if kind == "event":
+                    yield json.dumps({**payload, "type": headers.get(":event-type")}).encode()
+                else:
+                    found = headers.get(":exception-type") or headers.get(":error-code") or "internalServerException"
+                    message_text = payload.get("message") or headers.get(":error-message") or ""
+                    yield json.dumps({"type": "exception", "exceptionType": found, "message": message_text}).encode()
+        except ParserError as exc:
+            raise ValueError(f"Bedrock sent a malformed event frame ({type(exc).__name__})") from exc
+
+
+class BedrockStream:
+    """Converse stream events into OpenAI chunks: ``messageStart`` gives the role chunk; a
+    block's deltas map by their kind (text to ``content``, reasoning to ``reasoning_content``
+    and, when the block closes, a ``thinking_blocks`` delta with its signature, a tool use to
+    a tool call whose ``index`` counts tool calls); ``messageStop`` gives the finish reason;
+    ``metadata``, the last event, the usage."""
+
+    schema: TypeAdapter[Any] | None = bedrock_replies.EVENT  # each event is checked before feed()
+
+    def __init__(self, model: str, meter: StreamMeter, wants_usage: bool) -> None:
+        self.out = ChunkWriter("chatcmpl-bedrock", model)
+        self.meter = meter
+        self.wants_usage = wants_usage
+        self.finished = False
+        self.usage: dict[str, Any] | None = None
+        self.blocks: dict[int, dict[str, Any]] = {}
+        self.tool_count = 0
+        self.started = False
+
+    def feed(self, event: dict[str, Any], data: bytes = b"") -> list[bytes]:
+        kind = event["type"]
+        out: list[bytes] = []
+        if not self.started:  # messageStart, or whatever came first
+            self.started = True
+            out.append(self.out.delta(0, {"role": "assistant", "content": ""}))
+        if kind == "contentBlockStart":
+            use = event["start"].get("toolUse")
+            if use is not None:
+                state = {"type": "tool", "tool_index": self.tool_count}
+                self.blocks[event["contentBlockIndex"]] = state
+                self.tool_count += 1
+                self.meter.saw_content(len(use["name"]))
+                call = {"index": state["tool_index"], "id": use["toolUseId"], "type": "function"}
+                call["function"] = {"name": use["name"], "arguments": ""}
+                out.append(self.out.delta(0, {"tool_calls": [call]}))
+        elif kind == "contentBlockDelta":
+            out += self._delta(event["contentBlockIndex"], event["delta"])
+        elif kind == "contentBlockStop":
+            stopped = self.blocks.get(event["contentBlockIndex"])
+            if stopped is not None and stopped["type"] == "reasoning" and stopped.get("signature"):
+                thought = "".join(stopped["text"])
+                block = {"type": "thinking", "thinking": thought, "signature": stopped["signature"]}
+                out.append(self.out.delta(0, {"thinking_blocks": [block]}))
+            elif stopped is not None and stopped["type"] == "redacted":
+                redacted = {"type": "redacted_thinking", "data": stopped["data"]}
+                out.append(self.out.delta(0, {"thinking_blocks": [redacted]}))
+        elif kind == "messageStop":
+            finish = FINISH.get(str(event["stopReason"]), "stop")
+            out.append(self.out.delta(0, {}, finish))
+        elif kind == "metadata":
+            self.usage = event["usage"]
+            self.meter.usage = usage_of(event["usage"])
+            self.finished = True
+        elif kind == "exception":
+            found = str(event["exceptionType"])
+            status = _EXCEPTION_STATUS.get(found, 502)
+            raise common.provider_error(status, str(event.get("message") or found), "bedrock", {}, code=found)
+        return out
+
+    def _delta(self, index: int, delta: dict[str, Any]) -> list[bytes]:
+        if delta.get("text") is not None:
+            text = str(delta["text"])
+            self.meter.saw_content(len(text))
+            return [self.out.delta(0, {"content": text})] if text else []
+        if delta.get("toolUse") is not None:
+            state = self.blocks.get(index)
+            if state is None or state["type"] != "tool":
+                return []
+            partial = str(delta["toolUse"].get("input") or "")
+            self.meter.saw_content(len(partial))
+            call = {"index": state["tool_index"], "function": {"arguments": partial}}
+            return [self.out.delta(0, {"tool_calls": [call]})] if partial else []
+        reasoning = delta.get("reasoningContent")
+        if reasoning is not None:
+            state = self.blocks.setdefault(index, {"type": "reasoning", "text": [], "signature": ""})
+            if reasoning.get("redactedContent") is not None:
+                state.update(type="redacted", data=reasoning["redactedContent"])
+                return []
+            if reasoning.get("signature"):
+                state["signature"] = state.get("signature", "") + str(reasoning["signature"])
+            text = str(reasoning.get("text") or "")
+            if text:
+                state.setdefault("text", []).append(text)
+                self.meter.saw_content(len(text))
+                return [self.out.delta(0, {"reasoning_content": text})]
+        return []
+
+    def eof(self) -> None:
+        pass  # a Converse stream ends with its metadata event; without it the stream was cut
+
+    def close(self) -> list[bytes]:
+        return self.out.end(usage_of(self.usage or {}) if self.wants_usage else None)
+
+
+# --- authentication ------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def _session() -> botocore.session.Session:
+    return botocore.session.get_session()
+
+
+async def _credentials(call: Call) -> ReadOnlyCredentials | None:
+    """SigV4 credentials: the provider key's access key, or the AWS credential chain; None
+    for a Bedrock API key (a bearer token)."""
+    secret = call.credential.secret if call.credential is not None else None
+    if secret is not None:
+        if ":" not in secret:
+            return None
+        parts = secret.split(":", 2)
+        return ReadOnlyCredentials(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
+    # The chain may read files or ask the instance metadata service: off the event loop.
+    found = await asyncio.to_thread(lambda: _session().get_credentials())
+    frozen = await asyncio.to_thread(found.get_frozen_credentials) if found is not None else None
+    if frozen is None or not frozen.access_key:
+        raise GatewayError(
+            NO_PROVIDER_KEY,
+            f"No credentials for provider {call.route.provider!r}: add a Bedrock API key or an access key "
+            "(POST /ai/providers/keys), or give the edges AWS credentials (environment, shared files, roles).",
+        )
+    return frozen
+
+
+async def signed(call: Call, url: str, payload: bytes) -> tuple[URL, dict[str, str]]:
+    """The URL (as signed, never re-encoded) and the headers of a request to Bedrock."""
+    headers = {"content-type": "application/json", "accept": "application/json", "x-client-request-id": call.request_id}
+    credentials = await _credentials(call)
+    if credentials is None:
+        assert call.credential is not None
+        headers["authorization"] = f"Bearer {call.credential.secret}"
+        return URL(url, encoded=True), headers
+    request = AWSRequest(method="POST", url=url, data=payload, headers=headers)
+    aws = Credentials(credentials.access_key, credentials.secret_key, credentials.token)
+    SigV4Auth(aws, SERVICE, call.provider.location or DEFAULT_REGION).add_auth(request)
+    return URL(url, encoded=True), dict(request.headers.items())
+
+
+# --- adapter -------------------------------------------------------------------------------
+
+
+def _url(call: Call, action: str) -> str:
+    base = call.provider.base_url.replace("{region}", call.provider.location or DEFAULT_REGION).rstrip("/")
+    return f"{base}/model/{quote(call.route.upstream_model, safe='')}/{action}"
+
+
+class BedrockAdapter:
+    async def chat(self, call: Call) -> Completion:
+        body, fetches = to_converse(call)
+        await _fetch_images(call, fetches)
+        provider = call.route.provider
+        payload = json.dumps(body).encode()
+        url, headers = await signed(call, _url(call, "converse"), payload)
+        raw, upstream_ms = await post_json(call, url, payload, headers, lambda s, r, h: error_from(s, r, provider, h))
+        reply = common.parse_json_reply(raw, provider)
+        out, usage = read_reply(provider, bedrock_replies.REPLY, reply, lambda: to_openai(reply, call.route.model))
+        return Completion(body=out, usage=usage, upstream_ms=upstream_ms)
+
+    async def stream(self, call: Call, meter: StreamMeter) -> AsyncIterator[bytes]:
+        body, fetches = to_converse(call)
+        await _fetch_images(call, fetches)
+        provider = call.route.provider
+        payload = json.dumps(body).encode()
+        url, headers = await signed(call, _url(call, "converse-stream"), payload)
+        resp = await open_stream(call, url, payload, headers, lambda s, r, h: error_from(s, r, provider, h))
+        stream = BedrockStream(call.route.model, meter, call.wants_usage_chunk)
+        return relay(call, resp, stream, meter, decode=frames)
