@@ -34,6 +34,7 @@ class UsagePublisher:
         self._queue: asyncio.Queue[UsageEvent] = asyncio.Queue()
         self.published = 0
         self._spool_pending = False  # a spool file may exist: new events queue behind it
+        self._held: list[UsageEvent] = []  # taken off the queue, not yet published or spooled
 
     def submit(self, event: UsageEvent) -> None:
         """Called on the request path: never blocks, never fails."""
@@ -44,18 +45,21 @@ class UsagePublisher:
         replay = asyncio.create_task(self._replay_loop())
         try:
             while True:
-                batch = [await self._queue.get()]
+                self._held = [await self._queue.get()]
                 await asyncio.sleep(_BATCH_WINDOW)
-                while len(batch) < _BATCH and not self._queue.empty():
-                    batch.append(self._queue.get_nowait())
-                await self._publish_batch(batch)
+                while len(self._held) < _BATCH and not self._queue.empty():
+                    self._held.append(self._queue.get_nowait())
+                await self._publish_batch(self._held)
+                self._held = []
         finally:
             replay.cancel()
             await self.flush()
 
     async def flush(self) -> None:
-        """Publish (or spool) whatever is still queued; used at shutdown."""
-        batch = []
+        """Publish (or spool) whatever is held or still queued; used at shutdown. A batch
+        whose publishing was cancelled midway is sent again whole: JetStream drops the
+        repeats by message id, and metering stores each event id once."""
+        batch, self._held = self._held, []
         while not self._queue.empty():
             batch.append(self._queue.get_nowait())
         if batch:

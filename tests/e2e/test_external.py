@@ -3,6 +3,7 @@ a server the operator runs: the launcher then starts none of its own."""
 
 from __future__ import annotations
 
+import dataclasses
 import stat
 from pathlib import Path
 
@@ -34,7 +35,7 @@ def test_external_nats_vault_and_clickhouse(tmp_path: Path, gateway: Gateway) ->
         assert set(stack.supervisor.children) == {"router", "keyvault", "metering", "edge"}
         assert info.nats_url == nats.url and info.vault_addr == gateway.info.vault_addr
         # Provider keys come from the external Vault: the OpenAI key stored there works.
-        external = Gateway(stack, info, gateway.sim, gateway.anthropic, gateway.gemini, gateway.images)
+        external = dataclasses.replace(gateway, stack=stack, info=info, _clients={})
         try:
             reply = external.client().chat.completions.create(
                 model="gpt-4o", messages=[{"role": "user", "content": "hi"}]

@@ -94,3 +94,35 @@ async def _count(bus: Bus, n: int) -> bool:
         return len(await _stored_ids(bus)) >= n
     except Exception:
         return False
+
+
+def test_an_event_taken_off_the_queue_is_published_when_the_publisher_is_stopped(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """A shutdown that cancels the publisher between taking a batch and publishing it (the
+    batching window) still publishes that batch: it is the last request a draining edge
+    served."""
+
+    async def run() -> None:
+        bus = Bus(nats_server.url, "test-edge")
+        await bus.connect(deadline=10)
+        await bus.ensure_stream(subjects.USAGE_STREAM, [subjects.USAGE_SUBJECTS])
+        publisher = UsagePublisher(bus, tmp_path / "spool", "test")
+        task = asyncio.create_task(publisher.run())
+        try:
+            publisher.submit(_event(1))
+            for _ in range(100_000):  # each loop turn: the window is caught before its timer fires
+                if publisher._held:
+                    break
+                await asyncio.sleep(0)
+            assert publisher._held, "the publisher never took the event"
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            assert await _stored_ids(bus) == ["req_0001"]
+            assert publisher.published == 1
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await bus.close()
+
+    asyncio.run(run())
