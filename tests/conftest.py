@@ -20,9 +20,11 @@ from stack.settings import StackSettings
 from tests.simulators import bedrock_sim
 from tests.simulators.anthropic_sim import AnthropicSimulator
 from tests.simulators.bedrock_sim import BedrockSimulator
+from tests.simulators.cohere_sim import CohereSimulator
 from tests.simulators.gemini_sim import GeminiSimulator
 from tests.simulators.images import ImageServer
 from tests.simulators.openai_sim import OpenAISimulator
+from tests.simulators.server import ThreadedServer
 
 PROVIDER_KEY = "sk-sim-provider-key-0123456789abcdef"
 
@@ -36,6 +38,7 @@ class Gateway:
     gemini: GeminiSimulator
     images: ImageServer
     bedrock: BedrockSimulator
+    cohere: CohereSimulator
     _clients: dict[str, OpenAI] = field(default_factory=dict)
 
     @property
@@ -109,6 +112,7 @@ class Simulators:
     gemini: GeminiSimulator
     images: ImageServer
     bedrock: BedrockSimulator
+    cohere: CohereSimulator
 
     def environ(self) -> dict[str, str]:
         return {
@@ -122,6 +126,8 @@ class Simulators:
             "BEDROCK_BASE_URL": self.bedrock.origin,
             "AWS_ACCESS_KEY_ID": bedrock_sim.ACCESS_KEY,
             "AWS_SECRET_ACCESS_KEY": bedrock_sim.SECRET_KEY,
+            "COHERE_BASE_URL": self.cohere.origin,
+            "COHERE_API_KEY": PROVIDER_KEY,
             # Azure OpenAI and Mistral speak OpenAI's wire format: the OpenAI simulator serves them.
             "AZURE_BASE_URL": self.openai.base_url.removesuffix("/v1"),
             "AZURE_API_KEY": PROVIDER_KEY,
@@ -203,13 +209,14 @@ def sim() -> Iterator[OpenAISimulator]:
 @pytest.fixture(scope="session")
 def sims(sim: OpenAISimulator) -> Iterator[Simulators]:
     anthropic, gemini, images, bedrock = AnthropicSimulator(), GeminiSimulator(), ImageServer(), BedrockSimulator()
-    started: list[AnthropicSimulator | GeminiSimulator | ImageServer | BedrockSimulator] = []
+    cohere = CohereSimulator()
+    started: list[ThreadedServer] = []
     try:
-        for server in (anthropic, gemini, images, bedrock):
+        for server in (anthropic, gemini, images, bedrock, cohere):
             server.start()
             started.append(server)
         images.private_target = f"http://127.0.0.1:{sim.port}/v1/models"  # loopback, not allowed
-        yield Simulators(sim, anthropic, gemini, images, bedrock)
+        yield Simulators(sim, anthropic, gemini, images, bedrock, cohere)
     finally:
         for server in started:
             server.stop()
@@ -219,7 +226,7 @@ def own_gateway(data_dir: Path, sims: Simulators) -> Iterator[Gateway]:
     """A whole stack in ``data_dir`` against the simulators, stopped when the caller is done."""
     stack = start_stack(data_dir, sims.openai, **sims.environ())
     assert stack.info is not None
-    gw = Gateway(stack, stack.info, sims.openai, sims.anthropic, sims.gemini, sims.images, sims.bedrock)
+    gw = Gateway(stack, stack.info, sims.openai, sims.anthropic, sims.gemini, sims.images, sims.bedrock, sims.cohere)
     try:
         yield gw
     finally:

@@ -30,6 +30,8 @@ def probe_request(provider: str, cfg: ProviderConfig, secret: str) -> tuple[str,
         return f"{base}/v1/models", {"x-api-key": secret, "anthropic-version": cfg.api_version or "2023-06-01"}
     if cfg.api == "gemini":
         return f"{base}/v1beta/models", {"x-goog-api-key": secret}
+    if cfg.api == "cohere":
+        return f"{base}/v1/models", {"authorization": f"Bearer {secret}"}
     if cfg.api != "openai":
         return None
     if family == "azure":

@@ -41,6 +41,7 @@ class KeyvaultSettings(ServiceSettings):
     vertex_api_key: SecretStr | None = Field(default=None, validation_alias="VERTEX_SERVICE_ACCOUNT")
     # Bedrock's: a Bedrock API key, or an access key as AKID:SECRET[:SESSION_TOKEN].
     bedrock_api_key: SecretStr | None = Field(default=None, validation_alias="BEDROCK_API_KEY")
+    cohere_api_key: SecretStr | None = Field(default=None, validation_alias="COHERE_API_KEY")
 
     # How often keys a provider refused (401/403) are tried again (a model listing).
     key_probe_seconds: float = Field(default=60.0, gt=0, validation_alias="GATEWAY_KEY_PROBE_SECONDS")

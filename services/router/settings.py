@@ -27,6 +27,7 @@ class RouterSettings(ServiceSettings):
     vertex_base_url: str | None = Field(default=None, validation_alias="VERTEX_BASE_URL")
     vertex_location: str | None = Field(default=None, validation_alias="VERTEX_LOCATION")
     bedrock_base_url: str | None = Field(default=None, validation_alias="BEDROCK_BASE_URL")
+    cohere_base_url: str | None = Field(default=None, validation_alias="COHERE_BASE_URL")
     bedrock_region: str | None = Field(default=None, validation_alias="BEDROCK_REGION")
     azure_api_version: str | None = Field(default=None, validation_alias="AZURE_API_VERSION")
     anthropic_api_version: str | None = Field(default=None, validation_alias="ANTHROPIC_API_VERSION")

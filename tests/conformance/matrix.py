@@ -25,6 +25,7 @@ PROVIDERS: dict[str, str] = {
     "anthropic": "claude-sonnet-4-6",
     "gemini": "gemini-2.5-flash",
     "bedrock": "bedrock/anthropic.claude-sonnet-4-5-20250929-v1:0",
+    "cohere": "command-a-03-2025",
 }
 PROVIDER_TITLES = {
     "openai": "OpenAI",
@@ -34,10 +35,13 @@ PROVIDER_TITLES = {
     "anthropic": "Anthropic Messages",
     "gemini": "Google Gemini",
     "bedrock": "Amazon Bedrock Converse (Claude on Bedrock; the same code for Nova, Llama and the rest)",
+    "cohere": "Cohere Chat API v2 (the Command models)",
 }
 MODES = ("non-stream", "stream")
 PASS_THROUGH = ("openai", "azure", "mistral", "selfhosted")
-TRANSLATED = ("anthropic", "gemini", "bedrock")
+TRANSLATED = ("anthropic", "gemini", "bedrock", "cohere")
+# Providers whose 429 carries no retry-after (AWS's throttling answer, Cohere's rate limit).
+NO_RETRY_AFTER = ("bedrock", "cohere")
 
 PIXEL = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
 PDF = base64.b64encode(b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n").decode()
@@ -343,7 +347,7 @@ def f_reasoning(ctx: Ctx) -> None:
     if ctx.provider in TRANSLATED:
         assert r.reasoning == "Thinking about: think", r.reasoning
     assert r.content.startswith("Reply 0 to: think")
-    if ctx.provider != "bedrock":  # Converse counts reasoning within the output tokens, not apart
+    if ctx.provider not in ("bedrock", "cohere"):  # they count reasoning within the output tokens
         assert r.usage.completion_tokens_details.reasoning_tokens == 3, r.usage
 
 
@@ -398,6 +402,8 @@ def f_stop(ctx: Ctx) -> None:
     elif ctx.provider == "bedrock":
         config = sent["inferenceConfig"]
         assert (config["temperature"], config["topP"], config["stopSequences"]) == (0.2, 0.9, ["beta"])
+    elif ctx.provider == "cohere":
+        assert (sent["temperature"], sent["p"], sent["stop_sequences"]) == (0.2, 0.9, ["beta"]), sent
     elif ctx.provider == "anthropic":
         assert r.headers.get("x-switchyard-dropped-params") == "top_p"
         assert (sent["temperature"], sent["stop_sequences"]) == (0.2, ["beta"]) and "top_p" not in sent
@@ -435,7 +441,7 @@ def f_user(ctx: Ctx) -> None:
     sent = ctx.sent()
     if ctx.provider == "anthropic":
         assert sent["metadata"] == {"user_id": "end-user-42"}
-    elif ctx.provider in ("gemini", "bedrock"):  # no such field: the gateway meters it as request_user
+    elif ctx.provider in ("gemini", "bedrock", "cohere"):  # no such field: metered as request_user
         assert "end-user-42" not in json.dumps(sent)
     else:
         assert sent["user"] == "end-user-42"
@@ -515,7 +521,7 @@ def _errors(ctx: Ctx, statuses: list[int]) -> None:
             assert isinstance(exc, ERRORS[status]), (status, type(exc))
             assert exc.status_code == CLIENT_STATUS.get(status, status), (status, exc.status_code)
             assert isinstance(exc.body, dict) and exc.body.get("message"), exc.body
-            if status == 429 and ctx.provider != "bedrock":  # AWS sends no retry-after
+            if status == 429 and ctx.provider not in NO_RETRY_AFTER:
                 assert exc.response.headers.get("retry-after") == "7"
         else:
             raise AssertionError(f"HTTP {status} from the provider must raise")
@@ -603,6 +609,20 @@ NOT_APPLICABLE: dict[tuple[str, str], str] = {
     },
     ("bedrock", "n"): "Converse returns one choice: n > 1 is refused with a 400 naming 'n' (or dropped on request)",
     ("bedrock", "logprobs"): "Converse has no logprobs: refused with a 400 naming 'logprobs' (or dropped on request)",
+    (
+        "cohere",
+        "tool_choice",
+    ): "Cohere can require a tool call, not a named one: a named tool_choice is a 400 naming it (none is sent)",
+    ("cohere", "file_pdf"): "Cohere's chat takes text and images: a file part is a 400 naming it",
+    ("cohere", "audio_video"): "Cohere's chat takes text and images: audio or video is a 400 naming it",
+    (
+        "cohere",
+        "json_with_tools",
+    ): "Cohere's JSON mode cannot be combined with tools: refused with a 400 naming response_format",
+    ("cohere", "reasoning_roundtrip"): "Cohere's reasoning carries no signature; its tool plan is handed back as text",
+    ("cohere", "n"): "Cohere returns one choice: n > 1 is refused with a 400 naming 'n' (or dropped on request)",
+    ("cohere", "logprobs"): "not translated for Cohere yet: a 400 naming 'logprobs' (or dropped on request)",
+    ("cohere", "content_filter"): "Cohere has no content-filter finish reason (its safety modes refuse in text)",
 }
 
 

@@ -6,7 +6,7 @@ tests/unit/test_compatibility_doc.py fails when this page and the matrix disagre
 
 from __future__ import annotations
 
-from services.edge.providers import anthropic, bedrock, common, gemini
+from services.edge.providers import anthropic, bedrock, cohere, common, gemini
 from tests.conformance import inbound
 from tests.conformance.matrix import FEATURES, MODES, NOT_APPLICABLE, PROVIDER_TITLES, PROVIDERS, cells
 
@@ -19,7 +19,7 @@ PARAMETERS = [
 
 
 def _param_cell(supported: frozenset[str], name: str, provider: str) -> str:
-    if name == "n" and provider in ("anthropic", "bedrock"):
+    if name == "n" and provider in ("anthropic", "bedrock", "cohere"):
         return "n = 1 only"
     if name == "parallel_tool_calls" and provider in ("gemini", "bedrock"):
         return "true only"
@@ -27,6 +27,16 @@ def _param_cell(supported: frozenset[str], name: str, provider: str) -> str:
         return "metered by the gateway (no Gemini field)"
     if name == "user" and provider == "bedrock":
         return "metered by the gateway (no Converse field)"
+    if name == "user" and provider == "cohere":
+        return "metered by the gateway (no Cohere field)"
+    if name == "tool_choice" and provider == "cohere":
+        return "auto, required, none; a named tool: 400, or dropped on request"
+    if name == "parallel_tool_calls" and provider == "cohere":
+        return "true only"
+    if name == "response_format" and provider == "cohere":
+        return "yes, not beside tools (400, or dropped on request)"
+    if name in ("presence_penalty", "frequency_penalty") and provider == "cohere":
+        return "0 to 1 (a negative one: 400, or dropped on request)"
     if name == "response_format" and provider == "bedrock":
         return "no: 400, or dropped on request"
     if name == "tool_choice" and provider == "bedrock":
@@ -78,23 +88,23 @@ def render() -> str:
         "",
         "## Parameters of translated providers",
         "",
-        "OpenAI-format providers receive every parameter as sent. For Anthropic and Gemini, a parameter the "
+        "OpenAI-format providers receive every parameter as sent. For the translated ones (Anthropic, Gemini, "
+        "Bedrock, Cohere), a parameter the "
         "provider cannot honour is never dropped silently: the request fails with a 400 whose `param` names "
         'it, unless the client sends `x-switchyard-drop-params: true` (or `"drop_params": true` in the body); '
         "then it is dropped and the response header `x-switchyard-dropped-params` lists what was dropped. "
-        "A message `name` counts as a parameter here (`messages[i].name`): neither provider has author names. "
+        "A message `name` counts as a parameter here (`messages[i].name`): none of them has author names. "
         "An explicit `null`, and a value that asks for nothing beyond the default (`n: 1`, a penalty of 0, "
         "`logit_bias: {}`, `logprobs: false`, `store: false`, `metadata: {}`, `service_tier: auto`), is never "
         "refused.",
         "",
-        "| parameter | anthropic | gemini | bedrock |",
-        "| --- | --- | --- | --- |",
+        "| parameter | anthropic | gemini | bedrock | cohere |",
+        "| --- | --- | --- | --- | --- |",
     ]
+    translated = {"anthropic": anthropic, "gemini": gemini, "bedrock": bedrock, "cohere": cohere}
     for name in PARAMETERS:
-        lines.append(
-            f"| `{name}` | {_param_cell(anthropic.SUPPORTED, name, 'anthropic')} | "
-            f"{_param_cell(gemini.SUPPORTED, name, 'gemini')} | {_param_cell(bedrock.SUPPORTED, name, 'bedrock')} |"
-        )
+        row = [_param_cell(module.SUPPORTED, name, provider) for provider, module in translated.items()]
+        lines.append(f"| `{name}` | " + " | ".join(row) + " |")
     budgets = ", ".join(f"{k} {v}" for k, v in common.REASONING_BUDGETS.items())
     lines += [
         "",
@@ -150,6 +160,12 @@ def render() -> str:
         "Streams are AWS event-stream frames, decoded and relayed as chunks. Requests are signed with SigV4 "
         "(an access key as the provider key, or the edges' AWS credential chain) or carry a Bedrock API key. "
         "Converse reports no reasoning token count: reasoning is within the output tokens.",
+        "- Cohere (the Chat API v2, the Command models by name): messages keep their roles, `top_p` is `p`, "
+        "`stop` is `stop_sequences`, `tool_choice` `required`/`none` is `REQUIRED`/`NONE`, a JSON schema "
+        "is `response_format: {type: json_object, json_schema}`, `reasoning_effort` a thinking token budget "
+        "(`none` turns thinking off). Thinking and the tool plan Cohere writes before its calls come back "
+        "as `reasoning_content`; the tool plan is handed back on the next turn. Image URLs go to Cohere as "
+        "sent. Cohere reports no reasoning token count: reasoning is within the output tokens.",
         "- Google Vertex AI (`vertex/<model>`): Gemini's translation unchanged, at the project's Vertex path, "
         "with an access token the edge trades for a JWT signed with the service account key.",
         "- Embeddings (`POST /v1/embeddings`): OpenAI and OpenAI-compatible providers (Mistral) as sent; Gemini "

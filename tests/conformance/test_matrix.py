@@ -57,6 +57,11 @@ def reactivate(gateway: Gateway, provider: str) -> None:
 
 def last_sent(gateway: Gateway, provider: str) -> dict[str, Any]:
     """What the provider's simulator received last (the matrix runs one cell at a time)."""
-    states = {"anthropic": gateway.anthropic.state, "gemini": gateway.gemini.state, "bedrock": gateway.bedrock.state}
+    states = {
+        "anthropic": gateway.anthropic.state,
+        "gemini": gateway.gemini.state,
+        "bedrock": gateway.bedrock.state,
+        "cohere": gateway.cohere.state,
+    }
     state = states.get(provider, gateway.sim.state)
     return dict(state.requests[-1].body)

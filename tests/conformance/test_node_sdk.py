@@ -9,7 +9,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tests.conformance.matrix import PROVIDERS
+from tests.conformance.matrix import NO_RETRY_AFTER, PROVIDERS
 from tests.conftest import Gateway
 
 NODE_DIR = Path(__file__).resolve().parent.parent / "node"
@@ -35,8 +35,7 @@ def test_node_sdk_key_scenarios(gateway: Gateway) -> None:
         calls = r["tool_calls"]
         assert list(calls) == ["0"] and calls["0"]["name"] == "get_weather" and calls["0"]["id"], (provider, calls)
         assert json.loads(calls["0"]["arguments"]) == {"city": "Paris"} and r["tool_finish"] == "tool_calls"
-        # Bedrock's throttling answer carries no retry-after (AWS SDKs back off on their own); the
-        # others' 429s say 7 s, relayed as they said it.
-        retry_after = None if provider == "bedrock" else "7"
+        # Bedrock's and Cohere's 429s carry no retry-after; the others' say 7 s, relayed as said.
+        retry_after = None if provider in NO_RETRY_AFTER else "7"
         error = {"name": "RateLimitError", "status": 429, "retry_after": retry_after}
         assert r["error"] == error, (provider, r["error"])

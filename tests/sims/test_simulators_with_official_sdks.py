@@ -1,5 +1,5 @@
 """The provider simulators, driven by each provider's official Python SDK (``anthropic``,
-``google-genai``): if a simulator drifted from the real wire format, the SDK would fail to
+``google-genai``, ``boto3``, ``cohere``): if a simulator drifted from the real wire format, the SDK would fail to
 parse it (stream accumulation checks event order and block indexes)."""
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import anthropic
+import cohere
+import httpx
 import pydantic
 import pytest
 from google import genai
@@ -19,6 +21,7 @@ from tests.simulators import bedrock_sim as bedrock_sim_module
 from tests.simulators import script
 from tests.simulators.anthropic_sim import AnthropicSimulator
 from tests.simulators.bedrock_sim import BedrockSimulator
+from tests.simulators.cohere_sim import CohereSimulator
 from tests.simulators.gemini_sim import GeminiSimulator
 
 WEATHER_SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
@@ -359,3 +362,92 @@ def test_bedrock_authentication_and_errors_with_boto3(bedrock_sim: BedrockSimula
     assert err.value.response["Error"]["Code"] == "ThrottlingException"
     with pytest.raises(ClientError, match="alternate"):
         _bedrock(bedrock_sim).converse(modelId="amazon.nova-pro-v1:0", messages=[*message, *message])
+
+
+@pytest.fixture(scope="module")
+def cohere_sim() -> Iterator[CohereSimulator]:
+    simulator = CohereSimulator()
+    simulator.start()
+    yield simulator
+    simulator.stop()
+
+
+@pytest.fixture()
+def cohere_client(cohere_sim: CohereSimulator) -> Iterator[Callable[..., cohere.ClientV2]]:
+    """The SDK on an HTTP client the test closes (the SDK's own is never closed)."""
+    transports: list[httpx.Client] = []
+
+    def make(key: str = "sk-sim") -> cohere.ClientV2:
+        transports.append(httpx.Client(timeout=10))
+        return cohere.ClientV2(api_key=key, base_url=cohere_sim.origin, max_retries=0, httpx_client=transports[-1])
+
+    yield make
+    for transport in transports:
+        transport.close()
+
+
+def test_cohere_chat_tools_thinking_and_stream_with_the_sdk(
+    cohere_sim: CohereSimulator, cohere_client: Callable[..., cohere.ClientV2]
+) -> None:
+    """The cohere SDK's models are lenient (fields it does not find are None), so the test reads
+    every field the gateway relies on through the SDK's typed objects."""
+    client = cohere_client()
+    model = "command-a-03-2025"
+    reply = client.chat(model=model, messages=[{"role": "user", "content": "hello there"}])
+    assert reply.message.content is not None and reply.message.content[0].text == "Reply 0 to: hello there"
+    assert reply.finish_reason == "COMPLETE"
+    assert reply.usage is not None and reply.usage.tokens is not None and reply.usage.tokens.input_tokens
+    assert cohere_sim.state.requests[-1].headers["Authorization"] == "Bearer sk-sim"
+
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": WEATHER_SCHEMA}}]
+    question = {"role": "user", "content": "weather?"}
+    first = client.chat(model=model, messages=[question], tools=tools)  # type: ignore[arg-type,list-item]
+    assert first.finish_reason == "TOOL_CALL" and first.message.tool_plan
+    calls = first.message.tool_calls or []
+    assert calls and calls[0].function is not None and calls[0].function.name == "get_weather"
+    assert json.loads(calls[0].function.arguments or "") == {"city": "Paris"}
+    answer = {"role": "tool", "tool_call_id": calls[0].id, "content": [{"type": "text", "text": "sunny"}]}
+    second = client.chat(model=model, messages=[question, first.message, answer], tools=tools)  # type: ignore[arg-type,list-item]
+    assert second.message.content is not None and "sunny" in (second.message.content[0].text or "")
+
+    events = list(
+        client.chat_stream(
+            model="command-a-reasoning-08-2025",
+            messages=[question],  # type: ignore[list-item]
+            tools=tools,  # type: ignore[list-item]
+            thinking={"type": "enabled", "token_budget": 1024},
+        )
+    )
+    kinds = [e.type for e in events]
+    assert kinds[0] == "message-start" and kinds[-1] == "message-end", kinds
+    thinking = "".join(
+        e.delta.message.content.thinking or ""  # type: ignore[union-attr]
+        for e in events
+        if e.type == "content-delta"
+    )
+    assert thinking == "Thinking about: weather?"
+    plan = "".join(e.delta.message.tool_plan or "" for e in events if e.type == "tool-plan-delta")  # type: ignore[union-attr]
+    assert plan == "I will call get_weather."
+    start = next(e for e in events if e.type == "tool-call-start")
+    assert start.delta.message.tool_calls.function.name == "get_weather"  # type: ignore[union-attr]
+    arguments = "".join(
+        e.delta.message.tool_calls.function.arguments or ""  # type: ignore[union-attr]
+        for e in events
+        if e.type == "tool-call-delta"
+    )
+    assert json.loads(arguments) == {"city": "Paris"}
+    end = events[-1]
+    assert end.delta.finish_reason == "TOOL_CALL" and end.delta.usage.tokens.output_tokens  # type: ignore[union-attr]
+
+
+def test_cohere_errors_and_validation_with_the_sdk(cohere_client: Callable[..., cohere.ClientV2]) -> None:
+    message = [{"role": "user", "content": "x"}]
+    with pytest.raises(cohere.UnauthorizedError):
+        cohere_client("sk-invalid").chat(model="command-a-03-2025", messages=message)  # type: ignore[arg-type]
+    with pytest.raises(cohere.TooManyRequestsError):
+        cohere_client().chat(model="command-a-03-2025-status-429", messages=message)  # type: ignore[arg-type]
+    with pytest.raises(cohere.BadRequestError, match="tool_call_id"):
+        orphan = {"role": "tool", "tool_call_id": "nope", "content": "sunny"}
+        cohere_client().chat(model="command-a-03-2025", messages=[*message, orphan])  # type: ignore[list-item]
+    listing = cohere_client().models.list()
+    assert listing.models and listing.models[0].name == "command-a-03-2025"

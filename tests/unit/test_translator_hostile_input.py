@@ -18,6 +18,7 @@ import pytest
 from services.edge.body import check_chat
 from services.edge.providers import anthropic as ant
 from services.edge.providers import bedrock as bed
+from services.edge.providers import cohere as coh
 from services.edge.providers import gemini as gem
 from services.edge.providers.base import Call
 from shared.catalog import ProviderConfig, Route
@@ -94,7 +95,7 @@ VARIANTS = [(path, value) for path in _paths(VALID) if path[0] != "model" for va
 @pytest.mark.parametrize(
     ("provider", "capabilities"),
     # Anthropic twice: a model with native structured outputs, and one answering through the JSON tool.
-    [("anthropic", ("json_schema",)), ("anthropic", ()), ("gemini", ("json_schema",)), ("bedrock", ())],
+    [("anthropic", ("json_schema",)), ("anthropic", ()), ("gemini", ("json_schema",)), ("bedrock", ()), ("cohere", ())],
 )
 def test_wrong_types_anywhere_are_400s_not_crashes(provider: str, capabilities: tuple[str, ...]) -> None:
     crashes = []
@@ -106,6 +107,8 @@ def test_wrong_types_anywhere_are_400s_not_crashes(provider: str, capabilities: 
                 ant.to_anthropic(_call(provider, body, capabilities))
             elif provider == "bedrock":
                 bed.to_converse(_call(provider, body, capabilities))
+            elif provider == "cohere":
+                coh.to_cohere(_call(provider, body, capabilities))
             else:
                 asyncio.run(gem.to_gemini(_call(provider, body, capabilities)))
         except GatewayError as exc:
@@ -162,12 +165,41 @@ BEDROCK_EVENTS: list[dict[str, Any]] = [
     {"type": "messageStop", "stopReason": "tool_use"},
     {"type": "metadata", "usage": {"inputTokens": 3, "outputTokens": 4}},
 ]
+COHERE_REPLY: dict[str, Any] = {
+    "id": "r1",
+    "finish_reason": "TOOL_CALL",
+    "message": {
+        "role": "assistant",
+        "content": [{"type": "thinking", "thinking": "hmm"}, {"type": "text", "text": "hi"}],
+        "tool_plan": "I will call f.",
+        "tool_calls": [{"id": "f_1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}],
+    },
+    "usage": {"tokens": {"input_tokens": 3.0, "output_tokens": 4.0}, "cached_tokens": 1.0},
+}
+COHERE_EVENTS: list[dict[str, Any]] = [
+    {"type": "message-start", "id": "r1", "delta": {"message": {"role": "assistant"}}},
+    {"type": "content-start", "index": 0, "delta": {"message": {"content": {"type": "thinking", "thinking": ""}}}},
+    {"type": "content-delta", "index": 0, "delta": {"message": {"content": {"thinking": "hmm"}}}},
+    {"type": "content-delta", "index": 1, "delta": {"message": {"content": {"text": "hi"}}}},
+    {"type": "tool-plan-delta", "delta": {"message": {"tool_plan": "I will"}}},
+    {
+        "type": "tool-call-start",
+        "index": 0,
+        "delta": {"message": {"tool_calls": {"id": "f_1", "type": "function", "function": {"name": "f"}}}},
+    },
+    {"type": "tool-call-delta", "index": 0, "delta": {"message": {"tool_calls": {"function": {"arguments": "{}"}}}}},
+    {"type": "tool-call-end", "index": 0},
+    {
+        "type": "message-end",
+        "delta": {"finish_reason": "TOOL_CALL", "usage": {"tokens": {"input_tokens": 3.0, "output_tokens": 4.0}}},
+    },
+]
 
 
 def test_odd_replies_are_502s_or_read() -> None:
     from pydantic import ValidationError
 
-    from services.edge.providers import anthropic_replies, bedrock_replies, gemini_replies
+    from services.edge.providers import anthropic_replies, bedrock_replies, cohere_replies, gemini_replies
     from services.edge.providers.base import StreamMeter
     from services.edge.providers.wire import read_reply
     from tests.unit.test_translators import ANTHROPIC_REPLY, GEMINI_REPLY, anthropic_events, gemini_chunks
@@ -177,6 +209,7 @@ def test_odd_replies_are_502s_or_read() -> None:
         ("anthropic", anthropic_replies.REPLY, ANTHROPIC_REPLY, lambda r: ant.to_openai(r, "m", json_mode=False)),
         ("gemini", gemini_replies.REPLY, GEMINI_REPLY, lambda r: gem.to_openai(r, "m")),
         ("bedrock", bedrock_replies.REPLY, BEDROCK_REPLY, lambda r: bed.to_openai(r, "m")),
+        ("cohere", cohere_replies.REPLY, COHERE_REPLY, lambda r: coh.to_openai(r, "m")),
     ):
         for variant in _reply_variants(reply):
             try:
@@ -202,6 +235,7 @@ def test_odd_replies_are_502s_or_read() -> None:
             lambda: gem.GeminiStream("m", StreamMeter(), True),
         ),
         ("bedrock", bedrock_replies.EVENT, BEDROCK_EVENTS, lambda: bed.BedrockStream("m", StreamMeter(), True)),
+        ("cohere", cohere_replies.EVENT, COHERE_EVENTS, lambda: coh.CohereStream("m", StreamMeter(), True)),
     )
     for name, schema, events, machine_factory in good_streams:
         for k, event in enumerate(events):

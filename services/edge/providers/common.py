@@ -443,12 +443,19 @@ def count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
+def count_number(value: Any) -> float:
+    """A token count a provider writes as a JSON number (Cohere's ``3.0``): non-negative, else 0."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+    return float(value) if ok else 0.0
+
+
 def json_headers(call: Call, **extra: str) -> dict[str, str]:
     """Request headers for a provider that takes its key as a plain header value."""
     headers = {"content-type": "application/json", "accept": "application/json", "x-client-request-id": call.request_id}
     headers.update(extra)
     if call.credential is not None:
-        headers[call.provider.auth_header] = call.credential.secret
+        scheme = call.provider.auth_scheme
+        headers[call.provider.auth_header] = f"{scheme} {call.credential.secret}" if scheme else call.credential.secret
     return headers
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from services.edge.providers.anthropic import AnthropicAdapter
 from services.edge.providers.base import Adapter, Embedder, Unsupported
 from services.edge.providers.bedrock import BedrockAdapter
+from services.edge.providers.cohere import CohereAdapter
 from services.edge.providers.echo import EchoAdapter
 from services.edge.providers.gemini import GeminiAdapter
 from services.edge.providers.openai import AzureAdapter, OpenAIAdapter
@@ -20,6 +21,7 @@ class Registry:
             "gemini": GeminiAdapter(),
             "vertex": VertexAdapter(),
             "bedrock": BedrockAdapter(),
+            "cohere": CohereAdapter(),
             "echo": EchoAdapter(),
         }
 
