@@ -1,7 +1,8 @@
 """The adapter interface every provider wire API implements.
 
-The client's schema (OpenAI's) is canonical: an adapter takes the OpenAI-format request body
-and returns OpenAI-format bytes, plus the usage it observed. A wire API that cannot do
+An adapter takes the OpenAI-format request (``Call.body``; a translating adapter reads it as the
+typed :class:`~services.edge.canonical.model.Conversation`, ``Call.conversation``) and returns
+OpenAI-format bytes, plus the usage it observed. A wire API that cannot do
 something raises :class:`Unsupported`.
 """
 
@@ -11,10 +12,13 @@ import math
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import aiohttp
 
+from services.edge.canonical import chat as canonical_chat
+from services.edge.canonical.model import Conversation
 from shared.catalog import ProviderConfig, Route
 
 if TYPE_CHECKING:
@@ -118,6 +122,12 @@ class Call:
             "Remove it, or send the header 'x-switchyard-drop-params: true' to have it dropped.",
             param=param,
         )
+
+    @cached_property
+    def conversation(self) -> Conversation:
+        """The request, checked and typed (read on first use: the OpenAI pass-through never
+        needs it)."""
+        return canonical_chat.read(self.body)
 
     @property
     def wants_usage_chunk(self) -> bool:

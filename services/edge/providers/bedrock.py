@@ -39,6 +39,7 @@ from botocore.eventstream import EventStreamBuffer, ParserError
 from pydantic import TypeAdapter
 from yarl import URL
 
+from services.edge.canonical.model import Assistant, File, Image, NamedTool, System, Text, ToolResult, User
 from services.edge.providers import bedrock_replies, common
 from services.edge.providers.base import Call, Completion, StreamMeter, Usage
 from services.edge.providers.common import ChunkWriter, invalid
@@ -109,36 +110,37 @@ def _anthropic_model(call: Call) -> bool:
 
 
 def to_converse(call: Call) -> tuple[dict[str, Any], list[Fetch]]:
-    body = call.body
     common.check_params(call, SUPPORTED)
+    conv = call.conversation
     turns = common.Turns("content")
     fetches: list[Fetch] = []
     documents = [0]
-    for i, message in enumerate(body["messages"]):
-        where, role = turns.message(call, i, message, "Bedrock")
-        if role == "user":
-            turns.add("user", _user_blocks(message.get("content"), where, fetches, documents))
-        elif role == "assistant":
-            turns.add("assistant", _assistant_blocks(message, where))
-        elif role == "tool":
-            if not isinstance(message.get("tool_call_id"), str):
-                raise invalid(f"{where}.tool_call_id is required for a tool message.", f"{where}.tool_call_id")
-            text = common.text_of(message.get("content"), where)
-            result = {"toolResult": {"toolUseId": _tool_id(message["tool_call_id"]), "content": [{"text": text}]}}
-            turns.add("user", [result])
+    for i, message in enumerate(conv.messages):
+        where = f"messages[{i}]"
+        if message.name is not None and not isinstance(message, ToolResult):
+            call.unsupported(f"{where}.name", "Bedrock messages have no author name")
+        if isinstance(message, System):
+            if message.text:
+                turns.system.append(message.text)
+        elif isinstance(message, User):
+            turns.add("user", _user_blocks(message, where, fetches, documents))
+        elif isinstance(message, Assistant):
+            turns.add("assistant", _assistant_blocks(message))
+        else:
+            result = {"toolUseId": _tool_id(message.tool_call_id), "content": [{"text": message.text}]}
+            turns.add("user", [{"toolResult": result}])
     out: dict[str, Any] = {"messages": turns.checked("Bedrock")}
     if turns.system:
         out["system"] = [{"text": text} for text in turns.system]
 
     config: dict[str, Any] = {}
-    limit = common.max_tokens(body)
-    effort = common.reasoning_effort(body)
-    if effort not in (None, "none"):
-        assert effort is not None
+    limit = conv.max_tokens
+    if conv.reasoning not in (None, "none"):
+        assert conv.reasoning is not None
         if not _anthropic_model(call):
             call.unsupported("reasoning_effort", "on Bedrock the gateway sets a thinking budget for Claude models only")
         else:
-            budget = common.REASONING_BUDGETS[effort]
+            budget = common.REASONING_BUDGETS[conv.reasoning]
             if limit is not None and limit <= 1024:
                 raise invalid("with reasoning_effort, max_completion_tokens must be over 1024.", "max_tokens")
             if limit is not None and limit <= budget:
@@ -147,81 +149,67 @@ def to_converse(call: Call) -> tuple[dict[str, Any], list[Fetch]]:
             limit = limit or budget + DEFAULT_MAX_TOKENS
     if limit is not None:
         config["maxTokens"] = limit
-    for name, key in (("temperature", "temperature"), ("top_p", "topP")):
-        value = body.get(name)
+    for key, value in (("temperature", conv.temperature), ("topP", conv.top_p)):
         if value is not None:
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise invalid(f"{name} must be a number.", name)
             config[key] = value
-    stops = common.stop_sequences(body)
-    if stops:
-        config["stopSequences"] = stops
+    if conv.stop:
+        config["stopSequences"] = conv.stop
     if config:
         out["inferenceConfig"] = config
 
-    tools = common.tools_of(body)
-    choice = common.tool_choice_of(body, [t["name"] for t in tools])
-    if tools:
+    if conv.tools:
         specs = []
-        for tool in tools:
-            schema = dict(tool["parameters"])
+        for tool in conv.tools:
+            schema = dict(tool.parameters)
             schema.setdefault("type", "object")
-            spec: dict[str, Any] = {"name": tool["name"], "inputSchema": {"json": schema}}
-            if tool["description"]:
-                spec["description"] = tool["description"]
+            spec: dict[str, Any] = {"name": tool.name, "inputSchema": {"json": schema}}
+            if tool.description:
+                spec["description"] = tool.description
             specs.append({"toolSpec": spec})
         out["toolConfig"] = {"tools": specs}
+        choice = conv.tool_choice
         if choice == "none":
             call.unsupported("tool_choice", "Bedrock's Converse API has no tool_choice none")
         elif choice == "required":
             out["toolConfig"]["toolChoice"] = {"any": {}}
-        elif isinstance(choice, tuple):
-            out["toolConfig"]["toolChoice"] = {"tool": {"name": choice[1]}}
+        elif isinstance(choice, NamedTool):
+            out["toolConfig"]["toolChoice"] = {"tool": {"name": choice.name}}
         elif choice == "auto":
             out["toolConfig"]["toolChoice"] = {"auto": {}}
-    if body.get("parallel_tool_calls") is False and tools:
-        call.unsupported("parallel_tool_calls", "Bedrock's Converse API cannot turn parallel tool calls off")
-    kind, _, _ = common.response_format_of(body)
-    if kind in ("json_object", "json_schema"):
+        if conv.parallel_tool_calls is False:
+            call.unsupported("parallel_tool_calls", "Bedrock's Converse API cannot turn parallel tool calls off")
+    if conv.json_format is not None:
         call.unsupported("response_format", "Bedrock's Converse API has no JSON mode")
     return out, fetches
 
 
-def _user_blocks(content: Any, where: str, fetches: list[Fetch], documents: list[int]) -> list[dict[str, Any]]:
+def _user_blocks(message: User, where: str, fetches: list[Fetch], documents: list[int]) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
-    for j, part in enumerate(common.content_parts(content, where)):
+    for j, part in enumerate(message.parts):
         param = f"{where}.content[{j}]"
-        kind = part["type"]
-        if kind == "text":
-            text = common.part_text(part, param)
-            if text:
-                blocks.append({"text": text})
-        elif kind == "image_url":
-            url, _detail = common.image_url_of(part, param)  # Bedrock sizes images itself
-            declared = common.declared_mime(part, param)
-            if declared is not None and declared not in IMAGE_FORMATS:
-                raise invalid(f"Bedrock takes images as {', '.join(IMAGE_FORMATS)}, not {declared}.", param)
-            if url.startswith("data:"):
-                media = common.data_uri(url, param)
-                blocks.append(_image(media.mime, media.data, param))
-            elif url.startswith(("http://", "https://")):
-                placeholder: dict[str, Any] = {}
-                fetches.append((placeholder, url, param))
-                blocks.append(placeholder)
+        if isinstance(part, Text):
+            if part.text:
+                blocks.append({"text": part.text})
+        elif isinstance(part, Image):  # Bedrock sizes images itself: detail has no use
+            if part.declared is not None and part.declared not in IMAGE_FORMATS:
+                raise invalid(f"Bedrock takes images as {', '.join(IMAGE_FORMATS)}, not {part.declared}.", param)
+            if part.inline is not None:
+                blocks.append(_image(part.inline.mime, part.inline.data, param))
             else:
-                raise invalid("image_url.url must be an http(s) URL or a data URI.", param, "invalid_image_url")
-        elif kind == "file":
-            media, filename = common.file_of(part, param)
-            fmt = DOCUMENT_FORMATS.get(media.mime)
+                placeholder: dict[str, Any] = {}
+                fetches.append((placeholder, part.url, param))
+                blocks.append(placeholder)
+        elif isinstance(part, File):
+            fmt = DOCUMENT_FORMATS.get(part.inline.mime)
             if fmt is None:
                 raise invalid(
-                    f"Bedrock takes documents as {', '.join(sorted(DOCUMENT_FORMATS))}, not {media.mime}.", param
+                    f"Bedrock takes documents as {', '.join(sorted(DOCUMENT_FORMATS))}, not {part.inline.mime}.", param
                 )
-            name = _document_name(filename, documents[0])
+            name = _document_name(part.filename, documents[0])
             documents[0] += 1
-            blocks.append({"document": {"format": fmt, "name": name, "source": {"bytes": media.data}}})
+            blocks.append({"document": {"format": fmt, "name": name, "source": {"bytes": part.inline.data}}})
         else:
-            raise invalid(f"content part type {kind!r} is not supported by Bedrock.", param)
+            raise invalid("content part type 'input_audio' is not supported by Bedrock.", param)
     return blocks
 
 
@@ -232,32 +220,18 @@ def _image(mime: str, data: str, param: str) -> dict[str, Any]:
     return {"image": {"format": fmt, "source": {"bytes": data}}}
 
 
-def _assistant_blocks(message: dict[str, Any], where: str) -> list[dict[str, Any]]:
+def _assistant_blocks(message: Assistant) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
-    thinking = message.get("thinking_blocks")
-    if isinstance(thinking, list):
-        for block in thinking:
-            if not isinstance(block, dict):
-                continue
-            if block.get("type") == "thinking" and isinstance(block.get("signature"), str):
-                signed = {"text": str(block.get("thinking") or ""), "signature": block["signature"]}
-                blocks.append({"reasoningContent": {"reasoningText": signed}})
-            elif block.get("type") == "redacted_thinking" and isinstance(block.get("data"), str):
-                blocks.append({"reasoningContent": {"redactedContent": block["data"]}})
-    text = common.assistant_text(message, where)
-    if text:
-        blocks.append({"text": text})
-    calls = message.get("tool_calls")
-    if calls is not None:
-        if not isinstance(calls, list):
-            raise invalid(f"{where}.tool_calls must be an array.", f"{where}.tool_calls")
-        for k, tc in enumerate(calls):
-            param = f"{where}.tool_calls[{k}]"
-            if not isinstance(tc, dict) or not isinstance(tc.get("id"), str):
-                raise invalid("a tool call needs an id.", param)
-            args = common.tool_arguments(tc, param)
-            use = {"toolUseId": _tool_id(tc["id"]), "name": tc["function"]["name"], "input": args}
-            blocks.append({"toolUse": use})
+    for block in message.thinking:
+        if block.kind == "thinking":
+            signed = {"text": block.text, "signature": block.signature}
+            blocks.append({"reasoningContent": {"reasoningText": signed}})
+        else:
+            blocks.append({"reasoningContent": {"redactedContent": block.data}})
+    if message.text:
+        blocks.append({"text": message.text})
+    for tc in message.tool_calls:
+        blocks.append({"toolUse": {"toolUseId": _tool_id(tc.id), "name": tc.name, "input": tc.arguments}})
     return blocks
 
 

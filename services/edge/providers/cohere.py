@@ -21,6 +21,17 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from services.edge.canonical.model import (
+    Assistant,
+    Conversation,
+    File,
+    Image,
+    NamedTool,
+    System,
+    Text,
+    ToolResult,
+    User,
+)
 from services.edge.providers import cohere_replies, common
 from services.edge.providers.base import Call, Completion, StreamMeter, Usage
 from services.edge.providers.common import ChunkWriter, invalid
@@ -42,144 +53,112 @@ FINISH = {
 
 
 def to_cohere(call: Call) -> dict[str, Any]:
-    body = call.body
     common.check_params(call, SUPPORTED)
-    out: dict[str, Any] = {"model": call.route.upstream_model, "messages": _messages(call)}
-    limit = common.max_tokens(body)
-    if limit is not None:
-        out["max_tokens"] = limit
-    for name, key in (("temperature", "temperature"), ("top_p", "p"), ("seed", "seed")):
-        value = body.get(name)
+    conv = call.conversation
+    out: dict[str, Any] = {"model": call.route.upstream_model, "messages": _messages(call, conv)}
+    if conv.max_tokens is not None:
+        out["max_tokens"] = conv.max_tokens
+    for key, value in (("temperature", conv.temperature), ("p", conv.top_p), ("seed", conv.seed)):
         if value is not None:
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise invalid(f"{name} must be a number.", name)
             out[key] = value
-    for name in ("frequency_penalty", "presence_penalty"):
-        value = body.get(name)
-        if value is not None:
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise invalid(f"{name} must be a number.", name)
-            if value < 0:
-                call.unsupported(name, "Cohere takes penalties from 0 to 1")
-            else:
-                out[name] = value
-    stops = common.stop_sequences(body)
-    if stops:
-        out["stop_sequences"] = stops
-    if isinstance(body.get("user"), str):
-        pass  # Cohere has no such field: the gateway meters it as the request's user
-    tools = common.tools_of(body)
-    choice = common.tool_choice_of(body, [t["name"] for t in tools])
-    if tools:
+    for name, penalty in (("frequency_penalty", conv.frequency_penalty), ("presence_penalty", conv.presence_penalty)):
+        if penalty is None:
+            continue
+        if penalty < 0:
+            call.unsupported(name, "Cohere takes penalties from 0 to 1")
+        else:
+            out[name] = penalty
+    if conv.stop:
+        out["stop_sequences"] = conv.stop
+    # ``user``: Cohere has no such field; the gateway meters it as the request's user.
+    if conv.tools:
         out["tools"] = [
             {
                 "type": "function",
                 "function": {
-                    "name": t["name"],
-                    **({"description": t["description"]} if t["description"] else {}),
-                    "parameters": t["parameters"],
+                    "name": t.name,
+                    **({"description": t.description} if t.description else {}),
+                    "parameters": t.parameters,
                 },
             }
-            for t in tools
+            for t in conv.tools
         ]
-        if choice == "required":
+        if conv.tool_choice == "required":
             out["tool_choice"] = "REQUIRED"
-        elif choice == "none":
+        elif conv.tool_choice == "none":
             out["tool_choice"] = "NONE"
-        elif isinstance(choice, tuple):
+        elif isinstance(conv.tool_choice, NamedTool):
             call.unsupported("tool_choice", "Cohere can require a tool call, not a named one")
-    if body.get("parallel_tool_calls") is False and tools:
-        call.unsupported("parallel_tool_calls", "Cohere cannot turn parallel tool calls off")
-    kind, schema, _ = common.response_format_of(body)
-    if kind in ("json_object", "json_schema"):
-        if tools:
+        if conv.parallel_tool_calls is False:
+            call.unsupported("parallel_tool_calls", "Cohere cannot turn parallel tool calls off")
+    if conv.json_format is not None:
+        if conv.tools:
             call.unsupported("response_format", "Cohere's JSON mode cannot be combined with tools")
         else:
             fmt: dict[str, Any] = {"type": "json_object"}
-            if kind == "json_schema" and schema is not None:
-                fmt["json_schema"] = schema
+            if conv.json_format.schema_ is not None:
+                fmt["json_schema"] = conv.json_format.schema_
             out["response_format"] = fmt
-    effort = common.reasoning_effort(body)
-    if effort == "none":
+    if conv.reasoning == "none":
         out["thinking"] = {"type": "disabled"}
-    elif effort is not None:
-        out["thinking"] = {"type": "enabled", "token_budget": common.REASONING_BUDGETS[effort]}
+    elif conv.reasoning is not None:
+        out["thinking"] = {"type": "enabled", "token_budget": common.REASONING_BUDGETS[conv.reasoning]}
     return out
 
 
-def _messages(call: Call) -> list[dict[str, Any]]:
+def _messages(call: Call, conv: Conversation) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    for i, message in enumerate(call.body["messages"]):
-        where, role = f"messages[{i}]", str(message["role"])
-        if message.get("name") is not None and role in ("user", "assistant", "system", "developer"):
+    for i, message in enumerate(conv.messages):
+        where = f"messages[{i}]"
+        if message.name is not None and not isinstance(message, ToolResult):
             call.unsupported(f"{where}.name", "Cohere messages have no author name")
-        if role in ("system", "developer"):
-            out.append({"role": "system", "content": common.text_of(message.get("content"), where)})
-        elif role == "user":
-            out.append({"role": "user", "content": _user_content(message.get("content"), where)})
-        elif role == "assistant":
-            out.append(_assistant(message, where))
-        elif role == "tool":
-            if not isinstance(message.get("tool_call_id"), str):
-                raise invalid(f"{where}.tool_call_id is required for a tool message.", f"{where}.tool_call_id")
-            text = common.text_of(message.get("content"), where)
-            out.append({"role": "tool", "tool_call_id": message["tool_call_id"], "content": text})
+        if isinstance(message, System):
+            out.append({"role": "system", "content": message.text})
+        elif isinstance(message, User):
+            out.append({"role": "user", "content": _user_content(message, where)})
+        elif isinstance(message, Assistant):
+            out.append(_assistant(message))
         else:
-            raise invalid(f"{where}.role {role!r} is not one of system, developer, user, assistant, tool.", where)
+            out.append({"role": "tool", "tool_call_id": message.tool_call_id, "content": message.text})
     if not any(m["role"] != "system" for m in out):
         raise invalid("Cohere needs at least one user or assistant message besides system messages.", "messages")
     return out
 
 
-def _user_content(content: Any, where: str) -> str | list[dict[str, Any]]:
-    if isinstance(content, str):
-        return content
+def _user_content(message: User, where: str) -> str | list[dict[str, Any]]:
+    if not message.parts:
+        return ""
+    if len(message.parts) == 1 and isinstance(message.parts[0], Text):
+        return message.parts[0].text
     parts: list[dict[str, Any]] = []
-    for j, part in enumerate(common.content_parts(content, where)):
+    for j, part in enumerate(message.parts):
         param = f"{where}.content[{j}]"
-        kind = part["type"]
-        if kind == "text":
-            parts.append({"type": "text", "text": common.part_text(part, param)})
-        elif kind == "image_url":
-            url, detail = common.image_url_of(part, param)
-            declared = common.declared_mime(part, param)
-            if declared is not None and not declared.startswith("image/"):
-                raise invalid(f"Cohere takes images only, not {declared}.", param)
-            if url.startswith("data:"):
-                common.data_uri(url, param)  # checked: broken base64 is the client's 400
-            elif not url.startswith(("http://", "https://")):
-                raise invalid("image_url.url must be an http(s) URL or a data URI.", param, "invalid_image_url")
-            image: dict[str, Any] = {"url": url}
-            if detail is not None:
-                image["detail"] = detail
+        if isinstance(part, Text):
+            parts.append({"type": "text", "text": part.text})
+        elif isinstance(part, Image):
+            if part.declared is not None and not part.declared.startswith("image/"):
+                raise invalid(f"Cohere takes images only, not {part.declared}.", param)
+            image: dict[str, Any] = {"url": part.url}
+            if part.detail is not None:
+                image["detail"] = part.detail
             parts.append({"type": "image_url", "image_url": image})
         else:
+            kind = "file" if isinstance(part, File) else "input_audio"
             raise invalid(f"content part type {kind!r} is not supported by Cohere.", param)
     return parts
 
 
-def _assistant(message: dict[str, Any], where: str) -> dict[str, Any]:
+def _assistant(message: Assistant) -> dict[str, Any]:
     out: dict[str, Any] = {"role": "assistant"}
-    text = common.assistant_text(message, where)
-    calls = message.get("tool_calls")
-    if calls is not None:
-        if not isinstance(calls, list):
-            raise invalid(f"{where}.tool_calls must be an array.", f"{where}.tool_calls")
-        mapped = []
-        for k, tc in enumerate(calls):
-            param = f"{where}.tool_calls[{k}]"
-            if not isinstance(tc, dict) or not isinstance(tc.get("id"), str):
-                raise invalid("a tool call needs an id.", param)
-            args = common.tool_arguments(tc, param)
-            function = {"name": tc["function"]["name"], "arguments": json.dumps(args)}
-            mapped.append({"id": tc["id"], "type": "function", "function": function})
-        if mapped:
-            out["tool_calls"] = mapped
-            plan = message.get("reasoning_content")
-            if isinstance(plan, str) and plan:
-                out["tool_plan"] = plan  # Cohere's reasoning before its calls, handed back
-    if text:
-        out["content"] = text
+    if message.tool_calls:
+        out["tool_calls"] = [
+            {"id": tc.id, "type": "function", "function": {"name": tc.name, "arguments": json.dumps(tc.arguments)}}
+            for tc in message.tool_calls
+        ]
+        if message.reasoning:
+            out["tool_plan"] = message.reasoning  # Cohere's reasoning before its calls, handed back
+    if message.text:
+        out["content"] = message.text
     return out
 
 

@@ -1,0 +1,1 @@
+"""The typed conversation every translating adapter reads (see model.py)."""
