@@ -24,7 +24,8 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
-from services.edge.providers.common import Media, invalid
+from services.edge.canonical.model import Inline
+from services.edge.providers.common import invalid
 from shared.errors import GatewayError
 
 MAX_REDIRECTS = 5
@@ -105,7 +106,7 @@ class MediaFetcher:
                 "invalid_image_url",
             )
 
-    async def fetch(self, url: str, param: str, declared: str | None = None) -> Media:
+    async def fetch(self, url: str, param: str, declared: str | None = None) -> Inline:
         """Download an image (or, with a ``declared`` MIME type, audio or video of that type);
         every failure is a 400 naming the part."""
         try:
@@ -115,7 +116,7 @@ class MediaFetcher:
                 f"fetching the image URL took longer than {self.timeout:g} s.", param, "invalid_image_url"
             ) from exc
 
-    async def _fetch(self, url: str, param: str, declared: str | None) -> Media:
+    async def _fetch(self, url: str, param: str, declared: str | None) -> Inline:
         for _ in range(MAX_REDIRECTS + 1):
             self.check_url(url, param)
             try:
@@ -150,7 +151,7 @@ class MediaFetcher:
                         data += chunk
                         if len(data) > self.max_bytes:
                             raise self._too_big(param)
-                    return Media(mime=mime, data=base64.b64encode(bytes(data)).decode())
+                    return Inline(mime=mime, data=base64.b64encode(bytes(data)).decode())
             except GatewayError:
                 raise
             except (aiohttp.ClientError, OSError) as exc:

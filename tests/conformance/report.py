@@ -110,6 +110,12 @@ def render() -> str:
         "",
         "## How things map",
         "",
+        "- A request for a translated provider is read once into a typed conversation "
+        "(`services/edge/canonical`): every check that holds whatever the provider (roles, content parts, "
+        "data URIs, tool calls and their JSON arguments, tools, `tool_choice`, `response_format`, sampling) "
+        "is a 400 there, naming where; each provider's adapter then writes its wire format from it and "
+        "refuses, by name, what that provider cannot carry. The Responses and Messages APIs are translated "
+        "to chat completions first. OpenAI-format providers get the client's own bytes.",
         f"- `reasoning_effort` becomes a thinking budget in tokens ({budgets}; `none` turns Gemini's thinking "
         "off). Reasoning text comes back as `reasoning_content`, on the message and on stream deltas.",
         "- Anthropic thinking signatures come back in `thinking_blocks` (on the message; on a stream, one delta "

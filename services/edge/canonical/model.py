@@ -147,6 +147,9 @@ class Conversation(_Model):
     top_p: float | None = None
     stop: list[str] = []
     seed: int | None = None
+    n: int | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
     frequency_penalty: float | None = None
     presence_penalty: float | None = None
     user: str | None = None

@@ -15,6 +15,7 @@ signature, to send back on the next turn) and ``tool_calls``; usage with cached 
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import AsyncIterator, Mapping
@@ -22,6 +23,18 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from services.edge.canonical.model import (
+    Assistant,
+    Conversation,
+    File,
+    Image,
+    NamedTool,
+    System,
+    Text,
+    Tool,
+    ToolResult,
+    User,
+)
 from services.edge.providers import anthropic_replies, common
 from services.edge.providers.base import Call, Completion, StreamMeter, Usage
 from services.edge.providers.common import ChunkWriter, invalid
@@ -155,10 +168,7 @@ def _sampling(call: Call) -> dict[str, Any]:
     one of them is at its default (top_p 1, temperature 1) it is left out, which changes
     nothing; otherwise ``top_p`` is refused, or dropped on request. From API version
     2026-10-21 on, neither exists: any other value is refused, or dropped on request."""
-    temperature, top_p = call.body.get("temperature"), call.body.get("top_p")
-    for name, value in (("temperature", temperature), ("top_p", top_p)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise invalid(f"{name} must be a number.", name)
+    temperature, top_p = call.conversation.temperature, call.conversation.top_p
     if _version(call) >= SAMPLING_REMOVED:
         for name, value in (("temperature", temperature), ("top_p", top_p)):
             if value is not None and value != 1:
@@ -188,19 +198,18 @@ def _tool_id(value: Any) -> str:
 
 
 def to_anthropic(call: Call) -> dict[str, Any]:
-    body = call.body
     common.check_params(call, SUPPORTED)
+    conv = call.conversation
     out: dict[str, Any] = {"model": call.route.upstream_model}
-    system, messages = _messages(call)
+    system, messages = _messages(call, conv)
     if system:
         out["system"] = [{"type": "text", "text": text} for text in system]
     out["messages"] = messages
 
-    effort = common.reasoning_effort(body)
-    limit = common.max_tokens(body)
-    if effort not in (None, "none"):
-        assert effort is not None
-        budget = common.REASONING_BUDGETS[effort]
+    limit = conv.max_tokens
+    if conv.reasoning not in (None, "none"):
+        assert conv.reasoning is not None
+        budget = common.REASONING_BUDGETS[conv.reasoning]
         if limit is not None and limit <= 1024:
             raise invalid("with reasoning_effort, max_completion_tokens must be over 1024 on Anthropic.", "max_tokens")
         if limit is not None and limit <= budget:
@@ -211,22 +220,21 @@ def to_anthropic(call: Call) -> dict[str, Any]:
         out["max_tokens"] = limit or DEFAULT_MAX_TOKENS
 
     out.update(_sampling(call))
-    stops = common.stop_sequences(body)
-    if stops:
-        out["stop_sequences"] = stops
-    if isinstance(body.get("user"), str):
-        out["metadata"] = {"user_id": body["user"]}
+    if conv.stop:
+        out["stop_sequences"] = conv.stop
+    if conv.user is not None:
+        out["metadata"] = {"user_id": conv.user}
 
-    tools = common.tools_of(body)
-    names = [t["name"] for t in tools]
-    choice = common.tool_choice_of(body, names)
+    tools = conv.tools
+    choice = conv.tool_choice
     if tools:
         out["tools"] = [_tool(t) for t in tools]
-    kind, schema, _ = common.response_format_of(body)
-    native = anthropic_schema(schema) if kind == "json_schema" and "json_schema" in call.route.capabilities else None
+    fmt = conv.json_format
+    schema = fmt.schema_ if fmt is not None else None
+    native = anthropic_schema(schema) if schema is not None and "json_schema" in call.route.capabilities else None
     if native is not None:
         out["output_config"] = {"format": {"type": "json_schema", "schema": native}}
-    elif kind in ("json_object", "json_schema"):
+    elif fmt is not None:
         if tools:
             call.unsupported(
                 "response_format", "Anthropic answers in JSON through a tool, which cannot be combined with tools"
@@ -250,132 +258,100 @@ def to_anthropic(call: Call) -> dict[str, Any]:
             ]
             out["tool_choice"] = {"type": "tool", "name": JSON_TOOL}
             return out
-    forced = choice == "required" or isinstance(choice, tuple)
+    forced = choice == "required" or isinstance(choice, NamedTool)
     if forced and tools and "thinking" in out:
         call.unsupported("tool_choice", "Anthropic cannot force a tool call while thinking")
         choice = None  # dropped on the client's request
     if choice is not None and tools:
         mapped: dict[str, Any]
-        if choice == "auto":
-            mapped = {"type": "auto"}
-        elif choice == "none":
-            mapped = {"type": "none"}
-        elif choice == "required":
-            mapped = {"type": "any"}
+        if isinstance(choice, NamedTool):
+            mapped = {"type": "tool", "name": choice.name}
         else:
-            mapped = {"type": "tool", "name": choice[1]}
+            mapped = {"type": {"auto": "auto", "none": "none", "required": "any"}[choice]}
         out["tool_choice"] = mapped
-    if body.get("parallel_tool_calls") is False and tools:
+    if conv.parallel_tool_calls is False and tools:
         out.setdefault("tool_choice", {"type": "auto"})
         if out["tool_choice"]["type"] != "none":
             out["tool_choice"]["disable_parallel_tool_use"] = True
     return out
 
 
-def _tool(tool: dict[str, Any]) -> dict[str, Any]:
-    schema = dict(tool["parameters"])
+def _tool(tool: Tool) -> dict[str, Any]:
+    schema = dict(tool.parameters)
     schema.setdefault("type", "object")
-    out = {"name": tool["name"], "input_schema": schema}
-    if tool["description"]:
-        out["description"] = tool["description"]
+    out = {"name": tool.name, "input_schema": schema}
+    if tool.description:
+        out["description"] = tool.description
     return out
 
 
-def _messages(call: Call) -> tuple[list[str], list[dict[str, Any]]]:
+def _messages(call: Call, conv: Conversation) -> tuple[list[str], list[dict[str, Any]]]:
     turns = common.Turns("content")
-    for i, message in enumerate(call.body["messages"]):
-        where, role = turns.message(call, i, message, "Anthropic")
-        if role == "user":
-            turns.add("user", _user_blocks(message.get("content"), where))
-        elif role == "assistant":
-            turns.add("assistant", _assistant_blocks(message, where))
-        elif role == "tool":
-            if not isinstance(message.get("tool_call_id"), str):
-                raise invalid(f"{where}.tool_call_id is required for a tool message.", f"{where}.tool_call_id")
-            result = {
-                "type": "tool_result",
-                "tool_use_id": _tool_id(message["tool_call_id"]),
-                "content": common.text_of(message.get("content"), where),
-            }
+    for i, message in enumerate(conv.messages):
+        where = f"messages[{i}]"
+        if message.name is not None and not isinstance(message, ToolResult):
+            call.unsupported(f"{where}.name", "Anthropic messages have no author name")
+        if isinstance(message, System):
+            if message.text:
+                turns.system.append(message.text)
+        elif isinstance(message, User):
+            turns.add("user", _user_blocks(message, where))
+        elif isinstance(message, Assistant):
+            turns.add("assistant", _assistant_blocks(message))
+        else:
+            result = {"type": "tool_result", "tool_use_id": _tool_id(message.tool_call_id), "content": message.text}
             turns.add("user", [result])
     return turns.system, turns.checked("Anthropic")
 
 
-def _user_blocks(content: Any, where: str) -> list[dict[str, Any]]:
+def _user_blocks(message: User, where: str) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
-    for j, part in enumerate(common.content_parts(content, where)):
+    for j, part in enumerate(message.parts):
         param = f"{where}.content[{j}]"
-        kind = part["type"]
-        if kind == "text":
-            text = common.part_text(part, param)
-            if text:
-                blocks.append({"type": "text", "text": text})
-        elif kind == "image_url":
-            url, _detail = common.image_url_of(part, param)  # Anthropic chooses resolution itself
-            declared = common.declared_mime(part, param)
-            if declared is not None and declared not in IMAGE_TYPES:
-                raise invalid(f"Anthropic takes images as {', '.join(IMAGE_TYPES)}, not {declared}.", param)
-            if url.startswith("data:"):
-                media = common.data_uri(url, param)
-                if media.mime not in IMAGE_TYPES:
-                    raise invalid(f"Anthropic takes images as {', '.join(IMAGE_TYPES)}, not {media.mime}.", param)
-                blocks.append(
-                    {"type": "image", "source": {"type": "base64", "media_type": media.mime, "data": media.data}}
-                )
-            elif url.startswith(("http://", "https://")):
-                blocks.append({"type": "image", "source": {"type": "url", "url": url}})
+        if isinstance(part, Text):
+            if part.text:
+                blocks.append({"type": "text", "text": part.text})
+        elif isinstance(part, Image):  # Anthropic chooses the resolution itself: detail has no use
+            if part.declared is not None and part.declared not in IMAGE_TYPES:
+                raise invalid(f"Anthropic takes images as {', '.join(IMAGE_TYPES)}, not {part.declared}.", param)
+            if part.inline is not None:
+                if part.inline.mime not in IMAGE_TYPES:
+                    raise invalid(f"Anthropic takes images as {', '.join(IMAGE_TYPES)}, not {part.inline.mime}.", param)
+                source = {"type": "base64", "media_type": part.inline.mime, "data": part.inline.data}
+                blocks.append({"type": "image", "source": source})
             else:
-                raise invalid("image_url.url must be an http(s) URL or a data URI.", param, "invalid_image_url")
-        elif kind == "file":
-            media, filename = common.file_of(part, param)
+                blocks.append({"type": "image", "source": {"type": "url", "url": part.url}})
+        elif isinstance(part, File):
+            media = part.inline
             if media.mime == "application/pdf":
                 block: dict[str, Any] = {
                     "type": "document",
                     "source": {"type": "base64", "media_type": "application/pdf", "data": media.data},
                 }
             elif media.mime == "text/plain":
-                import base64
-
                 text = base64.b64decode(media.data).decode("utf-8", errors="replace")
                 block = {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": text}}
             else:
                 raise invalid(f"Anthropic takes PDF and plain-text files, not {media.mime}.", param)
-            if filename:
-                block["title"] = filename
+            if part.filename:
+                block["title"] = part.filename
             blocks.append(block)
         else:
-            raise invalid(f"content part type {kind!r} is not supported by Anthropic.", param)
+            raise invalid("content part type 'input_audio' is not supported by Anthropic.", param)
     return blocks
 
 
-def _assistant_blocks(message: dict[str, Any], where: str) -> list[dict[str, Any]]:
+def _assistant_blocks(message: Assistant) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
-    thinking = message.get("thinking_blocks")
-    if isinstance(thinking, list):
-        for block in thinking:
-            if isinstance(block, dict) and block.get("type") == "thinking" and isinstance(block.get("signature"), str):
-                blocks.append(
-                    {"type": "thinking", "thinking": str(block.get("thinking") or ""), "signature": block["signature"]}
-                )
-            elif (
-                isinstance(block, dict)
-                and block.get("type") == "redacted_thinking"
-                and isinstance(block.get("data"), str)
-            ):
-                blocks.append({"type": "redacted_thinking", "data": block["data"]})
-    text = common.assistant_text(message, where)
-    if text:
-        blocks.append({"type": "text", "text": text})
-    calls = message.get("tool_calls")
-    if calls is not None:
-        if not isinstance(calls, list):
-            raise invalid(f"{where}.tool_calls must be an array.", f"{where}.tool_calls")
-        for k, tc in enumerate(calls):
-            param = f"{where}.tool_calls[{k}]"
-            if not isinstance(tc, dict) or not isinstance(tc.get("id"), str):
-                raise invalid("a tool call needs an id.", param)
-            args = common.tool_arguments(tc, param)
-            blocks.append({"type": "tool_use", "id": _tool_id(tc["id"]), "name": tc["function"]["name"], "input": args})
+    for block in message.thinking:
+        if block.kind == "thinking":
+            blocks.append({"type": "thinking", "thinking": block.text, "signature": block.signature})
+        else:
+            blocks.append({"type": "redacted_thinking", "data": block.data})
+    if message.text:
+        blocks.append({"type": "text", "text": message.text})
+    for tc in message.tool_calls:
+        blocks.append({"type": "tool_use", "id": _tool_id(tc.id), "name": tc.name, "input": tc.arguments})
     return blocks
 
 

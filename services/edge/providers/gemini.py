@@ -29,6 +29,17 @@ from urllib.parse import urlsplit
 
 from pydantic import TypeAdapter
 
+from services.edge.canonical.model import (
+    Assistant,
+    Conversation,
+    Image,
+    NamedTool,
+    System,
+    Text,
+    Tool,
+    ToolResult,
+    User,
+)
 from services.edge.providers import common, gemini_replies
 from services.edge.providers.base import Call, Completion, StreamMeter, Usage, estimate_tokens
 from services.edge.providers.common import ChunkWriter, invalid
@@ -156,118 +167,106 @@ def _normalise(node: Any) -> Any:
 
 
 async def to_gemini(call: Call) -> dict[str, Any]:
-    body = call.body
     common.check_params(call, SUPPORTED)
-    if body.get("parallel_tool_calls") is False:
+    conv = call.conversation
+    if conv.parallel_tool_calls is False:
         call.unsupported("parallel_tool_calls", "Gemini cannot be told to call one function at a time")
     out: dict[str, Any] = {}
-    system, contents, details = await _contents(call)
+    system, contents, details = await _contents(call, conv)
     if system:
         out["systemInstruction"] = {"parts": [{"text": "\n\n".join(system)}]}
     out["contents"] = contents
 
     config: dict[str, Any] = {}
-    limit = common.max_tokens(body)
-    if limit is not None:
-        config["maxOutputTokens"] = limit
-    for src, dst in (
-        ("temperature", "temperature"),
-        ("top_p", "topP"),
-        ("seed", "seed"),
-        ("presence_penalty", "presencePenalty"),
-        ("frequency_penalty", "frequencyPenalty"),
+    if conv.max_tokens is not None:
+        config["maxOutputTokens"] = conv.max_tokens
+    for key, value in (
+        ("temperature", conv.temperature),
+        ("topP", conv.top_p),
+        ("seed", conv.seed),
+        ("presencePenalty", conv.presence_penalty),
+        ("frequencyPenalty", conv.frequency_penalty),
     ):
-        if body.get(src) is not None:
-            config[dst] = body[src]
-    stops = common.stop_sequences(body)
-    if stops:
-        config["stopSequences"] = stops
-    n = body.get("n")
-    if n is not None:
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise invalid("'n' must be a positive integer.", "n")
-        config["candidateCount"] = n
-    if body.get("logprobs"):
+        if value is not None:
+            config[key] = value
+    if conv.stop:
+        config["stopSequences"] = conv.stop
+    if conv.n is not None:
+        config["candidateCount"] = conv.n
+    if conv.logprobs:
         config["responseLogprobs"] = True
-        top = body.get("top_logprobs")
-        if isinstance(top, int) and top > 0:
-            config["logprobs"] = top
-    kind, schema, _ = common.response_format_of(body)
-    if kind in ("json_object", "json_schema"):
+        if conv.top_logprobs:
+            config["logprobs"] = conv.top_logprobs
+    if conv.json_format is not None:
         config["responseMimeType"] = "application/json"
-        if schema is not None:
-            config["responseSchema"] = gemini_schema(schema)
-    effort = common.reasoning_effort(body)
-    if effort == "none":
+        if conv.json_format.schema_ is not None:
+            config["responseSchema"] = gemini_schema(conv.json_format.schema_)
+    if conv.reasoning == "none":
         config["thinkingConfig"] = {"thinkingBudget": 0}
-    elif effort is not None:
-        config["thinkingConfig"] = {"thinkingBudget": common.REASONING_BUDGETS[effort], "includeThoughts": True}
+    elif conv.reasoning is not None:
+        budget = common.REASONING_BUDGETS[conv.reasoning]
+        config["thinkingConfig"] = {"thinkingBudget": budget, "includeThoughts": True}
     if details and len(set(details)) == 1:
         config["mediaResolution"] = {"low": "MEDIA_RESOLUTION_LOW", "high": "MEDIA_RESOLUTION_HIGH"}[details[0]]
     if config:
         out["generationConfig"] = config
 
-    tools = common.tools_of(body)
-    choice = common.tool_choice_of(body, [t["name"] for t in tools])
-    if tools:
-        out["tools"] = [{"functionDeclarations": [_declaration(t) for t in tools]}]
+    if conv.tools:
+        out["tools"] = [{"functionDeclarations": [_declaration(t) for t in conv.tools]}]
+        choice = conv.tool_choice
         if choice is not None:
-            if choice == "auto":
-                mode: dict[str, Any] = {"mode": "AUTO"}
-            elif choice == "none":
-                mode = {"mode": "NONE"}
-            elif choice == "required":
-                mode = {"mode": "ANY"}
+            if isinstance(choice, NamedTool):
+                mode: dict[str, Any] = {"mode": "ANY", "allowedFunctionNames": [choice.name]}
             else:
-                mode = {"mode": "ANY", "allowedFunctionNames": [choice[1]]}
+                mode = {"mode": {"auto": "AUTO", "none": "NONE", "required": "ANY"}[choice]}
             out["toolConfig"] = {"functionCallingConfig": mode}
     return out
 
 
-def _declaration(tool: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {"name": tool["name"]}
-    if tool["description"]:
-        out["description"] = tool["description"]
-    params = gemini_schema(tool["parameters"])
+def _declaration(tool: Tool) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": tool.name}
+    if tool.description:
+        out["description"] = tool.description
+    params = gemini_schema(tool.parameters)
     if params.get("properties"):  # Gemini refuses an OBJECT without properties
         out["parameters"] = params
     return out
 
 
-def _signature(holder: Any) -> str | None:
-    extra = holder.get("extra_content") if isinstance(holder, dict) else None
-    google = extra.get("google") if isinstance(extra, dict) else None
+def _signature(extra: dict[str, Any] | None) -> str | None:
+    """Gemini's thought signature from ``extra_content.google.thought_signature``."""
+    google = extra.get("google") if extra is not None else None
     sig = google.get("thought_signature") if isinstance(google, dict) else None
     return sig if isinstance(sig, str) and sig else None
 
 
-async def _contents(call: Call) -> tuple[list[str], list[dict[str, Any]], list[str]]:
+async def _contents(call: Call, conv: Conversation) -> tuple[list[str], list[dict[str, Any]], list[str]]:
     turns = common.Turns("parts")
     details: list[str] = []
-    names: dict[str, str] = {}  # tool call id -> function name, for the results
     fetches: list[Fetch] = []
-    for i, message in enumerate(call.body["messages"]):
-        where, role = turns.message(call, i, message, "Gemini")
-        if role == "user":
-            turns.add("user", _user_parts(message.get("content"), where, details, fetches))
-        elif role == "assistant":
-            turns.add("model", _model_parts(message, where, names))
-        elif role == "tool":
-            tool_id = message.get("tool_call_id")
-            name = names.get(tool_id) if isinstance(tool_id, str) else None
-            name = name or (message.get("name") if isinstance(message.get("name"), str) else None)
-            if name is None:
+    for i, message in enumerate(conv.messages):
+        where = f"messages[{i}]"
+        if message.name is not None and not isinstance(message, ToolResult):
+            call.unsupported(f"{where}.name", "Gemini messages have no author name")
+        if isinstance(message, System):
+            if message.text:
+                turns.system.append(message.text)
+        elif isinstance(message, User):
+            turns.add("user", _user_parts(message, where, details, fetches))
+        elif isinstance(message, Assistant):
+            turns.add("model", _model_parts(message))
+        else:
+            if message.name is None:
                 raise invalid(
                     f"{where}.tool_call_id does not match a tool call of an earlier assistant message.",
                     f"{where}.tool_call_id",
                 )
-            text = common.text_of(message.get("content"), where)
             try:
-                parsed = json.loads(text)
+                parsed = json.loads(message.text)
             except ValueError:
                 parsed = None
-            response = parsed if isinstance(parsed, dict) else {"result": text}
-            turns.add("user", [{"functionResponse": {"name": name, "response": response}}])
+            response = parsed if isinstance(parsed, dict) else {"result": message.text}
+            turns.add("user", [{"functionResponse": {"name": message.name, "response": response}}])
     contents = turns.checked("Gemini")
     await _fetch_images(call, fetches)
     return turns.system, contents, details
@@ -296,66 +295,43 @@ async def _fetch_images(call: Call, fetches: list[Fetch]) -> None:
         part["inlineData"] = {"mimeType": item.mime, "data": item.data}
 
 
-def _user_parts(content: Any, where: str, details: list[str], fetches: list[Fetch]) -> list[dict[str, Any]]:
+def _user_parts(message: User, where: str, details: list[str], fetches: list[Fetch]) -> list[dict[str, Any]]:
     parts: list[dict[str, Any]] = []
-    for j, part in enumerate(common.content_parts(content, where)):
+    for j, part in enumerate(message.parts):
         param = f"{where}.content[{j}]"
-        kind = part["type"]
-        if kind == "text":
-            text = common.part_text(part, param)
-            if text:
-                parts.append({"text": text})
-        elif kind == "image_url":
-            url, detail = common.image_url_of(part, param)
-            declared = common.declared_mime(part, param)  # audio or video given as an image_url
-            if detail in ("low", "high"):
-                details.append(detail)
-            if url.startswith("data:"):
-                media = common.data_uri(url, param)
-                parts.append({"inlineData": {"mimeType": declared or media.mime, "data": media.data}})
-            elif declared is not None and _youtube(url):
-                parts.append({"fileData": {"mimeType": declared, "fileUri": url}})  # Gemini reads YouTube itself
-            elif url.startswith(("http://", "https://")):
-                placeholder: dict[str, Any] = {}
-                fetches.append((placeholder, url, param, declared))
-                parts.append(placeholder)
+        if isinstance(part, Text):
+            if part.text:
+                parts.append({"text": part.text})
+        elif isinstance(part, Image):  # audio or video may come as an image_url with a mime_type
+            if part.detail in ("low", "high"):
+                details.append(part.detail)
+            if part.inline is not None:
+                parts.append({"inlineData": {"mimeType": part.declared or part.inline.mime, "data": part.inline.data}})
+            elif part.declared is not None and _youtube(part.url):
+                parts.append({"fileData": {"mimeType": part.declared, "fileUri": part.url}})  # Gemini reads YouTube
             else:
-                raise invalid("image_url.url must be an http(s) URL or a data URI.", param, "invalid_image_url")
-        elif kind == "file":
-            media, _ = common.file_of(part, param)
-            parts.append({"inlineData": {"mimeType": media.mime, "data": media.data}})
-        elif kind == "input_audio":
-            media = common.audio_of(part, param)
-            parts.append({"inlineData": {"mimeType": media.mime, "data": media.data}})
-        else:
-            raise invalid(f"content part type {kind!r} is not supported by Gemini.", param)
+                placeholder: dict[str, Any] = {}
+                fetches.append((placeholder, part.url, param, part.declared))
+                parts.append(placeholder)
+        else:  # a file or audio, inline
+            parts.append({"inlineData": {"mimeType": part.inline.mime, "data": part.inline.data}})
     return parts
 
 
-def _model_parts(message: dict[str, Any], where: str, names: dict[str, str]) -> list[dict[str, Any]]:
+def _model_parts(message: Assistant) -> list[dict[str, Any]]:
     parts: list[dict[str, Any]] = []
-    text = common.assistant_text(message, where)
-    signature = _signature(message)
-    if text or signature:
-        part: dict[str, Any] = {"text": text}
+    signature = _signature(message.extra_content)
+    if message.text or signature:
+        part: dict[str, Any] = {"text": message.text}
         if signature:
             part["thoughtSignature"] = signature
         parts.append(part)
-    calls = message.get("tool_calls")
-    if calls is not None:
-        if not isinstance(calls, list):
-            raise invalid(f"{where}.tool_calls must be an array.", f"{where}.tool_calls")
-        for k, tc in enumerate(calls):
-            param = f"{where}.tool_calls[{k}]"
-            args = common.tool_arguments(tc, param)
-            name = tc["function"]["name"]
-            if isinstance(tc.get("id"), str):
-                names[tc["id"]] = name
-            fc: dict[str, Any] = {"functionCall": {"name": name, "args": args}}
-            sig = _signature(tc)
-            if sig:
-                fc["thoughtSignature"] = sig
-            parts.append(fc)
+    for tc in message.tool_calls:
+        fc: dict[str, Any] = {"functionCall": {"name": tc.name, "args": tc.arguments}}
+        sig = _signature(tc.extra_content)
+        if sig:
+            fc["thoughtSignature"] = sig
+        parts.append(fc)
     return parts
 
 
