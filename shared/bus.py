@@ -363,6 +363,26 @@ class Bus:
                 )
             )
 
+    async def kv_entries(self, bucket: str) -> dict[str, bytes]:
+        """Every live entry of a bucket, read through the stream's leader: the subjects it
+        holds (one stream-info request), then the last message of each. Not nats-py's
+        ``kv.keys()``: its watcher may signal the end before the entries it was sent arrive
+        (it compares a consumer-info count with what its callbacks have counted so far) and
+        answer with too few keys, which listings met right after a create."""
+        stream, prefix = f"KV_{bucket}", f"$KV.{bucket}."
+        info = await self.js.stream_info(stream, subjects_filter=prefix + ">")
+        out: dict[str, bytes] = {}
+        for subject in info.state.subjects or {}:
+            try:
+                msg = await self.js.get_msg(stream, subject=subject)
+            except nats.js.errors.NotFoundError:
+                continue  # purged meanwhile
+            operation = (msg.headers or {}).get("KV-Operation")
+            if operation in ("DEL", "PURGE") or not msg.data:
+                continue
+            out[subject[len(prefix) :]] = msg.data
+        return out
+
     async def ensure_kv(
         self, bucket: str, *, history: int = 1, ttl: float | None = None, direct: bool = True
     ) -> KeyValue:

@@ -147,23 +147,9 @@ class ClientKeyStore:
 
 
 async def values(bus: Bus, bucket: str) -> list[bytes]:
-    """Every value in a bucket (none when it is empty)."""
-    kv = await bus.kv(bucket)
-    try:
-        names = await kv.keys()
-    except Exception as exc:  # nats raises NoKeysError on an empty bucket
-        if type(exc).__name__ == "NoKeysError":
-            return []
-        raise
-    out = []
-    for name in names:
-        try:
-            entry = await kv.get(name)
-        except (KeyNotFoundError, KeyDeletedError):
-            continue  # deleted between keys() and get(); any other failure is not "absent"
-        if entry.value:
-            out.append(entry.value)
-    return out
+    """Every value in a bucket (none when it is empty), as its stream's leader has them."""
+    await bus.kv(bucket)  # made on first use
+    return list((await bus.kv_entries(bucket)).values())
 
 
 class ProjectStore:

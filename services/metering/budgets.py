@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
 from services.metering.schema import USAGE_TABLE
 from services.metering.sink import Sink
@@ -68,10 +68,7 @@ class BudgetReconciler:
 
     async def reconcile_once(self) -> int:
         kv = await self.bus.kv(BUDGET_BUCKET, create=False)
-        try:
-            keys = await kv.keys()
-        except NoKeysError:
-            return 0
+        keys = list(await self.bus.kv_entries(BUDGET_BUCKET))
         now, raised = time.time(), 0
         for key in keys:
             for _ in range(16):  # compare-and-set against edges writing the same counter
