@@ -28,14 +28,9 @@ import json
 import re
 from collections.abc import AsyncIterator, Mapping
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import botocore.session
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials, ReadOnlyCredentials
-from botocore.eventstream import EventStreamBuffer, ParserError
 from pydantic import TypeAdapter
 from yarl import URL
 
@@ -45,6 +40,10 @@ from services.edge.providers.base import Call, Completion, StreamMeter, Usage
 from services.edge.providers.common import ChunkWriter, invalid
 from services.edge.providers.wire import gather, open_stream, post_json, read_reply, relay
 from shared.errors import NO_PROVIDER_KEY, GatewayError
+
+if TYPE_CHECKING:  # botocore (some 25 MiB) is imported on the first Bedrock call, not by every edge
+    import botocore.session
+    from botocore.credentials import ReadOnlyCredentials
 
 SERVICE = "bedrock"
 DEFAULT_REGION = "us-east-1"
@@ -329,6 +328,8 @@ def error_from(status: int, raw: bytes, provider: str, headers: Mapping[str, str
 async def frames(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     """AWS event-stream frames as the relay takes events: one JSON object each,
     ``{"type": <:event-type>, **payload}`` (an exception as ``{"type": "exception", ...}``)."""
+    from botocore.eventstream import EventStreamBuffer, ParserError
+
     buffer = EventStreamBuffer()
     async for chunk in chunks:
         buffer.add_data(chunk)
@@ -448,12 +449,16 @@ class BedrockStream:
 
 @lru_cache(maxsize=1)
 def _session() -> botocore.session.Session:
+    import botocore.session
+
     return botocore.session.get_session()
 
 
 async def _credentials(call: Call) -> ReadOnlyCredentials | None:
     """SigV4 credentials: the provider key's access key, or the AWS credential chain; None
     for a Bedrock API key (a bearer token)."""
+    from botocore.credentials import ReadOnlyCredentials
+
     secret = call.credential.secret if call.credential is not None else None
     if secret is not None:
         if ":" not in secret:
@@ -480,6 +485,10 @@ async def signed(call: Call, url: str, payload: bytes) -> tuple[URL, dict[str, s
         assert call.credential is not None
         headers["authorization"] = f"Bearer {call.credential.secret}"
         return URL(url, encoded=True), headers
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
     request = AWSRequest(method="POST", url=url, data=payload, headers=headers)
     aws = Credentials(credentials.access_key, credentials.secret_key, credentials.token)
     SigV4Auth(aws, SERVICE, call.provider.location or DEFAULT_REGION).add_auth(request)

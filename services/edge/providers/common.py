@@ -89,15 +89,23 @@ def provider_error(
     *,
     code: str | None = None,
     param: str | None = None,
+    openai_type: str | None = None,
 ) -> GatewayError:
     """A provider's error reply as the OpenAI-shaped error the client gets (status mapped,
-    ``retry-after`` relayed)."""
+    ``retry-after`` relayed). ``openai_type`` is an OpenAI-format provider's own error type:
+    its error is relayed as it wrote it (type kept for a client error, code as given, even
+    none); another provider's error gets the type and code of its status."""
     client_status = upstream_status_to_client(status)
     kind = kind_for_status(client_status)
-    err_type = _TYPE_BY_STATUS.get(client_status, "api_error")
     relayed = {h: headers[h] for h in _RELAYED_HEADERS if h in headers}
-    error = GatewayError(kind, message, param=param, code=code or kind.code, status=client_status, headers=relayed)
-    error.kind = ErrorKind(client_status, err_type, code or kind.code, kind.log_level)
+    if openai_type is not None:
+        error = GatewayError(kind, message, param=param, code=code, status=client_status, headers=relayed)
+        if openai_type and client_status < 500:
+            error.kind = ErrorKind(client_status, openai_type, code, kind.log_level)
+    else:
+        err_type = _TYPE_BY_STATUS.get(client_status, "api_error")
+        error = GatewayError(kind, message, param=param, code=code or kind.code, status=client_status, headers=relayed)
+        error.kind = ErrorKind(client_status, err_type, code or kind.code, kind.log_level)
     error.upstream_status = status
     if not message:
         error.message = f"provider {provider!r} answered HTTP {status}"

@@ -16,29 +16,21 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from services.edge.providers import common
 from services.edge.providers.base import Call, Completion, StreamMeter, Usage
 from services.edge.providers.wire import ErrorMapper, open_stream, post_json, relay
 from services.edge.sse import DONE, frame
 from shared.errors import (
     UPSTREAM,
     GatewayError,
-    kind_for_status,
-    upstream_status_to_client,
 )
 
 log = logging.getLogger("switchyard.edge.openai")
 
-_RELAYED_HEADERS = ("retry-after", "x-ratelimit-remaining-requests", "x-ratelimit-remaining-tokens")
-
 
 def openai_headers(call: Call) -> dict[str, str]:
     # The request id travels upstream too, so a provider's logs can be matched to ours.
-    headers = {"content-type": "application/json", "accept": "application/json", "x-client-request-id": call.request_id}
-    if call.credential is not None:
-        cfg = call.provider
-        value = f"{cfg.auth_scheme} {call.credential.secret}" if cfg.auth_scheme else call.credential.secret
-        headers[cfg.auth_header] = value
-    return headers
+    return common.json_headers(call)
 
 
 def _url(call: Call, path: str) -> str:
@@ -46,29 +38,22 @@ def _url(call: Call, path: str) -> str:
 
 
 def from_openai_error(status: int, raw: bytes, provider: str, headers: Mapping[str, str]) -> GatewayError:
-    """An upstream error reply as the OpenAI-shaped error the client gets."""
-    client_status = upstream_status_to_client(status)
-    message = f"provider {provider!r} answered HTTP {status}"
-    err_type, code, param = None, None, None
+    """An upstream error reply as the OpenAI-shaped error the client gets: OpenAI's own error
+    object, relayed as the provider wrote it."""
+    message, err_type, code, param = "", "", None, None
     try:
         body = json.loads(raw)
         err = body.get("error") if isinstance(body, dict) else None
         if isinstance(err, dict):
-            message = str(err.get("message") or message)
-            err_type = err.get("type") if isinstance(err.get("type"), str) else None
+            message = str(err.get("message") or "")
+            err_type = str(err["type"]) if isinstance(err.get("type"), str) else ""
             code = err.get("code") if isinstance(err.get("code"), str) else None
             param = err.get("param") if isinstance(err.get("param"), str) else None
         elif isinstance(err, str):
             message = err
     except (ValueError, AttributeError):
         pass
-    kind = kind_for_status(client_status)
-    relayed = {h: headers[h] for h in _RELAYED_HEADERS if h in headers}
-    error = GatewayError(kind, message, param=param, code=code, status=client_status, headers=relayed)
-    error.upstream_status = status
-    if err_type and client_status < 500:
-        error.kind = type(kind)(client_status, err_type, code, kind.log_level)
-    return error
+    return common.provider_error(status, message, provider, headers, code=code, param=param, openai_type=err_type)
 
 
 class OpenAIAdapter:

@@ -16,13 +16,15 @@ import asyncio
 import json
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import quote
-
-from google.auth import crypt, jwt
 
 from services.edge.providers import common
 from services.edge.providers.base import Call, Completion
 from services.edge.providers.gemini import GeminiAdapter
+
+if TYPE_CHECKING:  # google-auth with its crypto (some 25 MiB) is imported on the first Vertex AI call
+    from google.auth import crypt
 from services.edge.upstream import TRANSPORT_ERRORS, transport_error
 from shared.errors import UNSUPPORTED, UPSTREAM, GatewayError
 
@@ -43,6 +45,8 @@ class ServiceAccount:
 def service_account(secret: str, provider: str) -> ServiceAccount:
     """The service account a provider key holds; a key that is not one is refused like a key
     the provider refuses (it cannot work)."""
+    from google.auth import crypt
+
     try:
         info = json.loads(secret)
         signer = crypt.RSASigner.from_service_account_info(info)  # type: ignore[no-untyped-call]
@@ -80,6 +84,8 @@ class Tokens:
     async def _exchange(self, call: Call, account: ServiceAccount) -> tuple[str, float]:
         now = int(time.time())
         claims = {"iss": account.email, "scope": SCOPE, "aud": AUDIENCE, "iat": now, "exp": now + 3600}
+        from google.auth import jwt
+
         assertion = jwt.encode(account.signer, claims).decode()  # type: ignore[no-untyped-call]
         form = {"grant_type": _GRANT, "assertion": assertion}
         provider = call.route.provider
