@@ -66,6 +66,7 @@ class ToolCall(_Model):
     name: str
     arguments: dict[str, Any]
     extra_content: dict[str, Any] | None = None  # Gemini's thought signature rides here
+    raw_arguments: str | None = None  # the arguments as a provider wrote them (JSON text), kept as written
 
 
 class Thinking(_Model):
@@ -158,3 +159,21 @@ class Conversation(_Model):
     @property
     def system_text(self) -> list[str]:
         return [m.text for m in self.messages if isinstance(m, System) and m.text]
+
+
+class Choice(_Model):
+    """One answer of a model: the assistant turn (which may be sent back as it is), why it
+    ended, and OpenAI-shaped logprobs where the provider gave them."""
+
+    index: int = 0
+    message: Assistant
+    finish: Finish
+    logprobs: dict[str, Any] | None = None
+
+
+class Answer(_Model):
+    """A provider's reply, read: its id and its choices (one, or ``n``). The usage goes apart
+    (services/edge/providers/base.Usage), as metering reads it."""
+
+    id: str
+    choices: list[Choice]

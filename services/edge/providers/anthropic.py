@@ -23,15 +23,21 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from services.edge.canonical import openai_chat
 from services.edge.canonical.model import (
+    Answer,
     Assistant,
+    Choice,
     Conversation,
     File,
+    Finish,
     Image,
     NamedTool,
     System,
     Text,
+    Thinking,
     Tool,
+    ToolCall,
     ToolResult,
     User,
 )
@@ -49,7 +55,7 @@ IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 
 SUPPORTED = common.TRANSLATED_PARAMS
 
-FINISH = {
+FINISH: dict[str, Finish] = {
     "end_turn": "stop",
     "stop_sequence": "stop",
     "pause_turn": "stop",
@@ -376,49 +382,37 @@ def usage_of(usage: Mapping[str, Any]) -> Usage:
 
 
 def to_openai(reply: dict[str, Any], model: str, json_mode: bool) -> tuple[bytes, Usage]:
+    usage = usage_of(reply.get("usage") or {})
+    return openai_chat.completion(answer_of(reply, json_mode), model, usage), usage
+
+
+def answer_of(reply: dict[str, Any], json_mode: bool) -> Answer:
+    """A message (checked by anthropic_replies.REPLY) read: text, thinking with its signature,
+    tool calls; in JSON mode the forced tool's input is the text."""
     text: list[str] = []
     reasoning: list[str] = []
-    thinking_blocks: list[dict[str, Any]] = []
-    tool_calls: list[dict[str, Any]] = []
-    for block in reply.get("content") or []:
-        if not isinstance(block, dict):
-            continue
-        kind = block.get("type")
+    thinking: list[Thinking] = []
+    calls: list[ToolCall] = []
+    for block in reply["content"]:
+        kind = block["type"]
         if kind == "text":
-            text.append(str(block.get("text") or ""))
+            text.append(block["text"])
         elif kind == "thinking":
-            reasoning.append(str(block.get("thinking") or ""))
-            thinking_blocks.append(
-                {"type": "thinking", "thinking": block.get("thinking") or "", "signature": block.get("signature") or ""}
-            )
+            thought = block.get("thinking") or ""
+            reasoning.append(thought)
+            thinking.append(Thinking(kind="thinking", text=thought, signature=block.get("signature") or ""))
         elif kind == "redacted_thinking":
-            thinking_blocks.append({"type": "redacted_thinking", "data": block.get("data") or ""})
+            thinking.append(Thinking(kind="redacted_thinking", data=block["data"]))
         elif kind == "tool_use":
-            if json_mode and block.get("name") == JSON_TOOL:
-                text.append(json.dumps(block.get("input") or {}))
+            if json_mode and block["name"] == JSON_TOOL:
+                text.append(json.dumps(block["input"]))
                 continue
-            tool_calls.append(
-                {
-                    "id": str(block.get("id")),
-                    "type": "function",
-                    "function": {"name": str(block.get("name")), "arguments": json.dumps(block.get("input") or {})},
-                }
-            )
+            calls.append(ToolCall(id=block["id"], name=block["name"], arguments=block["input"]))
     finish = FINISH.get(str(reply.get("stop_reason")), "stop")
-    if json_mode and finish == "tool_calls" and not tool_calls:
+    if json_mode and finish == "tool_calls" and not calls:
         finish = "stop"
-    message: dict[str, Any] = {"role": "assistant", "content": "".join(text) if text or not tool_calls else None}
-    message["refusal"] = None
-    if reasoning:
-        message["reasoning_content"] = "".join(reasoning)
-    if thinking_blocks:
-        message["thinking_blocks"] = thinking_blocks
-    if tool_calls:
-        message["tool_calls"] = tool_calls
-    usage = usage_of(reply.get("usage") or {})
-    choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
-    completion_id = "chatcmpl-" + str(reply.get("id") or "anthropic")
-    return common.completion_json(completion_id, model, [choice], common.usage_json(usage)), usage
+    turn = Assistant(text="".join(text), tool_calls=calls, thinking=thinking, reasoning="".join(reasoning))
+    return Answer(id="chatcmpl-" + str(reply.get("id") or "anthropic"), choices=[Choice(message=turn, finish=finish)])
 
 
 def error_from(status: int, raw: bytes, provider: str, headers: Mapping[str, str]) -> GatewayError:

@@ -34,7 +34,22 @@ from urllib.parse import quote
 from pydantic import TypeAdapter
 from yarl import URL
 
-from services.edge.canonical.model import Assistant, File, Image, NamedTool, System, Text, ToolResult, User
+from services.edge.canonical import openai_chat
+from services.edge.canonical.model import (
+    Answer,
+    Assistant,
+    Choice,
+    File,
+    Finish,
+    Image,
+    NamedTool,
+    System,
+    Text,
+    Thinking,
+    ToolCall,
+    ToolResult,
+    User,
+)
 from services.edge.providers import bedrock_replies, common
 from services.edge.providers.base import Call, Completion, StreamMeter, Usage
 from services.edge.providers.common import ChunkWriter, invalid
@@ -61,7 +76,7 @@ DOCUMENT_FORMATS = {
     "application/vnd.ms-excel": "xls",
     "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "xlsx",
 }
-FINISH = {
+FINISH: dict[str, Finish] = {
     "end_turn": "stop",
     "stop_sequence": "stop",
     "tool_use": "tool_calls",
@@ -269,45 +284,36 @@ def usage_of(usage: Mapping[str, Any]) -> Usage:
 
 
 def to_openai(reply: dict[str, Any], model: str) -> tuple[bytes, Usage]:
+    usage = usage_of(reply["usage"])
+    return openai_chat.completion(answer_of(reply), model, usage), usage
+
+
+def answer_of(reply: dict[str, Any]) -> Answer:
+    """A Converse reply (checked by bedrock_replies.REPLY) read: text, tool uses, reasoning
+    with its signature (or redacted)."""
     text: list[str] = []
     reasoning: list[str] = []
-    thinking_blocks: list[dict[str, Any]] = []
-    tool_calls: list[dict[str, Any]] = []
+    thinking: list[Thinking] = []
+    calls: list[ToolCall] = []
     for block in reply["output"]["message"]["content"]:
         if block.get("text") is not None:
             text.append(str(block["text"]))
         elif block.get("toolUse") is not None:
             use = block["toolUse"]
-            arguments = json.dumps(use.get("input") or {})
-            tool_calls.append(
-                {"id": use["toolUseId"], "type": "function", "function": {"name": use["name"], "arguments": arguments}}
-            )
+            calls.append(ToolCall(id=use["toolUseId"], name=use["name"], arguments=use.get("input") or {}))
         elif block.get("reasoningContent") is not None:
             content = block["reasoningContent"]
             if content.get("reasoningText") is not None:
                 thought = content["reasoningText"]
                 reasoning.append(str(thought.get("text") or ""))
                 if thought.get("signature"):
-                    signed = {
-                        "type": "thinking",
-                        "thinking": thought.get("text") or "",
-                        "signature": thought["signature"],
-                    }
-                    thinking_blocks.append(signed)
+                    signature = thought["signature"]
+                    thinking.append(Thinking(kind="thinking", text=thought.get("text") or "", signature=signature))
             elif content.get("redactedContent") is not None:
-                thinking_blocks.append({"type": "redacted_thinking", "data": content["redactedContent"]})
+                thinking.append(Thinking(kind="redacted_thinking", data=content["redactedContent"]))
+    turn = Assistant(text="".join(text), tool_calls=calls, thinking=thinking, reasoning="".join(reasoning))
     finish = FINISH.get(str(reply["stopReason"]), "stop")
-    message: dict[str, Any] = {"role": "assistant", "content": "".join(text) if text or not tool_calls else None}
-    message["refusal"] = None
-    if reasoning:
-        message["reasoning_content"] = "".join(reasoning)
-    if thinking_blocks:
-        message["thinking_blocks"] = thinking_blocks
-    if tool_calls:
-        message["tool_calls"] = tool_calls
-    usage = usage_of(reply["usage"])
-    choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
-    return common.completion_json("chatcmpl-bedrock", model, [choice], common.usage_json(usage)), usage
+    return Answer(id="chatcmpl-bedrock", choices=[Choice(message=turn, finish=finish)])
 
 
 def error_from(status: int, raw: bytes, provider: str, headers: Mapping[str, str]) -> GatewayError:

@@ -21,14 +21,19 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from services.edge.canonical import openai_chat
 from services.edge.canonical.model import (
+    Answer,
     Assistant,
+    Choice,
     Conversation,
     File,
+    Finish,
     Image,
     NamedTool,
     System,
     Text,
+    ToolCall,
     ToolResult,
     User,
 )
@@ -39,7 +44,7 @@ from services.edge.providers.wire import open_stream, post_json, read_reply, rel
 from shared.errors import GatewayError
 
 SUPPORTED = common.TRANSLATED_PARAMS | {"seed", "frequency_penalty", "presence_penalty"}
-FINISH = {
+FINISH: dict[str, Finish] = {
     "COMPLETE": "stop",
     "STOP_SEQUENCE": "stop",
     "MAX_TOKENS": "length",
@@ -178,6 +183,13 @@ def usage_of(usage: Mapping[str, Any] | None) -> Usage:
 
 
 def to_openai(reply: dict[str, Any], model: str) -> tuple[bytes, Usage]:
+    usage = usage_of(reply.get("usage"))
+    return openai_chat.completion(answer_of(reply), model, usage), usage
+
+
+def answer_of(reply: dict[str, Any]) -> Answer:
+    """A chat reply (checked by cohere_replies.REPLY) read: text, thinking and the tool plan as
+    reasoning, tool calls with their arguments as Cohere wrote them."""
     message = reply["message"]
     text: list[str] = []
     thinking: list[str] = []
@@ -188,24 +200,18 @@ def to_openai(reply: dict[str, Any], model: str) -> tuple[bytes, Usage]:
             thinking.append(item["thinking"])
     if message.get("tool_plan"):
         thinking.append(message["tool_plan"])
-    tool_calls = [
-        {
-            "id": call["id"],
-            "type": "function",
-            "function": {"name": call["function"]["name"], "arguments": call["function"].get("arguments") or "{}"},
-        }
+    calls = [
+        ToolCall(
+            id=call["id"],
+            name=call["function"]["name"],
+            arguments={},
+            raw_arguments=call["function"].get("arguments") or "{}",
+        )
         for call in message.get("tool_calls") or []
     ]
-    out: dict[str, Any] = {"role": "assistant", "content": "".join(text) if text or not tool_calls else None}
-    out["refusal"] = None
-    if thinking:
-        out["reasoning_content"] = "".join(thinking)
-    if tool_calls:
-        out["tool_calls"] = tool_calls
+    turn = Assistant(text="".join(text), tool_calls=calls, reasoning="".join(thinking))
     finish = FINISH.get(str(reply["finish_reason"]), "stop")
-    usage = usage_of(reply.get("usage"))
-    choice = {"index": 0, "message": out, "logprobs": None, "finish_reason": finish}
-    return common.completion_json("chatcmpl-" + str(reply["id"]), model, [choice], common.usage_json(usage)), usage
+    return Answer(id="chatcmpl-" + str(reply["id"]), choices=[Choice(message=turn, finish=finish)])
 
 
 def error_from(status: int, raw: bytes, provider: str, headers: Mapping[str, str]) -> GatewayError:

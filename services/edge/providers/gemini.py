@@ -29,14 +29,19 @@ from urllib.parse import urlsplit
 
 from pydantic import TypeAdapter
 
+from services.edge.canonical import openai_chat
 from services.edge.canonical.model import (
+    Answer,
     Assistant,
+    Choice,
     Conversation,
+    Finish,
     Image,
     NamedTool,
     System,
     Text,
     Tool,
+    ToolCall,
     ToolResult,
     User,
 )
@@ -61,7 +66,7 @@ SUPPORTED = common.TRANSLATED_PARAMS | {
     "frequency_penalty",
 }
 
-FINISH = {
+FINISH: dict[str, Finish] = {
     "STOP": "stop",
     "MAX_TOKENS": "length",
     "SAFETY": "content_filter",
@@ -382,20 +387,27 @@ def _logprobs(candidate: Mapping[str, Any]) -> dict[str, Any] | None:
     return {"content": content, "refusal": None}
 
 
-def _finish(reason: Any, has_calls: bool) -> str:
+def _finish(reason: Any, has_calls: bool) -> Finish:
     finish = FINISH.get(str(reason), "stop")
     return "tool_calls" if finish == "stop" and has_calls else finish
 
 
 def to_openai(reply: dict[str, Any], model: str) -> tuple[bytes, Usage]:
+    usage = usage_of(reply.get("usageMetadata") or {})
+    return openai_chat.completion(answer_of(reply), model, usage), usage
+
+
+def answer_of(reply: dict[str, Any]) -> Answer:
+    """A generateContent reply (checked by gemini_replies.REPLY) read: a choice per
+    candidate, with thoughts as reasoning and thought signatures kept where they came (on a
+    function call, or on the text); no candidate at all means the prompt was blocked."""
     choices = []
-    candidates = reply.get("candidates") or []
-    for position, candidate in enumerate(candidates):
+    for position, candidate in enumerate(reply.get("candidates") or []):
         if not isinstance(candidate, dict):
             continue
         text: list[str] = []
         reasoning: list[str] = []
-        tool_calls: list[dict[str, Any]] = []
+        calls: list[ToolCall] = []
         signature = None
         for part in (candidate.get("content") or {}).get("parts") or []:
             if not isinstance(part, dict):
@@ -403,43 +415,36 @@ def to_openai(reply: dict[str, Any], model: str) -> tuple[bytes, Usage]:
             sig = part.get("thoughtSignature")
             if "functionCall" in part:
                 fc = part["functionCall"] or {}
-                tc: dict[str, Any] = {
-                    "id": str(fc.get("id") or _call_id()),
-                    "type": "function",
-                    "function": {"name": str(fc.get("name") or ""), "arguments": json.dumps(fc.get("args") or {})},
-                }
-                if sig:
-                    tc["extra_content"] = {"google": {"thought_signature": sig}}
-                tool_calls.append(tc)
+                extra = {"google": {"thought_signature": sig}} if sig else None
+                call_id = str(fc.get("id") or _call_id())
+                calls.append(
+                    ToolCall(
+                        id=call_id, name=str(fc.get("name") or ""), arguments=fc.get("args") or {}, extra_content=extra
+                    )
+                )
             elif part.get("thought"):
                 reasoning.append(str(part.get("text") or ""))
             elif "text" in part:
                 text.append(str(part.get("text") or ""))
                 signature = sig or signature
-        message: dict[str, Any] = {"role": "assistant", "content": "".join(text) if text or not tool_calls else None}
-        message["refusal"] = None
-        if reasoning:
-            message["reasoning_content"] = "".join(reasoning)
-        if tool_calls:
-            message["tool_calls"] = tool_calls
-        if signature:
-            message["extra_content"] = {"google": {"thought_signature": signature}}
+        turn = Assistant(
+            text="".join(text),
+            tool_calls=calls,
+            reasoning="".join(reasoning),
+            extra_content={"google": {"thought_signature": signature}} if signature else None,
+        )
         index = candidate.get("index")
         choices.append(
-            {
-                "index": index if isinstance(index, int) else position,
-                "message": message,
-                "logprobs": _logprobs(candidate),
-                "finish_reason": _finish(candidate.get("finishReason"), bool(tool_calls)),
-            }
+            Choice(
+                index=index if isinstance(index, int) else position,
+                message=turn,
+                finish=_finish(candidate.get("finishReason"), bool(calls)),
+                logprobs=_logprobs(candidate),
+            )
         )
-    if not choices:
-        # The prompt itself was blocked (promptFeedback.blockReason): no candidates at all.
-        message = {"role": "assistant", "content": "", "refusal": None}
-        choices.append({"index": 0, "message": message, "logprobs": None, "finish_reason": "content_filter"})
-    usage = usage_of(reply.get("usageMetadata") or {})
-    completion_id = "chatcmpl-" + str(reply.get("responseId") or os.urandom(12).hex())
-    return common.completion_json(completion_id, model, choices, common.usage_json(usage)), usage
+    if not choices:  # the prompt itself was blocked (promptFeedback.blockReason)
+        choices.append(Choice(message=Assistant(), finish="content_filter"))
+    return Answer(id="chatcmpl-" + str(reply.get("responseId") or os.urandom(12).hex()), choices=choices)
 
 
 def error_from(status: int, raw: bytes, provider: str, headers: Mapping[str, str]) -> GatewayError:
