@@ -24,6 +24,7 @@ PROVIDERS: dict[str, str] = {
     "selfhosted": "selfhosted/llama-3.1-8b",
     "anthropic": "claude-sonnet-4-6",
     "gemini": "gemini-2.5-flash",
+    "vertex": "vertex/gemini-2.5-flash",
     "bedrock": "bedrock/anthropic.claude-sonnet-4-5-20250929-v1:0",
     "cohere": "command-a-03-2025",
 }
@@ -34,12 +35,14 @@ PROVIDER_TITLES = {
     "selfhosted": "Self-hosted OpenAI-compatible (vLLM, Ollama, llama.cpp) by base URL",
     "anthropic": "Anthropic Messages",
     "gemini": "Google Gemini",
+    "vertex": "Google Vertex AI (Gemini through a project, service-account auth)",
     "bedrock": "Amazon Bedrock Converse (Claude on Bedrock; the same code for Nova, Llama and the rest)",
     "cohere": "Cohere Chat API v2 (the Command models)",
 }
 MODES = ("non-stream", "stream")
 PASS_THROUGH = ("openai", "azure", "mistral", "selfhosted")
-TRANSLATED = ("anthropic", "gemini", "bedrock", "cohere")
+TRANSLATED = ("anthropic", "gemini", "vertex", "bedrock", "cohere")
+GEMINI_WIRE = ("gemini", "vertex")  # Vertex AI speaks Gemini's wire format
 # Providers whose 429 carries no retry-after (AWS's throttling answer, Cohere's rate limit).
 NO_RETRY_AFTER = ("bedrock", "cohere")
 
@@ -278,7 +281,7 @@ def f_vision_base64(ctx: Ctx) -> None:
 def f_vision_url(ctx: Ctx) -> None:
     content = [{"type": "text", "text": "a picture"}, {"type": "image_url", "image_url": {"url": ctx.image_url}}]
     r = chat(ctx, messages=[{"role": "user", "content": content}])
-    if ctx.provider in ("gemini", "bedrock"):  # fetched by the gateway, sent inline
+    if ctx.provider in (*GEMINI_WIRE, "bedrock"):  # fetched by the gateway, sent inline
         assert "image image/png 70 bytes" in r.content, r.content
     else:  # the provider fetches URLs itself
         assert ctx.image_url in r.content, r.content
@@ -358,7 +361,7 @@ def f_reasoning_roundtrip(ctx: Ctx) -> None:
     assert first.tool_calls
     if ctx.provider in ("anthropic", "bedrock"):
         assert first.thinking_blocks and first.thinking_blocks[0]["signature"]
-    if ctx.provider == "gemini":
+    if ctx.provider in GEMINI_WIRE:
         assert first.tool_calls[0]["extra_content"]["google"]["thought_signature"]
     messages = [*user("weather?"), first.assistant_message()]
     messages.append({"role": "tool", "tool_call_id": first.tool_calls[0]["id"], "content": "sunny"})
@@ -396,7 +399,7 @@ def f_stop(ctx: Ctx) -> None:
     assert r.content == "Reply 0 to: alpha ", repr(r.content)
     assert r.finish == "stop"
     sent = ctx.sent()
-    if ctx.provider == "gemini":
+    if ctx.provider in GEMINI_WIRE:
         config = sent["generationConfig"]
         assert (config["temperature"], config["topP"], config["stopSequences"]) == (0.2, 0.9, ["beta"])
     elif ctx.provider == "bedrock":
@@ -424,7 +427,7 @@ def f_n(ctx: Ctx) -> None:
     assert r.contents == {0: "Reply 0 to: twice", 1: "Reply 1 to: twice"}, r.contents
     assert r.finish_reasons == {0: "stop", 1: "stop"}
     sent = ctx.sent()
-    seed = sent["generationConfig"]["seed"] if ctx.provider == "gemini" else sent["seed"]
+    seed = sent["generationConfig"]["seed"] if ctx.provider in GEMINI_WIRE else sent["seed"]
     assert seed == 7
 
 
@@ -441,7 +444,7 @@ def f_user(ctx: Ctx) -> None:
     sent = ctx.sent()
     if ctx.provider == "anthropic":
         assert sent["metadata"] == {"user_id": "end-user-42"}
-    elif ctx.provider in ("gemini", "bedrock", "cohere"):  # no such field: metered as request_user
+    elif ctx.provider in (*GEMINI_WIRE, "bedrock", "cohere"):  # no such field: metered as request_user
         assert "end-user-42" not in json.dumps(sent)
     else:
         assert sent["user"] == "end-user-42"

@@ -60,6 +60,7 @@ def last_sent(gateway: Gateway, provider: str) -> dict[str, Any]:
     states = {
         "anthropic": gateway.anthropic.state,
         "gemini": gateway.gemini.state,
+        "vertex": gateway.gemini.state,  # the Gemini simulator serves Vertex AI's paths
         "bedrock": gateway.bedrock.state,
         "cohere": gateway.cohere.state,
     }

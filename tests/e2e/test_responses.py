@@ -409,3 +409,13 @@ def test_a_passed_through_stream_is_relayed_as_openai_sent_it(gateway: Gateway, 
     numbers = [json.loads(block.split(b"\n", 1)[1].removeprefix(b"data: "))["sequence_number"] for block in events]
     assert numbers == list(range(len(events)))  # OpenAI's own numbering, nothing added or dropped
     assert b"x_switchyard" not in raw and b"[DONE]" not in raw
+
+
+def test_the_api_is_served_under_ai_v1_too(gateway: Gateway, edges: list[str]) -> None:
+    """``/ai/v1`` is the same API as ``/v1`` (for deployments that route ``/v1`` elsewhere):
+    a response made there is read back under ``/v1`` on the other edge."""
+    _, key = new_user(gateway)
+    made = client(edges[0] + "/ai", key).responses.create(model="claude-sonnet-4-6", input="hello there")
+    assert made.output_text.startswith("Reply 0 to: hello there")
+    again = client(edges[1], key).responses.retrieve(made.id)
+    assert again.id == made.id and again.output_text == made.output_text
