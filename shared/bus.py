@@ -46,6 +46,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# On a message republished from a spool: its first publish may have been stored (docs above).
+REPLAYED_HEADER = "Switchyard-Replayed"
+
 T = TypeVar("T", bound=BaseModel)
 M = TypeVar("M", bound=BaseModel)
 
@@ -431,9 +434,17 @@ class Bus:
         except nats.errors.Error as exc:
             raise BusUnavailable(str(exc) or type(exc).__name__) from exc
 
-    async def publish_durable(self, subject: str, payload: bytes, *, msg_id: str, timeout: float = 5.0) -> None:
-        """Publish to JetStream and wait for the ack; ``msg_id`` lets the stream drop repeats."""
-        await self.js.publish(subject, payload, timeout=timeout, headers={"Nats-Msg-Id": msg_id})
+    async def publish_durable(
+        self, subject: str, payload: bytes, *, msg_id: str, timeout: float = 5.0, replayed: bool = False
+    ) -> None:
+        """Publish to JetStream and wait for the ack; ``msg_id`` lets the stream drop repeats
+        within its duplicate window. ``replayed`` marks a message published before whose first
+        publish may have been stored (its ack lost): its reader checks it against what it
+        stored, as repeats past the window reach it."""
+        headers = {"Nats-Msg-Id": msg_id}
+        if replayed:
+            headers[REPLAYED_HEADER] = "1"
+        await self.js.publish(subject, payload, timeout=timeout, headers=headers)
 
     async def publish_durable_many(
         self, subject: str, messages: list[tuple[bytes, str]], *, timeout: float = 5.0

@@ -82,8 +82,11 @@ class UsagePublisher:
             await self._spool(failed)
 
     async def _publish(self, event: UsageEvent) -> None:
+        """Publish a spooled event again, marked as such: its first publish may have been
+        stored with its ack lost, and a replay can come after the stream's duplicate window,
+        so metering checks it against what it stored."""
         await self.bus.publish_durable(
-            USAGE_SUBJECT, event.model_dump_json().encode(), msg_id=event.event_id, timeout=2.0
+            USAGE_SUBJECT, event.model_dump_json().encode(), msg_id=event.event_id, timeout=2.0, replayed=True
         )
 
     async def _spool(self, events: list[UsageEvent]) -> None:

@@ -100,10 +100,10 @@ def test_clickhouse_down_keeps_events_in_jetstream(tmp_path: Path) -> None:
 
         healed = False
 
-        async def insert(self, rows):  # type: ignore[no-untyped-def]
+        async def insert(self, rows, check=None):  # type: ignore[no-untyped-def]
             if not self.healed:
                 raise ConnectionError("clickhouse unreachable")
-            return await super().insert(rows)
+            return await super().insert(rows, check)
 
     async def run() -> None:
         bus = Bus(nats.url, "test-metering")
@@ -126,6 +126,55 @@ def test_clickhouse_down_keeps_events_in_jetstream(tmp_path: Path) -> None:
         stop.set()
         await task
         assert (await usage_summary(sink, UsageFilter(period="24h"))).total_requests == 7
+        await bus.close()
+        await sink.close()
+
+    try:
+        asyncio.run(run())
+    finally:
+        nats.stop()
+
+
+def test_only_a_message_that_may_be_a_repeat_is_looked_up(tmp_path: Path) -> None:
+    """A first delivery is stored without a lookup; an event an edge replays from its spool
+    (marked so) is looked up, and one stored already is not stored again, also when it comes
+    after the stream's duplicate window."""
+    nats = NatsServer(tmp_path / "nats")
+    nats.start()
+
+    async def run() -> None:
+        bus = Bus(nats.url, "test-metering")
+        await bus.connect(deadline=10)
+        sink = Sink(f"chdb://{tmp_path / 'ch'}", retention_days=30)
+        await sink.open()
+        consumer = UsageConsumer(bus, sink, Prices(load_catalog(), sink), batch_size=100, batch_wait=0.2)
+        await consumer.setup()
+        # A short duplicate window, so that a replay comes after it, as one may in production.
+        await bus.ensure_stream(subjects.USAGE_STREAM, [subjects.USAGE_SUBJECTS], work_queue=True, duplicate_window=0.5)
+        stop = asyncio.Event()
+        task = asyncio.create_task(consumer.run(stop))
+        deadline = time.monotonic() + 20
+        try:
+            await _publish(bus, [_event(i) for i in range(5)])
+            while consumer.inserted < 5:
+                assert time.monotonic() < deadline, "the events were not stored"
+                await asyncio.sleep(0.05)
+            assert sink.lookups == 0, "first deliveries are known to be new"
+
+            await asyncio.sleep(0.6)  # past the duplicate window: the stream takes the repeat
+            replayed = _event(3)
+            await bus.publish_durable(
+                subjects.USAGE_SUBJECT, replayed.model_dump_json().encode(), msg_id=replayed.event_id, replayed=True
+            )
+            while consumer.duplicates < 1:
+                assert time.monotonic() < deadline, "the replayed event was not looked up"
+                await asyncio.sleep(0.05)
+            assert sink.lookups == 1 and consumer.inserted == 5
+        finally:
+            stop.set()
+            await task
+        summary = await usage_summary(sink, UsageFilter(period="24h"))
+        assert summary.total_requests == 5
         await bus.close()
         await sink.close()
 
