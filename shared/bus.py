@@ -23,7 +23,6 @@ from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
     KeyValueConfig,
-    PubAck,
     RetentionPolicy,
     StorageType,
     StreamConfig,
@@ -48,6 +47,8 @@ log = logging.getLogger(__name__)
 
 # On a message republished from a spool: its first publish may have been stored (docs above).
 REPLAYED_HEADER = "Switchyard-Replayed"
+# On a message that holds a batch of events, one JSON object a line: how many.
+BATCH_HEADER = "Switchyard-Events"
 
 T = TypeVar("T", bound=BaseModel)
 M = TypeVar("M", bound=BaseModel)
@@ -435,37 +436,26 @@ class Bus:
             raise BusUnavailable(str(exc) or type(exc).__name__) from exc
 
     async def publish_durable(
-        self, subject: str, payload: bytes, *, msg_id: str, timeout: float = 5.0, replayed: bool = False
+        self,
+        subject: str,
+        payload: bytes,
+        *,
+        msg_id: str,
+        timeout: float = 5.0,
+        replayed: bool = False,
+        events: int | None = None,
     ) -> None:
         """Publish to JetStream and wait for the ack; ``msg_id`` lets the stream drop repeats
         within its duplicate window. ``replayed`` marks a message published before whose first
         publish may have been stored (its ack lost): its reader checks it against what it
-        stored, as repeats past the window reach it."""
+        stored, as repeats past the window reach it. ``events`` marks a batch: that many
+        events as JSON lines."""
         headers = {"Nats-Msg-Id": msg_id}
         if replayed:
             headers[REPLAYED_HEADER] = "1"
+        if events is not None:
+            headers[BATCH_HEADER] = str(events)
         await self.js.publish(subject, payload, timeout=timeout, headers=headers)
-
-    async def publish_durable_many(
-        self, subject: str, messages: list[tuple[bytes, str]], *, timeout: float = 5.0
-    ) -> list[BaseException | None]:
-        """Publish ``(payload, msg_id)`` pairs without a round trip each; one result per message
-        (None once the stream has stored it, else the error)."""
-
-        async def one(future: asyncio.Future[PubAck]) -> None:
-            await asyncio.wait_for(future, timeout)
-
-        futures: list[asyncio.Future[PubAck] | BaseException] = []
-        for payload, msg_id in messages:
-            try:
-                futures.append(
-                    await self.js.publish_async(subject, payload, wait_stall=timeout, headers={"Nats-Msg-Id": msg_id})
-                )
-            except Exception as exc:
-                futures.append(exc)
-        waits = [one(f) for f in futures if not isinstance(f, BaseException)]
-        outcomes = iter(await asyncio.gather(*waits, return_exceptions=True))
-        return [f if isinstance(f, BaseException) else next(outcomes) for f in futures]
 
     async def consumer_pending(self, stream: str, durable: str) -> int:
         """Messages the consumer has not had acknowledged yet (waiting plus in flight)."""

@@ -1,9 +1,12 @@
 """Usage events off the request path: an in-memory queue, JetStream, and a disk spool.
 
-A request only puts its event on a queue. A background task publishes to JetStream with the
-event id as ``Nats-Msg-Id`` (the stream drops repeats). If NATS cannot take an event, it is
-appended to a local spool file and replayed, in order, once NATS answers again; metering
-stores each event id once, so a replay never doubles a count.
+A request only puts its event on a queue. A background task gathers what arrives within a few
+milliseconds into a batch and publishes it as one JetStream message (the events as JSON lines,
+their count in a header) whose ``Nats-Msg-Id`` is the batch's id, fixed when the batch is
+formed, so a batch sent again is dropped by the stream. If NATS cannot take a batch, its
+events are appended to a local spool file and replayed, in order, once NATS answers again,
+marked as replayed; metering looks each replayed event up and stores each event id once, so a
+replay never doubles a count.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from shared.bus import Bus
@@ -24,6 +29,17 @@ _BATCH = 256
 # it goes out first (publishing in the same loop turn added to the request's tail latency),
 # and under load the wait gathers a larger batch.
 _BATCH_WINDOW = 0.005
+_MESSAGE_BYTES = 512 * 1024  # a batch larger than this goes as several messages (NATS takes 1 MiB)
+
+
+@dataclass
+class _Batch:
+    id: str  # the Nats-Msg-Id of its (first) message: the same each time the batch is sent
+    events: list[UsageEvent]
+
+
+def _new_batch(events: list[UsageEvent]) -> _Batch:
+    return _Batch("usage-" + uuid.uuid4().hex, events)
 
 
 class UsagePublisher:
@@ -34,7 +50,7 @@ class UsagePublisher:
         self._queue: asyncio.Queue[UsageEvent] = asyncio.Queue()
         self.published = 0
         self._spool_pending = False  # a spool file may exist: new events queue behind it
-        self._held: list[UsageEvent] = []  # taken off the queue, not yet published or spooled
+        self._held: _Batch | None = None  # taken off the queue, not yet published or spooled
 
     def submit(self, event: UsageEvent) -> None:
         """Called on the request path: never blocks, never fails."""
@@ -45,38 +61,45 @@ class UsagePublisher:
         replay = asyncio.create_task(self._replay_loop())
         try:
             while True:
-                self._held = [await self._queue.get()]
+                self._held = batch = _new_batch([await self._queue.get()])
                 await asyncio.sleep(_BATCH_WINDOW)
-                while len(self._held) < _BATCH and not self._queue.empty():
-                    self._held.append(self._queue.get_nowait())
-                await self._publish_batch(self._held)
-                self._held = []
+                while len(batch.events) < _BATCH and not self._queue.empty():
+                    batch.events.append(self._queue.get_nowait())
+                await self._publish_batch(batch)
+                self._held = None
         finally:
             replay.cancel()
             await self.flush()
 
     async def flush(self) -> None:
         """Publish (or spool) whatever is held or still queued; used at shutdown. A batch
-        whose publishing was cancelled midway is sent again whole: JetStream drops the
-        repeats by message id, and metering stores each event id once."""
-        batch, self._held = self._held, []
+        whose publishing was cancelled midway is sent again under its own id: the stream
+        drops it if its first sending was stored."""
+        held, self._held = self._held, None
+        rest = []
         while not self._queue.empty():
-            batch.append(self._queue.get_nowait())
-        if batch:
-            await self._publish_batch(batch)
+            rest.append(self._queue.get_nowait())
+        if held is not None:
+            await self._publish_batch(held)
+        if rest:
+            await self._publish_batch(_new_batch(rest))
 
-    async def _publish_batch(self, batch: list[UsageEvent]) -> None:
+    async def _publish_batch(self, batch: _Batch) -> None:
         if self._spool_pending:
             # Keep order: while a spool exists, new events queue behind it.
-            await self._spool(batch)
+            await self._spool(batch.events)
             return
-        try:
-            payloads = [(e.model_dump_json().encode(), e.event_id) for e in batch]
-            results = await self.bus.publish_durable_many(USAGE_SUBJECT, payloads, timeout=2.0)
-        except Exception as exc:  # not connected at all
-            results = [exc] * len(batch)
-        failed = [e for e, r in zip(batch, results, strict=True) if isinstance(r, BaseException)]
-        self.published += len(batch) - len(failed)
+        lines = [e.model_dump_json().encode() for e in batch.events]
+        failed: list[UsageEvent] = []
+        for k, (start, end) in enumerate(_messages(lines)):
+            msg_id = batch.id if k == 0 else f"{batch.id}-{k}"
+            try:
+                await self.bus.publish_durable(
+                    USAGE_SUBJECT, b"\n".join(lines[start:end]), msg_id=msg_id, timeout=2.0, events=end - start
+                )
+                self.published += end - start
+            except Exception:  # NATS did not take it (or did, and its ack was lost: replays are looked up)
+                failed.extend(batch.events[start:end])
         if failed:
             log.warning("NATS did not take %d usage event(s); spooling to %s", len(failed), self.spool_file)
             await self._spool(failed)
@@ -131,6 +154,19 @@ class UsagePublisher:
             await asyncio.to_thread(claimed.unlink)
             log.info("replayed %d spooled usage event(s) from %s", len(lines), path.name)
         self._spool_pending = bool(await asyncio.to_thread(_pending_files, self.spool_dir))
+
+
+def _messages(lines: list[bytes]) -> list[tuple[int, int]]:
+    """``(start, end)`` of the lines each message of a batch carries: all of them, unless they
+    pass the message size."""
+    spans, start, size = [], 0, 0
+    for i, line in enumerate(lines):
+        if i > start and size + len(line) + 1 > _MESSAGE_BYTES:
+            spans.append((start, i))
+            start, size = i, 0
+        size += len(line) + 1
+    spans.append((start, len(lines)))
+    return spans
 
 
 def _pending_files(spool_dir: Path) -> list[Path]:

@@ -17,7 +17,7 @@ from services.metering import metrics
 from services.metering.prices import Prices
 from services.metering.sink import Sink
 from shared import subjects
-from shared.bus import REPLAYED_HEADER, Bus, BusUnavailable, Msg
+from shared.bus import BATCH_HEADER, REPLAYED_HEADER, Bus, BusUnavailable, Msg
 from shared.events import AuditEvent, UsageEvent
 
 log = logging.getLogger("switchyard.metering.consumer")
@@ -25,6 +25,9 @@ log = logging.getLogger("switchyard.metering.consumer")
 # A fetch that keeps failing this long is worth a warning (then once a minute while it lasts).
 _FETCH_WARN_AFTER = 10.0
 _FETCH_WARN_EVERY = 60.0
+# Messages asked for at once: a message may hold a batch of events (up to 256 from an edge), so
+# a batch of GATEWAY_METERING_BATCH_SIZE events passes its size by at most this many messages.
+_FETCH = 64
 
 
 class BatchConsumer:
@@ -73,7 +76,7 @@ class BatchConsumer:
         warned = 0.0
         while not stop.is_set():
             try:
-                msgs = await self.bus.fetch(sub, self.batch_size, timeout=self.batch_wait)
+                msgs = await self.bus.fetch(sub, min(self.batch_size, _FETCH), timeout=self.batch_wait)
             except BusUnavailable as exc:
                 now = time.monotonic()
                 failing_since = failing_since or now
@@ -89,7 +92,7 @@ class BatchConsumer:
             failing_since, warned = None, 0.0
             if not msgs:
                 continue
-            msgs += await self._more(sub, len(msgs), stop)
+            msgs += await self._more(sub, sum(_count(m) for m in msgs), stop)
             if await self.handle(msgs, retry_in=backoff):
                 backoff = 1.0
             else:
@@ -107,31 +110,38 @@ class BatchConsumer:
         40 ms of CPU with the embedded engine): one insert per batch window, not per fetch."""
         more: list[Msg] = []
         deadline = time.monotonic() + self.batch_wait
-        while have + len(more) < self.batch_size and not stop.is_set():
+        while have < self.batch_size and not stop.is_set():
             left = deadline - time.monotonic()
             if left <= 0.01:
                 break
             try:
-                more += await self.bus.fetch(sub, self.batch_size - have - len(more), timeout=left)
+                fetched = await self.bus.fetch(sub, min(self.batch_size - have, _FETCH), timeout=left)
             except BusUnavailable:
                 break  # store what was fetched; the loop deals with the bus
+            more += fetched
+            have += sum(_count(m) for m in fetched)
         return more
 
     async def handle(self, msgs: list[Msg], retry_in: float = 1.0) -> bool:
-        """Write one batch; True when it was stored (or held nothing storable)."""
+        """Write one batch; True when it was stored (or held nothing storable). A message may
+        hold one event or a batch of them (one a line); an event that is not valid goes to
+        the dead-letter subject alone, and the rest of its message is stored."""
         rows: list[Any] = []
+        suspects: list[bool] = []
         good: list[Msg] = []
         for msg in msgs:
-            try:
-                rows.append(self.parse(msg.data))
-            except ValidationError as exc:
-                await self._dead_letter(msg, str(exc.errors()[0].get("msg")))
-                continue
+            parsed = await self._parse_message(msg)
+            if parsed is None:
+                continue  # left for redelivery
+            rows += parsed
+            suspects += [suspect(msg)] * len(parsed)
             good.append(msg)
-        if not good:
+        if not rows:
+            for msg in good:  # every event of these went to the dead-letter subject
+                await _quiet(msg.ack())
             return True
         try:
-            new = await self.write(rows, [suspect(msg) for msg in good])
+            new = await self.write(rows, suspects)
         except Exception as exc:
             metrics.INSERT_FAILURES.labels(self.table).inc()
             log.warning("ClickHouse insert of %d event(s) failed (%s); will redeliver", len(rows), exc)
@@ -149,20 +159,35 @@ class BatchConsumer:
             log.info("stored %d event(s), skipped %d already stored", new, len(rows) - new)
         return True
 
-    async def _dead_letter(self, msg: Msg, reason: str) -> None:
+    async def _parse_message(self, msg: Msg) -> list[Any] | None:
+        """The rows of a message's events, its invalid ones moved to the dead-letter subject;
+        None when one could not be moved (the message is left for redelivery)."""
+        batch = (msg.headers or {}).get(BATCH_HEADER)
+        lines = msg.data.split(b"\n") if batch else [msg.data]
+        msg_id = (msg.headers or {}).get("Nats-Msg-Id", "") or f"dlq-{id(msg)}"
+        rows = []
+        for k, line in enumerate(lines):
+            try:
+                rows.append(self.parse(line))
+            except ValidationError as exc:
+                if not await self._dead_letter(line, f"{msg_id}-{k}" if batch else msg_id, exc):
+                    await _quiet(msg.nak(delay=5.0))
+                    return None
+        return rows
+
+    async def _dead_letter(self, data: bytes, msg_id: str, exc: ValidationError) -> bool:
+        reason = str(exc.errors()[0].get("msg"))
         log.error(
             "message on %s is not a valid event (%s); moved to %s", self.subject, reason, subjects.USAGE_DEAD_LETTER
         )
-        msg_id = (msg.headers or {}).get("Nats-Msg-Id", "")
         try:
-            await self.bus.publish_durable(subjects.USAGE_DEAD_LETTER, msg.data, msg_id=msg_id or f"dlq-{id(msg)}")
+            await self.bus.publish_durable(subjects.USAGE_DEAD_LETTER, data, msg_id=msg_id)
         except Exception as exc:  # keep it in the stream rather than lose it
             log.warning("dead-letter publish failed (%s); leaving message for redelivery", exc)
-            await _quiet(msg.nak(delay=5.0))
-            return
+            return False
         self.dead_lettered += 1
         metrics.EVENTS_DEAD_LETTERED.labels(self.table).inc()
-        await _quiet(msg.term())
+        return True
 
 
 class UsageConsumer(BatchConsumer):
@@ -196,6 +221,12 @@ class AuditConsumer(BatchConsumer):
 
     async def write(self, rows: list[Any], suspect: list[bool]) -> int:
         return await self.sink.insert_audit(rows)  # few, and published by several services: all checked
+
+
+def _count(msg: Msg) -> int:
+    """How many events a message holds (a batch says so in a header)."""
+    value = (msg.headers or {}).get(BATCH_HEADER)
+    return int(value) if value and value.isdigit() else 1
 
 
 def suspect(msg: Msg) -> bool:
