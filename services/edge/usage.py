@@ -12,6 +12,7 @@ replay never doubles a count.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import uuid
@@ -65,7 +66,10 @@ class UsagePublisher:
                 await asyncio.sleep(_BATCH_WINDOW)
                 while len(batch.events) < _BATCH and not self._queue.empty():
                     batch.events.append(self._queue.get_nowait())
-                await self._publish_batch(batch)
+                try:
+                    await self._publish_batch(batch)
+                except Exception:  # never let one batch stop metering for this edge
+                    log.exception("usage batch %s could not be published or spooled", batch.id)
                 self._held = None
         finally:
             replay.cancel()
@@ -89,7 +93,7 @@ class UsagePublisher:
             # Keep order: while a spool exists, new events queue behind it.
             await self._spool(batch.events)
             return
-        lines = [e.model_dump_json().encode() for e in batch.events]
+        lines = [_encoded(e) for e in batch.events]
         failed: list[UsageEvent] = []
         for k, (start, end) in enumerate(_messages(lines)):
             msg_id = batch.id if k == 0 else f"{batch.id}-{k}"
@@ -109,11 +113,11 @@ class UsagePublisher:
         stored with its ack lost, and a replay can come after the stream's duplicate window,
         so metering checks it against what it stored."""
         await self.bus.publish_durable(
-            USAGE_SUBJECT, event.model_dump_json().encode(), msg_id=event.event_id, timeout=2.0, replayed=True
+            USAGE_SUBJECT, _encoded(event), msg_id=event.event_id, timeout=2.0, replayed=True
         )
 
     async def _spool(self, events: list[UsageEvent]) -> None:
-        lines = "".join(e.model_dump_json() + "\n" for e in events)
+        lines = "".join(_encoded(e).decode() + "\n" for e in events)
         await asyncio.to_thread(_append, self.spool_file, lines)
         self._spool_pending = True
 
@@ -154,6 +158,17 @@ class UsagePublisher:
             await asyncio.to_thread(claimed.unlink)
             log.info("replayed %d spooled usage event(s) from %s", len(lines), path.name)
         self._spool_pending = bool(await asyncio.to_thread(_pending_files, self.spool_dir))
+
+
+def _encoded(event: UsageEvent) -> bytes:
+    """The event as a JSON line. Text that is not valid Unicode (a lone surrogate a client
+    sent, in a user name or a model name) cannot be written as JSON: it is replaced by '?',
+    and the event, its tokens and its cost, still counts."""
+    try:
+        return event.model_dump_json().encode()
+    except ValueError:
+        log.warning("usage event %s holds text that is not valid Unicode; stored with it replaced", event.event_id)
+        return json.dumps(event.model_dump(mode="json"), ensure_ascii=False).encode("utf-8", "replace")
 
 
 def _messages(lines: list[bytes]) -> list[tuple[int, int]]:

@@ -145,3 +145,40 @@ def test_an_event_taken_off_the_queue_is_published_when_the_publisher_is_stopped
             await bus.close()
 
     asyncio.run(run())
+
+
+def test_an_event_with_text_that_is_not_unicode_is_stored_and_the_publisher_goes_on(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """A lone surrogate in a user name cannot be written as JSON. The event still counts (the
+    text replaced), the rest of its batch too, and the publisher keeps publishing."""
+
+    async def run() -> None:
+        bus = Bus(nats_server.url, "test-edge")
+        await bus.connect(deadline=10)
+        await bus.ensure_stream(subjects.USAGE_STREAM, [subjects.USAGE_SUBJECTS])
+        publisher = UsagePublisher(bus, tmp_path / "spool", "test")
+        task = asyncio.create_task(publisher.run())
+        try:
+            bad = UsageEvent(event_id="req_bad", ts=time.time(), user="\ud800", prompt_tokens=7)
+            publisher.submit(_event(1))
+            publisher.submit(bad)
+            publisher.submit(_event(2))
+            await _wait(lambda: _done(publisher.published == 3))
+            publisher.submit(_event(3))
+            await _wait(lambda: _done(publisher.published == 4))
+            stored = {}
+            info = await bus.js.stream_info(subjects.USAGE_STREAM)
+            for seq in range(info.state.first_seq, info.state.last_seq + 1):
+                msg = await bus.js.get_msg(subjects.USAGE_STREAM, seq)
+                for line in (msg.data or b"").split(b"\n"):
+                    event = UsageEvent.model_validate_json(line)
+                    stored[event.event_id] = event
+            assert sorted(stored) == ["req_0001", "req_0002", "req_0003", "req_bad"]
+            assert stored["req_bad"].user == "?" and stored["req_bad"].prompt_tokens == 7
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await bus.close()
+
+    asyncio.run(run())
