@@ -19,8 +19,11 @@ class StackSettings(BaseSettings):
     port: int = Field(default=8080, ge=0, le=65535, validation_alias="GATEWAY_PORT")
     data_dir: Path = Field(default=Path(".data"), validation_alias="GATEWAY_DATA_DIR")
     admin_key: SecretStr | None = Field(default=None, validation_alias="GATEWAY_ADMIN_KEY")
+    # One per core, at most two: on one machine the edge shares the cores with NATS, metering
+    # and the rest, and each worker is a process of its own memory (a laptop's default stays
+    # light). Set it for more; an edge deployed alone (services/edge) takes one per core.
     edge_workers: int = Field(
-        default_factory=lambda: os.cpu_count() or 1, ge=1, le=64, validation_alias="GATEWAY_EDGE_WORKERS"
+        default_factory=lambda: min(os.cpu_count() or 1, 2), ge=1, le=64, validation_alias="GATEWAY_EDGE_WORKERS"
     )
     # Which services this node runs (comma list): several machines, or one playing several nodes.
     services: str = Field(default="router,keyvault,metering,edge", validation_alias="GATEWAY_SERVICES")
