@@ -33,7 +33,6 @@ from services.edge.canonical.model import (
     Finish,
     Image,
     NamedTool,
-    System,
     Text,
     Thinking,
     Tool,
@@ -295,16 +294,13 @@ def _messages(call: Call, conv: Conversation) -> tuple[list[str], list[dict[str,
     turns = common.Turns("content")
     for i, message in enumerate(conv.messages):
         where = f"messages[{i}]"
-        if message.name is not None and not isinstance(message, ToolResult):
-            call.unsupported(f"{where}.name", "Anthropic messages have no author name")
-        if isinstance(message, System):
-            if message.text:
-                turns.system.append(message.text)
-        elif isinstance(message, User):
+        if turns.take(call, where, message, "Anthropic"):
+            continue
+        if isinstance(message, User):
             turns.add("user", _user_blocks(message, where))
         elif isinstance(message, Assistant):
             turns.add("assistant", _assistant_blocks(message))
-        else:
+        elif isinstance(message, ToolResult):
             result = {"type": "tool_result", "tool_use_id": _tool_id(message.tool_call_id), "content": message.text}
             turns.add("user", [result])
     return turns.system, turns.checked("Anthropic")

@@ -43,7 +43,6 @@ from services.edge.canonical.model import (
     Finish,
     Image,
     NamedTool,
-    System,
     Text,
     Thinking,
     ToolCall,
@@ -131,16 +130,13 @@ def to_converse(call: Call) -> tuple[dict[str, Any], list[Fetch]]:
     documents = [0]
     for i, message in enumerate(conv.messages):
         where = f"messages[{i}]"
-        if message.name is not None and not isinstance(message, ToolResult):
-            call.unsupported(f"{where}.name", "Bedrock messages have no author name")
-        if isinstance(message, System):
-            if message.text:
-                turns.system.append(message.text)
-        elif isinstance(message, User):
+        if turns.take(call, where, message, "Bedrock"):
+            continue
+        if isinstance(message, User):
             turns.add("user", _user_blocks(message, where, fetches, documents))
         elif isinstance(message, Assistant):
             turns.add("assistant", _assistant_blocks(message))
-        else:
+        elif isinstance(message, ToolResult):
             result = {"toolUseId": _tool_id(message.tool_call_id), "content": [{"text": message.text}]}
             turns.add("user", [{"toolResult": result}])
     out: dict[str, Any] = {"messages": turns.checked("Bedrock")}

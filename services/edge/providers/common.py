@@ -1,9 +1,9 @@
-"""What every translating adapter shares: the unsupported-parameter rule, content parts,
-tool-call arguments, JSON Schema normalisation, provider error replies and OpenAI chunks.
+"""What every translating adapter shares: the unsupported-parameter rule, turns built from a
+conversation, JSON Schema normalisation, provider error replies and OpenAI chunks.
 
-The client's schema (OpenAI's) is canonical. A translator reads it with these helpers and
-never drops what it cannot carry: it reports the parameter to :meth:`Call.unsupported`, which
-fails the request with a 400 naming it, or drops it and says so in a response header when the
+A translator reads the request as the typed conversation (services/edge/canonical) and never
+drops what it cannot carry: it reports the parameter to :meth:`Call.unsupported`, which fails
+the request with a 400 naming it, or drops it and says so in a response header when the
 client opted in.
 """
 
@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from services.edge.canonical.model import Message, System, ToolResult
 from services.edge.sse import DONE, frame
 
 if TYPE_CHECKING:
@@ -142,6 +143,18 @@ class Turns:
             self.turns[-1][self.items_key].extend(items)
         else:
             self.turns.append({"role": role, self.items_key: items})
+
+    def take(self, call: Call, where: str, message: Message, provider: str) -> bool:
+        """What every such provider does alike with a message: an author name it cannot carry
+        goes to :meth:`Call.unsupported`, and a system (or developer) message's text is kept
+        apart. True when the message was a system message, which needs nothing more."""
+        if message.name is not None and not isinstance(message, ToolResult):
+            call.unsupported(f"{where}.name", f"{provider} messages have no author name")
+        if isinstance(message, System):
+            if message.text:
+                self.system.append(message.text)
+            return True
+        return False
 
     def checked(self, provider: str) -> list[dict[str, Any]]:
         if not self.turns:

@@ -38,7 +38,6 @@ from services.edge.canonical.model import (
     Finish,
     Image,
     NamedTool,
-    System,
     Text,
     Tool,
     ToolCall,
@@ -251,16 +250,13 @@ async def _contents(call: Call, conv: Conversation) -> tuple[list[str], list[dic
     fetches: list[Fetch] = []
     for i, message in enumerate(conv.messages):
         where = f"messages[{i}]"
-        if message.name is not None and not isinstance(message, ToolResult):
-            call.unsupported(f"{where}.name", "Gemini messages have no author name")
-        if isinstance(message, System):
-            if message.text:
-                turns.system.append(message.text)
-        elif isinstance(message, User):
+        if turns.take(call, where, message, "Gemini"):
+            continue
+        if isinstance(message, User):
             turns.add("user", _user_parts(message, where, details, fetches))
         elif isinstance(message, Assistant):
             turns.add("model", _model_parts(message))
-        else:
+        elif isinstance(message, ToolResult):
             if message.name is None:
                 raise invalid(
                     f"{where}.tool_call_id does not match a tool call of an earlier assistant message.",
