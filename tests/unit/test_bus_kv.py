@@ -4,21 +4,9 @@ after it was written, never one deleted or purged."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from shared.bus import Bus
 from tests.servers import NatsServer
-
-
-@pytest.fixture()
-def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
-    server = NatsServer(tmp_path / "nats")
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_a_listing_holds_every_entry_written_before_it(nats_server: NatsServer) -> None:

@@ -4,24 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from services.edge.usage import UsagePublisher
 from shared import subjects
 from shared.bus import REPLAYED_HEADER, Bus
 from shared.events import UsageEvent
 from tests.servers import NatsServer
-
-
-@pytest.fixture()
-def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
-    server = NatsServer(tmp_path / "nats")
-    server.start()
-    yield server
-    server.stop()
 
 
 def _event(i: int) -> UsageEvent:
