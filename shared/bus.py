@@ -367,24 +367,33 @@ class Bus:
                 )
             )
 
+    async def kv_keys(self, bucket: str) -> list[str]:
+        """The keys a bucket has held (deleted ones too, until compacted: a read of one says
+        it is gone), from one stream-info request to the stream's leader; none when the
+        bucket does not exist. Not nats-py's ``kv.keys()``: its watcher may signal the end
+        before the entries it was sent arrive (it compares a consumer-info count with what its
+        callbacks have counted so far) and answer with too few keys, which listings met right
+        after a create."""
+        prefix = f"$KV.{bucket}."
+        try:
+            info = await self.js.stream_info(f"KV_{bucket}", subjects_filter=prefix + ">")
+        except nats.js.errors.NotFoundError:
+            return []
+        return [subject[len(prefix) :] for subject in info.state.subjects or {}]
+
     async def kv_entries(self, bucket: str) -> dict[str, bytes]:
-        """Every live entry of a bucket, read through the stream's leader: the subjects it
-        holds (one stream-info request), then the last message of each. Not nats-py's
-        ``kv.keys()``: its watcher may signal the end before the entries it was sent arrive
-        (it compares a consumer-info count with what its callbacks have counted so far) and
-        answer with too few keys, which listings met right after a create."""
-        stream, prefix = f"KV_{bucket}", f"$KV.{bucket}."
-        info = await self.js.stream_info(stream, subjects_filter=prefix + ">")
+        """Every live entry of a bucket, read through the stream's leader: its keys
+        (:meth:`kv_keys`), then the last message of each."""
         out: dict[str, bytes] = {}
-        for subject in info.state.subjects or {}:
+        for key in await self.kv_keys(bucket):
             try:
-                msg = await self.js.get_msg(stream, subject=subject)
+                msg = await self.js.get_msg(f"KV_{bucket}", subject=f"$KV.{bucket}.{key}")
             except nats.js.errors.NotFoundError:
                 continue  # purged meanwhile
             operation = (msg.headers or {}).get("KV-Operation")
             if operation in ("DEL", "PURGE") or not msg.data:
                 continue
-            out[subject[len(prefix) :]] = msg.data
+            out[key] = msg.data
         return out
 
     async def ensure_kv(

@@ -147,8 +147,8 @@ class ClientKeyStore:
 
 
 async def values(bus: Bus, bucket: str) -> list[bytes]:
-    """Every value in a bucket (none when it is empty), as its stream's leader has them."""
-    await bus.kv(bucket)  # made on first use
+    """Every value in a bucket (none when it is empty or not made yet), as its stream's
+    leader has them."""
     return list((await bus.kv_entries(bucket)).values())
 
 

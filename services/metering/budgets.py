@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyDeletedError, KeyNotFoundError, KeyWrongLastSequenceError
 
 from services.metering.schema import USAGE_TABLE
 from services.metering.sink import Sink
@@ -68,13 +68,13 @@ class BudgetReconciler:
 
     async def reconcile_once(self) -> int:
         kv = await self.bus.kv(BUDGET_BUCKET, create=False)
-        keys = list(await self.bus.kv_entries(BUDGET_BUCKET))
+        keys = await self.bus.kv_keys(BUDGET_BUCKET)  # each is read below, with its revision
         now, raised = time.time(), 0
         for key in keys:
             for _ in range(16):  # compare-and-set against edges writing the same counter
                 try:
                     entry = await kv.get(key)
-                except KeyNotFoundError:
+                except (KeyNotFoundError, KeyDeletedError):  # the listing holds deleted keys too
                     break
                 state = CounterState.model_validate_json(entry.value or b"{}")
                 if state.scope is None or (state.period_end is not None and state.period_end < now - 3600):
