@@ -14,12 +14,13 @@ import base64
 import binascii
 import json
 import re
-from typing import Any
+from typing import Any, cast, get_args
 
 from services.edge.canonical.model import (
     Assistant,
     Audio,
     Conversation,
+    Effort,
     File,
     Image,
     Inline,
@@ -36,7 +37,7 @@ from services.edge.canonical.model import (
     ToolResult,
     User,
 )
-from services.edge.providers.common import REASONING_BUDGETS, invalid
+from services.edge.providers.common import invalid
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 
@@ -44,20 +45,14 @@ ROLES = ("system", "developer", "user", "assistant", "tool")
 def read(body: dict[str, Any]) -> Conversation:
     names: dict[str, str] = {}  # tool call id -> function name, of the turns read so far
     messages = [_message(i, m, names) for i, m in enumerate(body["messages"])]
-    tools = [
-        Tool(name=t["name"], description=t["description"], parameters=t["parameters"], strict=_strict(body, i))
-        for i, t in enumerate(tools_of(body))
-    ]
-    choice = tool_choice_of(body, [t.name for t in tools])
-    tool_choice: ToolChoice | None = NamedTool(name=choice[1]) if isinstance(choice, tuple) else choice  # type: ignore[assignment]
-    parallel = _boolean(body, "parallel_tool_calls")
+    tools = tools_of(body)
     return Conversation(
         messages=messages,
         tools=tools,
-        tool_choice=tool_choice,
-        parallel_tool_calls=parallel,
+        tool_choice=tool_choice_of(body, [t.name for t in tools]),
+        parallel_tool_calls=_boolean(body, "parallel_tool_calls"),
         json_format=_json_format(body),
-        reasoning=reasoning_effort(body),  # type: ignore[arg-type]
+        reasoning=reasoning_effort(body),
         max_tokens=max_tokens(body),
         temperature=_number(body, "temperature"),
         top_p=_number(body, "top_p"),
@@ -170,11 +165,6 @@ def _json_format(body: dict[str, Any]) -> JsonFormat | None:
         value = body["response_format"]["json_schema"].get("strict")
         strict = value if isinstance(value, bool) else None
     return JsonFormat(schema_=schema, name=name, strict=strict)
-
-
-def _strict(body: dict[str, Any], i: int) -> bool | None:
-    value = body["tools"][i]["function"].get("strict")
-    return value if isinstance(value, bool) else None
 
 
 def _number(body: dict[str, Any], name: str) -> float | None:
@@ -398,8 +388,8 @@ def tool_arguments(call: dict[str, Any], param: str) -> dict[str, Any]:
     return parsed
 
 
-def tools_of(body: dict[str, Any]) -> list[dict[str, Any]]:
-    """The function tools of a request, checked: ``[{name, description, parameters}]``."""
+def tools_of(body: dict[str, Any]) -> list[Tool]:
+    """The function tools of a request, checked."""
     tools = body.get("tools")
     if tools is None:
         return []
@@ -416,28 +406,29 @@ def tools_of(body: dict[str, Any]) -> list[dict[str, Any]]:
         if params is not None and not isinstance(params, dict):
             raise invalid(f"tools[{i}].function.parameters must be an object.", f"tools[{i}].function.parameters")
         out.append(
-            {
-                "name": fn["name"],
-                "description": fn.get("description") if isinstance(fn.get("description"), str) else None,
-                "parameters": params or {"type": "object", "properties": {}},
-            }
+            Tool(
+                name=fn["name"],
+                description=fn.get("description") if isinstance(fn.get("description"), str) else None,
+                parameters=params or {"type": "object", "properties": {}},
+                strict=fn.get("strict") if isinstance(fn.get("strict"), bool) else None,
+            )
         )
     return out
 
 
-def tool_choice_of(body: dict[str, Any], tool_names: list[str]) -> str | tuple[str, str] | None:
-    """``auto`` / ``none`` / ``required``, ``("function", name)``, or None when absent."""
+def tool_choice_of(body: dict[str, Any], tool_names: list[str]) -> ToolChoice | None:
+    """``auto`` / ``none`` / ``required``, a named function, or None when absent."""
     choice = body.get("tool_choice")
     if choice is None:
         return None
     if choice in ("auto", "none", "required"):
-        return str(choice)
+        return cast(ToolChoice, choice)
     if isinstance(choice, dict) and choice.get("type") == "function":
         fn = choice.get("function")
         name = fn.get("name") if isinstance(fn, dict) else None
         if not isinstance(name, str) or name not in tool_names:
             raise invalid("tool_choice names a function that is not in 'tools'.", "tool_choice")
-        return ("function", name)
+        return NamedTool(name=name)
     raise invalid("tool_choice must be auto, none, required or a named function.", "tool_choice")
 
 
@@ -459,13 +450,13 @@ def response_format_of(body: dict[str, Any]) -> tuple[str, dict[str, Any] | None
     return "json_schema", schema, spec["name"]
 
 
-def reasoning_effort(body: dict[str, Any]) -> str | None:
+def reasoning_effort(body: dict[str, Any]) -> Effort | None:
     effort = body.get("reasoning_effort")
     if effort is None:
         return None
-    if effort not in ("none", *REASONING_BUDGETS):
-        raise invalid("reasoning_effort must be none, minimal, low, medium or high.", "reasoning_effort")
-    return str(effort)
+    if effort in get_args(Effort):
+        return cast(Effort, effort)
+    raise invalid("reasoning_effort must be none, minimal, low, medium or high.", "reasoning_effort")
 
 
 def assistant_text(message: dict[str, Any], where: str) -> str:
