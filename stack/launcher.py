@@ -146,7 +146,9 @@ class Stack:
         password = self.environ.get(nats_auth.password_variable(service))
         return nats_auth.with_user(nats_url, service, password) if password else nats_url
 
-    def _start_vault(self) -> str:
+    def _add_vault(self) -> str:
+        """Vault's address; the embedded OpenBao is added to the supervisor (in its place in
+        the stop order) but started by ``_start_vault``."""
         if self.settings.external_vault:
             assert self.settings.vault_addr and self.settings.vault_token
             self.vault_token = self.settings.vault_token.get_secret_value()
@@ -164,10 +166,18 @@ class Stack:
             "vault", bao_argv(config), self._base_env(), self.data_dir / "logs" / "vault.log", after_start=unseal
         )
         self.supervisor.add(spec)
+        return vault.addr
+
+    def _start_vault(self) -> None:
+        """Start the embedded OpenBao and wait until it is unsealed and active (nothing to do
+        with an external Vault or none)."""
+        if "vault" not in self.supervisor.children:
+            return
         self.supervisor.start("vault")
         if not self.vault_token:
-            raise RuntimeError("OpenBao did not become ready; see " + str(spec.log_file))
-        return vault.addr
+            raise RuntimeError(
+                "OpenBao did not become ready; see " + str(self.supervisor.children["vault"].spec.log_file)
+            )
 
     def _port(self, service: str) -> int:
         if service == "edge":
@@ -186,10 +196,10 @@ class Stack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         admin_key = self._admin_key()
         nats_url = self._start_nats()
-        vault_addr = self._start_vault()
+        vault_addr = self._add_vault()
         base = self._base_env()
 
-        keyvault_env = base | {"VAULT_ADDR": vault_addr, "VAULT_TOKEN": self.vault_token}
+        keyvault_env = base | {"VAULT_ADDR": vault_addr}
         if self.environ.get("VAULT_SECRET_ID"):
             keyvault_env["VAULT_SECRET_ID"] = self.environ["VAULT_SECRET_ID"]
         provider_keys = {p.key_env for p in load_catalog().providers.values() if p.key_env}
@@ -214,7 +224,16 @@ class Stack:
             if name != "edge":
                 log.info("%s: /healthz and /readyz on %s", name, health[name])
             self.supervisor.add(self._service(name, env))
-            self.supervisor.start(name)
+        # The services that need no Vault start first: their start-up (mostly Python imports)
+        # overlaps OpenBao's, which is mostly waiting on raft's timers. Keyvault starts with
+        # the token once OpenBao is unsealed.
+        for name in services:
+            if name != "keyvault":
+                self.supervisor.start(name)
+        self._start_vault()
+        if "keyvault" in services:
+            self._envs["keyvault"]["VAULT_TOKEN"] = self.vault_token  # the spec's environment
+            self.supervisor.start("keyvault")
 
         for name in services:
             self._wait_ready(health[name])

@@ -178,7 +178,10 @@ class Keyvault:
                 imported = await self.provider_keys.import_from_env(self.settings.env_provider_keys())
                 if imported:
                     log.info("imported %d provider key(s) from the environment", imported)
-                    await self.bus.publish(subjects.PROVIDER_KEYS_CHANGED, Empty())
+                # Announced whether or not anything was imported: an edge that asked while
+                # this keyvault (or Vault) was still starting fetches now instead of at its
+                # next retry.
+                await self.bus.publish(subjects.PROVIDER_KEYS_CHANGED, Empty())
                 log.info("Vault ready at %s", self.settings.vault_addr)
                 return
             except Exception as exc:  # Vault down, sealed or still starting: keep retrying
