@@ -1,10 +1,10 @@
-"""``python -m services.edge``: ``GATEWAY_EDGE_WORKERS`` uvicorn workers that drain on SIGTERM."""
+"""``python -m services.edge``: ``GATEWAY_EDGE_WORKERS`` uvicorn workers that drain on SIGTERM
+(one serves in this process; more run as child processes of this one)."""
 
 from __future__ import annotations
 
 import sys
 
-from services.edge.server import Workers, serve
 from services.edge.settings import EdgeSettings
 from shared import logs
 
@@ -13,8 +13,12 @@ def main() -> int:
     settings = EdgeSettings()
     logs.configure("edge", settings.log_level, settings.log_format)
     if settings.workers == 1:
+        from services.edge.server import serve  # the web stack: only where requests are served
+
         serve(settings)
         return 0
+    from services.edge.workers import Workers
+
     return Workers(settings).run()
 
 
