@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 
 from bench import driver
+from bench.soak import Soak, soak
 from stack.launcher import Stack
 from stack.ports import free_port, wait_port
 from stack.settings import StackSettings
@@ -167,7 +168,11 @@ def footprint(environ: dict[str, str], data_dir: Path) -> Footprint:
 
 
 def table(
-    results: dict[str, Result], translated: dict[str, driver.Streams], stack_cost: WholeStack, laptop: Footprint
+    results: dict[str, Result],
+    translated: dict[str, driver.Streams],
+    stack_cost: WholeStack,
+    laptop: Footprint,
+    soaked: Soak | None,
 ) -> str:
     d, p, s = results["direct"], results["pass-through"], results["switchyard"]
     rows = [
@@ -261,6 +266,8 @@ def table(
         + ", ".join(f"{name} {mib:.0f} MiB" for name, mib in sorted(laptop.rss_mib.items(), key=lambda x: -x[1]))
         + f"; total {laptop.total_mib:.0f} MiB.",
     ]
+    if soaked is not None:
+        rows += ["", _soak_summary(soaked)]
     rows += ["", "| goal | ratio | target | met |", "| --- | --- | --- | --- |"]
     for label, ratio, op, target in goals:
         met = "" if not op else ("yes" if (ratio >= target if op == ">=" else ratio <= target) else "**no**")
@@ -271,6 +278,8 @@ def table(
     rows.append(f"| make up idle memory, every process (absolute) | {laptop.total_mib:.0f} MiB | <= 450 MiB | {met} |")
     met = "yes" if laptop.ready_s <= 5 else "**no**"
     rows.append(f"| make up until the API answers (absolute) | {laptop.ready_s:.1f} s | <= 5 s | {met} |")
+    if soaked is not None:
+        rows += _soak_rows(soaked)
     for provider, t in translated.items():
         ratio = t.cpu_ms_per_stream / s.streams.cpu_ms_per_stream
         rows.append(
@@ -287,6 +296,37 @@ def table(
     return "\n".join(rows)
 
 
+def _soak_rows(soaked: Soak) -> list[str]:
+    name, growth = soaked.worst_rss_growth
+    lost = soaked.expected - soaked.metered
+    return [
+        f"| soak: memory at the end vs after the warm-up, the process that grew most ({name}) | {growth:.2f}x "
+        f"| <= 1.1x | {'yes' if growth <= 1.1 else '**no**'} |",
+        f"| soak: more open file descriptors at the end than after the warm-up (absolute) | "
+        f"{soaked.file_growth:+d} | <= {soaked.concurrency} (pooled connections) "
+        f"| {'yes' if soaked.file_growth <= soaked.concurrency else '**no**'} |",
+        f"| soak: usage events lost (negative: doubled) of {soaked.expected:,} (absolute) | {lost} | 0 "
+        f"| {'yes' if lost == 0 else '**no**'} |",
+        f"| soak: answers other than the one expected (absolute) | {sum(soaked.unexpected.values())} | 0 "
+        f"| {'yes' if not soaked.unexpected else '**no**'} |",
+    ]
+
+
+def _soak_summary(soaked: Soak) -> str:
+    def by_process(values: dict[str, float]) -> str:
+        return ", ".join(f"{name} {v:.0f}" for name, v in sorted(values.items()))
+
+    kinds = ", ".join(f"{kind} {n:,}" for kind, n in sorted(soaked.kinds.items()))
+    unexpected = ", ".join(f"{k} x{n}" for k, n in sorted(soaked.unexpected.items())) or "none"
+    return (
+        f"Soak: {soaked.requests:,} requests ({kinds}) in {soaked.seconds:.0f} s after the warm-up; "
+        f"{soaked.metered:,} usage events stored of {soaked.expected:,}; answers not as expected: {unexpected}. "
+        f"Memory (MiB) after the warm-up: {by_process(soaked.warm.rss_mib)}; highest while loaded: "
+        f"{by_process(soaked.peak_rss_mib)}; at the end: {by_process(soaked.end.rss_mib)}. Open files after "
+        f"the warm-up: {sum(soaked.warm.open_files.values())}, at the end: {sum(soaked.end.open_files.values())}."
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=10, help="length of each throughput and latency run")
@@ -298,6 +338,7 @@ def main() -> None:
     )
     parser.add_argument("--concurrency", type=int, default=50, help="concurrent streams")
     parser.add_argument("--streams", type=int, default=2000, help="streams per target, at most")
+    parser.add_argument("--soak", type=int, default=100_000, help="requests in the soak run (0: no soak)")
     args = parser.parse_args()
     driver.wrk_binary()
 
@@ -351,6 +392,11 @@ def main() -> None:
                     info.base_url, info.admin_key, edge_pid, concurrency=args.concurrency, total=args.streams,
                     seconds=args.seconds * 2, model=model,
                 )  # fmt: skip
+            soaked = None
+            if args.soak:
+                driver.wait_quiet()
+                print(f"  switchyard: the soak, {args.soak:,} mixed requests ...", flush=True)
+                soaked = soak(stack, info.base_url, info.admin_key, total=args.soak, concurrency=args.concurrency)
         finally:
             if stack is not None:
                 stack.stop()
@@ -358,7 +404,7 @@ def main() -> None:
                 proc.terminate()
                 proc.wait(timeout=10)
         laptop = footprint(environ, Path(tmp) / "laptop")
-    out = table(results, translated, stack_cost, laptop)
+    out = table(results, translated, stack_cost, laptop, soaked)
     print("\n" + out)
     results_dir = ROOT / "bench" / "results"
     results_dir.mkdir(exist_ok=True)

@@ -27,6 +27,19 @@ COMPLETION = json.dumps(
     }
 ).encode()
 
+# A request whose body holds this word is refused as OpenAI refuses a bad request.
+FAIL = b"bench-upstream-refuses-this"
+ERROR = json.dumps(
+    {
+        "error": {
+            "message": "refused by the bench upstream",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": None,
+        }
+    }
+).encode()
+
 
 def _chunk(delta: dict[str, object], finish: str | None = None, usage: object = None, choices: bool = True) -> bytes:
     body: dict[str, object] = {
@@ -42,6 +55,21 @@ def _chunk(delta: dict[str, object], finish: str | None = None, usage: object = 
 
 
 def build_app(chunks: int, interval: float) -> web.Application:
+    async def _send(resp: web.StreamResponse, head: bytes, words: list[bytes], tail: bytes) -> web.StreamResponse:
+        """The head, each word ``interval`` apart (a model generating tokens), the tail; a
+        client that goes away (the gateway, when its own client dropped) ends it quietly."""
+        try:
+            await resp.write(head)
+            for word in words:
+                if interval:
+                    await asyncio.sleep(interval)
+                await resp.write(word)
+            await resp.write(tail)
+            await resp.write_eof()
+        except ConnectionResetError:
+            pass
+        return resp
+
     head = _chunk({"role": "assistant", "content": ""})
     words = [_chunk({"content": f"tok{i} "}) for i in range(chunks)]
     finish = _chunk({}, "stop")
@@ -52,21 +80,14 @@ def build_app(chunks: int, interval: float) -> web.Application:
 
     async def chat(request: web.Request) -> web.StreamResponse:
         raw = await request.read()
+        if FAIL in raw:  # the soak's upstream errors (bench/soak.py)
+            return web.Response(body=ERROR, status=400, content_type="application/json")
         if b'"stream": true' not in raw and b'"stream":true' not in raw:
             return web.Response(body=COMPLETION, content_type="application/json")
         resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await resp.prepare(request)
-        await resp.write(head)
-        for word in words:
-            if interval:
-                await asyncio.sleep(interval)  # a model generating tokens
-            await resp.write(word)
-        await resp.write(finish)
-        if b"include_usage" in raw:
-            await resp.write(usage)
-        await resp.write(done)
-        await resp.write_eof()
-        return resp
+        tail = finish + (usage if b"include_usage" in raw else b"") + done
+        return await _send(resp, head, words, tail)
 
     # Anthropic's Messages stream with the same text, for the translated path.
     def event(name: str, data: dict[str, object]) -> bytes:
@@ -99,14 +120,7 @@ def build_app(chunks: int, interval: float) -> web.Application:
         await request.read()
         resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await resp.prepare(request)
-        await resp.write(head)
-        for word in words:
-            if interval:
-                await asyncio.sleep(interval)  # a model generating tokens
-            await resp.write(word)
-        await resp.write(tail)
-        await resp.write_eof()
-        return resp
+        return await _send(resp, head, words, tail)
 
     async def messages(request: web.Request) -> web.StreamResponse:
         return await replay(request, a_head, a_words, a_tail)

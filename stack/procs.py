@@ -68,3 +68,14 @@ def rss_mib(pid: int) -> float:
         except OSError:
             continue
     return kib / 1024
+
+
+def open_files(pid: int) -> int:
+    """File descriptors held by ``pid`` and its descendants."""
+    count = 0
+    for p in [pid, *descendants(pid)]:
+        try:
+            count += len(os.listdir(f"/proc/{p}/fd"))
+        except OSError:
+            continue
+    return count
