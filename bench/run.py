@@ -150,8 +150,33 @@ class Footprint:
         return sum(self.rss_mib.values())
 
 
-def footprint(environ: dict[str, str], data_dir: Path) -> Footprint:
-    print("a stack with make up's defaults: time to ready, idle memory ...", flush=True)
+@dataclass
+class MultiCore:
+    """The throughput run against ``make up``'s defaults (two edge workers here), against one
+    worker's; and what this machine allows at best, as the load generator and the upstream
+    share its cores with the stack."""
+
+    workers: int
+    rps: float
+    one_worker_rps: float
+    settled_s: float  # from the load's end until metering had stored every event, none pending
+    cpu_ms_per_request: float  # every process: the stack, the upstream and the load generator
+
+    @property
+    def ratio(self) -> float:
+        return self.rps / self.one_worker_rps
+
+    @property
+    def ceiling(self) -> float:
+        """The ratio if every core were busy: cores / CPU per request, against one worker."""
+        cores = os.cpu_count() or 1
+        return cores * 1000 / self.cpu_ms_per_request / self.one_worker_rps
+
+
+def footprint(
+    environ: dict[str, str], data_dir: Path, upstream_pid: int, one_worker: driver.Throughput, args: argparse.Namespace
+) -> tuple[Footprint, MultiCore]:
+    print("a stack with make up's defaults: time to ready, idle memory, throughput ...", flush=True)
     driver.wait_quiet()
     started = time.monotonic()
     stack = Stack(StackSettings(GATEWAY_DATA_DIR=data_dir, GATEWAY_PORT=0), environ=environ)
@@ -162,9 +187,35 @@ def footprint(environ: dict[str, str], data_dir: Path) -> Footprint:
         ready = time.monotonic() - started
         time.sleep(15)  # idle: what start-up left behind is done
         rss = {name: driver.tree_rss(pid) for name in stack.supervisor.children if (pid := stack.supervisor.pid(name))}
-        return Footprint(ready, rss)
+
+        _warm(info.base_url, info.admin_key)
+        driver.wait_quiet()
+        origin = info.base_url.removesuffix("/v1")
+        pids = [pid for name in stack.supervisor.children if (pid := stack.supervisor.pid(name))] + [upstream_pid]
+        cpu0, load0 = sum(driver.tree_cpu(pid) for pid in pids), _children_cpu()
+        stored0, _ = _stored(origin, info.admin_key)
+        edge = stack.supervisor.pid("edge") or 0
+        tp = driver.throughput(info.base_url, info.admin_key, edge, seconds=args.seconds, connections=args.connections)
+        cpu = sum(driver.tree_cpu(pid) for pid in pids) - cpu0 + _children_cpu() - load0
+        ended = time.monotonic()
+        while True:
+            stored, pending = _stored(origin, info.admin_key)
+            if stored - stored0 >= tp.requests and pending == 0:
+                break
+            if time.monotonic() - ended > 300:
+                raise RuntimeError(f"metering stored {stored - stored0} of {tp.requests} events in 300 s")
+            time.sleep(0.1)
+        workers = stack.settings.edge_workers
+        multi = MultiCore(workers, tp.rps, one_worker.rps, time.monotonic() - ended, cpu * 1000 / tp.requests)
+        return Footprint(ready, rss), multi
     finally:
         stack.stop()
+
+
+def _children_cpu() -> float:
+    """CPU seconds of this process's finished children (the load generator, once it is done)."""
+    times = os.times()
+    return times.children_user + times.children_system
 
 
 def table(
@@ -172,6 +223,7 @@ def table(
     translated: dict[str, driver.Streams],
     stack_cost: WholeStack,
     laptop: Footprint,
+    multi: MultiCore,
     soaked: Soak | None,
 ) -> str:
     d, p, s = results["direct"], results["pass-through"], results["switchyard"]
@@ -266,6 +318,13 @@ def table(
         + ", ".join(f"{name} {mib:.0f} MiB" for name, mib in sorted(laptop.rss_mib.items(), key=lambda x: -x[1]))
         + f"; total {laptop.total_mib:.0f} MiB.",
     ]
+    rows += [
+        "",
+        f"Multi-core: make up's defaults ({multi.workers} edge workers) served {multi.rps:,.0f} req/s against one "
+        f"worker's {multi.one_worker_rps:,.0f}; every process of the machine (the stack, the upstream and the load "
+        f"generator) spent {multi.cpu_ms_per_request:.3f} ms of CPU a request, so {os.cpu_count()} cores allow "
+        f"{multi.ceiling:.2f}x at best here.",
+    ]
     if soaked is not None:
         rows += ["", _soak_summary(soaked)]
     rows += ["", "| goal | ratio | target | met |", "| --- | --- | --- | --- |"]
@@ -276,6 +335,16 @@ def table(
     rows.append(f"| metering CPU per event (absolute) | {metering:.3f} ms | <= 0.1 ms | {met} |")
     met = "yes" if laptop.total_mib <= 450 else "**no**"
     rows.append(f"| make up idle memory, every process (absolute) | {laptop.total_mib:.0f} MiB | <= 450 MiB | {met} |")
+    met = "yes" if multi.ratio >= 1.6 else "**no**"
+    rows.append(
+        f"| throughput with make up's {multi.workers} edge workers vs one worker's | {multi.ratio:.2f}x | >= 1.6x "
+        f"| {met} (this machine's ceiling: {multi.ceiling:.2f}x) |"
+    )
+    met = "yes" if multi.settled_s <= 5 else "**no**"
+    rows.append(
+        f"| ... every event stored, none pending, after the load ended (absolute) | {multi.settled_s:.1f} s | <= 5 s "
+        f"| {met} |"
+    )
     met = "yes" if laptop.ready_s <= 5 else "**no**"
     rows.append(f"| make up until the API answers (absolute) | {laptop.ready_s:.1f} s | <= 5 s | {met} |")
     if soaked is not None:
@@ -397,14 +466,17 @@ def main() -> None:
                 driver.wait_quiet()
                 print(f"  switchyard: the soak, {args.soak:,} mixed requests ...", flush=True)
                 soaked = soak(stack, info.base_url, info.admin_key, total=args.soak, concurrency=args.concurrency)
+            stack.stop()
+            stack = None
+            one_worker = results["switchyard"].throughput
+            laptop, multi = footprint(environ, Path(tmp) / "laptop", upstream.pid, one_worker, args)
         finally:
             if stack is not None:
                 stack.stop()
             for proc in procs:
                 proc.terminate()
                 proc.wait(timeout=10)
-        laptop = footprint(environ, Path(tmp) / "laptop")
-    out = table(results, translated, stack_cost, laptop, soaked)
+    out = table(results, translated, stack_cost, laptop, multi, soaked)
     print("\n" + out)
     results_dir = ROOT / "bench" / "results"
     results_dir.mkdir(exist_ok=True)
