@@ -45,7 +45,16 @@ def create_app(settings: EdgeSettings, drain: Drain | None = None) -> FastAPI:
         finally:
             await edge.stop()
 
-    app = FastAPI(title="Switchyard", version=VERSION, lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="Switchyard",
+        version=VERSION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        # The edge's traces and metrics are its own (services/edge/tracing.py, metrics.py):
+        # FastAPI's would double them, and asking whether they are on costs each request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
     app.state.drain = drain or Drain()
     errors.install(app)
     app.add_middleware(AuditMiddleware)
