@@ -153,6 +153,11 @@ class Plan:
     timeouts: Timeouts = field(default_factory=Timeouts)
     successor: str | None = None  # the requested name is retired; this is what serves it
     virtual: bool = False
+    # ``provider/model`` as pinned (after aliases) when the request names a provider or account
+    # other than the one the model's own name routes to; None otherwise. A key's
+    # ``allowed_models`` must allow this name: allowing a model is not allowing every provider
+    # and account that can serve it.
+    pinned: str | None = None
 
 
 _SINGLE = VirtualModel(targets=["-"])  # the policy of a name that is not a virtual model
@@ -250,6 +255,7 @@ class RouteTable(BaseModel):
                 targets=(route,),
                 timeouts=_SINGLE.timeouts.over(self.stream_timeouts),
                 successor=successor,
+                pinned=name if self._pins(name, route) else None,
             )
         targets = tuple(r for r in (self.resolve(self.canonical(t)[0]) for t in virtual.targets) if r is not None)
         return Plan(
@@ -263,6 +269,14 @@ class RouteTable(BaseModel):
             successor=successor,
             virtual=True,
         )
+
+    def _pins(self, name: str, route: Route) -> bool:
+        """Whether ``name`` reached ``route`` by naming its provider, where the model's own name
+        routes elsewhere (``azure/gpt-4o``; not ``openai/gpt-4o``, where ``gpt-4o`` goes too)."""
+        if name == route.model:
+            return False
+        default = self.resolve(route.model)
+        return default is None or default.provider != route.provider
 
     def live_models(self) -> list[str]:
         """The names ``/v1/models`` lists: catalog models not retired, and virtual models."""

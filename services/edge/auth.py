@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from shared.apikeys import hash_key
 from shared.bus import Bus, KVMirror
+from shared.catalog import Plan
 from shared.errors import INVALID_API_KEY, PERMISSION, GatewayError
 from shared.limits import NO_LIMITS, Limits
 from shared.messages import ClientKeyRecord
@@ -92,9 +93,12 @@ class ClientKeys:
         return principal
 
 
-def require_model(principal: Principal, requested: str, resolved: str) -> None:
-    if not principal.may_use(requested, resolved):
-        raise GatewayError(PERMISSION, f"This API key may not use the model `{requested}`.", param="model")
+def require_model(principal: Principal, plan: Plan) -> None:
+    """The key may use the model as requested, or as it resolved; a request that pins another
+    provider or account than the model's own must be allowed that pinned name."""
+    resolved = plan.pinned if plan.pinned is not None else plan.model
+    if not principal.may_use(plan.requested, resolved):
+        raise GatewayError(PERMISSION, f"This API key may not use the model `{plan.requested}`.", param="model")
 
 
 def require_admin(principal: Principal) -> None:

@@ -54,6 +54,28 @@ def test_allowed_models(gateway: Gateway) -> None:
     assert exc.value.param == "model"
 
 
+def test_allowed_models_hold_against_pinning_another_provider(gateway: Gateway) -> None:
+    """Allowing ``gpt-4o`` allows it where its name routes, not through any provider or account
+    that serves a model of that name; ``/v1/models`` lists only what the key may use."""
+    created = _create(gateway, allowed_models=["gpt-4o"])
+    client = gateway.client(created["key"])
+    client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    client.chat.completions.create(model="openai/gpt-4o", messages=MESSAGES)  # the same route
+    for pinned in ("echo/gpt-4o", "azure/gpt-4o", "openrouter/gpt-4o"):
+        with pytest.raises(openai.PermissionDeniedError) as exc:
+            client.chat.completions.create(model=pinned, messages=MESSAGES)
+        assert exc.value.param == "model", pinned
+    with pytest.raises(openai.PermissionDeniedError):
+        client.embeddings.create(model="echo/gpt-4o", input="x")
+    assert [m.id for m in client.models.list()] == ["gpt-4o"]
+    assert client.models.retrieve("gpt-4o").id == "gpt-4o"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("gpt-4.1")  # exists, but not for this key
+    # A pattern that names the provider allows the pin.
+    echo = gateway.client(_create(gateway, allowed_models=["echo/*"])["key"])
+    assert echo.chat.completions.create(model="echo/gpt-4o", messages=MESSAGES).choices[0].message.content == "hi"
+
+
 def test_revocation_reaches_two_edges_within_a_second(gateway: Gateway) -> None:
     second = gateway.stack.add_edge("edge-2")
     try:

@@ -179,6 +179,24 @@ def test_accounts_virtual_models_aliases_and_deprecations_compile() -> None:
 
 
 @pytest.mark.parametrize(
+    ("name", "pinned"),
+    [
+        ("gpt-4o", None),  # the model's own route
+        ("openai/gpt-4o", None),  # pinned where the model's name goes anyway
+        ("openai-main/gpt-4o", "openai-main/gpt-4o"),  # another account
+        ("echo/gpt-4o", "echo/gpt-4o"),  # another provider serving the same name
+        ("azure/gpt-4o", "azure/gpt-4o"),
+        ("groq/llama-3.1-8b-instant", "groq/llama-3.1-8b-instant"),  # a name only that provider serves
+        ("fast", "openai-main/gpt-4o-mini"),  # an alias the operator pinned
+        ("smart", None),  # a virtual model: its targets are the operator's choice
+    ],
+)
+def test_a_plan_names_the_provider_a_request_pinned(name: str, pinned: str | None) -> None:
+    plan = compile_routes(load_catalog(), {}, config=CONFIG).plan(name)
+    assert plan is not None and plan.pinned == pinned
+
+
+@pytest.mark.parametrize(
     ("config", "where"),
     [
         ({"accounts": {"x": {"provider": "nope"}}}, "accounts.x.provider"),

@@ -74,7 +74,7 @@ async def chat_completions(request: Request) -> Response:
     plan = ticket = None
     try:
         plan = edge.routes.plan(body["model"])
-        require_model(principal, body["model"], plan.model)
+        require_model(principal, plan)
         table = edge.routes.current()
         ticket = await edge.admission.admit(principal, plan, table, body)
         call, served, upstream_ms = await attempt(edge, record, drop, plan, table, stream=stream)

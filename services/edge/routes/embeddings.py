@@ -37,7 +37,7 @@ async def embeddings(request: Request) -> Response:
     plan = ticket = None
     try:
         plan = edge.routes.plan(str(body["model"]))
-        require_model(principal, str(body["model"]), plan.model)
+        require_model(principal, plan)
         table = edge.routes.current()
         ticket = await edge.admission.admit(principal, plan, table, body)
 

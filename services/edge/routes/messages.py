@@ -75,7 +75,7 @@ def check_count(body: dict[str, Any]) -> None:
 def _plan(edge: Edge, record: RequestRecord) -> tuple[Plan, RouteTable]:
     model = str(record.body["model"])
     plan = edge.routes.plan(model)
-    require_model(record.principal, model, plan.model)
+    require_model(record.principal, plan)
     return plan, edge.routes.current()
 
 

@@ -41,16 +41,18 @@ def _model(table: RouteTable, model_id: str) -> dict[str, Any]:
 
 
 @router.get("/models")
-async def list_models(edge: EdgeDep, _: PrincipalDep) -> dict[str, Any]:
+async def list_models(edge: EdgeDep, principal: PrincipalDep) -> dict[str, Any]:
+    """The models this key may use (all of them for a key without ``allowed_models``)."""
     table = edge.routes.current()
-    return {"object": "list", "data": [_model(table, m) for m in table.live_models()]}
+    return {"object": "list", "data": [_model(table, m) for m in table.live_models() if principal.may_use(m)]}
 
 
 @router.get("/models/{model_id:path}")
-async def get_model(model_id: str, edge: EdgeDep, _: PrincipalDep) -> dict[str, Any]:
+async def get_model(model_id: str, edge: EdgeDep, principal: PrincipalDep) -> dict[str, Any]:
     table = edge.routes.current()
     name = table.canonical(model_id)[0]
-    if name not in table.virtual and (name not in table.models or table.models[name].retired is not None):
+    unknown = name not in table.virtual and (name not in table.models or table.models[name].retired is not None)
+    if unknown or not principal.may_use(model_id, name):
         raise GatewayError(
             MODEL_NOT_FOUND, f"The model `{model_id}` does not exist or you do not have access to it.", param="model"
         )

@@ -72,7 +72,7 @@ async def create(request: Request) -> Response:
         if req.previous_response_id:
             previous = await edge.responses.previous(req.previous_response_id, reader(principal))
         plan = edge.routes.plan(req.model)
-        require_model(principal, req.model, plan.model)
+        require_model(principal, plan)
         table = edge.routes.current()
         openai_plan = _openai_plan(plan, table, previous.held_by if previous else None)
     except GatewayError as exc:
