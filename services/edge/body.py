@@ -7,6 +7,7 @@ it is read, or as soon as the bytes read pass the limit.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from starlette.requests import Request
@@ -49,11 +50,57 @@ def parse_json(raw: bytes) -> dict[str, Any]:
         ) from exc
     if not isinstance(body, dict):
         raise GatewayError(INVALID_JSON, "The request body must be a JSON object.")
+    if _SURROGATE_ESCAPE.search(raw) is not None:
+        where = _lone_surrogate(body, "")
+        if where is not None:
+            raise GatewayError(
+                INVALID_JSON,
+                f"The JSON body holds a lone UTF-16 surrogate (a \\uD800-\\uDFFF escape without its pair) "
+                f"at {ascii(where)[1:-1] or 'its top level'}: that is not Unicode text; send valid Unicode.",
+            )
     return body
+
+
+# JSON may spell a character outside the BMP as a pair of \uD8xx\uDCxx escapes (Python's
+# json.dumps does for every emoji); one half alone decodes to a string no encoder can write, which
+# would fail this request's usage event, its reply or its upstream call. Only a body with such an
+# escape (or the text of one) is searched.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _lone_surrogate(value: object, path: str) -> str | None:
+    """Where in ``value`` a string holds a lone surrogate (a dotted path), else None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _lone_surrogate(key, path) if isinstance(key, str) else None
+            found = found if found is not None else _lone_surrogate(item, f"{path}.{key}" if path else str(key))
+            if found is not None:
+                return found
+        return None
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _lone_surrogate(item, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None
 
 
 def _too_large(limit: int) -> GatewayError:
     return GatewayError(TOO_LARGE, f"Request body is larger than the gateway's limit of {limit} bytes.")
+
+
+# What providers name their models (``gpt-4o``, ``claude-3-5-sonnet@20240620``,
+# ``anthropic.claude-3-5-sonnet-20240620-v1:0``, ``accounts/fireworks/models/llama-v3p1-8b``):
+# parts of letters, digits and ``. _ - : @ + ~`` joined by ``/``, none empty, none starting with a
+# dot (so no ``.`` or ``..`` part); nothing that could change an upstream URL's path or query.
+_MODEL_NAME = re.compile(r"[A-Za-z0-9_~][A-Za-z0-9._:@+~\-]*(?:/[A-Za-z0-9_~][A-Za-z0-9._:@+~\-]*)*")
+MAX_MODEL_NAME = 256
 
 
 def check_model(body: dict[str, Any]) -> None:
@@ -62,6 +109,14 @@ def check_model(body: dict[str, Any]) -> None:
         raise GatewayError(MISSING_PARAM, "you must provide a model parameter", param="model")
     if not isinstance(model, str) or not model.strip():
         raise GatewayError(INVALID_REQUEST, "model must be a non-empty string", param="model")
+    if len(model) > MAX_MODEL_NAME or _MODEL_NAME.fullmatch(model) is None:
+        raise GatewayError(
+            INVALID_REQUEST,
+            f"The model name {model[:100]!a} is not valid: a model name is made of letters, digits and "
+            f". _ - : @ + ~, in parts joined by '/' (none empty or starting with a dot), at most "
+            f"{MAX_MODEL_NAME} characters.",
+            param="model",
+        )
 
 
 def check_chat(body: dict[str, Any]) -> None:

@@ -183,3 +183,39 @@ def test_upstream_error_mid_stream_reaches_the_client_as_an_error(gateway: Gatew
     wait_until(lambda: gateway.requests_metered("uma") == 1, what="the event")
     row = gateway.admin("GET", "/ai/usage/requests", params={"user": "uma"}).json()["data"][0]
     assert row["status"] == 502 and row["error_type"] == "upstream_error" and row["stream"] is True
+
+
+def test_lone_surrogates_are_refused_at_the_door_and_metering_goes_on(gateway: Gateway) -> None:
+    """A lone UTF-16 surrogate (``\\ud800``) cannot be written as Unicode: accepted, it failed the
+    request's usage event and, with it, the edge's publishing. It is a 400 naming where it is;
+    emoji sent as surrogate pairs (as Python's json.dumps spells them) pass."""
+    key = gateway.new_user_key("surrogate-sue")
+    for raw, where in (
+        (rb'{"model": "gpt-4o", "user": "\ud800", "messages": [{"role": "user", "content": "hi"}]}', "at user"),
+        (rb'{"model": "gpt-4o", "messages": [{"role": "user", "content": "hi \uDFFF"}]}', "messages[0].content"),
+        (rb'{"model": "echo/\ud800", "messages": [{"role": "user", "content": "hi"}]}', "at model"),
+    ):
+        error = _assert_error(_post(gateway, content=raw, key=key), 400)
+        assert error["type"] == "invalid_request_error" and where in error["message"], error
+    emoji = rb'{"model": "gpt-4o", "messages": [{"role": "user", "content": "hi \ud83d\ude00"}]}'
+    assert _post(gateway, content=emoji, key=key).status_code == 200
+    gateway.client(key).chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+    wait_until(lambda: gateway.requests_metered("surrogate-sue") >= 2, what="the two answered requests metered")
+    assert gateway.requests_metered("surrogate-sue") == 2  # refused at the door: no event
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "gemini-2.5-flash/../gemini-2.5-pro",  # a path segment: reached Pro with a key for Flash
+        "gemini/../../v1beta/tunedModels/x",
+        "azure/gpt-4o?api-version=2000-01-01#",  # the deployment's query and fragment
+        "echo/a%2F..%2Fb",
+        "gpt-4o\n",
+        "x" * 300,
+    ],
+)
+def test_model_names_that_would_change_the_upstream_url_are_400(gateway: Gateway, model: str) -> None:
+    with pytest.raises(openai.BadRequestError) as exc:
+        gateway.client().chat.completions.create(model=model, messages=MESSAGES)  # type: ignore[arg-type]
+    assert exc.value.param == "model"

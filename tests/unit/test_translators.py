@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from services.edge.providers import anthropic as ant
+from services.edge.providers import common
 from services.edge.providers import gemini as gem
 from services.edge.providers.base import Call, StreamMeter
 from shared.catalog import ProviderConfig, Route
@@ -808,3 +809,18 @@ def test_image_jpg_is_read_as_jpeg() -> None:
     body = {"model": "m", "messages": [{"role": "user", "content": [part]}]}
     block = ant.to_anthropic(call("anthropic", body))["messages"][0]["content"][0]
     assert block["source"]["media_type"] == "image/jpeg"
+
+
+@pytest.mark.parametrize(
+    ("name", "segment"),
+    [
+        ("gemini-2.5-flash", "gemini-2.5-flash"),
+        ("claude-3-5-sonnet@20240620", "claude-3-5-sonnet@20240620"),
+        ("anthropic.claude-3-5-sonnet-20240620-v1:0", "anthropic.claude-3-5-sonnet-20240620-v1:0"),
+        ("flash/../pro", "flash%2F..%2Fpro"),
+        ("gpt-4o?api-version=1#x", "gpt-4o%3Fapi-version%3D1%23x"),
+        ("a%2Fb", "a%252Fb"),
+    ],
+)
+def test_a_model_is_one_segment_of_an_upstream_path(name: str, segment: str) -> None:
+    assert common.path_segment(name) == segment

@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from services.edge.canonical.model import Message, System, ToolResult
 from services.edge.sse import DONE, frame
@@ -173,6 +174,12 @@ def count_number(value: Any) -> float:
     """A token count a provider writes as a JSON number (Cohere's ``3.0``): non-negative, else 0."""
     ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
     return float(value) if ok else 0.0
+
+
+def path_segment(name: str) -> str:
+    """``name`` (a model, a deployment) as one segment of an upstream URL's path: a ``/``,
+    ``?``, ``#`` or ``%`` in it cannot reach another path or the query."""
+    return quote(name, safe=":@+~")
 
 
 def json_headers(call: Call, **extra: str) -> dict[str, str]:

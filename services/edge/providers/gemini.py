@@ -606,7 +606,8 @@ def _headers(call: Call) -> dict[str, str]:
 
 
 def _url(call: Call, method: str) -> str:
-    return f"{call.provider.base_url.rstrip('/')}/v1beta/models/{call.route.upstream_model}:{method}"
+    model = common.path_segment(call.route.upstream_model)
+    return f"{call.provider.base_url.rstrip('/')}/v1beta/models/{model}:{method}"
 
 
 class GeminiAdapter:

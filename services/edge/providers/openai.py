@@ -13,6 +13,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
+from urllib.parse import quote
 
 from pydantic import TypeAdapter
 
@@ -163,7 +164,8 @@ class AzureAdapter(OpenAIAdapter):
     def url(self, call: Call, path: str) -> str:
         base = call.provider.base_url.rstrip("/")
         version = call.provider.api_version or "2024-10-21"
-        return f"{base}/openai/deployments/{call.route.upstream_model}{path}?api-version={version}"
+        deployment = common.path_segment(call.route.upstream_model)
+        return f"{base}/openai/deployments/{deployment}{path}?api-version={quote(version, safe='')}"
 
     def body(self, call: Call, **extra: Any) -> dict[str, Any]:
         body = dict(call.body, **extra)
