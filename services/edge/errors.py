@@ -65,6 +65,14 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return _respond(GatewayError(INTERNAL, "The gateway hit an internal error; it has been logged."), request)
 
 
+async def respond_to(request: Request, exc: Exception) -> JSONResponse:
+    """The error reply to ``exc``, as the handlers ``install`` registers give it (for a route
+    served outside the framework's routing: services/edge/hot.py)."""
+    if isinstance(exc, GatewayError):
+        return await _gateway_error(request, exc)
+    return await _unexpected(request, exc)
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(GatewayError, _gateway_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

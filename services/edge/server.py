@@ -49,10 +49,11 @@ class DrainingServer(uvicorn.Server):
 def serve(settings: EdgeSettings) -> None:
     """One worker, in this process, until SIGTERM/SIGINT and its drain are done."""
     from services.edge.app import create_app  # each worker builds its app (and its state) itself
+    from services.edge.hot import HotPath
 
     drain = Drain()
     config = uvicorn.Config(
-        create_app(settings, drain),
+        HotPath(create_app(settings, drain), settings.max_header_bytes),
         log_level=settings.log_level.lower(),
         access_log=False,
         timeout_graceful_shutdown=max(int(settings.drain_seconds), 1),
