@@ -35,6 +35,9 @@ class RequestRecord:
     output: str | None = None  # the completion, noted only when traces may carry content
     outcome: UsageEvent | None = None  # the usage event, once the request has ended
     raw_body: bytes = b""  # the body as the client sent it (passed through untouched where it can be)
+    # ``body`` while it is exactly ``raw_body`` parsed (nothing taken out, not replaced by a
+    # translation): then the client's bytes can go upstream as they are.
+    exact_body: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.event_id = self.event_id or self.request_id

@@ -113,3 +113,30 @@ def test_models_list_and_retrieve(gateway: Gateway) -> None:
     with pytest.raises(openai.NotFoundError) as exc:
         client.models.retrieve("no-such-model")
     assert exc.value.code == "model_not_found"
+
+
+def test_the_clients_bytes_reach_an_openai_format_provider_untouched(gateway: Gateway) -> None:
+    """A request the provider gets as it is (same model name, nothing taken out) goes upstream
+    byte for byte: spacing, key order, number spellings and escapes as the client wrote them.
+    Anything the gateway changes is rebuilt: a pinned name, the drop-params opt-in."""
+
+    def post(raw: bytes) -> None:
+        resp = httpx.post(
+            gateway.info.base_url + "/chat/completions",
+            content=raw,
+            headers={"authorization": f"Bearer {gateway.info.admin_key}", "content-type": "application/json"},
+            timeout=30,
+        )
+        assert resp.status_code == 200, resp.text
+
+    raw = b'{ "messages" : [{"role": "user", "content": "caf\\u00e9"}],\n  "temperature": 1e0, "model": "gpt-4o" }'
+    post(raw)
+    assert gateway.sim.state.requests[-1].raw == raw
+
+    post(raw.replace(b'"gpt-4o"', b'"openai/gpt-4o"'))  # the provider gets the model's own name
+    sent = gateway.sim.state.requests[-1]
+    assert sent.body["model"] == "gpt-4o" and sent.body["messages"][0]["content"] == "caf\u00e9"
+
+    post(raw.replace(b" }", b', "drop_params": true }'))  # the opt-in is the gateway's, not the provider's
+    sent = gateway.sim.state.requests[-1]
+    assert "drop_params" not in sent.body and sent.body["temperature"] == 1.0

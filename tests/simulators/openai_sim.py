@@ -133,11 +133,12 @@ class OpenAISimulator(ThreadedServer):
     # --- handlers -------------------------------------------------------------------------
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
         try:
-            body = await request.json()
+            body = json.loads(raw)
         except ValueError:
             return _error(400)
-        self.state.requests.append(Recorded(request.path_qs, dict(request.headers), body))
+        self.state.requests.append(Recorded(request.path_qs, dict(request.headers), body, raw))
         auth = request.headers.get("authorization", "")
         deployment = request.match_info.get("deployment")
         if deployment is not None:  # Azure OpenAI: deployment in the path, key in api-key

@@ -18,6 +18,7 @@ class Recorded:
     path: str
     headers: dict[str, str]
     body: dict[str, Any]
+    raw: bytes = b""  # the body's bytes, where the simulator keeps them
 
 
 @dataclass

@@ -108,6 +108,9 @@ class Call:
     drop_params: bool = False
     dropped: list[str] = field(default_factory=list)
     media: MediaFetcher | None = None
+    # The request's bytes as the client sent them, when ``body`` is exactly their parse (else
+    # empty): a pass-through sends them on untouched.
+    raw: bytes = b""
 
     def unsupported(self, param: str, why: str = "") -> None:
         """A parameter this provider cannot honour: a 400 naming it, or dropped on request."""

@@ -67,13 +67,20 @@ class OpenAIAdapter:
     def body(self, call: Call, **extra: Any) -> dict[str, Any]:
         return dict(call.body, model=call.route.upstream_model, **extra)
 
+    def sent(self, call: Call) -> dict[str, Any] | bytes:
+        """A chat call's body: the client's own bytes where they are what the provider gets
+        (the model's name unchanged, nothing taken out), else the body rebuilt."""
+        if call.raw and call.body.get("model") == call.route.upstream_model:
+            return call.raw
+        return self.body(call)
+
     async def chat(self, call: Call) -> Completion:
-        return await self._post(call, "/chat/completions", self.body(call))
+        return await self._post(call, "/chat/completions", self.sent(call))
 
     async def embed(self, call: Call) -> Completion:
         return await self._post(call, "/embeddings", self.body(call))
 
-    async def _post(self, call: Call, path: str, body: dict[str, Any]) -> Completion:
+    async def _post(self, call: Call, path: str, body: dict[str, Any] | bytes) -> Completion:
         raw, upstream_ms = await post_json(call, self.url(call, path), body, self.headers(call), _on_error(call))
         try:
             parsed = json.loads(raw)
@@ -166,6 +173,9 @@ class AzureAdapter(OpenAIAdapter):
         version = call.provider.api_version or "2024-10-21"
         deployment = common.path_segment(call.route.upstream_model)
         return f"{base}/openai/deployments/{deployment}{path}?api-version={quote(version, safe='')}"
+
+    def sent(self, call: Call) -> dict[str, Any] | bytes:
+        return self.body(call)  # without the model: the deployment in the URL names it
 
     def body(self, call: Call, **extra: Any) -> dict[str, Any]:
         body = dict(call.body, **extra)

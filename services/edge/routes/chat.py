@@ -48,6 +48,7 @@ async def begin(
     principal = edge.client_keys.authenticate(request.headers.get("authorization"), request.headers.get(key_header))
     raw = await read_body(request, edge.settings.max_body_bytes)
     body = parse_json(raw)
+    exact = "drop_params" not in body
     drop = drop_params(request, body)
     check(body)
     state = request.state
@@ -61,6 +62,7 @@ async def begin(
         instance=edge.instance,
         routing_decision_id="rd_" + os.urandom(12).hex(),
         raw_body=raw,
+        exact_body=body if exact else None,
     )
     edge.telemetry.open(record, request.headers)
     state.record = record  # for the access line
@@ -322,7 +324,11 @@ async def with_provider_keys(
             await edge.credentials.fetch_on_miss(timeout=3.0)
             continue
         record.provider_key_id = credential.key_id if credential else ""
-        call = Call(route, provider, credential, record.body, record.request_id, edge.http, drop, media=edge.media)
+        # The client's bytes, while they are exactly the body (services/edge/metered.py).
+        raw = record.raw_body if record.exact_body is record.body and not drop else b""
+        call = Call(
+            route, provider, credential, record.body, record.request_id, edge.http, drop, media=edge.media, raw=raw
+        )
         try:
             return call, await attempt(call)
         except GatewayError as exc:
