@@ -3,9 +3,14 @@ provider that cannot take one (Gemini), safely.
 
 Only public addresses are fetched: a host that is, or resolves to, a loopback, private,
 link-local (cloud metadata included), shared, multicast or reserved address is refused, on
-the first URL and on every redirect, and the connection goes to the address that was checked
-(a resolver that refuses such addresses, so DNS rebinding gets nothing either). The size and
-the total time are limited. Any failure is a 400 the client can act on.
+the first URL and on every redirect. The host is read as the HTTP client reads it (yarl: IDNA
+and Unicode normalisation, so ``127.0.0.1`` spelt in full-width digits or with ideographic
+full stops is the loopback address it becomes); a resolver refuses names that resolve to
+such addresses (so DNS rebinding gets nothing either); and each address is checked once more
+as its socket is made, whatever produced it. The size and the total time are limited. Any
+failure is a 400 the client can act on; a fetch that fails
+says the same whatever the cause (a refused connection, a status, a content type), so the
+gateway cannot be used to probe what answers where.
 
 Operators can allow named ``host:port`` pairs (an internal image server) with
 ``GATEWAY_MEDIA_FETCH_ALLOW``.
@@ -18,11 +23,13 @@ import base64
 import ipaddress
 import socket
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.connector import AddrInfoType
 from aiohttp.resolver import DefaultResolver
+from yarl import URL
 
 from services.edge.canonical.model import Inline
 from services.edge.providers.common import invalid
@@ -33,6 +40,18 @@ MAX_REDIRECTS = 5
 _GENERIC = frozenset({"", "application/octet-stream", "binary/octet-stream"})
 
 
+def _literal(host: str) -> str | None:
+    """``host`` as an IP address if it is one, in any spelling resolvers accept (``2130706433``,
+    ``0x7f.1``, ``127.1``); None for a name."""
+    try:
+        return str(ipaddress.ip_address(host.strip("[]")))
+    except ValueError:
+        try:
+            return socket.inet_ntoa(socket.inet_aton(host))
+        except OSError:
+            return None
+
+
 def is_public(address: str) -> bool:
     ip = ipaddress.ip_address(address)
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
@@ -41,17 +60,20 @@ def is_public(address: str) -> bool:
 
 
 class _PublicOnlyResolver(AbstractResolver):
-    """Resolves like aiohttp does, then refuses any answer that is not a public address."""
+    """Resolves like aiohttp does, then refuses any answer that is not a public address. The
+    addresses of an allowed ``host:port`` are noted, for the socket check."""
 
-    def __init__(self, allowed: frozenset[tuple[str, int]]) -> None:
+    def __init__(self, allowed: frozenset[tuple[str, int]], allowed_addresses: set[tuple[str, int]]) -> None:
         self._inner = DefaultResolver()
         self._allowed = allowed
+        self._allowed_addresses = allowed_addresses
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         results = await self._inner.resolve(host, port, family)
         if (host, port) in self._allowed:
+            self._allowed_addresses.update((str(r["host"]), port) for r in results)
             return results
         for result in results:
             if not is_public(result["host"]):
@@ -71,11 +93,28 @@ class MediaFetcher:
         self.max_bytes = max_bytes
         self.timeout = timeout
         self.allowed = allowed
+        # The addresses an allowed host:port stands for: its own if it is a literal address,
+        # else what the resolver answered for it.
+        self._allowed_addresses = {(_literal(host) or host, port) for host, port in allowed}
         self._session: aiohttp.ClientSession | None = None
+
+    def _socket(self, addr_info: AddrInfoType) -> socket.socket:
+        """The last check, as the socket is made: whatever produced the address (a name, a
+        literal in any spelling), a non-public one is refused unless allowed."""
+        family, kind, proto, _, sockaddr = addr_info
+        address, port = str(sockaddr[0]), int(sockaddr[1])
+        if not is_public(address) and (address, port) not in self._allowed_addresses:
+            raise _Refused("the image URL points at a non-public address")
+        return socket.socket(family=family, type=kind, proto=proto)
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
-            connector = aiohttp.TCPConnector(resolver=_PublicOnlyResolver(self.allowed), limit=100, ttl_dns_cache=60)
+            connector = aiohttp.TCPConnector(
+                resolver=_PublicOnlyResolver(self.allowed, self._allowed_addresses),
+                socket_factory=self._socket,
+                limit=100,
+                ttl_dns_cache=60,
+            )
             self._session = aiohttp.ClientSession(
                 connector=connector, trust_env=False, headers={"user-agent": "switchyard-media-fetch/0.1"}
             )
@@ -86,22 +125,21 @@ class MediaFetcher:
             await self._session.close()
 
     def check_url(self, url: str, param: str) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise invalid("image URLs must be http(s) URLs with a host.", param, "invalid_image_url")
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        if (parts.hostname, port) in self.allowed:
-            return
+        """Refuse what must not be fetched, reading the host as the HTTP client will."""
         try:
-            literal = str(ipaddress.ip_address(parts.hostname))
-        except ValueError:
-            try:  # the legacy numeric forms resolvers accept: 2130706433, 0x7f.1, 127.1
-                literal = socket.inet_ntoa(socket.inet_aton(parts.hostname))
-            except OSError:
-                return  # a name: the resolver checks what it resolves to
-        if not is_public(literal):
+            parsed = URL(url)
+            host, scheme, port = parsed.raw_host, parsed.scheme, parsed.port
+        except (ValueError, TypeError, UnicodeError):
+            host, scheme, port = None, "", None
+        if scheme not in ("http", "https") or not host:
+            raise invalid("image URLs must be http(s) URLs with a host.", param, "invalid_image_url")
+        port = port or (443 if scheme == "https" else 80)
+        if (host, port) in self.allowed:
+            return
+        literal = _literal(host)
+        if literal is not None and not is_public(literal):
             raise invalid(
-                f"the image URL points at a non-public address ({parts.hostname}); it will not be fetched.",
+                f"the image URL points at a non-public address ({host}); it will not be fetched.",
                 param,
                 "invalid_image_url",
             )
@@ -124,25 +162,15 @@ class MediaFetcher:
                     if resp.status in (301, 302, 303, 307, 308) and "location" in resp.headers:
                         url = urljoin(url, resp.headers["location"])
                         continue
-                    if resp.status != 200:
-                        raise invalid(
-                            f"fetching the image URL failed with HTTP {resp.status}.", param, "invalid_image_url"
-                        )
                     mime = resp.headers.get("content-type", "").split(";")[0].strip().lower()
                     if declared is not None:
-                        if mime.split("/")[0] != declared.split("/")[0] and mime not in _GENERIC:
-                            raise invalid(
-                                f"the URL did not return {declared} (content-type {mime or 'missing'}).",
-                                param,
-                                "invalid_image_url",
-                            )
+                        if resp.status != 200 or (
+                            mime.split("/")[0] != declared.split("/")[0] and mime not in _GENERIC
+                        ):
+                            raise self._failed(param, declared)
                         mime = declared  # the client's word for what the bytes are
-                    elif not mime.startswith("image/"):
-                        raise invalid(
-                            f"the image URL did not return an image (content-type {mime or 'missing'}).",
-                            param,
-                            "invalid_image_url",
-                        )
+                    elif resp.status != 200 or not mime.startswith("image/"):
+                        raise self._failed(param, declared)
                     length = resp.content_length
                     if length is not None and length > self.max_bytes:
                         raise self._too_big(param)
@@ -160,10 +188,17 @@ class MediaFetcher:
                     cause = cause.__cause__ or cause.__context__
                 if cause is not None:
                     raise invalid(f"{cause}; it will not be fetched.", param, "invalid_image_url") from exc
-                raise invalid(
-                    f"could not fetch the image URL: {type(exc).__name__}.", param, "invalid_image_url"
-                ) from exc
+                raise self._failed(param, declared) from exc
         raise invalid(f"the image URL redirected more than {MAX_REDIRECTS} times.", param, "invalid_image_url")
+
+    def _failed(self, param: str, declared: str | None) -> GatewayError:
+        """One answer for every way a fetch can fail (no connection, a status, a content type)."""
+        what = declared or "an image"
+        return invalid(
+            f"the URL could not be fetched as {what} (an HTTP 200 answer of that type from a public address).",
+            param,
+            "invalid_image_url",
+        )
 
     def _too_big(self, param: str) -> GatewayError:
         return invalid(f"the image at the URL is larger than {self.max_bytes} bytes.", param, "invalid_image_url")

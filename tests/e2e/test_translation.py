@@ -46,7 +46,11 @@ def test_gemini_image_url_is_fetched_by_the_gateway(gateway: Gateway) -> None:
         ("http://2130706433:{other}/a.png", "non-public"),  # 127.0.0.1 written as one number
         ("http://0x7f.0.0.1:{other}/a.png", "non-public"),  # ... and in hex
         ("{images}/to-private", "non-public"),  # an allowed server redirecting to loopback
-        ("{images}/page.html", "did not return an image"),
+        ("{images}/page.html", "could not be fetched as an image"),
+        ("http://\uff11\uff12\uff17.\uff10.\uff10.\uff11:{other}/v1/models", "non-public"),  # full-width digits
+        ("http://127\u30020\u30020\u30021:{other}/v1/models", "non-public"),  # ideographic full stops
+        ("http://\u2460\u2461\u2466.\u24ea.\u24ea.\u2460:{other}/a.png", "non-public"),  # circled digits
+        ("http://\uff11\uff16\uff19.\uff12\uff15\uff14.\uff11\uff16\uff19.\uff12\uff15\uff14/latest/", "non-public"),
         ("{images}/huge.png", "larger than"),
         ("file:///etc/passwd", "http(s)"),
     ],
@@ -292,7 +296,7 @@ def test_audio_and_video_as_image_url_parts_reach_gemini(gateway: Gateway) -> No
     sent = gateway.gemini.state.requests[-1].body["contents"][0]["parts"][1]
     assert sent == {"fileData": {"mimeType": "video/mp4", "fileUri": video}}
     # What the URL returns must be what was declared; the guard holds as for images.
-    with pytest.raises(openai.BadRequestError, match="did not return audio/wav"):
+    with pytest.raises(openai.BadRequestError, match="could not be fetched as audio/wav"):
         client.chat.completions.create(
             model="gemini-2.5-flash",
             messages=_media("url", gateway.images.origin + "/pixel.png", "audio/wav"),  # type: ignore[arg-type]
