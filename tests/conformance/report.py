@@ -146,9 +146,11 @@ def render() -> str:
         "request asks for the same; Anthropic has no such setting and sizes images itself.",
         "- Image URLs: Anthropic and OpenAI-format providers fetch them themselves. For Gemini the gateway "
         "fetches them: public addresses only (no loopback, private, link-local, metadata, shared or reserved "
-        "ranges, also after redirects), within `GATEWAY_MEDIA_FETCH_MAX_BYTES` and "
+        "ranges, also after redirects, in any spelling: the host is read as the HTTP client reads it, and "
+        "each connection checks its address again), within `GATEWAY_MEDIA_FETCH_MAX_BYTES` and "
         "`GATEWAY_MEDIA_FETCH_TIMEOUT_SECONDS`, at most 16 URLs per request, fetched together once the "
-        "whole request has been checked; a failure is a 400 with code `invalid_image_url` naming the part.",
+        "whole request has been checked; a failure is a 400 with code `invalid_image_url` naming the part, "
+        "and a fetch that fails says the same whatever the cause.",
         "- Usage: `prompt_tokens` includes cached input (Anthropic's cache reads and writes are added in); "
         "`prompt_tokens_details.cached_tokens` and `completion_tokens_details.reasoning_tokens` are filled when "
         "the provider reports them (Anthropic's `output_tokens_details.thinking_tokens`, Gemini's "
