@@ -38,11 +38,26 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+class _NotJson(ValueError):
+    pass
+
+
+def _constant(name: str) -> Any:
+    raise _NotJson(f"{name} is not a JSON number (Python writes it for a float that is not finite); send a number.")
+
+
+# Python's parser reads NaN, Infinity and -Infinity, which are not JSON: a provider would refuse
+# the request with an error of its own, or worse, read them.
+_DECODER = json.JSONDecoder(parse_constant=_constant)
+
+
 def parse_json(raw: bytes) -> dict[str, Any]:
     if not raw.strip():
         raise GatewayError(INVALID_JSON, "The request body is empty; send a JSON object.")
     try:
-        body = json.loads(raw)
+        body = _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
+    except _NotJson as exc:
+        raise GatewayError(INVALID_JSON, str(exc)) from exc
     except (ValueError, RecursionError) as exc:
         raise GatewayError(
             INVALID_JSON,

@@ -219,3 +219,31 @@ def test_model_names_that_would_change_the_upstream_url_are_400(gateway: Gateway
     with pytest.raises(openai.BadRequestError) as exc:
         gateway.client().chat.completions.create(model=model, messages=MESSAGES)  # type: ignore[arg-type]
     assert exc.value.param == "model"
+
+
+def test_what_a_client_names_or_sends_oddly_is_a_400_never_a_500(gateway: Gateway) -> None:
+    """Each of these was a 500 (or an empty reply after the upstream call was made)."""
+    key = gateway.new_user_key("odd-olga")
+    for start in ("-5", "1900-01-01T00:00:00Z"):
+        resp = gateway.admin("GET", "/ai/usage/summary", key=key, params={"from": start})
+        _assert_error(resp, 400, param="from")
+    for path in ("/ai/keys/" + "k" * 300, "/ai/projects/" + "p" * 300, "/ai/users/" + "u" * 300):
+        _assert_error(gateway.admin("DELETE", path), 400)
+    for constant in (b"NaN", b"Infinity", b"-Infinity"):
+        raw = b'{"model": "gpt-4o", "temperature": ' + constant + b', "messages": [{"role": "user", "content": "hi"}]}'
+        assert constant.decode() in _assert_error(_post(gateway, content=raw), 400)["message"]
+
+
+def test_dropped_parameter_names_reach_the_header_percent_encoded(gateway: Gateway) -> None:
+    body = {
+        "model": "claude-sonnet-4-6",
+        "messages": MESSAGES,
+        "max_tokens": 16,
+        "\u00e9\u20ac": 1,  # not latin-1: a header cannot carry it as it is
+        "a\r\nX-Injected: yes": 2,  # a line break: the header would end there
+        "drop_params": True,
+    }
+    resp = _post(gateway, json=body)
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["x-switchyard-dropped-params"] == "%C3%A9%E2%82%AC,a%0D%0AX-Injected%3A%20yes"
+    assert "x-injected" not in resp.headers

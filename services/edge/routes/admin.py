@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, get_args
+from typing import Annotated, Any, get_args
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 from pydantic import BaseModel, ValidationError
 
 from services.edge import failover
@@ -52,6 +52,11 @@ from shared.messages import (
 from shared.sealing import seal
 
 router = APIRouter()
+
+# Ids and names in a path: one longer than any the gateway makes or accepts is a 400 naming the
+# part (before, the message to keyvault refused it and the caller got a 500).
+PathId = Annotated[str, Path(min_length=1, max_length=128)]
+PathName = Annotated[str, Path(min_length=1, max_length=128)]
 
 _ADMIN_TIMEOUT = 15.0
 
@@ -110,7 +115,7 @@ async def list_provider_keys(edge: EdgeDep, principal: PrincipalDep) -> dict[str
 
 @router.patch("/providers/keys/{key_id}")
 async def patch_provider_key(
-    key_id: str, request: Request, response: Response, edge: EdgeDep, principal: PrincipalDep
+    key_id: PathId, request: Request, response: Response, edge: EdgeDep, principal: PrincipalDep
 ) -> ProviderKeyInfo:
     """Disable or (re-)enable a provider key; re-enabling also clears an ``invalid`` mark."""
     require_admin(principal)
@@ -124,7 +129,7 @@ async def patch_provider_key(
 
 @router.delete("/providers/keys/{key_id}")
 async def delete_provider_key(
-    key_id: str, response: Response, edge: EdgeDep, principal: PrincipalDep
+    key_id: PathId, response: Response, edge: EdgeDep, principal: PrincipalDep
 ) -> dict[str, Any]:
     require_admin(principal)
     info = await change_everywhere(
@@ -160,7 +165,7 @@ async def list_client_keys(
 
 
 @router.get("/keys/{key_id}")
-async def get_client_key(key_id: str, edge: EdgeDep, principal: PrincipalDep) -> ClientKeyInfo:
+async def get_client_key(key_id: PathId, edge: EdgeDep, principal: PrincipalDep) -> ClientKeyInfo:
     key = await edge.bus.request(subjects.CLIENT_KEYS_GET, ById(id=key_id), ClientKeyInfo, timeout=_ADMIN_TIMEOUT)
     if principal.role != "admin" and key.user != principal.user:
         raise GatewayError(NOT_FOUND, f"no client key {key_id!r}", param="id")  # another user's is not there either
@@ -170,7 +175,7 @@ async def get_client_key(key_id: str, edge: EdgeDep, principal: PrincipalDep) ->
 
 @router.patch("/keys/{key_id}")
 async def patch_client_key(
-    key_id: str, request: Request, response: Response, edge: EdgeDep, principal: PrincipalDep
+    key_id: PathId, request: Request, response: Response, edge: EdgeDep, principal: PrincipalDep
 ) -> ClientKeyInfo:
     """Change a key's name, description, project, expiry, allowed models or status
     (``active`` / ``disabled``); in force on every edge when the call returns."""
@@ -184,7 +189,9 @@ async def patch_client_key(
 
 
 @router.delete("/keys/{key_id}")
-async def delete_client_key(key_id: str, response: Response, edge: EdgeDep, principal: PrincipalDep) -> dict[str, Any]:
+async def delete_client_key(
+    key_id: PathId, response: Response, edge: EdgeDep, principal: PrincipalDep
+) -> dict[str, Any]:
     require_admin(principal)
     info = await change_everywhere(
         edge.bus, response, "client_keys", subjects.CLIENT_KEYS_DELETE, ById(id=key_id), ClientKeyInfo
@@ -209,7 +216,7 @@ async def list_projects(edge: EdgeDep, principal: PrincipalDep) -> ProjectList:
 
 
 @router.get("/projects/{name}")
-async def get_project(name: str, edge: EdgeDep, principal: PrincipalDep) -> Project:
+async def get_project(name: PathName, edge: EdgeDep, principal: PrincipalDep) -> Project:
     require_admin(principal)
     listing = await edge.bus.request(subjects.PROJECTS_LIST, _Empty(), ProjectList, timeout=_ADMIN_TIMEOUT)
     for project in listing.data:
@@ -221,7 +228,7 @@ async def get_project(name: str, edge: EdgeDep, principal: PrincipalDep) -> Proj
 
 @router.patch("/projects/{name}")
 async def patch_project(
-    name: str, request: Request, response: Response, edge: EdgeDep, principal: PrincipalDep
+    name: PathName, request: Request, response: Response, edge: EdgeDep, principal: PrincipalDep
 ) -> Project:
     """Change a project's description or limits (``null`` lifts a limit); in force on every
     edge when the call returns."""
@@ -233,7 +240,7 @@ async def patch_project(
 
 
 @router.delete("/projects/{name}")
-async def delete_project(name: str, response: Response, edge: EdgeDep, principal: PrincipalDep) -> dict[str, Any]:
+async def delete_project(name: PathName, response: Response, edge: EdgeDep, principal: PrincipalDep) -> dict[str, Any]:
     require_admin(principal)
     await change_everywhere(edge.bus, response, "projects", subjects.PROJECTS_DELETE, ByName(name=name), Project)
     return {"id": name, "object": "project", "deleted": True}
@@ -304,14 +311,14 @@ async def _one(edge: Edge, subject: str, name: str, kind: str) -> RouteObject | 
 
 
 @router.get("/routes/{name}")
-async def get_route(name: str, edge: EdgeDep, principal: PrincipalDep) -> RouteObject | AccountObject:
+async def get_route(name: PathName, edge: EdgeDep, principal: PrincipalDep) -> RouteObject | AccountObject:
     require_admin(principal)
     return await _one(edge, subjects.ROUTES_LIST, name, "route")
 
 
 @router.put("/routes/{name}")
 async def put_route(
-    name: str, request: Request, response: Response, edge: EdgeDep, principal: PrincipalDep
+    name: PathName, request: Request, response: Response, edge: EdgeDep, principal: PrincipalDep
 ) -> RouteObject:
     require_admin(principal)
     spec = await parse_body(request, VirtualModel)
@@ -322,7 +329,7 @@ async def put_route(
 
 
 @router.delete("/routes/{name}")
-async def delete_route(name: str, response: Response, edge: EdgeDep, principal: PrincipalDep) -> dict[str, Any]:
+async def delete_route(name: PathName, response: Response, edge: EdgeDep, principal: PrincipalDep) -> dict[str, Any]:
     require_admin(principal)
     await change_everywhere(edge.bus, response, "routes", subjects.ROUTES_DELETE, ByName(name=name), RouteObject)
     return {"id": name, "object": "route", "deleted": True}
@@ -335,14 +342,14 @@ async def list_accounts(edge: EdgeDep, principal: PrincipalDep) -> ConfigObjects
 
 
 @router.get("/accounts/{name}")
-async def get_account(name: str, edge: EdgeDep, principal: PrincipalDep) -> RouteObject | AccountObject:
+async def get_account(name: PathName, edge: EdgeDep, principal: PrincipalDep) -> RouteObject | AccountObject:
     require_admin(principal)
     return await _one(edge, subjects.ACCOUNTS_LIST, name, "account")
 
 
 @router.put("/accounts/{name}")
 async def put_account(
-    name: str, request: Request, response: Response, edge: EdgeDep, principal: PrincipalDep
+    name: PathName, request: Request, response: Response, edge: EdgeDep, principal: PrincipalDep
 ) -> AccountObject:
     require_admin(principal)
     spec = await parse_body(request, Account)
@@ -353,7 +360,7 @@ async def put_account(
 
 
 @router.delete("/accounts/{name}")
-async def delete_account(name: str, response: Response, edge: EdgeDep, principal: PrincipalDep) -> dict[str, Any]:
+async def delete_account(name: PathName, response: Response, edge: EdgeDep, principal: PrincipalDep) -> dict[str, Any]:
     require_admin(principal)
     await change_everywhere(edge.bus, response, "routes", subjects.ACCOUNTS_DELETE, ByName(name=name), AccountObject)
     return {"id": name, "object": "account", "deleted": True}

@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -361,7 +362,9 @@ def response_headers(
     overhead = (time.perf_counter() - record.started) * 1000 - upstream_ms
     headers = {OVERHEAD_HEADER: f"{max(overhead, 0.0):.3f}"}
     if call.dropped:
-        headers[DROPPED_HEADER] = ",".join(call.dropped)
+        # Names as the client wrote them, percent-encoded where they are not plain (a header
+        # carries neither non-ASCII text nor line breaks).
+        headers[DROPPED_HEADER] = ",".join(quote(name, safe="") for name in call.dropped)
     headers.update(metadata.headers(record, plan))
     headers.update(ticket.headers())
     return headers

@@ -6,9 +6,9 @@ budget that all its keys count against, in force on every edge when the call ret
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 
 from services.edge.auth import require_admin
 from services.edge.routes.admin import parse_body
@@ -34,6 +34,8 @@ from shared.messages import (
 
 router = APIRouter()
 
+PathUser = Annotated[str, Path(min_length=1, max_length=256)]  # as long as a user name may be
+
 _TIMEOUT = 15.0
 
 
@@ -45,7 +47,7 @@ async def list_users(edge: EdgeDep, principal: PrincipalDep) -> UserList:
 
 
 @router.get("/users/{name}")
-async def get_user(name: str, edge: EdgeDep, principal: PrincipalDep) -> UserRecord:
+async def get_user(name: PathUser, edge: EdgeDep, principal: PrincipalDep) -> UserRecord:
     """A user's limits and this period's budget; a user key may read its own user's."""
     if principal.role != "admin" and principal.user != name:
         raise GatewayError(PERMISSION, "A user key may read its own user's limits only.")
@@ -59,7 +61,7 @@ async def get_user(name: str, edge: EdgeDep, principal: PrincipalDep) -> UserRec
 
 @router.put("/users/{name}")
 async def put_user(
-    name: str, request: Request, response: Response, edge: EdgeDep, principal: PrincipalDep
+    name: PathUser, request: Request, response: Response, edge: EdgeDep, principal: PrincipalDep
 ) -> UserRecord:
     """Replace a user's limits (fields left out are unlimited)."""
     require_admin(principal)
@@ -69,7 +71,7 @@ async def put_user(
 
 
 @router.delete("/users/{name}")
-async def delete_user(name: str, response: Response, edge: EdgeDep, principal: PrincipalDep) -> dict[str, Any]:
+async def delete_user(name: PathUser, response: Response, edge: EdgeDep, principal: PrincipalDep) -> dict[str, Any]:
     """Lift a user's limits (its keys' and project's stay)."""
     require_admin(principal)
     await change_everywhere(edge.bus, response, "users", subjects.USERS_DELETE, ByUser(name=name), UserRecord)

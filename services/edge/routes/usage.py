@@ -15,6 +15,7 @@ from services.edge.auth import require_admin
 from services.edge.routes.admin import parse_body
 from services.edge.state import EdgeDep, PrincipalDep
 from shared import subjects
+from shared.errors import INVALID_REQUEST, GatewayError
 from shared.messages import (
     AuditLog,
     AuditQuery,
@@ -59,6 +60,9 @@ async def usage_filter(
     """The query parameters every usage endpoint shares."""
     if principal.role != "admin":
         user, key = principal.user, None  # own usage only
+    for name, moment in (("from", start), ("to", end)):
+        if moment is not None and moment.timestamp() < 0:
+            raise GatewayError(INVALID_REQUEST, f"'{name}' must not be before 1970-01-01T00:00:00Z.", param=name)
     return {
         "period": period,
         "start": start.timestamp() if start else None,
