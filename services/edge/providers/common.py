@@ -20,6 +20,7 @@ from services.edge.sse import DONE, frame
 
 if TYPE_CHECKING:
     from services.edge.providers.base import Call, Usage
+from shared.apikeys import redact_secrets
 from shared.errors import INVALID_REQUEST, UPSTREAM, ErrorKind, GatewayError, kind_for_status, upstream_status_to_client
 
 # Parameters every adapter handles itself or that only concern the gateway.
@@ -97,6 +98,9 @@ def provider_error(
     ``retry-after`` relayed). ``openai_type`` is an OpenAI-format provider's own error type:
     its error is relayed as it wrote it (type kept for a client error, code as given, even
     none); another provider's error gets the type and code of its status."""
+    # A provider may quote the key back (masked or not): the client, the key listing's reason
+    # and the logs get its words without it.
+    message = redact_secrets(message)
     client_status = upstream_status_to_client(status)
     kind = kind_for_status(client_status)
     relayed = {h: headers[h] for h in _RELAYED_HEADERS if h in headers}
