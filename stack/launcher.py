@@ -194,6 +194,7 @@ class Stack:
                 f"{self.settings.host}:{self.settings.port} is already in use; set GATEWAY_PORT to another port"
             )
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.data_dir, 0o700)  # keys, logs, the bus's and the engine's files: the owner's only
         admin_key = self._admin_key()
         nats_url = self._start_nats()
         vault_addr = self._add_vault()

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 log = logging.getLogger("switchyard.stack")
 
@@ -42,6 +43,11 @@ def _preexec(nice: int) -> Callable[[], None]:
     return run
 
 
+def _private_append(path: Path) -> BinaryIO:
+    """A log file only its owner reads (a child's output may carry what it prints at start)."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
+
+
 class RotatingLog:
     """A log file that is renamed to ``.1`` (and older ones shifted) once it would pass
     ``max_bytes``. Rotation happens only at a line's end, so no line is split across files: a
@@ -54,7 +60,7 @@ class RotatingLog:
         self.backups = backups
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._out = path.open("ab")
+        self._out = _private_append(path)
         self._size = self._out.tell()
         self._mid_line = False  # the file ends inside a line (its end is still to come)
 
@@ -87,7 +93,7 @@ class RotatingLog:
             if older.exists():
                 os.replace(older, self.path.with_name(f"{self.path.name}.{i + 1}"))
         os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
-        self._out = self.path.open("ab")
+        self._out = _private_append(self.path)
         self._size = 0
         self._mid_line = False
 

@@ -79,6 +79,9 @@ def test_make_up_supervises_stops_cleanly_and_keeps_data(tmp_path: Path, sim: Op
         assert PROVIDER_KEY not in first.output()
         assert oct((data / "admin_key").stat().st_mode & 0o777) == "0o600"
         assert oct((data / "vault" / "init.json").stat().st_mode & 0o777) == "0o600"
+        assert oct(data.stat().st_mode & 0o777) == "0o700"  # nothing under it for other users
+        logs = sorted((data / "logs").glob("*.log"))
+        assert logs and all(oct(log.stat().st_mode & 0o777) == "0o600" for log in logs), logs
 
         created = first.admin("POST", "/ai/keys", json={"user": "ivan", "name": "laptop"}).json()
         user_key = created["key"]
