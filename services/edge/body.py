@@ -153,6 +153,11 @@ def check_chat(body: dict[str, Any]) -> None:
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
         raise GatewayError(INVALID_REQUEST, "'stream_options' must be an object.", param="stream_options")
+    check_user(body)
+
+
+def check_user(body: dict[str, Any]) -> None:
+    """``user`` (the end user a client names; stored with the request's usage) is a string."""
     user = body.get("user")
     if user is not None and not isinstance(user, str):
         raise GatewayError(INVALID_REQUEST, "'user' must be a string.", param="user")

@@ -229,6 +229,17 @@ def test_what_a_client_names_or_sends_oddly_is_a_400_never_a_500(gateway: Gatewa
         _assert_error(resp, 400, param="from")
     for path in ("/ai/keys/" + "k" * 300, "/ai/projects/" + "p" * 300, "/ai/users/" + "u" * 300):
         _assert_error(gateway.admin("DELETE", path), 400)
+    for endpoint, body in (
+        ("/chat/completions", {"model": "gpt-4o", "messages": MESSAGES, "user": {"id": 1}}),
+        ("/embeddings", {"model": "text-embedding-3-small", "input": "x", "user": ["u"]}),
+    ):
+        resp = httpx.post(
+            gateway.info.base_url + endpoint,
+            json=body,
+            headers={"authorization": f"Bearer {gateway.info.admin_key}"},
+            timeout=30,
+        )
+        _assert_error(resp, 400, param="user")
     for constant in (b"NaN", b"Infinity", b"-Infinity"):
         raw = b'{"model": "gpt-4o", "temperature": ' + constant + b', "messages": [{"role": "user", "content": "hi"}]}'
         assert constant.decode() in _assert_error(_post(gateway, content=raw), 400)["message"]

@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from services.edge import failover, metadata
 from services.edge.auth import require_model
-from services.edge.body import check_model
+from services.edge.body import check_model, check_user
 from services.edge.providers.base import Call, Completion
 from services.edge.routes.chat import begin, bounded, failed, response_headers, settle, with_provider_keys
 from shared.catalog import Route
@@ -22,6 +22,7 @@ from shared.errors import INVALID_REQUEST, MISSING_PARAM, GatewayError
 
 def check_embeddings(body: dict[str, Any]) -> None:
     check_model(body)
+    check_user(body)
     value = body.get("input")
     if value is None:
         raise GatewayError(MISSING_PARAM, "Missing required parameter: 'input'.", param="input")
