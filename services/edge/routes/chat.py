@@ -37,6 +37,7 @@ from shared.gateway_config import Timeouts
 OVERHEAD_HEADER = "x-switchyard-overhead-ms"
 DROP_PARAMS_HEADER = "x-switchyard-drop-params"
 DROPPED_HEADER = "x-switchyard-dropped-params"
+_HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in "%,")
 
 
 async def begin(
@@ -47,7 +48,7 @@ async def begin(
     the request's usage record (which keeps the body's bytes as they came)."""
     edge: Edge = request.app.state.edge
     principal = edge.client_keys.authenticate(request.headers.get("authorization"), request.headers.get(key_header))
-    raw = await read_body(request, edge.settings.max_body_bytes)
+    raw = await read_body(request, edge.settings.max_body_bytes, edge.settings.body_timeout)
     body = parse_json(raw)
     exact = "drop_params" not in body
     drop = drop_params(request, body)
@@ -362,9 +363,9 @@ def response_headers(
     overhead = (time.perf_counter() - record.started) * 1000 - upstream_ms
     headers = {OVERHEAD_HEADER: f"{max(overhead, 0.0):.3f}"}
     if call.dropped:
-        # Names as the client wrote them, percent-encoded where they are not plain (a header
-        # carries neither non-ASCII text nor line breaks).
-        headers[DROPPED_HEADER] = ",".join(quote(name, safe="") for name in call.dropped)
+        # Names as the client wrote them, percent-encoded where a header cannot carry them (not
+        # visible ASCII: line breaks, spaces, other scripts) and for ``%`` and the separator.
+        headers[DROPPED_HEADER] = ",".join(quote(name, safe=_HEADER_SAFE) for name in call.dropped)
     headers.update(metadata.headers(record, plan))
     headers.update(ticket.headers())
     return headers
