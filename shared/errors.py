@@ -31,6 +31,7 @@ PERMISSION = ErrorKind(403, "permission_error", "insufficient_permissions", logg
 NOT_FOUND = ErrorKind(404, "not_found_error", "not_found", logging.INFO)
 MODEL_NOT_FOUND = ErrorKind(404, "invalid_request_error", "model_not_found", logging.INFO)
 METHOD_NOT_ALLOWED = ErrorKind(405, "invalid_request_error", "method_not_allowed", logging.INFO)
+REQUEST_TIMEOUT = ErrorKind(408, "invalid_request_error", "request_timeout", logging.INFO)
 CONFLICT = ErrorKind(409, "invalid_request_error", "conflict", logging.INFO)
 TOO_LARGE = ErrorKind(413, "invalid_request_error", "request_too_large", logging.INFO)
 UNPROCESSABLE = ErrorKind(422, "invalid_request_error", "invalid_value", logging.INFO)

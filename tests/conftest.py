@@ -166,6 +166,9 @@ def stack_environ(sim: OpenAISimulator, **extra: str) -> dict[str, str]:
             "GROQ_API_KEY": "gsk-sim-unreachable",
             "GATEWAY_UPSTREAM_TIMEOUT_SECONDS": "1.5",
             "GATEWAY_MAX_BODY_BYTES": str(1024 * 1024),
+            # Short read deadlines, for the slow-client tests (every other client sends at once).
+            "GATEWAY_HEADER_READ_TIMEOUT_SECONDS": "3",
+            "GATEWAY_BODY_READ_TIMEOUT_SECONDS": "5",
             "GATEWAY_METERING_BATCH_WAIT_SECONDS": "0.2",
             # A metering process killed mid-batch leaves its batch unacknowledged: redeliver soon.
             "GATEWAY_METERING_ACK_WAIT_SECONDS": "3",

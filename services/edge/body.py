@@ -6,21 +6,23 @@ it is read, or as soon as the bytes read pass the limit.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any
 
 from starlette.requests import Request
 
-from shared.errors import INVALID_JSON, INVALID_REQUEST, MISSING_PARAM, TOO_LARGE, GatewayError
+from shared.errors import INVALID_JSON, INVALID_REQUEST, MISSING_PARAM, REQUEST_TIMEOUT, TOO_LARGE, GatewayError
 
 
-async def read_json(request: Request, limit: int) -> dict[str, Any]:
-    return parse_json(await read_body(request, limit))
+async def read_json(request: Request, limit: int, timeout: float) -> dict[str, Any]:
+    return parse_json(await read_body(request, limit, timeout))
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request's bytes, refused past ``limit``."""
+async def read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """The request's bytes, refused past ``limit``, or when they take over ``timeout`` seconds
+    to arrive (408: a client that trickles its body holds no connection for long)."""
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -30,11 +32,17 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise GatewayError(INVALID_REQUEST, "Content-Length is not a number") from exc
     chunks = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise _too_large(limit)
+                chunks.append(chunk)
+    except TimeoutError as exc:
+        raise GatewayError(
+            REQUEST_TIMEOUT, f"The request body did not arrive within {timeout:g} s.", headers={"connection": "close"}
+        ) from exc
     return b"".join(chunks)
 
 

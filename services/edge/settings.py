@@ -19,6 +19,11 @@ class EdgeSettings(ServiceSettings):
     admin_key: SecretStr = Field(default=SecretStr(""), validation_alias="GATEWAY_ADMIN_KEY")
     max_body_bytes: int = Field(default=20 * 1024 * 1024, ge=1024, validation_alias="GATEWAY_MAX_BODY_BYTES")
     max_header_bytes: int = Field(default=32 * 1024, ge=1024, validation_alias="GATEWAY_MAX_HEADER_BYTES")
+    # How long a client may take to send a request's headers (from its first byte, or from the
+    # connection for the first request), and then its body: past either, 408 and the
+    # connection is closed (a client that trickles bytes holds no connection for long).
+    header_timeout: float = Field(default=10.0, gt=0, validation_alias="GATEWAY_HEADER_READ_TIMEOUT_SECONDS")
+    body_timeout: float = Field(default=60.0, gt=0, validation_alias="GATEWAY_BODY_READ_TIMEOUT_SECONDS")
     upstream_timeout: float = Field(default=600.0, gt=0, validation_alias="GATEWAY_UPSTREAM_TIMEOUT_SECONDS")
     upstream_connect_timeout: float = Field(
         default=10.0, gt=0, validation_alias="GATEWAY_UPSTREAM_CONNECT_TIMEOUT_SECONDS"

@@ -3,6 +3,9 @@ matching exception."""
 
 from __future__ import annotations
 
+import socket
+import time
+
 import httpx
 import openai
 import pytest
@@ -256,5 +259,46 @@ def test_dropped_parameter_names_reach_the_header_percent_encoded(gateway: Gatew
     }
     resp = _post(gateway, json=body)
     assert resp.status_code == 200, resp.text
-    assert resp.headers["x-switchyard-dropped-params"] == "%C3%A9%E2%82%AC,a%0D%0AX-Injected%3A%20yes"
+    assert resp.headers["x-switchyard-dropped-params"] == "%C3%A9%E2%82%AC,a%0D%0AX-Injected:%20yes"
     assert "x-injected" not in resp.headers
+
+
+def _trickle(gateway: Gateway, head: bytes, drip: bytes) -> bytes:
+    """Send ``head``, then ``drip`` a piece at a time until the edge answers or closes; what it
+    sent back. Bounded: a connection the edge keeps open fails the test after 30 s."""
+    origin = gateway.info.base_url.removesuffix("/v1").removeprefix("http://")
+    host, port = origin.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=30) as conn:
+        conn.sendall(head)
+        conn.settimeout(0.25)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                answer = conn.recv(65536)
+                return answer  # the edge spoke (or closed: b"")
+            except TimeoutError:
+                try:
+                    conn.sendall(drip)
+                except OSError:
+                    return b""
+    raise AssertionError("the edge kept a trickling connection open for 30 s")
+
+
+def test_a_client_that_trickles_its_headers_is_cut_off(gateway: Gateway) -> None:
+    """Slowloris: one header line at a time. The head must arrive within the deadline (3 s in
+    the test stack): the client gets a 408 and the connection is closed."""
+    started = time.monotonic()
+    answer = _trickle(gateway, b"POST /v1/chat/completions HTTP/1.1\r\nhost: edge\r\n", b"x-slow: 1\r\n")
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert time.monotonic() - started < 25
+
+
+def test_a_client_that_trickles_its_body_gets_a_408(gateway: Gateway) -> None:
+    head = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: edge\r\ncontent-type: application/json\r\n"
+        b"authorization: Bearer " + gateway.info.admin_key.encode() + b"\r\ncontent-length: 100000\r\n\r\n{"
+    )
+    answer = _trickle(gateway, head, b" ")
+    status, _, rest = answer.partition(b"\r\n")
+    assert status.startswith(b"HTTP/1.1 408"), answer
+    assert b'"request_timeout"' in rest

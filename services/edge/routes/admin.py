@@ -66,7 +66,7 @@ class _Empty(BaseModel):
 
 
 async def parse_body(request: Request, model: type[BaseModel]) -> Any:
-    body = await read_json(request, 64 * 1024)
+    body = await read_json(request, 64 * 1024, request.app.state.edge.settings.body_timeout)
     try:
         return model.model_validate(body)
     except ValidationError as exc:
