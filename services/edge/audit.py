@@ -35,7 +35,18 @@ class AuditMiddleware:
                 edge.auditor.record(
                     actor=principal.key_id if principal else "anonymous",
                     actor_user=principal.user if principal else "",
-                    action=f"{scope['method']} {path}",
+                    action=f"{scope['method'][:16]} {_as_sent(scope)}",
                     status=status,
                     source=client[0] if client else "",
                 )
+
+
+MAX_PATH = 512
+
+
+def _as_sent(scope: Scope) -> str:
+    """The request's path as the client sent it (percent-escapes kept: ``%0a`` stays three
+    characters, not a line break), bytes outside ASCII escaped, at most ``MAX_PATH`` long."""
+    raw = scope.get("raw_path") or scope.get("path", "").encode("utf-8", "backslashreplace")
+    text = bytes(raw).decode("ascii", "backslashreplace")
+    return text if len(text) <= MAX_PATH else text[:MAX_PATH] + "..."

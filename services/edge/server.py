@@ -60,6 +60,8 @@ def serve(settings: EdgeSettings) -> None:
         timeout_graceful_shutdown=max(int(settings.drain_seconds), 1),
         loop="uvloop",
         http=with_header_deadline(settings.header_timeout),
+        proxy_headers=bool(settings.trusted_proxies.strip()),
+        forwarded_allow_ips=settings.trusted_proxies.strip() or None,
         log_config=None,
     )
     server = DrainingServer(config, drain)

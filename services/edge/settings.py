@@ -22,6 +22,10 @@ class EdgeSettings(ServiceSettings):
     # How long a client may take to send a request's headers (from its first byte, or from the
     # connection for the first request), and then its body: past either, 408 and the
     # connection is closed (a client that trickles bytes holds no connection for long).
+    # Peers whose X-Forwarded-For / X-Forwarded-Proto name the client (a load balancer in front
+    # of the edges): addresses or networks, comma-separated, or "*". None by default: a client
+    # cannot choose the address the audit log and access lines record.
+    trusted_proxies: str = Field(default="", validation_alias="GATEWAY_TRUSTED_PROXIES")
     header_timeout: float = Field(default=10.0, gt=0, validation_alias="GATEWAY_HEADER_READ_TIMEOUT_SECONDS")
     body_timeout: float = Field(default=60.0, gt=0, validation_alias="GATEWAY_BODY_READ_TIMEOUT_SECONDS")
     upstream_timeout: float = Field(default=600.0, gt=0, validation_alias="GATEWAY_UPSTREAM_TIMEOUT_SECONDS")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import httpx
+
 from tests.conftest import Gateway, wait_until
 
 
@@ -43,3 +45,27 @@ def test_admin_actions_and_decryptions_are_audited(gateway: Gateway) -> None:
     assert secret not in str(_audit(gateway))
     assert gateway.admin("GET", "/ai/audit", key=user_key).status_code == 403
     gateway.admin("DELETE", f"/ai/providers/keys/{key_id}")
+
+
+def test_what_a_client_sends_cannot_forge_or_flood_the_audit_log(gateway: Gateway) -> None:
+    """The source is the peer's address unless the peer is a configured proxy (none here), and a
+    path is stored as sent (escapes kept, no line breaks) and bounded."""
+    marker = "forged-" + "x" * 5000
+    resp = httpx.get(
+        f"{gateway.origin}/ai/{marker}%0aINJECTED",
+        headers={"x-forwarded-for": "6.6.6.6", "authorization": "Bearer sk-sy-wrong"},
+        timeout=30,
+    )
+    assert resp.status_code in (401, 404)
+    httpx.get(f"{gateway.origin}/ai/forged-short%0aINJECTED", timeout=30)
+
+    def stored() -> list[dict]:  # type: ignore[type-arg]
+        return [e for e in _audit(gateway, actor="anonymous") if "forged-" in e["action"]]
+
+    wait_until(lambda: len(stored()) == 2, timeout=30, what="the anonymous calls' audit events")
+    short = next(e for e in stored() if "forged-short" in e["action"])
+    assert short["action"] == "GET /ai/forged-short%0aINJECTED"  # the escape as sent, not a line break
+    event = next(e for e in stored() if "forged-xxx" in e["action"])
+    assert event["source"] == "127.0.0.1"  # not the X-Forwarded-For a client wrote
+    assert len(event["action"]) <= len("GET ") + 512 + 3 and event["action"].endswith("...")
+    assert "\n" not in event["action"] and event["action"].startswith("GET /ai/forged-xxx")
