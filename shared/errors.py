@@ -46,11 +46,15 @@ LIMITS_UNAVAILABLE = ErrorKind(503, "api_error", "limits_unavailable", logging.W
 PROVIDER_KEY_REFUSED = ErrorKind(503, "api_error", "provider_key_refused", logging.WARNING)
 UPSTREAM_TIMEOUT = ErrorKind(504, "api_error", "upstream_timeout", logging.WARNING)
 
+# The one table from an HTTP status to the error a client gets (its type and default code), for
+# the gateway's own errors and for a provider's that carry no type of their own.
 _BY_STATUS: dict[int, ErrorKind] = {
     400: INVALID_REQUEST,
     401: INVALID_API_KEY,
     403: PERMISSION,
     404: NOT_FOUND,
+    405: METHOD_NOT_ALLOWED,
+    408: REQUEST_TIMEOUT,
     409: CONFLICT,
     413: TOO_LARGE,
     422: UNPROCESSABLE,
@@ -81,13 +85,16 @@ class GatewayError(Exception):
         code: str | None = None,
         status: int | None = None,
         headers: dict[str, str] | None = None,
+        type: str | None = None,
     ) -> None:
+        """``type`` (with ``status`` and ``code``) overrides the kind's: an error another
+        service or an OpenAI-format provider answered keeps its own type."""
         super().__init__(message)
-        self.kind = kind
         self.message = message
         self.param = param
         self.code = code if code is not None else kind.code
         self.status = status if status is not None else kind.status
+        self.kind = kind if type is None else ErrorKind(self.status, type, self.code, kind.log_level)
         self.headers = headers or {}
         self.upstream_status: int | None = None  # set when a provider answered with this error
         # Why an attempt failed without a provider's answer, for retries and fallbacks:
@@ -111,9 +118,7 @@ class GatewayError(Exception):
     def from_body(cls, status: int, body: ErrorBody) -> GatewayError:
         """Rebuild an error that crossed the bus (or came from an OpenAI-shaped upstream)."""
         kind = kind_for_status(status)
-        err = cls(kind, body.message, param=body.param, code=body.code, status=status)
-        err.kind = ErrorKind(status, body.type or kind.type, body.code, kind.log_level)
-        return err
+        return cls(kind, body.message, param=body.param, code=body.code, status=status, type=body.type or kind.type)
 
 
 def kind_for_status(status: int) -> ErrorKind:

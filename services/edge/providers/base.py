@@ -2,8 +2,10 @@
 
 An adapter takes the OpenAI-format request (``Call.body``; a translating adapter reads it as the
 typed :class:`~services.edge.canonical.model.Conversation`, ``Call.conversation``) and returns
-OpenAI-format bytes, plus the usage it observed. A wire API that cannot do
-something raises :class:`Unsupported`.
+OpenAI-format bytes, plus the usage it observed. A parameter the provider cannot honour is
+refused (400, ``unsupported_parameter``) or dropped on request by ``Call.unsupported``; a
+provider whose wire API the gateway cannot call at all raises :class:`ProviderNotCallable`
+(501, ``unsupported_provider``).
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ if TYPE_CHECKING:
 from shared.errors import NOT_IMPLEMENTED, UNSUPPORTED, GatewayError
 
 
-class Unsupported(GatewayError):
+class ProviderNotCallable(GatewayError):
+    """The gateway cannot call this provider's wire API (for this endpoint): 501."""
+
     def __init__(self, message: str) -> None:
         super().__init__(NOT_IMPLEMENTED, message)
 

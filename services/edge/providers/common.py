@@ -21,7 +21,7 @@ from services.edge.sse import DONE, frame
 if TYPE_CHECKING:
     from services.edge.providers.base import Call, Usage
 from shared.apikeys import redact_secrets
-from shared.errors import INVALID_REQUEST, UPSTREAM, ErrorKind, GatewayError, kind_for_status, upstream_status_to_client
+from shared.errors import INVALID_REQUEST, UPSTREAM, GatewayError, kind_for_status, upstream_status_to_client
 
 # Parameters every adapter handles itself or that only concern the gateway.
 BASE_PARAMS = frozenset({"model", "messages", "stream", "stream_options"})
@@ -41,15 +41,6 @@ TRANSLATED_PARAMS = BASE_PARAMS | {
 }
 
 # OpenAI error ``type`` for each client-facing status, so SDKs raise the matching class.
-_TYPE_BY_STATUS = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "invalid_request_error",
-    422: "invalid_request_error",
-    429: "rate_limit_error",
-}
 _RELAYED_HEADERS = ("retry-after", "x-ratelimit-remaining-requests", "x-ratelimit-remaining-tokens")
 
 
@@ -105,13 +96,12 @@ def provider_error(
     kind = kind_for_status(client_status)
     relayed = {h: headers[h] for h in _RELAYED_HEADERS if h in headers}
     if openai_type is not None:
-        error = GatewayError(kind, message, param=param, code=code, status=client_status, headers=relayed)
-        if openai_type and client_status < 500:
-            error.kind = ErrorKind(client_status, openai_type, code, kind.log_level)
+        own = openai_type if openai_type and client_status < 500 else None
+        error = GatewayError(kind, message, param=param, code=code, status=client_status, headers=relayed, type=own)
     else:
-        err_type = _TYPE_BY_STATUS.get(client_status, "api_error")
-        error = GatewayError(kind, message, param=param, code=code or kind.code, status=client_status, headers=relayed)
-        error.kind = ErrorKind(client_status, err_type, code or kind.code, kind.log_level)
+        error = GatewayError(
+            kind, message, param=param, code=code or kind.code, status=client_status, headers=relayed, type=kind.type
+        )
     error.upstream_status = status
     if not message:
         error.message = f"provider {provider!r} answered HTTP {status}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from services.edge.providers.anthropic import AnthropicAdapter
-from services.edge.providers.base import Adapter, Embedder, Unsupported
+from services.edge.providers.base import Adapter, Embedder, ProviderNotCallable
 from services.edge.providers.bedrock import BedrockAdapter
 from services.edge.providers.cohere import CohereAdapter
 from services.edge.providers.echo import EchoAdapter
@@ -31,13 +31,15 @@ class Registry:
     def get(self, api: str, provider: str) -> Adapter:
         adapter = self._adapters.get(api)
         if adapter is None:
-            raise Unsupported(f"provider {provider!r} speaks the {api!r} wire API, which this gateway cannot call yet")
+            raise ProviderNotCallable(
+                f"provider {provider!r} speaks the {api!r} wire API, which this gateway cannot call yet"
+            )
         return adapter
 
     def embedder(self, api: str, provider: str) -> Embedder:
         adapter = self._adapters.get(api)
         if adapter is None or not isinstance(adapter, Embedder):
-            raise Unsupported(
+            raise ProviderNotCallable(
                 f"provider {provider!r} ({api!r} wire API) has no embeddings endpoint this gateway can call"
             )
         return adapter
