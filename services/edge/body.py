@@ -126,6 +126,26 @@ _MODEL_NAME = re.compile(r"[A-Za-z0-9_~][A-Za-z0-9._:@+~\-]*(?:/[A-Za-z0-9_~][A-
 MAX_MODEL_NAME = 256
 
 
+# How long the arrays of a request may be, as OpenAI's API bounds them (content parts: no
+# provider documents a bound; this one is far past any real request). Longer is a 400 naming
+# the array, before any work.
+MAX_MESSAGES = 2048
+MAX_CONTENT_PARTS = 1024
+MAX_TOOLS = 128
+MAX_EMBEDDING_INPUTS = 2048
+
+
+def check_length(items: list[Any], limit: int, param: str) -> None:
+    if len(items) > limit:
+        raise GatewayError(
+            INVALID_REQUEST,
+            f"Invalid '{param}': array too long. Expected an array with maximum length {limit}, but got an array "
+            f"with length {len(items)} instead.",
+            param=param,
+            code="array_above_max_length",
+        )
+
+
 def check_model(body: dict[str, Any]) -> None:
     model = body.get("model")
     if model is None:
@@ -150,11 +170,18 @@ def check_chat(body: dict[str, Any]) -> None:
         raise GatewayError(MISSING_PARAM, "Missing required parameter: 'messages'.", param="messages")
     if not isinstance(messages, list) or not messages:
         raise GatewayError(INVALID_REQUEST, "'messages' must be a non-empty array.", param="messages")
+    check_length(messages, MAX_MESSAGES, "messages")
     for i, message in enumerate(messages):
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
             raise GatewayError(
                 INVALID_REQUEST, f"messages[{i}] must be an object with a string 'role'.", param=f"messages[{i}]"
             )
+        content = message.get("content")
+        if isinstance(content, list):
+            check_length(content, MAX_CONTENT_PARTS, f"messages[{i}].content")
+    tools = body.get("tools")
+    if isinstance(tools, list):
+        check_length(tools, MAX_TOOLS, "tools")
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise GatewayError(INVALID_REQUEST, "'stream' must be a boolean.", param="stream")

@@ -302,3 +302,35 @@ def test_a_client_that_trickles_its_body_gets_a_408(gateway: Gateway) -> None:
     status, _, rest = answer.partition(b"\r\n")
     assert status.startswith(b"HTTP/1.1 408"), answer
     assert b'"request_timeout"' in rest
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "body", "param"),
+    [
+        ("/chat/completions", {"model": "gpt-4o", "messages": MESSAGES * 2049}, "messages"),
+        (
+            "/chat/completions",
+            {"model": "gpt-4o", "messages": [{"role": "user", "content": [{"type": "text", "text": "x"}] * 1025}]},
+            "messages[0].content",
+        ),
+        (
+            "/chat/completions",
+            {
+                "model": "gpt-4o",
+                "messages": MESSAGES,
+                "tools": [{"type": "function", "function": {"name": f"f{i}"}} for i in range(129)],
+            },
+            "tools",
+        ),
+        ("/embeddings", {"model": "text-embedding-3-small", "input": ["x"] * 2049}, "input"),
+    ],
+)
+def test_arrays_past_their_bound_are_400s_naming_them(gateway: Gateway, endpoint: str, body: dict, param: str) -> None:  # type: ignore[type-arg]
+    resp = httpx.post(
+        gateway.info.base_url + endpoint,
+        json=body,
+        headers={"authorization": f"Bearer {gateway.info.admin_key}"},
+        timeout=30,
+    )
+    error = _assert_error(resp, 400, "array_above_max_length", param)
+    assert "maximum length" in error["message"]

@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from services.edge import failover, metadata
 from services.edge.auth import require_model
-from services.edge.body import check_model, check_user
+from services.edge.body import MAX_EMBEDDING_INPUTS, check_length, check_model, check_user
 from services.edge.providers.base import Call, Completion
 from services.edge.routes.chat import begin, bounded, failed, response_headers, settle, with_provider_keys
 from shared.catalog import Route
@@ -28,6 +28,8 @@ def check_embeddings(body: dict[str, Any]) -> None:
         raise GatewayError(MISSING_PARAM, "Missing required parameter: 'input'.", param="input")
     if not isinstance(value, (str, list)) or (isinstance(value, list) and not value) or value == "":
         raise GatewayError(INVALID_REQUEST, "'input' must be a non-empty string or array.", param="input")
+    if isinstance(value, list):
+        check_length(value, MAX_EMBEDDING_INPUTS, "input")
     if body.get("encoding_format") not in (None, "float", "base64"):
         raise GatewayError(INVALID_REQUEST, "'encoding_format' must be float or base64.", param="encoding_format")
 
