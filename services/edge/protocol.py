@@ -1,4 +1,5 @@
-"""The edge's HTTP/1.1 protocol: uvicorn's (httptools), with a deadline on the request head.
+"""The edge's HTTP/1.1 protocol: uvicorn's (httptools), with a deadline on the request head and
+its own errors in OpenAI's shape.
 
 uvicorn waits as long as a client likes for a request's headers: a connection that sends one
 header line a second (slowloris) holds a connection, a file descriptor and memory for as long
@@ -7,6 +8,10 @@ of the connection (for its first request) or of the request's first byte (for th
 on a kept-alive connection; between requests uvicorn's keep-alive timeout applies). Past it
 the client gets a ``408`` and the connection is closed. The body has a deadline of its own
 where it is read (services/edge/body.py).
+
+A request HTTP itself cannot parse (a negative or non-numeric ``Content-Length``, a broken
+request line) is answered before any application code runs; uvicorn answers it in plain
+text, this protocol with a JSON error like every other.
 """
 
 from __future__ import annotations
@@ -15,16 +20,27 @@ import asyncio
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-_TIMED_OUT = (
-    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-)
+from shared.errors import INVALID_REQUEST, REQUEST_TIMEOUT, ErrorKind, GatewayError
+
+_REASONS = {400: b"Bad Request", 408: b"Request Timeout"}
 
 
-def with_header_deadline(seconds: float) -> type[HttpToolsProtocol]:
+def _closing_reply(kind: ErrorKind, message: str, code: str) -> bytes:
+    body = GatewayError(kind, message, code=code).model_json()
+    return (
+        b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
+        % (kind.status, _REASONS[kind.status], len(body))
+    ) + body
+
+
+def edge_protocol(header_timeout: float) -> type[HttpToolsProtocol]:
     """uvicorn's httptools protocol, closing a connection whose request head takes over
-    ``seconds`` to arrive (give it to ``uvicorn.Config(http=...)``)."""
+    ``header_timeout`` seconds to arrive (give it to ``uvicorn.Config(http=...)``)."""
+    timed_out = _closing_reply(
+        REQUEST_TIMEOUT, f"The request's headers did not arrive within {header_timeout:g} s.", "request_timeout"
+    )
 
-    class HeaderDeadline(HttpToolsProtocol):
+    class EdgeHttp(HttpToolsProtocol):
         _head_timer: asyncio.TimerHandle | None = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -43,9 +59,16 @@ def with_header_deadline(seconds: float) -> type[HttpToolsProtocol]:
             self._disarm()
             super().connection_lost(exc)
 
+        def send_400_response(self, msg: str) -> None:
+            self._disarm()
+            self.transport.write(
+                _closing_reply(INVALID_REQUEST, f"{msg} Send a valid HTTP/1.1 request.", "invalid_http")
+            )
+            self.transport.close()
+
         def _arm(self) -> None:
             if self._head_timer is None:
-                self._head_timer = self.loop.call_later(seconds, self._too_slow)
+                self._head_timer = self.loop.call_later(header_timeout, self._too_slow)
 
         def _disarm(self) -> None:
             if self._head_timer is not None:
@@ -55,7 +78,7 @@ def with_header_deadline(seconds: float) -> type[HttpToolsProtocol]:
         def _too_slow(self) -> None:
             self._head_timer = None
             if not self.transport.is_closing():
-                self.transport.write(_TIMED_OUT)
+                self.transport.write(timed_out)
                 self.transport.close()
 
-    return HeaderDeadline
+    return EdgeHttp

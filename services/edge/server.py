@@ -50,7 +50,7 @@ def serve(settings: EdgeSettings) -> None:
     """One worker, in this process, until SIGTERM/SIGINT and its drain are done."""
     from services.edge.app import create_app  # each worker builds its app (and its state) itself
     from services.edge.hot import HotPath
-    from services.edge.protocol import with_header_deadline
+    from services.edge.protocol import edge_protocol
 
     drain = Drain()
     config = uvicorn.Config(
@@ -59,7 +59,7 @@ def serve(settings: EdgeSettings) -> None:
         access_log=False,
         timeout_graceful_shutdown=max(int(settings.drain_seconds), 1),
         loop="uvloop",
-        http=with_header_deadline(settings.header_timeout),
+        http=edge_protocol(settings.header_timeout),
         proxy_headers=bool(settings.trusted_proxies.strip()),
         forwarded_allow_ips=settings.trusted_proxies.strip() or None,
         log_config=None,

@@ -3,6 +3,7 @@ matching exception."""
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 
@@ -290,7 +291,23 @@ def test_a_client_that_trickles_its_headers_is_cut_off(gateway: Gateway) -> None
     started = time.monotonic()
     answer = _trickle(gateway, b"POST /v1/chat/completions HTTP/1.1\r\nhost: edge\r\n", b"x-slow: 1\r\n")
     assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert json.loads(answer.partition(b"\r\n\r\n")[2])["error"]["code"] == "request_timeout"
     assert time.monotonic() - started < 25
+
+
+@pytest.mark.parametrize("length", [b"-5", b"ten", b"1, 2"])
+def test_a_request_http_cannot_parse_gets_a_json_400(gateway: Gateway, length: bytes) -> None:
+    origin = gateway.info.base_url.removesuffix("/v1").removeprefix("http://")
+    host, port = origin.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=30) as conn:
+        conn.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: edge\r\ncontent-length: " + length + b"\r\n\r\n{}")
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400") and b"content-type: application/json" in head, answer
+    error = json.loads(body)["error"]
+    assert error["type"] == "invalid_request_error" and error["code"] == "invalid_http"
 
 
 def test_a_client_that_trickles_its_body_gets_a_408(gateway: Gateway) -> None:
