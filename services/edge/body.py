@@ -54,9 +54,22 @@ def _constant(name: str) -> Any:
     raise _NotJson(f"{name} is not a JSON number (Python writes it for a float that is not finite); send a number.")
 
 
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _NotJson(f"The JSON body has the key {key!a} twice in one object; send each key once.")
+            seen.add(key)
+    return obj
+
+
 # Python's parser reads NaN, Infinity and -Infinity, which are not JSON: a provider would refuse
-# the request with an error of its own, or worse, read them.
-_DECODER = json.JSONDecoder(parse_constant=_constant)
+# the request with an error of its own, or worse, read them. It also keeps the last of a key
+# written twice where another parser may keep the first: the gateway would check and meter one
+# model (or limit) and the provider, handed the client's bytes, serve another. Both are 400s.
+_DECODER = json.JSONDecoder(parse_constant=_constant, object_pairs_hook=_object)
 
 
 def parse_json(raw: bytes) -> dict[str, Any]:
