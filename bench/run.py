@@ -112,6 +112,19 @@ def _stored(origin: str, admin_key: str) -> tuple[int, int]:
     return int(status["inserted"]), int(status["pending"])
 
 
+def _until_stored(origin: str, admin_key: str, target: int, timeout: float = 300) -> float:
+    """Seconds until metering reports ``target`` events stored since it started and none
+    pending (polled; the load has ended)."""
+    ended = time.monotonic()
+    while True:
+        stored, pending = _stored(origin, admin_key)
+        if stored >= target and pending == 0:
+            return time.monotonic() - ended
+        if time.monotonic() - ended > timeout:
+            raise RuntimeError(f"metering stored {stored} of {target} events in {timeout:g} s")
+        time.sleep(0.1)
+
+
 def whole_stack(stack: Stack, url: str, key: str, admin_key: str, args: argparse.Namespace) -> WholeStack:
     """The throughput run again, its cost counted over every process of the stack (edge, NATS,
     metering, router, keyvault, OpenBao) from the load's start until metering has stored every
@@ -124,15 +137,7 @@ def whole_stack(stack: Stack, url: str, key: str, admin_key: str, args: argparse
     stored0, _ = _stored(origin, admin_key)
     print("  switchyard: throughput, the whole stack until every event is stored ...", flush=True)
     tp = driver.throughput(url, key, pids["edge"] or 0, seconds=args.seconds, connections=args.connections)
-    ended = time.monotonic()
-    while True:
-        stored, pending = _stored(origin, admin_key)
-        if stored - stored0 >= tp.requests and pending == 0:
-            break
-        if time.monotonic() - ended > 300:
-            raise RuntimeError(f"metering stored {stored - stored0} of {tp.requests} events in 300 s")
-        time.sleep(0.1)
-    settled = time.monotonic() - ended
+    settled = _until_stored(origin, admin_key, stored0 + tp.requests)
     cpu = {name: (driver.tree_cpu(pid) - before[name]) * 1000 / tp.requests for name, pid in pids.items() if pid}
     return WholeStack(tp.requests, cpu, settled)
 
@@ -197,16 +202,8 @@ def footprint(
         edge = stack.supervisor.pid("edge") or 0
         tp = driver.throughput(info.base_url, info.admin_key, edge, seconds=args.seconds, connections=args.connections)
         cpu = sum(driver.tree_cpu(pid) for pid in pids) - cpu0 + _children_cpu() - load0
-        ended = time.monotonic()
-        while True:
-            stored, pending = _stored(origin, info.admin_key)
-            if stored - stored0 >= tp.requests and pending == 0:
-                break
-            if time.monotonic() - ended > 300:
-                raise RuntimeError(f"metering stored {stored - stored0} of {tp.requests} events in 300 s")
-            time.sleep(0.1)
-        workers = stack.settings.edge_workers
-        multi = MultiCore(workers, tp.rps, one_worker.rps, time.monotonic() - ended, cpu * 1000 / tp.requests)
+        settled = _until_stored(origin, info.admin_key, stored0 + tp.requests)
+        multi = MultiCore(stack.settings.edge_workers, tp.rps, one_worker.rps, settled, cpu * 1000 / tp.requests)
         return Footprint(ready, rss), multi
     finally:
         stack.stop()

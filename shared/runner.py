@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import signal
+import sys
 from collections.abc import Awaitable, Callable
 
 from shared import logs
 from shared.settings import ServiceSettings
+
+_PR_SET_PDEATHSIG = 1
+# Looked up once in the parent: the child, between fork and exec, only calls it.
+_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+
+
+def die_with_parent() -> None:
+    """Ask for SIGTERM when the parent dies (Linux; the setting survives exec): a child whose
+    supervisor was killed outright stops too. Meant to run in the child between fork and exec."""
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
 
 
 def install_stop_handlers(stop: asyncio.Event) -> None:

@@ -8,12 +8,10 @@ pipe by a thread of the launcher and rotated by size (``GATEWAY_LOG_MAX_BYTES``,
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -21,16 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-log = logging.getLogger("switchyard.stack")
+from shared.runner import die_with_parent
 
-_PR_SET_PDEATHSIG = 1
-# Looked up once in the parent: the child, between fork and exec, only calls it.
-_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+log = logging.getLogger("switchyard.stack")
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
-    if _prctl is not None:
-        _prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
+    die_with_parent()
     os.setpgrp()  # its own group: Ctrl-C reaches the launcher, which stops children in order
 
 

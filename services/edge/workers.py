@@ -8,7 +8,6 @@ multiprocessing helper process, so it stays small (some 30 MiB).
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import signal
@@ -21,19 +20,9 @@ from pathlib import Path
 from services.edge.settings import EdgeSettings
 from services.edge.sockets import listen
 from shared.metrics import MULTIPROC_ENV
+from shared.runner import die_with_parent
 
 log = logging.getLogger("switchyard.edge")
-
-_PR_SET_PDEATHSIG = 1
-# Looked up once in the parent: the child, between fork and exec, only calls it.
-_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
-
-
-def _die_with_parent() -> None:
-    """A worker whose parent was killed outright stops too (Linux), and frees the port. Runs
-    in the child between fork and exec; the setting survives the exec."""
-    if _prctl is not None:
-        _prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
 
 
 class Workers:
@@ -93,4 +82,4 @@ class Workers:
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         env = dict(os.environ, GATEWAY_EDGE_WORKERS="1")
-        return subprocess.Popen([sys.executable, "-m", "services.edge"], env=env, preexec_fn=_die_with_parent)
+        return subprocess.Popen([sys.executable, "-m", "services.edge"], env=env, preexec_fn=die_with_parent)

@@ -74,6 +74,16 @@ def test_allowed_models_hold_against_pinning_another_provider(gateway: Gateway) 
     # A pattern that names the provider allows the pin.
     echo = gateway.client(_create(gateway, allowed_models=["echo/*"])["key"])
     assert echo.chat.completions.create(model="echo/gpt-4o", messages=MESSAGES).choices[0].message.content == "hi"
+    # Another edge, started after the keys were made, holds them the same way.
+    second = gateway.stack.add_edge("edge-pins")
+    try:
+        other = openai.OpenAI(base_url=second + "/v1", api_key=created["key"], max_retries=0)
+        other.chat.completions.create(model="openai/gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+        with pytest.raises(openai.PermissionDeniedError):
+            other.chat.completions.create(model="echo/gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+        assert [m.id for m in other.models.list()] == ["gpt-4o"]
+    finally:
+        gateway.stack.supervisor.stop("edge-pins")
 
 
 def test_revocation_reaches_two_edges_within_a_second(gateway: Gateway) -> None:

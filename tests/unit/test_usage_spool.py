@@ -17,6 +17,14 @@ def _event(i: int) -> UsageEvent:
     return UsageEvent(event_id=f"req_{i:04d}", ts=time.time(), prompt_tokens=i)
 
 
+async def _publisher(nats_server: NatsServer, tmp_path: Path) -> tuple[Bus, UsagePublisher]:
+    """A connected bus with the usage stream, and an edge's publisher on it (not yet running)."""
+    bus = Bus(nats_server.url, "test-edge")
+    await bus.connect(deadline=10)
+    await bus.ensure_stream(subjects.USAGE_STREAM, [subjects.USAGE_SUBJECTS])
+    return bus, UsagePublisher(bus, tmp_path / "spool", "test")
+
+
 async def _stored(bus: Bus) -> list[tuple[str, bool]]:
     """(event id, marked as replayed) of every event in the stream, in order."""
     info = await bus.js.stream_info(subjects.USAGE_STREAM)
@@ -42,10 +50,7 @@ async def _wait(check, timeout: float = 20.0) -> None:  # type: ignore[no-untype
 
 def test_spools_while_nats_is_down_and_replays_in_order_once(nats_server: NatsServer, tmp_path: Path) -> None:
     async def run() -> None:
-        bus = Bus(nats_server.url, "test-edge")
-        await bus.connect(deadline=10)
-        await bus.ensure_stream(subjects.USAGE_STREAM, [subjects.USAGE_SUBJECTS])
-        publisher = UsagePublisher(bus, tmp_path / "spool", "test")
+        bus, publisher = await _publisher(nats_server, tmp_path)
         task = asyncio.create_task(publisher.run())
         try:
             for i in range(5):
@@ -112,10 +117,7 @@ def test_an_event_taken_off_the_queue_is_published_when_the_publisher_is_stopped
     served."""
 
     async def run() -> None:
-        bus = Bus(nats_server.url, "test-edge")
-        await bus.connect(deadline=10)
-        await bus.ensure_stream(subjects.USAGE_STREAM, [subjects.USAGE_SUBJECTS])
-        publisher = UsagePublisher(bus, tmp_path / "spool", "test")
+        bus, publisher = await _publisher(nats_server, tmp_path)
         task = asyncio.create_task(publisher.run())
         try:
             publisher.submit(_event(1))
@@ -143,10 +145,7 @@ def test_an_event_with_text_that_is_not_unicode_is_stored_and_the_publisher_goes
     text replaced), the rest of its batch too, and the publisher keeps publishing."""
 
     async def run() -> None:
-        bus = Bus(nats_server.url, "test-edge")
-        await bus.connect(deadline=10)
-        await bus.ensure_stream(subjects.USAGE_STREAM, [subjects.USAGE_SUBJECTS])
-        publisher = UsagePublisher(bus, tmp_path / "spool", "test")
+        bus, publisher = await _publisher(nats_server, tmp_path)
         task = asyncio.create_task(publisher.run())
         try:
             bad = UsageEvent(event_id="req_bad", ts=time.time(), user="\ud800", prompt_tokens=7)
