@@ -28,6 +28,8 @@ MISSING_PARAM = ErrorKind(400, "invalid_request_error", "missing_required_parame
 UNSUPPORTED = ErrorKind(400, "invalid_request_error", "unsupported_parameter", logging.INFO)
 INVALID_API_KEY = ErrorKind(401, "authentication_error", "invalid_api_key", logging.DEBUG)  # floods: quiet
 PERMISSION = ErrorKind(403, "permission_error", "insufficient_permissions", logging.INFO)
+# Keyvault's answer to a provider-key fetch no registered edge identity signed (shared/identity.py).
+EDGE_IDENTITY_REFUSED = ErrorKind(403, "permission_error", "edge_identity_refused", logging.WARNING)
 NOT_FOUND = ErrorKind(404, "not_found_error", "not_found", logging.INFO)
 MODEL_NOT_FOUND = ErrorKind(404, "invalid_request_error", "model_not_found", logging.INFO)
 METHOD_NOT_ALLOWED = ErrorKind(405, "invalid_request_error", "method_not_allowed", logging.INFO)
@@ -44,6 +46,8 @@ UNAVAILABLE = ErrorKind(503, "api_error", "service_unavailable", logging.WARNING
 NO_PROVIDER_KEY = ErrorKind(503, "api_error", "provider_key_missing", logging.WARNING)
 LIMITS_UNAVAILABLE = ErrorKind(503, "api_error", "limits_unavailable", logging.WARNING)
 PROVIDER_KEY_REFUSED = ErrorKind(503, "api_error", "provider_key_refused", logging.WARNING)
+# A client's request on an edge keyvault does not trust: the deployment's fault, not the client's.
+EDGE_UNTRUSTED = ErrorKind(503, "api_error", "edge_identity_refused", logging.ERROR)
 UPSTREAM_TIMEOUT = ErrorKind(504, "api_error", "upstream_timeout", logging.WARNING)
 
 # The one table from an HTTP status to the error a client gets (its type and default code), for

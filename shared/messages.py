@@ -113,10 +113,15 @@ class ByUser(BaseModel):
 
 
 class ProviderKeyFetch(BaseModel):
-    """An edge asks for the provider keys, sealed to its ephemeral X25519 public key."""
+    """An edge asks for the provider keys, sealed to its ephemeral X25519 public key, signed by
+    its identity (shared/identity.py): the identity's Ed25519 public key and the signature
+    over ``public_key``, ``edge_instance`` and ``issued_at``."""
 
     public_key: str
-    edge_instance: str
+    edge_instance: str = Field(max_length=256)
+    identity: str = ""
+    issued_at: float = 0.0
+    signature: str = ""
 
 
 class SealedProviderKey(BaseModel):

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 
+from shared import identity
 from shared.bus import redact
 from shared.catalog import load_catalog
 from stack import nats_auth
@@ -179,6 +180,28 @@ class Stack:
                 "OpenBao did not become ready; see " + str(self.supervisor.children["vault"].spec.log_file)
             )
 
+    def _edge_identity(self, services: list[str]) -> tuple[dict[str, str], dict[str, str]]:
+        """The edge's ``GATEWAY_EDGE_IDENTITY_FILE`` and keyvault's ``GATEWAY_EDGE_IDENTITIES_DIR``
+        where the environment names none: an identity ``local`` made once in the data dir, and
+        a registry there that holds it when keyvault runs on this node. A registry the operator
+        names is never written: another node's edge is registered by copying its ``.pub``."""
+        folder = self.data_dir / "identity"
+        edge_env: dict[str, str] = {}
+        keyvault_env: dict[str, str] = {}
+        key_file = self.environ.get("GATEWAY_EDGE_IDENTITY_FILE", "")
+        if "edge" in services and not key_file:
+            key = folder / "local.key"
+            if not key.exists():
+                identity.create("local", folder)
+            key_file = edge_env["GATEWAY_EDGE_IDENTITY_FILE"] = str(key)
+        if "keyvault" in services and not self.environ.get("GATEWAY_EDGE_IDENTITIES_DIR"):
+            registry = folder / "edges"
+            registry.mkdir(parents=True, exist_ok=True)
+            if key_file:
+                (registry / f"local{identity.SUFFIX}").write_bytes(identity.public_pem(Path(key_file)))
+            keyvault_env["GATEWAY_EDGE_IDENTITIES_DIR"] = str(registry)
+        return edge_env, keyvault_env
+
     def _port(self, service: str) -> int:
         if service == "edge":
             return self.settings.port or free_port()
@@ -199,15 +222,18 @@ class Stack:
         nats_url = self._start_nats()
         vault_addr = self._add_vault()
         base = self._base_env()
+        edge_identity, registry = self._edge_identity(services)
 
-        keyvault_env = base | {"VAULT_ADDR": vault_addr}
+        keyvault_env = base | registry | {"VAULT_ADDR": vault_addr}
         if self.environ.get("VAULT_SECRET_ID"):
             keyvault_env["VAULT_SECRET_ID"] = self.environ["VAULT_SECRET_ID"]
         provider_keys = {p.key_env for p in load_catalog().providers.values() if p.key_env}
         keyvault_env |= {k: v for k, v in self.environ.items() if k in provider_keys and v}
         extra: dict[str, dict[str, str]] = {
             "keyvault": keyvault_env,
-            "edge": base | {"GATEWAY_ADMIN_KEY": admin_key, "GATEWAY_EDGE_WORKERS": str(self.settings.edge_workers)},
+            "edge": base
+            | edge_identity
+            | {"GATEWAY_ADMIN_KEY": admin_key, "GATEWAY_EDGE_WORKERS": str(self.settings.edge_workers)},
         }
         if self.settings.clickhouse_dsn:
             extra["metering"] = base | {"GATEWAY_CLICKHOUSE_DSN": self.settings.clickhouse_dsn}
@@ -237,7 +263,7 @@ class Stack:
             self.supervisor.start("keyvault")
 
         for name in services:
-            self._wait_ready(health[name])
+            self.wait_ready(health[name])
         origin = health.get("edge")
         self.info = StackInfo(
             f"{origin}/v1" if origin else "",
@@ -262,7 +288,7 @@ class Stack:
             json.dump(state, fh)
         return self.info
 
-    def _wait_ready(self, origin: str) -> None:
+    def wait_ready(self, origin: str) -> None:
         deadline = time.monotonic() + self.settings.ready_timeout
         last = "no answer"
         with httpx.Client(timeout=3.0) as client:
@@ -292,12 +318,15 @@ class Stack:
         self.supervisor.add(spec)
         self.supervisor.start(name)
 
-    def add_edge(self, name: str) -> str:
-        """A second edge on its own port; returns its origin URL once it is ready."""
+    def add_edge(self, name: str, env: dict[str, str | None] | None = None, *, wait: bool = True) -> str:
+        """A second edge on its own port, its environment changed by ``env``; returns its origin
+        URL, once it is ready unless ``wait`` is false."""
         port = free_port()
-        self.add_replica("edge", name, {"GATEWAY_PORT": str(port), "GATEWAY_EDGE_WORKERS": "1"})
+        changes: dict[str, str | None] = {"GATEWAY_PORT": str(port), "GATEWAY_EDGE_WORKERS": "1"}
+        self.add_replica("edge", name, changes | (env or {}))
         origin = f"http://127.0.0.1:{port}"
-        self._wait_ready(origin)
+        if wait:
+            self.wait_ready(origin)
         return origin
 
     def stop(self) -> None:

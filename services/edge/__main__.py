@@ -3,15 +3,22 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 from services.edge.settings import EdgeSettings
 from shared import logs
+from shared.identity import IdentityError
 
 
 def main() -> int:
     settings = EdgeSettings()
     logs.configure("edge", settings.log_level, settings.log_format)
+    try:
+        settings.identity()  # before any worker starts: a missing identity is one clear error
+    except IdentityError as exc:
+        logging.getLogger("switchyard.edge").error("%s", exc)
+        return 2
     if settings.workers == 1:
         from services.edge.server import serve  # the web stack: only where requests are served
 

@@ -1,6 +1,7 @@
 """Provider keys held in memory, delivered sealed by keyvault.
 
-The edge owns an ephemeral X25519 key pair (memory only). It fetches every active provider
+The edge owns an ephemeral X25519 key pair (memory only) and signs each fetch with its
+identity (shared/identity.py), which keyvault checks against its registry. It fetches every active provider
 key sealed to that pair at start, on every change event from keyvault, and when the cached
 copy is older than its TTL; requests only read the cache. Keys are never written anywhere.
 """
@@ -17,7 +18,15 @@ import time
 from services.edge.providers.base import Credential
 from shared import subjects
 from shared.bus import Bus, Msg
-from shared.errors import NO_PROVIDER_KEY, PROVIDER_KEY_REFUSED, RATE_LIMITED, GatewayError
+from shared.errors import (
+    EDGE_IDENTITY_REFUSED,
+    EDGE_UNTRUSTED,
+    NO_PROVIDER_KEY,
+    PROVIDER_KEY_REFUSED,
+    RATE_LIMITED,
+    GatewayError,
+)
+from shared.identity import EdgeIdentity
 from shared.messages import (
     ProviderKeyFetch,
     ProviderKeyInfo,
@@ -35,10 +44,13 @@ _MISS_INTERVAL = 1.0
 
 
 class Credentials:
-    def __init__(self, bus: Bus, instance: str, ttl: float) -> None:
+    def __init__(self, bus: Bus, instance: str, ttl: float, identity: EdgeIdentity) -> None:
         self.bus = bus
         self.instance = instance
         self.ttl = ttl
+        self.identity = identity
+        # Why keyvault refused this edge's identity, while it does (None: trusted, or not asked yet).
+        self.untrusted: str | None = None
         self._recipient = Recipient()
         self._keys: dict[str, list[Credential]] = {}
         self._cursors: dict[str, itertools.cycle[int]] = {}
@@ -79,6 +91,14 @@ class Credentials:
     def _none_usable(self, provider: str) -> GatewayError:
         """The truth about a provider without a usable key: none configured, or every one
         refused by the provider (since when, and why)."""
+        if self.untrusted is not None:
+            err = GatewayError(
+                EDGE_UNTRUSTED,
+                "This gateway edge holds no provider keys: keyvault does not accept its identity. "
+                "The operator must register it (the edge's log says why).",
+            )
+            err.cause = "keys"
+            return err
         refused = self._out.get(provider)
         if refused:
             first = min(refused, key=lambda k: k.since)
@@ -161,12 +181,25 @@ class Credentials:
     async def refresh(self) -> None:
         async with self._refresh_lock:
             self._last_fetch = time.monotonic()
-            reply = await self.bus.request(
-                subjects.PROVIDER_KEYS_FETCH,
-                ProviderKeyFetch(public_key=self._recipient.public_key_b64, edge_instance=self.instance),
-                SealedProviderKeys,
-                timeout=10.0,
+            public_key, issued_at = self._recipient.public_key_b64, time.time()
+            fetch = ProviderKeyFetch(
+                public_key=public_key,
+                edge_instance=self.instance,
+                identity=self.identity.public_key,
+                issued_at=issued_at,
+                signature=self.identity.sign_fetch(public_key, self.instance, issued_at),
             )
+            try:
+                reply = await self.bus.request(subjects.PROVIDER_KEYS_FETCH, fetch, SealedProviderKeys, timeout=10.0)
+            except GatewayError as exc:
+                if exc.code == EDGE_IDENTITY_REFUSED.code:
+                    # Revoked or never registered: what this edge holds is no longer its to use.
+                    if self.untrusted is None:
+                        log.error("keyvault refused this edge's identity; dropping its provider keys: %s", exc)
+                    self.untrusted = str(exc)
+                    self._keys, self._out, self._cursors = {}, {}, {}
+                raise
+            self.untrusted = None
             keys: dict[str, list[Credential]] = {}
             cooling = {k.key_id: k.cooldown_until for v in self._keys.values() for k in v}  # survives a refresh
             for item in reply.keys:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr
 
+from shared.identity import EdgeIdentity, IdentityError
 from shared.settings import ServiceSettings
 
 
@@ -33,6 +34,9 @@ class EdgeSettings(ServiceSettings):
         default=10.0, gt=0, validation_alias="GATEWAY_UPSTREAM_CONNECT_TIMEOUT_SECONDS"
     )
     upstream_max_connections: int = Field(default=1000, ge=1, validation_alias="GATEWAY_UPSTREAM_MAX_CONNECTIONS")
+    # The edge's identity (an Ed25519 private key, PEM, mode 0600): keyvault delivers provider
+    # keys only to fetches it signs, if its public key is in keyvault's registry (shared/identity.py).
+    identity_file: Path | None = Field(default=None, validation_alias="GATEWAY_EDGE_IDENTITY_FILE")
     provider_key_ttl: float = Field(default=300.0, gt=0, validation_alias="GATEWAY_PROVIDER_KEY_TTL_SECONDS")
     instance_name: str = Field(default_factory=socket.gethostname, validation_alias="GATEWAY_INSTANCE_NAME")
     # Where this edge runs, as responses' x_switchyard.region say (a deployment's own name).
@@ -67,6 +71,14 @@ class EdgeSettings(ServiceSettings):
     # spans (off by default).
     metrics_user_labels: bool = Field(default=False, validation_alias="GATEWAY_METRICS_USER_LABELS")
     otel_capture_content: bool = Field(default=False, validation_alias="GATEWAY_OTEL_CAPTURE_CONTENT")
+
+    def identity(self) -> EdgeIdentity:
+        if self.identity_file is None:
+            raise IdentityError(
+                "GATEWAY_EDGE_IDENTITY_FILE is not set: keyvault gives provider keys only to an edge whose "
+                "identity it knows (`python -m shared.identity new NAME DIR`, docs/security.md)"
+            )
+        return EdgeIdentity.load(self.identity_file)
 
     def media_fetch_allowed(self) -> frozenset[tuple[str, int]]:
         pairs = set()

@@ -82,7 +82,7 @@ class Edge:
             bus=bus,
             client_keys=ClientKeys(bus, settings.admin_key.get_secret_value()),
             routes=Routes(bus),
-            credentials=Credentials(bus, instance, settings.provider_key_ttl),
+            credentials=Credentials(bus, instance, settings.provider_key_ttl, settings.identity()),
             usage=usage,
             registry=Registry(),
             http=upstream_client(settings),  # built inside the running loop (lifespan)

@@ -19,7 +19,8 @@ from shared import subjects
 from shared.audit import Auditor
 from shared.bus import Bus, KVMirror
 from shared.catalog import ProviderConfig, RouteTable, load_catalog, published_table, self_hosted_providers
-from shared.errors import INVALID_REQUEST, UNAVAILABLE, GatewayError
+from shared.errors import EDGE_IDENTITY_REFUSED, INVALID_REQUEST, UNAVAILABLE, GatewayError
+from shared.identity import IdentityError, Registry
 from shared.limits import BUDGET_BUCKET, RATE_BUCKET, RATE_BUCKET_TTL
 from shared.messages import (
     PROVIDER_KEY_CREATE_CONTEXT,
@@ -81,6 +82,12 @@ class Keyvault:
         self.users = UserStore(bus)
         self.transport: Recipient | None = None
         self.token_ttl = 0.0
+        if settings.edge_identities_dir is None:
+            raise RuntimeError(
+                "GATEWAY_EDGE_IDENTITIES_DIR is not set: keyvault delivers provider keys only to edges whose "
+                "identity is registered there (docs/security.md, `python -m shared.identity new NAME DIR`)"
+            )
+        self.edge_identities = Registry(settings.edge_identities_dir)
 
     def _table_changed(self, entries: dict[str, bytes]) -> None:
         table = published_table(entries, subjects.ROUTES_KEY)
@@ -144,6 +151,11 @@ class Keyvault:
         # through the stream's leader, so a turn stored on one edge is found on any other.
         await self.bus.ensure_kv(subjects.RESPONSES_BUCKET, ttl=self.settings.responses_ttl_seconds, direct=False)
         await self.auditor.setup()
+        try:
+            names = sorted(name for name, _ in self.edge_identities.load().values())
+            log.info("edge identities registered in %s: %s", self.edge_identities.directory, ", ".join(names) or "none")
+        except IdentityError as exc:
+            log.error("%s; no edge will receive provider keys until it can be read", exc)
         serve = self.bus.serve
         q = subjects.QUEUE_KEYVAULT
         await serve(subjects.KEYVAULT_PING, q, Empty, self.ping)
@@ -259,8 +271,24 @@ class Keyvault:
         return info
 
     async def fetch_provider_keys(self, req: ProviderKeyFetch) -> SealedProviderKeys:
-        keys, refused = await self.provider_keys.sealed_for(req.public_key, req.edge_instance)
-        log.info("delivered %d sealed provider key(s) to %s", len(keys), req.edge_instance)
+        """Provider keys sealed to the asking edge, once its identity is checked against the
+        registry; a refusal is audited with the instance the fetch claimed."""
+        try:
+            edge = self.edge_identities.verify(
+                req.public_key, req.edge_instance, req.identity, req.issued_at, req.signature
+            )
+        except IdentityError as exc:
+            log.warning("refused provider keys to %r: %s", req.edge_instance, exc)
+            self.auditor.record(
+                actor=self.auditor.instance,
+                action="provider_key.fetch_refused",
+                status=EDGE_IDENTITY_REFUSED.status,
+                source=f"unverified/{req.edge_instance}",
+            )
+            raise GatewayError(EDGE_IDENTITY_REFUSED, str(exc)) from exc
+        source = f"{edge.name}/{req.edge_instance}"  # the verified identity, then what it calls itself
+        keys, refused = await self.provider_keys.sealed_for(req.public_key, source)
+        log.info("delivered %d sealed provider key(s) to edge identity %s", len(keys), source)
         return SealedProviderKeys(keys=keys, refused=refused)
 
     async def create_client_key(self, req: ClientKeyCreate) -> ClientKeyCreated:

@@ -43,6 +43,10 @@ class KeyvaultSettings(ServiceSettings):
     bedrock_api_key: SecretStr | None = Field(default=None, validation_alias="BEDROCK_API_KEY")
     cohere_api_key: SecretStr | None = Field(default=None, validation_alias="COHERE_API_KEY")
 
+    # Keyvault's registry of edge identities: one `<name>.pub` (an Ed25519 public key, PEM) per
+    # identity allowed to receive provider keys (shared/identity.py). Read on every fetch.
+    edge_identities_dir: Path | None = Field(default=None, validation_alias="GATEWAY_EDGE_IDENTITIES_DIR")
+
     # How often keys a provider refused (401/403) are tried again (a model listing).
     key_probe_seconds: float = Field(default=60.0, gt=0, validation_alias="GATEWAY_KEY_PROBE_SECONDS")
 

@@ -27,7 +27,7 @@ import openai
 import pytest
 from openai import OpenAI
 
-from shared import subjects
+from shared import identity, subjects
 from shared.bus import Bus
 from stack import nats_auth
 from stack.launcher import Stack
@@ -230,14 +230,26 @@ def test_two_nodes_survive_nats_metering_and_edge_restarts_with_exact_metering(
         "GATEWAY_ADMIN_KEY": "sk-sy-admin-" + secrets.token_urlsafe(24),
         "GATEWAY_DRAIN_SECONDS": "30",
     }
+    # One registry of edge identities for both nodes' keyvaults (a ConfigMap in production),
+    # holding each node's edge identity: a fetch is answered by either node's keyvault.
+    registry = tmp_path / "edge-identities"
+    registry.mkdir()
+    keys = {}
+    for node in ("a", "b"):
+        keys[node], public = identity.create(f"node-{node}", tmp_path / f"identity-{node}")
+        (registry / public.name).write_bytes(public.read_bytes())
+    env["GATEWAY_EDGE_IDENTITIES_DIR"] = str(registry)
     env = stack_environ(sim, **env)  # one configuration for both nodes, as in production
-    node_a = _node(tmp_path / "a", nats, vault, env, "router,keyvault,metering,edge")
+    env_a = env | {"GATEWAY_EDGE_IDENTITY_FILE": str(keys["a"])}
+    node_a = _node(tmp_path / "a", nats, vault, env_a, "router,keyvault,metering,edge")
     node_b: Stack | None = None
     stop = threading.Event()
     threads: list[threading.Thread] = []
     clients: dict[str, OpenAI] = {}
     try:
-        node_b = _node(tmp_path / "b", nats, vault, env, "edge,router,keyvault")
+        node_b = _node(
+            tmp_path / "b", nats, vault, env | {"GATEWAY_EDGE_IDENTITY_FILE": str(keys["b"])}, "edge,router,keyvault"
+        )
         assert set(node_b.supervisor.children) == {"edge", "router", "keyvault"}  # no NATS, Vault or metering
         assert node_a.info and node_b.info
         origin = {"A": node_a.info.health["edge"], "B": node_b.info.health["edge"]}

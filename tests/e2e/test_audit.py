@@ -41,7 +41,8 @@ def test_admin_actions_and_decryptions_are_audited(gateway: Gateway) -> None:
     )
     assert denied["actor"].startswith("key_")
     decrypt = next(e for e in _audit(gateway, action="provider_key.decrypt") if e["target"] == key_id)
-    assert decrypt["actor"].startswith("keyvault-") and decrypt["source"].startswith("edge-")
+    # The identity keyvault verified (the launcher's `local`), then the instance it names itself.
+    assert decrypt["actor"].startswith("keyvault-") and decrypt["source"].startswith("local/edge-")
     assert secret not in str(_audit(gateway))
     assert gateway.admin("GET", "/ai/audit", key=user_key).status_code == 403
     gateway.admin("DELETE", f"/ai/providers/keys/{key_id}")

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
+from pathlib import Path
 
 import httpx
+from openai import OpenAI
 
 from shared import subjects
 from shared.bus import Bus, Msg
+from shared.identity import EdgeIdentity, create
 from shared.messages import ProviderKeyFetch, SealedProviderKeys
 from shared.sealing import Recipient
 from tests.conftest import PROVIDER_KEY, Gateway, files_containing, wait_until
@@ -130,14 +134,19 @@ def _deliver(gateway: Gateway) -> dict[str, list[str]]:
 
     async def run() -> dict[str, list[str]]:
         me = Recipient()
+        identity = EdgeIdentity.load(gateway.info.data_dir / "identity" / "local.key")  # the launcher's edge's
+        issued_at = time.time()
+        fetch = ProviderKeyFetch(
+            public_key=me.public_key_b64,
+            edge_instance="test",
+            identity=identity.public_key,
+            issued_at=issued_at,
+            signature=identity.sign_fetch(me.public_key_b64, "test", issued_at),
+        )
         bus = Bus(gateway.info.nats_url_for("edge"), "test-edge", service="edge")
         await bus.connect(deadline=10)
         try:
-            reply = await bus.request(
-                subjects.PROVIDER_KEYS_FETCH,
-                ProviderKeyFetch(public_key=me.public_key_b64, edge_instance="test"),
-                SealedProviderKeys,
-            )
+            reply = await bus.request(subjects.PROVIDER_KEYS_FETCH, fetch, SealedProviderKeys)
         finally:
             await bus.close()
         out: dict[str, list[str]] = {}
@@ -192,3 +201,60 @@ def test_rotate_encryption_under_load(gateway: Gateway) -> None:
         gateway.admin("POST", "/ai/providers/keys/rotate-encryption", key=gateway.new_user_key("rot")).status_code
         == 403
     )
+
+
+def test_only_edges_with_a_registered_identity_get_provider_keys(gateway: Gateway, tmp_path: Path) -> None:
+    """Two more edge processes on the session stack's bus, with the edges' NATS credentials: one
+    whose identity the operator registered serves and is named in the audit; one whose identity
+    is not registered holds no provider key, says so, and serves once it is registered."""
+    registry = gateway.info.data_dir / "identity" / "edges"
+    known_key, known_pub = create("edge-known", tmp_path / "known")
+    (registry / known_pub.name).write_bytes(known_pub.read_bytes())
+    stranger_key, stranger_pub = create("edge-stranger", tmp_path / "stranger")
+    stack = gateway.stack
+    stranger = stack.add_edge("edge-stranger", {"GATEWAY_EDGE_IDENTITY_FILE": str(stranger_key)}, wait=False)
+    try:
+        known = stack.add_edge("edge-known", {"GATEWAY_EDGE_IDENTITY_FILE": str(known_key)})
+        key = gateway.new_user_key("identity-e2e")
+        answer = OpenAI(base_url=known + "/v1", api_key=key, max_retries=0).chat.completions.create(
+            model="gpt-4o", messages=MESSAGES
+        )
+        assert answer.choices[0].message.content
+
+        def refused() -> bool:
+            body = httpx.get(stranger + "/readyz", timeout=10).json()
+            return "edge_identity" in body["missing"]
+
+        wait_until(refused, timeout=60, what="keyvault's refusal of the unregistered edge")
+        resp = httpx.post(
+            stranger + "/v1/chat/completions",
+            json={"model": "gpt-4o", "messages": MESSAGES},
+            headers={"authorization": f"Bearer {key}"},
+            timeout=30,
+        )
+        assert resp.status_code == 503, resp.text
+        assert resp.json()["error"]["code"] == "edge_identity_refused"
+        assert PROVIDER_KEY not in resp.text
+
+        def audited(action: str, source: str) -> bool:
+            found = gateway.admin("GET", "/ai/audit", params={"action": action, "limit": 1000}).json()["data"]
+            return any(e["source"].startswith(source) for e in found)
+
+        wait_until(lambda: audited("provider_key.decrypt", "edge-known/edge-"), timeout=30, what="the decrypt audit")
+        wait_until(
+            lambda: audited("provider_key.fetch_refused", "unverified/edge-"), timeout=30, what="the refusal audit"
+        )
+
+        # Registered: the edge's next fetch (it retries on its own) is served; no restart.
+        (registry / stranger_pub.name).write_bytes(stranger_pub.read_bytes())
+        stack.wait_ready(stranger)
+        answer = OpenAI(base_url=stranger + "/v1", api_key=key, max_retries=0).chat.completions.create(
+            model="gpt-4o", messages=MESSAGES
+        )
+        assert answer.choices[0].message.content
+    finally:
+        for name in ("edge-known", "edge-stranger"):
+            if name in stack.supervisor.children:
+                stack.supervisor.stop(name)
+        for pub in (known_pub, stranger_pub):
+            (registry / pub.name).unlink(missing_ok=True)

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import importlib.resources
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from services.edge.settings import EdgeSettings
 from services.keyvault.settings import KeyvaultSettings
 from services.metering.settings import MeteringSettings
 from services.router.settings import RouterSettings
+from shared.identity import Registry
 from shared.settings import ServiceSettings
 from stack import nats_auth
 from stack.launcher import PORT_VARIABLES
@@ -44,7 +47,7 @@ REQUIRED = {
     "metering": {"GATEWAY_NATS_URL", "GATEWAY_CLICKHOUSE_DSN", "GATEWAY_METERING_PORT", "GATEWAY_NATS_REPLICAS"},
 }
 NATS_NODES = ("nats-1", "nats-2", "nats-3")
-JOBS = {"openbao-init"}  # run once and exit: no health check, others wait for their success
+JOBS = {"openbao-init", "edge-identity"}  # run once and exit: no health check, others wait for their success
 Compose = dict[str, Any]
 
 
@@ -189,6 +192,40 @@ def test_openbao_boots_and_keyvault_gets_its_approle(compose: Compose) -> None:
     assert keyvault["depends_on"]["openbao-init"]["condition"] == "service_completed_successfully"
     policy = (ROOT / "deploy" / "keyvault-policy.hcl").read_text()
     assert '"transit/encrypt/switchyard-provider-keys"' in policy and '"switchyard/data/*"' in policy
+
+
+def test_the_edges_identity_is_made_once_and_registered_with_keyvault(compose: Compose, tmp_path: Path) -> None:
+    """The edge-identity job's command, run here with each volume a directory: the edge's key
+    file and keyvault's registry it leaves behind work together, and a second run keeps the key."""
+    services = compose["services"]
+    job, edge, keyvault = services["edge-identity"], services["edge"], services["keyvault"]
+    volumes = {source: tmp_path / source for source, _ in _mounts(job)}
+    in_job = {target: volumes[source] for source, target in _mounts(job)}
+    argv = [str(in_job.get(arg, arg)) for arg in job["command"]]
+    owner = argv.index("--owner")
+    assert argv[owner + 1] == re.search(r"--uid (\d+)", (ROOT / "Dockerfile").read_text()).group(1)  # type: ignore[union-attr]
+    argv[owner + 1] = str(os.getuid())  # the edge's uid in the image; ours here
+    assert argv[:3] == ["python", "-m", "shared.identity"]
+    run = [sys.executable, *argv[1:]]
+    subprocess.run(run, check=True, capture_output=True, cwd=ROOT)
+    for service in (edge, keyvault):
+        assert service["depends_on"]["edge-identity"]["condition"] == "service_completed_successfully"
+
+    def host_path(service: dict[str, Any], path: str) -> Path:
+        for source, target in _mounts(service):
+            if path == target or path.startswith(target + "/"):
+                return volumes[source] / path[len(target) :].lstrip("/")
+        raise AssertionError(f"{path} is on no volume the edge-identity job writes")
+
+    key_file = host_path(edge, edge["environment"]["GATEWAY_EDGE_IDENTITY_FILE"])
+    identity = EdgeSettings(GATEWAY_EDGE_IDENTITY_FILE=key_file).identity()
+    registry = Registry(host_path(keyvault, keyvault["environment"]["GATEWAY_EDGE_IDENTITIES_DIR"]))
+    issued = time.time()
+    signed = identity.sign_fetch("pk", "edge-1", issued)
+    assert registry.verify("pk", "edge-1", identity.public_key, issued, signed).name == "edges"
+    assert all(m.endswith(":ro") for m in edge["volumes"] if m.startswith("edge-identity:"))
+    subprocess.run(run, check=True, capture_output=True, cwd=ROOT)  # the next `up`: same identity
+    assert EdgeSettings(GATEWAY_EDGE_IDENTITY_FILE=key_file).identity().public_key == identity.public_key
 
 
 def test_edges_scale_behind_nginx_that_resolves_again(compose: Compose) -> None:

@@ -13,6 +13,7 @@ from services.edge.credentials import Credentials
 from shared import subjects
 from shared.bus import Bus
 from shared.errors import GatewayError
+from shared.identity import EdgeIdentity
 from shared.messages import Empty, ProviderKeyFetch, RefusedProviderKey, SealedProviderKey, SealedProviderKeys
 from shared.sealing import seal
 from tests.servers import NatsServer
@@ -50,7 +51,7 @@ def test_a_change_during_an_in_flight_fetch_is_not_lost(tmp_path: Path) -> None:
 
         edge = Bus(nats.url, "edge-under-test")
         await edge.connect(deadline=10)
-        credentials = Credentials(edge, "edge-1", ttl=TTL)
+        credentials = Credentials(edge, "edge-1", ttl=TTL, identity=EdgeIdentity.generate())
         task = asyncio.create_task(credentials.run())
         try:
             await asyncio.wait_for(credentials.loaded.wait(), 10)
@@ -94,7 +95,7 @@ def test_misses_share_one_fetch_and_errors_tell_the_truth(tmp_path: Path) -> Non
         await keyvault.serve(subjects.PROVIDER_KEYS_FETCH, "keyvault", ProviderKeyFetch, fetch)
         edge = Bus(nats.url, "edge-under-test")
         await edge.connect(deadline=10)
-        credentials = Credentials(edge, "edge-1", ttl=TTL)
+        credentials = Credentials(edge, "edge-1", ttl=TTL, identity=EdgeIdentity.generate())
         # Fifty requests miss at once: one fetch serves them all.
         misses = [asyncio.create_task(credentials.fetch_on_miss(timeout=10)) for _ in range(50)]
         await asyncio.wait_for(asked.wait(), 10)  # the fetch is with keyvault while all fifty wait

@@ -113,6 +113,29 @@ def test_every_secret_and_config_reference_exists() -> None:
     assert secrets[secret] == {"role_id", "secret_id"}  # the files KeyvaultSettings.approle() reads
 
 
+def _env_value(container: Doc, name: str) -> str:
+    return str(next(e["value"] for e in container["env"] if e["name"] == name))
+
+
+def _mounted(pod: Doc, container: Doc, path: str) -> Doc:
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == path)
+    assert mount.get("readOnly") is True
+    return dict(next(v for v in pod["volumes"] if v["name"] == mount["name"]))
+
+
+def test_the_edges_identity_and_keyvaults_registry_are_mounted_where_they_are_read() -> None:
+    edge = _of("Deployment")["edge"]["spec"]["template"]["spec"]
+    keyvault = _of("Deployment")["keyvault"]["spec"]["template"]["spec"]
+    key_file = Path(_env_value(edge["containers"][0], "GATEWAY_EDGE_IDENTITY_FILE"))
+    secret = _mounted(edge, edge["containers"][0], str(key_file.parent))["secret"]
+    assert key_file.name in _of("Secret")[secret["secretName"]]["stringData"]
+    assert secret["defaultMode"] & 0o007 == 0  # EdgeIdentity.load refuses a key other users may read
+    registry = _env_value(keyvault["containers"][0], "GATEWAY_EDGE_IDENTITIES_DIR")
+    config = _mounted(keyvault, keyvault["containers"][0], registry)["configMap"]["name"]
+    # The registry entry of the edges' identity, named as the files keyvault reads.
+    assert f"{key_file.stem}.pub" in _of("ConfigMap")[config]["data"]
+
+
 def test_the_router_reads_the_routing_configuration_kustomize_generates() -> None:
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
     generated = {g["name"]: g for g in kustomization["configMapGenerator"]}

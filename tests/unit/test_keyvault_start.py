@@ -39,7 +39,11 @@ def test_keyvault_announces_when_vault_is_ready_even_with_nothing_to_import(
         await edge.nc.flush()
 
         settings = KeyvaultSettings(
-            GATEWAY_NATS_URL=nats_server.url, VAULT_ADDR=vault.addr, VAULT_TOKEN=vault.token, GATEWAY_KEYVAULT_PORT=0
+            GATEWAY_NATS_URL=nats_server.url,
+            VAULT_ADDR=vault.addr,
+            VAULT_TOKEN=vault.token,
+            GATEWAY_KEYVAULT_PORT=0,
+            GATEWAY_EDGE_IDENTITIES_DIR=tmp_path,
         )
         bus = Bus.for_service(settings, "keyvault")
         await bus.connect(deadline=10)

@@ -34,7 +34,12 @@ async def readyz(request: Request, edge: EdgeDep) -> JSONResponse:
         return JSONResponse(
             {"status": "draining", "checks": {"draining": False}, "missing": ["draining"]}, status_code=503
         )
-    checks: dict[str, Any] = {"nats": edge.bus.connected, "route_table": edge.routes.table is not None}
+    checks: dict[str, Any] = {
+        "nats": edge.bus.connected,
+        "route_table": edge.routes.table is not None,
+        # An edge keyvault refuses holds no provider keys: a load balancer should skip it.
+        "edge_identity": edge.credentials.untrusted is None,
+    }
 
     async def ping(name: str, subject: str) -> None:
         try:
