@@ -331,6 +331,10 @@ class TokenCounts(BaseModel):
 class ModelUsage(TokenCounts):
     model: str
     provider: str
+    # Requests whose tokens were costed at $0 because the model had no price (the catalog's
+    # or an admin's) when they were metered; price_missing says there were any.
+    unpriced_requests: int = 0
+    price_missing: bool = False
 
 
 class ProviderUsage(TokenCounts):
@@ -355,6 +359,8 @@ class UsageSummary(BaseModel):
     cache_write_tokens: int
     reasoning_tokens: int
     total_cost_usd: float
+    # Requests costed at $0 for want of a price: total_cost_usd leaves them out.
+    unpriced_requests: int = 0
     by_model: list[ModelUsage]
     by_provider: list[ProviderUsage]
     by_user: list[UserUsage]

@@ -85,6 +85,19 @@ async def usage_summary(sink: Sink, query: UsageFilter) -> UsageSummary:
         f"SELECT provider, {_SUMS} {base} GROUP BY provider ORDER BY sum(cost_usd) DESC, provider", params
     )
     by_user = await sink.query(f"SELECT user, {_SUMS} {base} GROUP BY user ORDER BY sum(cost_usd) DESC, user", params)
+    # Not in the rollup: from the events, over the same whole hours.
+    raw = (
+        "ts >= toStartOfHour(toDateTime({start:UInt32}, 'UTC')) "
+        "AND ts < toStartOfHour(toDateTime({end:UInt32}, 'UTC')) + INTERVAL 1 HOUR" + _filters(query, params)
+    )
+    unpriced = {
+        (str(r[0]), str(r[1])): int(r[2])
+        for r in await sink.query(
+            f"SELECT model, provider, count() FROM {USAGE_TABLE} FINAL WHERE {raw} AND price_missing "
+            "GROUP BY model, provider",
+            params,
+        )
+    }
     total = _counts(totals[0]) if totals else _counts((0,) * 9)
     return UsageSummary(
         period=query.period or ("custom" if query.start is not None else "7d"),
@@ -99,7 +112,17 @@ async def usage_summary(sink: Sink, query: UsageFilter) -> UsageSummary:
         cache_write_tokens=total["cache_write_tokens"],
         reasoning_tokens=total["reasoning_tokens"],
         total_cost_usd=total["cost_usd"],
-        by_model=[ModelUsage(model=r[0], provider=r[1], **_counts(r[2:])) for r in by_model],
+        unpriced_requests=sum(unpriced.values()),
+        by_model=[
+            ModelUsage(
+                model=r[0],
+                provider=r[1],
+                unpriced_requests=unpriced.get((r[0], r[1]), 0),
+                price_missing=(r[0], r[1]) in unpriced,
+                **_counts(r[2:]),
+            )
+            for r in by_model
+        ],
         by_provider=[ProviderUsage(provider=r[0], **_counts(r[1:])) for r in by_provider],
         by_user=[UserUsage(user=r[0], **_counts(r[1:])) for r in by_user],
     )

@@ -70,6 +70,9 @@ ADDED_USAGE_COLUMNS = (
     ("project", "LowCardinality(String)"),
     ("request_id", "String"),
     ("trace_id", "String"),
+    # Tokens costed at $0 because no price was found (price_version "unpriced"): computed
+    # from the row, so rows stored before this column have it too.
+    ("price_missing", "Bool ALIAS (price_version = 'unpriced') AND (total_tokens > 0)"),
 )
 
 # The rollup's grouping and the sums it keeps, in the order of HOURLY_SELECT's columns.

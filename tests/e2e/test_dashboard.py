@@ -144,3 +144,22 @@ def test_a_user_key_sees_only_its_own_usage(gateway: Gateway, browser: Browser) 
     expect(page.locator("#key-list tbody tr")).to_have_count(1)
     expect(page.locator("#key-list")).not_to_contain_text(theirs)
     page.close()
+
+
+def test_usage_of_a_model_without_a_price_is_flagged_not_shown_as_free(gateway: Gateway, browser: Browser) -> None:
+    user = "ui-unpriced-" + secrets.token_hex(4)
+    key = gateway.new_user_key(user)
+    client = gateway.client(key)
+    client.chat.completions.create(model="gpt-sim-no-price", messages=[{"role": "user", "content": "x"}])
+    client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
+    wait_until(lambda: gateway.requests_metered(user) == 2, what="metering")
+
+    page = browser.new_page()
+    _sign_in(page, gateway.origin, key)
+    expect(page.locator('[data-stat="cost"] .note')).to_have_text("1 request(s) without a price, counted as $0")
+    unpriced = page.locator("#top-models tbody tr", has_text="gpt-sim-no-price")
+    expect(unpriced.locator(".badge")).to_have_text("no price")
+    priced = page.locator("#top-models tbody tr", has_text="gpt-4o-mini")
+    expect(priced).to_have_count(1)
+    expect(priced.locator(".badge")).to_have_count(0)
+    page.close()

@@ -20,7 +20,12 @@ def test_admin_price_applies_from_its_effective_time_only(gateway: Gateway) -> N
     client = gateway.client(key)
     client.chat.completions.create(model="gpt-sim-priced", messages=MESSAGES)  # not priced yet
     wait_until(lambda: gateway.usage("judy")["total_requests"] == 1, what="first event")
-    assert gateway.usage("judy")["total_cost_usd"] == 0.0
+    summary = gateway.usage("judy")
+    assert summary["total_cost_usd"] == 0.0
+    # Not silently free: the summary says the cost is missing, and for which model.
+    assert summary["unpriced_requests"] == 1
+    (model,) = summary["by_model"]
+    assert (model["model"], model["price_missing"], model["unpriced_requests"]) == ("gpt-sim-priced", True, 1)
 
     resp = gateway.admin(
         "POST",
@@ -46,7 +51,12 @@ def test_admin_price_applies_from_its_effective_time_only(gateway: Gateway) -> N
     expected = (
         (PROMPT_TOKENS - CACHED_TOKENS) * 4.0 + CACHED_TOKENS * 1.0 + (COMPLETION - REASONING) * 20.0 + REASONING * 40.0
     ) / 1_000_000
-    assert abs(gateway.usage("judy")["total_cost_usd"] - expected) < 1e-12
+    summary = gateway.usage("judy")
+    assert abs(summary["total_cost_usd"] - expected) < 1e-12
+    assert summary["unpriced_requests"] == 1  # the first request stays unpriced: its cost is fixed
+    assert summary["by_model"][0]["requests"] == 2 and summary["by_model"][0]["unpriced_requests"] == 1
+    priced = gateway.admin("GET", "/ai/usage/summary", params={"user": "judy", "model": "gpt-4o"}).json()
+    assert priced["unpriced_requests"] == 0
 
     log = gateway.admin("GET", "/ai/usage/requests", params={"user": "judy"}).json()["data"]
     assert [r["price_version"] for r in log] == [version, "unpriced"]  # newest first

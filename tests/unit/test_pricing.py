@@ -77,3 +77,89 @@ def test_models_outside_the_price_book_are_marked_unpriced() -> None:
 def test_token_kinds_never_exceed_their_totals() -> None:
     cost, _ = _book().cost(_event(model="gpt-4o", provider="openai", prompt_tokens=10, cached_tokens=50))
     assert abs(cost - 10 * 1.25 / 1_000_000) < 1e-15
+
+
+# --- the catalog against a maintained price dataset (genai-prices, pinned in uv.lock) ---------
+
+# The catalog's provider names where genai-prices names them otherwise.
+_DATASET_PROVIDER = {"gemini": "google", "vertex": "google", "xai": "x-ai", "bedrock": "aws"}
+# A time DeepSeek's off-peak discount does not apply at (the catalog has no time-of-day prices).
+_AT = dt.datetime(2026, 11, 2, 12, 0, tzinfo=dt.UTC)
+# Reviewed: the catalog model the dataset does not know, and why that is fine.
+_NOT_IN_DATASET = {
+    "echo/echo-1": "the built-in test provider",
+    "text-embedding-004": "retired by Google; kept for its deprecation redirect",
+    "command-a-reasoning-08-2025": "not in the dataset yet",
+    "accounts/fireworks/models/llama-v3p1-70b-instruct": "not in the dataset yet",
+}
+# Reviewed: where the two disagree, with the dataset's value. Nobody here can check a
+# provider's pricing page (no internet), so the catalog is not changed to either side unasked:
+# each entry is for an operator or the next catalog release to settle (docs/analytics.md).
+_DISAGREE = {
+    ("gemini-2.5-pro", "cached_input"): 0.125,
+    ("gemini-2.5-flash", "cached_input"): 0.03,
+    ("mistral-small-latest", "input"): 0.15,
+    ("mistral-small-latest", "output"): 0.6,
+}
+
+
+# Reviewed: rates the dataset has and the catalog lacks (the catalog then bills cached tokens at
+# the input rate: too much). Filling them is a price change for the next catalog release, with
+# its own version and effective date, not a silent edit of the current one.
+_GAPS = {
+    ("amazon.nova-pro-v1:0", "cached_input"): 0.2,
+    ("amazon.nova-lite-v1:0", "cached_input"): 0.015,
+    ("amazon.nova-micro-v1:0", "cached_input"): 0.00875,
+    ("mistral-small-latest", "cached_input"): 0.015,
+}
+
+
+def _dataset_rates(model: str, provider: str) -> dict[str, float | None] | None:
+    from genai_prices import Usage, calc_price
+
+    ref = model.split("/")[-1] if provider != "together" else model
+    try:
+        found = calc_price(
+            Usage(input_tokens=1, output_tokens=1),
+            model_ref=ref,
+            provider_id=_DATASET_PROVIDER.get(provider, provider),
+            genai_request_timestamp=_AT,
+        )
+    except LookupError:
+        return None
+    price = found.model_price
+
+    def base(value: object) -> float | None:  # a tiered price: its first tier
+        if value is None:
+            return None
+        return float(getattr(value, "base", value))  # type: ignore[arg-type]
+
+    return {
+        "input": base(price.input_mtok),
+        "output": base(price.output_mtok),
+        "cached_input": base(price.cache_read_mtok),
+        "cache_write": base(price.cache_write_mtok),
+    }
+
+
+def test_the_catalog_agrees_with_a_maintained_price_dataset() -> None:
+    """Every catalog price the dataset also has is the same, or is a reviewed disagreement;
+    a dataset upgrade that moves a price, or a catalog edit, fails here until someone looks."""
+    missing, disagree, gaps = set(), {}, {}
+    for name, entry in load_catalog().models.items():
+        rates = _dataset_rates(entry.upstream_model or name, entry.provider)
+        if rates is None:
+            missing.add(name)
+            continue
+        embeddings = "embeddings" in entry.capabilities  # billed for input only
+        for field in ("input",) if embeddings else ("input", "output", "cached_input", "cache_write"):
+            ours, theirs = getattr(entry, field), rates[field]
+            if ours is None and theirs is not None:
+                gaps[(name, field)] = theirs
+            elif ours is None or theirs is None:
+                continue  # only the catalog has it
+            elif abs(ours - theirs) > 1e-9:
+                disagree[(name, field)] = theirs
+    assert missing == set(_NOT_IN_DATASET)
+    assert disagree == _DISAGREE
+    assert gaps == _GAPS

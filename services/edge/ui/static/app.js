@@ -147,13 +147,21 @@ const views = {
           api("GET", `/ai/usage/performance?${query(filter)}`),
         ]);
         const metric = METRICS[controls.metric];
-        const stat = (label, value, id) => el("div", { class: "stat", "data-stat": id },
-          el("div", { class: "label", text: label }), el("div", { class: "value", text: value }));
+        const stat = (label, value, id, note) => el("div", { class: "stat", "data-stat": id },
+          el("div", { class: "label", text: label }), el("div", { class: "value", text: value }),
+          note ? el("div", { class: "note", text: note }) : null);
+        // Requests of a model with no price were costed at $0: say so rather than look free.
+        const unpriced = summary.unpriced_requests
+          ? `${fmt.int(summary.unpriced_requests)} request(s) without a price, counted as $0` : null;
+        const cost = (r) => r.price_missing
+          ? el("span", { class: "unpriced", title: `${fmt.int(r.unpriced_requests)} request(s) had no price and were costed at $0; add one on the Routes page or with POST /ai/prices` },
+            fmt.usd(r.cost_usd), el("span", { class: "badge", text: "no price" }))
+          : fmt.usd(r.cost_usd);
         const stats = el("div", { class: "stats" },
           stat("Requests", fmt.int(summary.total_requests), "requests"),
           stat("Error rate", fmt.pct(perf.total.error_rate), "error_rate"),
           stat("Tokens", fmt.int(summary.total_tokens), "tokens"),
-          stat("Cost", fmt.usd(summary.total_cost_usd), "cost"),
+          stat("Cost", fmt.usd(summary.total_cost_usd), "cost", unpriced),
           stat("Latency p50 / p99", `${fmt.ms(perf.total.latency_ms.p50)} / ${fmt.ms(perf.total.latency_ms.p99)}`, "latency"),
           stat("First token p50", fmt.ms(perf.total.ttft_ms.p50), "ttft"));
         const step = granularity === "day" ? 86400 : 3600;
@@ -164,7 +172,7 @@ const views = {
           { title: "Model", value: (r) => r.model }, { title: "Provider", value: (r) => r.provider },
           { title: "Requests", num: true, value: (r) => fmt.int(r.requests) },
           { title: "Tokens", num: true, value: (r) => fmt.int(r.total_tokens) },
-          { title: "Cost", num: true, value: (r) => fmt.usd(r.cost_usd) },
+          { title: "Cost", num: true, value: cost },
         ], summary.by_model.slice(0, 10), { id: "top-models" });
         const topUsers = table([
           { title: "User", value: (r) => r.user },
