@@ -82,7 +82,7 @@ class Catalog(BaseModel):
     aliases: dict[str, str] = {}
     deprecated: dict[str, Deprecation] = {}  # retired names that are no longer catalog models
     price_history: list[PastPrice] = []
-    stream_timeouts: Timeouts = Timeouts(first_token_seconds=120, idle_seconds=120)
+    stream_timeouts: Timeouts = Timeouts(first_token_seconds=120, idle_seconds=120, total_seconds=3600)
 
 
 def self_hosted_providers(spec: str) -> dict[str, str]:

@@ -39,6 +39,7 @@ TOO_LARGE = ErrorKind(413, "invalid_request_error", "request_too_large", logging
 UNPROCESSABLE = ErrorKind(422, "invalid_request_error", "invalid_value", logging.INFO)
 RATE_LIMITED = ErrorKind(429, "rate_limit_error", "rate_limit_exceeded", logging.INFO)
 BUDGET_EXCEEDED = ErrorKind(429, "insufficient_quota", "budget_exceeded", logging.INFO)
+TOO_MANY_STREAMS = ErrorKind(429, "rate_limit_error", "too_many_concurrent_streams", logging.INFO)
 INTERNAL = ErrorKind(500, "server_error", "internal_error", logging.ERROR)
 NOT_IMPLEMENTED = ErrorKind(501, "api_error", "unsupported_provider", logging.INFO)
 UPSTREAM = ErrorKind(502, "api_error", "upstream_error", logging.WARNING)

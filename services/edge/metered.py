@@ -10,6 +10,7 @@ from opentelemetry.trace import Span
 
 from services.edge.auth import Principal
 from services.edge.providers.base import Usage
+from services.edge.streams import Slot
 from shared.catalog import Route
 from shared.events import UsageEvent
 
@@ -38,6 +39,7 @@ class RequestRecord:
     # ``body`` while it is exactly ``raw_body`` parsed (nothing taken out, not replaced by a
     # translation): then the client's bytes can go upstream as they are.
     exact_body: dict[str, Any] | None = None
+    stream_slot: Slot | None = None  # a stream's place among its key's open streams on this process
 
     def __post_init__(self) -> None:
         self.event_id = self.event_id or self.request_id

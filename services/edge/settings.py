@@ -34,6 +34,9 @@ class EdgeSettings(ServiceSettings):
         default=10.0, gt=0, validation_alias="GATEWAY_UPSTREAM_CONNECT_TIMEOUT_SECONDS"
     )
     upstream_max_connections: int = Field(default=1000, ge=1, validation_alias="GATEWAY_UPSTREAM_MAX_CONNECTIONS")
+    # Streams one client key may hold open on one edge process (services/edge/streams.py): half
+    # the upstream pool, so no key can starve the others.
+    max_streams_per_key: int = Field(default=500, ge=1, validation_alias="GATEWAY_MAX_STREAMS_PER_KEY")
     # The edge's identity (an Ed25519 private key, PEM, mode 0600): keyvault delivers provider
     # keys only to fetches it signs, if its public key is in keyvault's registry (shared/identity.py).
     identity_file: Path | None = Field(default=None, validation_alias="GATEWAY_EDGE_IDENTITY_FILE")

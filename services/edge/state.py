@@ -25,6 +25,7 @@ from services.edge.responses.store import ResponseStore
 from services.edge.routing import Routes
 from services.edge.settings import EdgeSettings
 from services.edge.status import StatusBoard
+from services.edge.streams import StreamSlots
 from services.edge.sync import SyncResponder
 from services.edge.telemetry import Telemetry
 from services.edge.tracing import Tracing
@@ -59,6 +60,7 @@ class Edge:
     status: StatusBoard
     responses: ResponseStore
     instance: str
+    streams: StreamSlots
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -106,6 +108,7 @@ class Edge:
             status=StatusBoard(bus, "edge", instance, settings.heartbeat_seconds),
             responses=ResponseStore(bus),
             instance=instance,
+            streams=StreamSlots(settings.max_streams_per_key),
         )
 
     async def start(self) -> None:

@@ -81,6 +81,8 @@ class Telemetry:
         """The request ended: publish its usage event, count it, end its trace."""
         record.outcome = event
         self.usage.submit(event)  # first: nothing below may cost a request its metering
+        if record.stream_slot is not None:
+            record.stream_slot.release()
         try:
             cost = 0.0
             if route_table is not None and (event.prompt_tokens or event.completion_tokens):

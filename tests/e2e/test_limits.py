@@ -252,3 +252,49 @@ def test_embeddings_count_against_the_same_limits(gateway: Gateway, edges: list[
         return codes
 
     assert _in_one_minute(run) == [200, 200, 200, 429, 429]
+
+
+def test_a_key_holds_at_most_its_share_of_streams_on_an_edge_process(gateway: Gateway) -> None:
+    """GATEWAY_MAX_STREAMS_PER_KEY caps the streams one key holds open on one edge process (a
+    429 before any upstream call); another key, and the same key on another edge, are not
+    affected; a stream that ends gives its place back, also when its client walks away."""
+    from tests.simulators.openai_sim import Fault
+
+    origin = gateway.stack.add_edge("edge-streams", {"GATEWAY_MAX_STREAMS_PER_KEY": "2"})
+    model = "gpt-sim-held-streams"
+    gateway.sim.state.faults[model] = [Fault(pause_after=1, pause=60) for _ in range(8)]
+    key, other = gateway.new_user_key("streams-cap"), gateway.new_user_key("streams-other")
+    capped = openai.OpenAI(base_url=origin + "/v1", api_key=key, max_retries=0, timeout=30)
+    held = []
+    try:
+        for _ in range(2):
+            stream = capped.chat.completions.create(model=model, messages=MESSAGES, stream=True)  # type: ignore[call-overload]
+            next(iter(stream))  # open: its first chunk is here, the rest is 60 s away
+            held.append(stream)
+        asked = len(gateway.sim.state.requests)
+        with pytest.raises(openai.RateLimitError) as refused:
+            capped.chat.completions.create(model=model, messages=MESSAGES, stream=True)  # type: ignore[call-overload]
+        error = refused.value.body
+        assert isinstance(error, dict) and error["code"] == "too_many_concurrent_streams"
+        assert len(gateway.sim.state.requests) == asked  # refused before any upstream call
+        # A non-streamed request of the same key is not a stream.
+        assert capped.chat.completions.create(model="gpt-4o", messages=MESSAGES).choices
+        # Another key on this process, and this key on another edge, have their own room.
+        mine = openai.OpenAI(base_url=origin + "/v1", api_key=other, max_retries=0, timeout=30)
+        for client in (mine, gateway.client(key)):
+            assert list(client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True))  # type: ignore[call-overload]
+
+        held.pop().close()  # the client walks away mid-stream: its place comes back
+
+        def room() -> bool:
+            try:
+                return bool(list(capped.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True)))  # type: ignore[call-overload]
+            except openai.RateLimitError:
+                return False
+
+        wait_until(room, timeout=30, what="the closed stream's place")
+    finally:
+        for stream in held:
+            stream.close()
+        gateway.sim.state.faults.pop(model, None)
+        gateway.stack.supervisor.stop("edge-streams")

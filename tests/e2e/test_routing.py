@@ -243,6 +243,19 @@ def test_a_stream_that_goes_quiet_ends_with_an_error_and_the_provider_is_cut_off
     wait_until(lambda: log.cancelled, what="the provider's stream to be cut off")
 
 
+def test_a_stream_past_its_total_time_ends_with_an_error_and_the_provider_is_cut_off(edges: Edges) -> None:
+    """total_seconds bounds a stream that keeps the connection busy (every stream has one: the
+    catalog's default is an hour)."""
+    edges.put_route("fo-long", {"targets": ["openai/fo-long-a"], "timeouts": {"idle_seconds": 30, "total_seconds": 1}})
+    edges.sim.state.faults["fo-long-a"] = [Fault(pause_after=2, pause=30)]
+    before = len(edges.sim.state.streams)
+    events = edges.stream_events(0, "fo-long")
+    assert "upstream_total_timeout" in events[-1] and "did not finish within 1 s" in events[-1]
+    assert "[DONE]" not in events and '"finish_reason": "stop"' not in "".join(events)
+    log = next(s for s in edges.sim.state.streams[before:] if s.model == "fo-long-a")
+    wait_until(lambda: log.cancelled, what="the provider's stream to be cut off")
+
+
 def test_a_429_storm_across_every_key_moves_to_the_next_target(edges: Edges) -> None:
     resp = edges.admin("PUT", "/ai/accounts/storm", json={"provider": "openai", "base_url": edges.sim.base_url})
     assert resp.status_code == 200 and resp.headers["x-switchyard-sync"] == "confirmed 2/2", resp.text

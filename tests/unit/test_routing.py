@@ -172,6 +172,9 @@ def test_accounts_virtual_models_aliases_and_deprecations_compile() -> None:
         "gemini/gemini-2.5-pro",
     ]
     assert smart.timeouts.first_token_seconds == 5 and smart.timeouts.idle_seconds == 120  # catalog default
+    assert smart.timeouts.total_seconds == 3600  # no stream is unbounded unless a model says so
+    plain = table.plan("gpt-4o")
+    assert plain is not None and plain.timeouts.total_seconds == 3600
     assert table.plan("fast").targets[0].target == "openai-main/gpt-4o-mini"  # type: ignore[union-attr]
     old = table.plan("gpt-4-0613")
     assert old is not None and old.model == "smart" and old.successor == "smart"

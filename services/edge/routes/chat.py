@@ -68,6 +68,12 @@ async def begin(
     )
     edge.telemetry.open(record, request.headers)
     state.record = record  # for the access line
+    if body.get("stream") is True:
+        try:
+            record.stream_slot = edge.streams.take(principal.key_id, record)
+        except GatewayError as exc:
+            failed(edge, record, exc, None, None, stream=True)
+            raise
     return edge, record, drop
 
 
