@@ -60,7 +60,7 @@ def test_a_fetch_signed_by_a_registered_identity_is_verified_and_named(tmp_path:
     [
         ({"public_key": "attackers-key"}, "signature does not match"),  # sealed to someone else
         ({"edge_instance": "edge-2"}, "signature does not match"),
-        ({"issued_at": time.time() - 5}, "signature does not match"),  # a fresher time, same signature
+        ({"issued_at": -5.0}, "signature does not match"),  # another time (5 s earlier), same signature
         ({"signature": base64.b64encode(b"x" * 64).decode()}, "signature does not match"),
         ({"signature": "not base64!"}, "signature does not match"),
         ({"signature": ""}, "not signed"),
@@ -69,8 +69,11 @@ def test_a_fetch_signed_by_a_registered_identity_is_verified_and_named(tmp_path:
 )
 def test_a_changed_or_unsigned_fetch_is_refused(tmp_path: Path, change: dict, reason: str) -> None:  # type: ignore[type-arg]
     edge = EdgeIdentity.generate()
+    fetch = _signed(edge)
+    if "issued_at" in change:  # relative to the signing time: parameters are made at collection
+        change = {"issued_at": fetch["issued_at"] + change["issued_at"]}
     with pytest.raises(IdentityError, match=reason):
-        _registry(tmp_path, edge_a=edge).verify(**(_signed(edge) | change))
+        _registry(tmp_path, edge_a=edge).verify(**(fetch | change))
 
 
 def test_unregistered_stale_and_removed_identities_are_refused(tmp_path: Path) -> None:
