@@ -312,7 +312,7 @@ class UsageFilter(BaseModel):
         if self.start is not None:
             start = self.start
         else:
-            start = end - PERIOD_SECONDS[self.period or "7d"]
+            start = max(end - PERIOD_SECONDS[self.period or "7d"], 0.0)  # never before the epoch
         return start, end
 
 

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.edge import errors, ui
+from services.edge import errors, openapi, ui
 from services.edge.access import AccessMiddleware
 from services.edge.audit import AuditMiddleware
 from services.edge.limits import HeaderLimitMiddleware
@@ -76,4 +76,5 @@ def create_app(settings: EdgeSettings, drain: Drain | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(observability.router)
     ui.mount(app)
+    openapi.install(app)
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import secrets
 import time
 from collections.abc import Awaitable
@@ -28,6 +29,15 @@ T = TypeVar("T")
 log = logging.getLogger("switchyard.keyvault.provider_keys")
 
 _PREFIX = "provider-keys"
+_ID = re.compile(r"pk_[0-9a-f]{16}")  # what create() makes: nothing else names a Vault path
+
+
+def _path(key_id: str) -> str:
+    """The Vault path of a key id; an id create() could not have made is not found (a 404,
+    never a Vault path of the caller's making)."""
+    if not _ID.fullmatch(key_id):
+        raise GatewayError(NOT_FOUND, f"no provider key {key_id!r}", param="id")
+    return f"{_PREFIX}/{key_id}"
 
 
 class StoredProviderKey(ProviderKeyInfo):
@@ -64,7 +74,7 @@ class ProviderKeyStore:
         ids = await self.vault.list(_PREFIX)
         out = []
         for key_id in ids:
-            data = await self.vault.get(f"{_PREFIX}/{key_id}")
+            data = await self.vault.get(f"{_PREFIX}/{key_id}")  # as Vault lists them
             if data is not None:
                 out.append(StoredProviderKey.model_validate(data))
         return sorted(out, key=lambda k: (k.provider, k.created_at))
@@ -105,7 +115,7 @@ class ProviderKeyStore:
         return stored.info()
 
     async def set_status(self, change: ProviderKeyStatusChange) -> ProviderKeyInfo:
-        data = await self._guard(self.vault.get(f"{_PREFIX}/{change.id}"))
+        data = await self._guard(self.vault.get(_path(change.id)))
         if data is None:
             raise GatewayError(NOT_FOUND, f"no provider key {change.id!r}", param="id")
         key = StoredProviderKey.model_validate(data)
@@ -122,10 +132,10 @@ class ProviderKeyStore:
         return updated.info()
 
     async def delete(self, key_id: str) -> ProviderKeyInfo:
-        data = await self._guard(self.vault.get(f"{_PREFIX}/{key_id}"))
+        data = await self._guard(self.vault.get(_path(key_id)))
         if data is None:
             raise GatewayError(NOT_FOUND, f"no provider key {key_id!r}", param="id")
-        await self._guard(self.vault.delete(f"{_PREFIX}/{key_id}"))
+        await self._guard(self.vault.delete(_path(key_id)))
         log.info("deleted provider key %s", key_id)
         return StoredProviderKey.model_validate(data).info()
 

@@ -233,6 +233,19 @@ def test_what_a_client_names_or_sends_oddly_is_a_400_never_a_500(gateway: Gatewa
         _assert_error(resp, 400, param="from")
     for path in ("/ai/keys/" + "k" * 300, "/ai/projects/" + "p" * 300, "/ai/users/" + "u" * 300):
         _assert_error(gateway.admin("DELETE", path), 400)
+    # Found by the fuzzer (tests/e2e/test_fuzz.py): characters no id or name has reached
+    # keyvault (a Vault path, a bucket key) and came back as 500s.
+    for method, path in (
+        ("PATCH", "/ai/providers/keys/%0B%05%C2%A7"),
+        ("DELETE", "/ai/providers/keys/pk_.."),
+        ("DELETE", "/ai/projects/a%40b"),
+        ("PATCH", "/ai/projects/" + "0" * 100),
+    ):
+        _assert_error(gateway.admin(method, path, json={"status": "active"}), 400)
+    # A window that ends before a period fits after the epoch starts at the epoch (was a 503).
+    for endpoint in ("/ai/usage/summary", "/ai/usage/timeseries"):
+        resp = gateway.admin("GET", endpoint, params={"to": "0.5"})
+        assert resp.status_code == 200, resp.text
     for endpoint, body in (
         ("/chat/completions", {"model": "gpt-4o", "messages": MESSAGES, "user": {"id": 1}}),
         ("/embeddings", {"model": "text-embedding-3-small", "input": "x", "user": ["u"]}),

@@ -106,6 +106,8 @@ def read_prompt(body: dict[str, Any], version: str = "2023-06-01") -> script.Pro
     if not isinstance(body["max_tokens"], int) or body["max_tokens"] < 1:
         raise Invalid("max_tokens: must be a positive integer")
     temperature = body.get("temperature")
+    if temperature is not None and (isinstance(temperature, bool) or not isinstance(temperature, int | float)):
+        raise Invalid("temperature: Input should be a valid number")
     if temperature is not None and not 0 <= temperature <= 1:
         raise Invalid("temperature: range: 0..1")
     if temperature is not None and body.get("top_p") is not None:
@@ -130,7 +132,11 @@ def read_prompt(body: dict[str, Any], version: str = "2023-06-01") -> script.Pro
             prompt.json_schema = fmt["schema"]
     system = body.get("system")
     if isinstance(system, list):
-        prompt.system = " ".join(b["text"] for b in system if b.get("type") == "text")
+        if not all(isinstance(b, dict) and b.get("type") == "text" and isinstance(b.get("text"), str) for b in system):
+            raise Invalid("system: Input should be a valid list of text blocks")
+        prompt.system = " ".join(b["text"] for b in system)
+    elif system is not None and not isinstance(system, str):
+        raise Invalid("system: Input should be a valid string or a list of text blocks")
     elif isinstance(system, str):
         prompt.system = system
     prompt.prompt_chars += len(prompt.system)
@@ -295,6 +301,8 @@ class AnthropicSimulator(ThreadedServer):
             prompt = read_prompt({**body, "max_tokens": 1}, version)
         except Invalid as exc:
             return error(400, str(exc))
+        except (TypeError, AttributeError, KeyError) as exc:  # a shape the API's schema refuses
+            return error(400, f"Input should be a valid request: {type(exc).__name__}")
         return web.json_response({"input_tokens": script.answer(prompt).prompt_tokens})
 
     async def messages(self, request: web.Request) -> web.StreamResponse:
@@ -322,6 +330,8 @@ class AnthropicSimulator(ThreadedServer):
             prompt = read_prompt(body, version)
         except Invalid as exc:
             return error(400, str(exc))
+        except (TypeError, AttributeError, KeyError) as exc:  # a shape the API's schema refuses
+            return error(400, f"Input should be a valid request: {type(exc).__name__}")
         reply = script.answer(prompt, id_prefix="toolu")
         cand = reply.candidates[0]
         if model.endswith("-filtered"):

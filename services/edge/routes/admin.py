@@ -10,13 +10,15 @@ from pydantic import BaseModel, ValidationError
 from services.edge import failover
 from services.edge.auth import require_admin
 from services.edge.body import read_json
+from services.edge.openapi import request_body
 from services.edge.spend import budget_status
 from services.edge.state import Edge, EdgeDep, PrincipalDep
 from services.edge.sync import change_everywhere
 from shared import subjects
 from shared.errors import INVALID_REQUEST, MODEL_NOT_FOUND, NOT_FOUND, GatewayError
-from shared.gateway_config import Account, VirtualModel
+from shared.gateway_config import NAME, Account, VirtualModel
 from shared.messages import (
+    PROJECT_NAME,
     PROVIDER_KEY_CREATE_CONTEXT,
     AccountObject,
     AccountPut,
@@ -53,10 +55,12 @@ from shared.sealing import seal
 
 router = APIRouter()
 
-# Ids and names in a path: one longer than any the gateway makes or accepts is a 400 naming the
-# part (before, the message to keyvault refused it and the caller got a 500).
-PathId = Annotated[str, Path(min_length=1, max_length=128)]
-PathName = Annotated[str, Path(min_length=1, max_length=128)]
+# Ids and names in a path: one longer than any the gateway makes, or with characters none of
+# them has, is a 400 naming the part (before, the message to keyvault refused it, or Vault
+# refused the path it made, and the caller got a 500).
+PathId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")]
+PathName = Annotated[str, Path(min_length=1, max_length=128, pattern=NAME)]
+PathProject = Annotated[str, Path(min_length=1, max_length=64, pattern=PROJECT_NAME)]
 
 _ADMIN_TIMEOUT = 15.0
 
@@ -75,7 +79,7 @@ async def parse_body(request: Request, model: type[BaseModel]) -> Any:
         raise GatewayError(INVALID_REQUEST, f"{param}: {first.get('msg')}", param=param) from exc
 
 
-@router.post("/providers/keys", status_code=201)
+@router.post("/providers/keys", status_code=201, openapi_extra=request_body(ProviderKeyCreate))
 async def create_provider_key(
     request: Request, response: Response, edge: EdgeDep, principal: PrincipalDep
 ) -> ProviderKeyInfo:
@@ -113,7 +117,7 @@ async def list_provider_keys(edge: EdgeDep, principal: PrincipalDep) -> dict[str
     return {"object": "list", "data": [k.model_dump() for k in reply.data]}
 
 
-@router.patch("/providers/keys/{key_id}")
+@router.patch("/providers/keys/{key_id}", openapi_extra=request_body(ProviderKeyPatch))
 async def patch_provider_key(
     key_id: PathId, request: Request, response: Response, edge: EdgeDep, principal: PrincipalDep
 ) -> ProviderKeyInfo:
@@ -138,7 +142,7 @@ async def delete_provider_key(
     return {"id": info.id, "object": "provider_key", "deleted": True}
 
 
-@router.post("/keys", status_code=201)
+@router.post("/keys", status_code=201, openapi_extra=request_body(ClientKeyCreate))
 async def create_client_key(
     request: Request, response: Response, edge: EdgeDep, principal: PrincipalDep
 ) -> ClientKeyCreated:
@@ -173,7 +177,7 @@ async def get_client_key(key_id: PathId, edge: EdgeDep, principal: PrincipalDep)
     return key
 
 
-@router.patch("/keys/{key_id}")
+@router.patch("/keys/{key_id}", openapi_extra=request_body(ClientKeyPatch))
 async def patch_client_key(
     key_id: PathId, request: Request, response: Response, edge: EdgeDep, principal: PrincipalDep
 ) -> ClientKeyInfo:
@@ -202,7 +206,7 @@ async def delete_client_key(
 # --- projects ----------------------------------------------------------------------------------
 
 
-@router.post("/projects", status_code=201)
+@router.post("/projects", status_code=201, openapi_extra=request_body(ProjectCreate))
 async def create_project(request: Request, response: Response, edge: EdgeDep, principal: PrincipalDep) -> Project:
     require_admin(principal)
     req = await parse_body(request, ProjectCreate)
@@ -216,7 +220,7 @@ async def list_projects(edge: EdgeDep, principal: PrincipalDep) -> ProjectList:
 
 
 @router.get("/projects/{name}")
-async def get_project(name: PathName, edge: EdgeDep, principal: PrincipalDep) -> Project:
+async def get_project(name: PathProject, edge: EdgeDep, principal: PrincipalDep) -> Project:
     require_admin(principal)
     listing = await edge.bus.request(subjects.PROJECTS_LIST, _Empty(), ProjectList, timeout=_ADMIN_TIMEOUT)
     for project in listing.data:
@@ -226,9 +230,9 @@ async def get_project(name: PathName, edge: EdgeDep, principal: PrincipalDep) ->
     raise GatewayError(NOT_FOUND, f"No project {name!r}.", param="name")
 
 
-@router.patch("/projects/{name}")
+@router.patch("/projects/{name}", openapi_extra=request_body(ProjectPatch))
 async def patch_project(
-    name: PathName, request: Request, response: Response, edge: EdgeDep, principal: PrincipalDep
+    name: PathProject, request: Request, response: Response, edge: EdgeDep, principal: PrincipalDep
 ) -> Project:
     """Change a project's description or limits (``null`` lifts a limit); in force on every
     edge when the call returns."""
@@ -240,7 +244,9 @@ async def patch_project(
 
 
 @router.delete("/projects/{name}")
-async def delete_project(name: PathName, response: Response, edge: EdgeDep, principal: PrincipalDep) -> dict[str, Any]:
+async def delete_project(
+    name: PathProject, response: Response, edge: EdgeDep, principal: PrincipalDep
+) -> dict[str, Any]:
     require_admin(principal)
     await change_everywhere(edge.bus, response, "projects", subjects.PROJECTS_DELETE, ByName(name=name), Project)
     return {"id": name, "object": "project", "deleted": True}
@@ -316,7 +322,7 @@ async def get_route(name: PathName, edge: EdgeDep, principal: PrincipalDep) -> R
     return await _one(edge, subjects.ROUTES_LIST, name, "route")
 
 
-@router.put("/routes/{name}")
+@router.put("/routes/{name}", openapi_extra=request_body(VirtualModel))
 async def put_route(
     name: PathName, request: Request, response: Response, edge: EdgeDep, principal: PrincipalDep
 ) -> RouteObject:
@@ -347,7 +353,7 @@ async def get_account(name: PathName, edge: EdgeDep, principal: PrincipalDep) ->
     return await _one(edge, subjects.ACCOUNTS_LIST, name, "account")
 
 
-@router.put("/accounts/{name}")
+@router.put("/accounts/{name}", openapi_extra=request_body(Account))
 async def put_account(
     name: PathName, request: Request, response: Response, edge: EdgeDep, principal: PrincipalDep
 ) -> AccountObject:

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request, Response
 
 from services.edge.auth import require_admin
+from services.edge.openapi import request_body
 from services.edge.routes.admin import parse_body
 from services.edge.spend import budget_status
 from services.edge.state import EdgeDep, PrincipalDep
@@ -59,7 +60,7 @@ async def get_user(name: PathUser, edge: EdgeDep, principal: PrincipalDep) -> Us
     raise GatewayError(NOT_FOUND, f"user {name!r} has no limits", param="name")
 
 
-@router.put("/users/{name}")
+@router.put("/users/{name}", openapi_extra=request_body(UserLimits))
 async def put_user(
     name: PathUser, request: Request, response: Response, edge: EdgeDep, principal: PrincipalDep
 ) -> UserRecord:

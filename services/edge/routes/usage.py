@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 
 from services.edge.auth import require_admin
+from services.edge.openapi import request_body
 from services.edge.routes.admin import parse_body
 from services.edge.state import EdgeDep, PrincipalDep
 from shared import subjects
@@ -125,7 +126,7 @@ async def list_prices(edge: EdgeDep, principal: PrincipalDep) -> PriceList:
     return await edge.bus.request(subjects.PRICES_LIST, _Empty(), PriceList, timeout=_TIMEOUT)
 
 
-@router.post("/prices", status_code=201)
+@router.post("/prices", status_code=201, openapi_extra=request_body(PriceIn))
 async def set_price(request: Request, edge: EdgeDep, principal: PrincipalDep) -> PriceOut:
     require_admin(principal)
     body = await parse_body(request, PriceIn)
