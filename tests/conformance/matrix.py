@@ -372,7 +372,14 @@ def f_reasoning_roundtrip(ctx: Ctx) -> None:
     if ctx.provider in ("anthropic", "bedrock"):
         broken["thinking_blocks"] = [dict(broken["thinking_blocks"][0], signature="AAAA")]
     else:
-        broken["tool_calls"] = [dict(broken["tool_calls"][0], extra_content=None)]
+        tampered = {"google": {"thought_signature": "AAAA"}}
+        broken["tool_calls"] = [dict(broken["tool_calls"][0], extra_content=tampered)]
+        # A call with no signature at all (another model's, a history rebuilt without it)
+        # goes with Google's documented sentinel, which Gemini 3 accepts.
+        unsigned = dict(first.assistant_message())
+        unsigned["tool_calls"] = [dict(unsigned["tool_calls"][0], extra_content=None)]
+        again = chat(ctx, messages=[messages[0], unsigned, messages[2]], tools=[WEATHER], reasoning_effort="low")
+        assert "sunny" in again.content, again.content
     messages[1] = broken
     try:
         chat(ctx, messages=messages, tools=[WEATHER], reasoning_effort="low")

@@ -123,7 +123,9 @@ def render() -> str:
         "is accepted.",
         "- Gemini thought signatures come back as `tool_calls[].extra_content.google.thought_signature` (and "
         "`extra_content.google.thought_signature` on the message for text), the shape Google's own "
-        "OpenAI-compatible endpoint uses. Send them back unchanged.",
+        "OpenAI-compatible endpoint uses. Send them back unchanged. A tool call with none (another model's, "
+        "or a history rebuilt without it) goes with Google's documented `skip_thought_signature_validator`, "
+        "which Gemini 3 accepts; a signature that was altered is refused (400).",
         "- Anthropic: `json_schema` becomes native structured outputs (`output_config.format`) on the models "
         "the catalog lists with the `json_schema` capability (Claude Sonnet 4.6 and 4.5, Haiku 4.5), so it "
         "combines with tools and reasoning. The schema is put in Anthropic's subset: every object is closed "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+from typing import Any
 
 import httpx
 import openai
@@ -375,3 +376,25 @@ def test_arrays_past_their_bound_are_400s_naming_them(gateway: Gateway, endpoint
     )
     error = _assert_error(resp, 400, "array_above_max_length", param)
     assert "maximum length" in error["message"]
+
+
+def test_json_nested_past_the_depth_limit_is_a_400_naming_it(gateway: Gateway) -> None:
+    """A tool schema nested 900 levels parsed, then ran the Gemini translator out of stack (a
+    500); 64 levels is the documented bound, and a body right at it is served."""
+
+    def nested(levels: int) -> dict[str, Any]:
+        schema: dict[str, Any] = {"type": "string"}
+        for _ in range(levels):
+            schema = {"type": "array", "items": schema}
+        tool = {
+            "type": "function",
+            "function": {"name": "f", "parameters": {"type": "object", "properties": {"a": schema}}},
+        }
+        return {"model": "gemini-2.5-flash", "messages": MESSAGES, "tools": [tool]}
+
+    error = _assert_error(_post(gateway, json=nested(900)), 400, "invalid_json")
+    assert "64 levels" in error["message"]
+    assert _assert_error(_post(gateway, json=nested(58)), 400, "invalid_json")  # 65 levels
+    # The body, tools, the tool, function, parameters, properties and "a" are 7 levels: 64 in all.
+    resp = _post(gateway, json=nested(57))
+    assert resp.status_code == 200, resp.text

@@ -94,6 +94,9 @@ def camel(node: Any) -> Any:
     return out
 
 
+SKIP_SIGNATURES = ("skip_thought_signature_validator", "context_engineering_is_the_way_to_go")
+
+
 def check_schema(node: Any, where: str) -> None:
     if not isinstance(node, dict):
         raise Invalid(f"Invalid JSON payload received. {where} must be an object")
@@ -194,7 +197,10 @@ def read_prompt(model: str, body: dict[str, Any]) -> script.Prompt:
             elif "functionCall" in part and role == "model":
                 if calls == 0 and i > current_turn_start:
                     sig = part.get("thoughtSignature")
-                    if not script.signature_ok(part["functionCall"].get("name", ""), sig):
+                    # Google's documented sentinels for calls the model did not make pass.
+                    if sig not in SKIP_SIGNATURES and not script.signature_ok(
+                        part["functionCall"].get("name", ""), sig
+                    ):
                         raise Invalid(
                             f"Function call is missing a thought_signature in functionCall parts. This is required "
                             f"for tools to work correctly, and missing thought_signature may lead to degraded model "

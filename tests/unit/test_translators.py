@@ -824,3 +824,52 @@ def test_image_jpg_is_read_as_jpeg() -> None:
 )
 def test_a_model_is_one_segment_of_an_upstream_path(name: str, segment: str) -> None:
     assert common.path_segment(name) == segment
+
+
+# --- found by tests/unit/test_translator_properties.py -----------------------------------------
+
+
+def _tool_turns(signed: bool) -> dict[str, Any]:
+    extra = {"extra_content": {"google": {"thought_signature": "SIG"}}} if signed else {}
+    return {
+        "model": "m",
+        "messages": [
+            {"role": "user", "content": "weather and time?"},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}, **extra},
+                    {"id": "c2", "type": "function", "function": {"name": "get_time", "arguments": "{}"}},
+                ],
+            },
+            {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+            {"role": "tool", "tool_call_id": "c2", "content": "noon"},
+        ],
+        "tools": [WEATHER],
+    }
+
+
+def test_gemini_gets_the_documented_sentinel_for_tool_calls_it_did_not_sign() -> None:
+    """Calls made by another model (or a history the client rebuilt) have no signature, which
+    Gemini 3 refuses; the first call of the turn carries Google's sentinel, a real one stays."""
+    unsigned = asyncio.run(gem.to_gemini(call("gemini", _tool_turns(signed=False))))["contents"][1]["parts"]
+    assert [p.get("thoughtSignature") for p in unsigned] == [gem.SKIP_SIGNATURE, None]
+    signed = asyncio.run(gem.to_gemini(call("gemini", _tool_turns(signed=True))))["contents"][1]["parts"]
+    assert [p.get("thoughtSignature") for p in signed] == ["SIG", None]
+
+
+@pytest.mark.parametrize(("top_p", "p"), [(1.0, 0.99), (0.0, 0.01), (0.5, 0.5)])
+def test_cohere_gets_top_p_within_the_range_it_takes(top_p: float, p: float) -> None:
+    from services.edge.providers import cohere as coh
+
+    body = {"model": "m", "messages": [{"role": "user", "content": "q"}], "top_p": top_p}
+    assert coh.to_cohere(call("cohere", body))["p"] == p
+
+
+def test_tool_parameters_that_are_not_an_object_schema_are_a_400_naming_them() -> None:
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "string"}}}
+    body = {"model": "m", "messages": [{"role": "user", "content": "q"}], "tools": [tool]}
+    with pytest.raises(GatewayError) as refused:
+        ant.to_anthropic(call("anthropic", body))
+    assert refused.value.status == 400 and refused.value.param == "tools[0].function.parameters"

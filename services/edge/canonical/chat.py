@@ -405,6 +405,11 @@ def tools_of(body: dict[str, Any]) -> list[Tool]:
         params = fn.get("parameters")
         if params is not None and not isinstance(params, dict):
             raise invalid(f"tools[{i}].function.parameters must be an object.", f"tools[{i}].function.parameters")
+        if params and params.get("type") != "object":  # OpenAI's own rule; other providers fail on it later
+            raise invalid(
+                f"tools[{i}].function.parameters must be a JSON Schema of type 'object'.",
+                f"tools[{i}].function.parameters",
+            )
         out.append(
             Tool(
                 name=fn["name"],

@@ -63,7 +63,9 @@ def to_cohere(call: Call) -> dict[str, Any]:
     out: dict[str, Any] = {"model": call.route.upstream_model, "messages": _messages(call, conv)}
     if conv.max_tokens is not None:
         out["max_tokens"] = conv.max_tokens
-    for key, value in (("temperature", conv.temperature), ("p", conv.top_p), ("seed", conv.seed)):
+    # Cohere takes p from 0.01 to 0.99: OpenAI's 1 (no cut) is its 0.99, 0 its 0.01.
+    top_p = None if conv.top_p is None else min(max(conv.top_p, 0.01), 0.99)
+    for key, value in (("temperature", conv.temperature), ("p", top_p), ("seed", conv.seed)):
         if value is not None:
             out[key] = value
     for name, penalty in (("frequency_penalty", conv.frequency_penalty), ("presence_penalty", conv.presence_penalty)):

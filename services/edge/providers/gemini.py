@@ -319,6 +319,9 @@ def _user_parts(message: User, where: str, details: list[str], fetches: list[Fet
     return parts
 
 
+SKIP_SIGNATURE = "skip_thought_signature_validator"
+
+
 def _model_parts(message: Assistant) -> list[dict[str, Any]]:
     parts: list[dict[str, Any]] = []
     signature = _signature(message.extra_content)
@@ -327,11 +330,17 @@ def _model_parts(message: Assistant) -> list[dict[str, Any]]:
         if signature:
             part["thoughtSignature"] = signature
         parts.append(part)
-    for tc in message.tool_calls:
+    unsigned = not any(_signature(tc.extra_content) for tc in message.tool_calls)
+    for k, tc in enumerate(message.tool_calls):
         fc: dict[str, Any] = {"functionCall": {"name": tc.name, "args": tc.arguments}}
         sig = _signature(tc.extra_content)
         if sig:
             fc["thoughtSignature"] = sig
+        elif k == 0 and unsigned:
+            # Calls Gemini did not make (another model's, or a history the client rebuilt) carry
+            # no signature; Gemini 3 refuses a turn whose first call has none unless it is
+            # Google's documented sentinel.
+            fc["thoughtSignature"] = SKIP_SIGNATURE
         parts.append(fc)
     return parts
 
