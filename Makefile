@@ -1,15 +1,21 @@
 # Switchyard: `make up` runs the whole stack on this machine, `make test` runs every test.
-# Both install what is missing first (uv from PyPI, then the locked workspace).
+# Both install what is missing first (uv, then the locked workspace).
 
 PYTHON ?= python3
-UV      = $(PYTHON) -m uv
+# uv: the one on PATH (a standalone install), else the one this Python has as a module, else
+# one in .tools, a venv of its own: a Python that is externally managed (PEP 668: current
+# Debian, Ubuntu, Homebrew) refuses `pip install` outside a venv, and none is needed.
+UV ?= $(or $(shell command -v uv 2>/dev/null),$(shell $(PYTHON) -m uv --version >/dev/null 2>&1 && echo "$(PYTHON) -m uv"),$(CURDIR)/.tools/bin/uv)
 RUN     = $(UV) run --frozen --no-sync
 
 .PHONY: install install-node install-browser screenshots up test lint typecheck unit e2e conformance docs bench bench-metering clean
 
-install:
-	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check "uv>=0.5"
+install: $(if $(findstring /.tools/,$(UV)),.tools/bin/uv)
 	@$(UV) sync --all-packages --frozen --quiet
+
+.tools/bin/uv:
+	@$(PYTHON) -m venv .tools
+	@.tools/bin/python -m pip install --quiet --disable-pip-version-check "uv>=0.5"
 
 # The official openai Node.js package, for the conformance scenarios (locked in tests/node).
 install-node:
@@ -59,4 +65,4 @@ bench-metering: install
 	$(RUN) python -m bench.metering
 
 clean:
-	rm -rf .data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .data .pytest_cache .mypy_cache .ruff_cache .hypothesis
