@@ -258,3 +258,23 @@ def test_only_edges_with_a_registered_identity_get_provider_keys(gateway: Gatewa
                 stack.supervisor.stop(name)
         for pub in (known_pub, stranger_pub):
             (registry / pub.name).unlink(missing_ok=True)
+
+
+def test_no_secret_is_on_a_command_line_and_environments_are_private(gateway: Gateway) -> None:
+    """Another local user can read any process's command line (/proc/PID/cmdline), not its
+    environment: secrets go by file or environment, never as arguments."""
+    stack = gateway.stack
+    secrets = {gateway.info.admin_key, stack.vault_token, PROVIDER_KEY, *gateway.info.nats_users.values()}
+    secrets.discard("")
+    checked = 0
+    for name in list(stack.supervisor.children):
+        pid = stack.supervisor.pid(name)
+        if pid is None:
+            continue
+        pids = [pid, *(int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]
+        for each in pids:
+            argv = Path(f"/proc/{each}/cmdline").read_bytes().decode(errors="replace")
+            assert not [s for s in secrets if s in argv], f"{name} (pid {each}) has a secret in its arguments"
+            assert Path(f"/proc/{each}/environ").stat().st_mode & 0o077 == 0
+            checked += 1
+    assert checked >= 6  # NATS, OpenBao, the four services (and the edge's workers)
