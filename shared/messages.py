@@ -43,6 +43,8 @@ class ProviderKeyCreate(BaseModel):
 
 
 PROVIDER_KEY_CREATE_CONTEXT = b"switchyard provider key create v1"
+# What the responses key is sealed to an edge under (SealedProviderKeys.responses_key).
+RESPONSES_KEY_CONTEXT = b"switchyard responses key v1"
 
 
 class ProviderKeyCreateSealed(BaseModel):
@@ -142,6 +144,9 @@ class RefusedProviderKey(BaseModel):
 class SealedProviderKeys(BaseModel):
     keys: list[SealedProviderKey]
     refused: list[RefusedProviderKey] = []
+    # The AES-256 key stored Responses API turns are encrypted with, sealed like the provider
+    # keys ("" while keyvault has not loaded it from Vault).
+    responses_key: str = ""
 
 
 # --- client keys ---------------------------------------------------------------------------

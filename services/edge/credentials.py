@@ -28,6 +28,7 @@ from shared.errors import (
 )
 from shared.identity import EdgeIdentity
 from shared.messages import (
+    RESPONSES_KEY_CONTEXT,
     ProviderKeyFetch,
     ProviderKeyInfo,
     ProviderKeyStatusChange,
@@ -51,6 +52,8 @@ class Credentials:
         self.identity = identity
         # Why keyvault refused this edge's identity, while it does (None: trusted, or not asked yet).
         self.untrusted: str | None = None
+        # The key stored Responses API turns are encrypted with (from keyvault; memory only).
+        self.responses_key: bytes | None = None
         self._recipient = Recipient()
         self._keys: dict[str, list[Credential]] = {}
         self._cursors: dict[str, itertools.cycle[int]] = {}
@@ -198,6 +201,7 @@ class Credentials:
                         log.error("keyvault refused this edge's identity; dropping its provider keys: %s", exc)
                     self.untrusted = str(exc)
                     self._keys, self._out, self._cursors = {}, {}, {}
+                    self.responses_key = None
                 raise
             self.untrusted = None
             keys: dict[str, list[Credential]] = {}
@@ -218,6 +222,11 @@ class Credentials:
             for provider, held in self._out.items():  # refused here, not yet known to keyvault
                 out.setdefault(provider, []).extend(k for k in held if k.id in self._refused)
             self._keys, self._out = keys, out
+            if reply.responses_key:
+                try:
+                    self.responses_key = self._recipient.open(reply.responses_key, context=RESPONSES_KEY_CONTEXT)
+                except SealingError:
+                    log.error("could not open the sealed responses key; stored responses stay unreadable here")
             self._cursors = {p: itertools.cycle(range(len(v))) for p, v in keys.items()}
             self.loaded.set()
             log.info("holding %d provider key(s) for %d provider(s)", len(reply.keys), len(keys))

@@ -78,13 +78,14 @@ class Edge:
         )
         metrics = edge_metrics(user_labels=settings.metrics_user_labels)
         usage = UsagePublisher(bus, settings.spool_dir, instance)
+        credentials = Credentials(bus, instance, settings.provider_key_ttl, settings.identity())
         tracing = Tracing.from_environment(capture_content=settings.otel_capture_content)
         return cls(
             settings=settings,
             bus=bus,
             client_keys=ClientKeys(bus, settings.admin_key.get_secret_value()),
             routes=Routes(bus),
-            credentials=Credentials(bus, instance, settings.provider_key_ttl, settings.identity()),
+            credentials=credentials,
             usage=usage,
             registry=Registry(),
             http=upstream_client(settings),  # built inside the running loop (lifespan)
@@ -106,7 +107,7 @@ class Edge:
             metrics=metrics,
             telemetry=Telemetry(usage, metrics, tracing),
             status=StatusBoard(bus, "edge", instance, settings.heartbeat_seconds),
-            responses=ResponseStore(bus),
+            responses=ResponseStore(bus, lambda: credentials.responses_key),
             instance=instance,
             streams=StreamSlots(settings.max_streams_per_key),
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import os
 import socket
@@ -24,6 +25,7 @@ from shared.identity import IdentityError, Registry
 from shared.limits import BUDGET_BUCKET, RATE_BUCKET, RATE_BUCKET_TTL
 from shared.messages import (
     PROVIDER_KEY_CREATE_CONTEXT,
+    RESPONSES_KEY_CONTEXT,
     ById,
     ByName,
     ByUser,
@@ -49,11 +51,12 @@ from shared.messages import (
     TransportKey,
     UserLimitsPut,
 )
-from shared.sealing import Recipient, SealingError
+from shared.sealing import Recipient, SealingError, seal
 
 log = logging.getLogger("switchyard.keyvault")
 
 _TRANSPORT_KEY_PATH = "keyvault/transport-key"
+_RESPONSES_KEY_PATH = "keyvault/responses-key"
 
 
 def takes_keys(cfg: ProviderConfig) -> bool:
@@ -81,6 +84,7 @@ class Keyvault:
         self.projects = ProjectStore(bus, self.client_keys)
         self.users = UserStore(bus)
         self.transport: Recipient | None = None
+        self.responses_key: bytes | None = None  # what edges encrypt stored Responses API turns with
         self.token_ttl = 0.0
         if settings.edge_identities_dir is None:
             raise RuntimeError(
@@ -187,6 +191,7 @@ class Keyvault:
                 self.token_ttl = await self.vault.login()
                 await self.vault.ensure_engines()
                 self.transport = await self._transport_key()
+                self.responses_key = await self._responses_key()
                 imported = await self.provider_keys.import_from_env(self.settings.env_provider_keys())
                 if imported:
                     log.info("imported %d provider key(s) from the environment", imported)
@@ -229,6 +234,16 @@ class Keyvault:
         # Another replica may have won the race: use whatever Vault now holds.
         stored = await self.vault.get(_TRANSPORT_KEY_PATH)
         return Recipient.from_private_b64(str(stored["private_key"])) if stored else fresh
+
+    async def _responses_key(self) -> bytes:
+        """The AES-256 key edges encrypt stored Responses API turns with: made once, kept in
+        Vault, shared by every keyvault replica; edges get it sealed, with the provider keys."""
+        stored = await self.vault.get(_RESPONSES_KEY_PATH)
+        if stored is None:
+            await self.vault.put(_RESPONSES_KEY_PATH, {"key": base64.b64encode(os.urandom(32)).decode()})
+            stored = await self.vault.get(_RESPONSES_KEY_PATH)  # another replica may have won the race
+        assert stored is not None
+        return base64.b64decode(str(stored["key"]))
 
     async def transport_key(self, _: Empty) -> TransportKey:
         if self.transport is None:
@@ -289,7 +304,10 @@ class Keyvault:
         source = f"{edge.name}/{req.edge_instance}"  # the verified identity, then what it calls itself
         keys, refused = await self.provider_keys.sealed_for(req.public_key, source)
         log.info("delivered %d sealed provider key(s) to edge identity %s", len(keys), source)
-        return SealedProviderKeys(keys=keys, refused=refused)
+        sealed_responses_key = (
+            seal(req.public_key, self.responses_key, context=RESPONSES_KEY_CONTEXT) if self.responses_key else ""
+        )
+        return SealedProviderKeys(keys=keys, refused=refused, responses_key=sealed_responses_key)
 
     async def create_client_key(self, req: ClientKeyCreate) -> ClientKeyCreated:
         return await self.client_keys.create(req)

@@ -18,7 +18,7 @@ import pytest
 from openai import OpenAI
 from pydantic import BaseModel
 
-from tests.conftest import Gateway, Simulators, own_gateway, wait_until
+from tests.conftest import Gateway, Simulators, files_containing, own_gateway, wait_until
 
 MODELS = ["gpt-4.1", "claude-sonnet-4-6", "gemini-2.5-flash"]
 WEATHER: dict[str, Any] = {
@@ -419,3 +419,18 @@ def test_the_api_is_served_under_ai_v1_too(gateway: Gateway, edges: list[str]) -
     assert made.output_text.startswith("Reply 0 to: hello there")
     again = client(edges[1], key).responses.retrieve(made.id)
     assert again.id == made.id and again.output_text == made.output_text
+
+
+def test_stored_turns_are_ciphertext_on_the_bus_and_on_disk(gateway: Gateway, edges: list[str]) -> None:
+    """What the bucket keeps (the turn's input and the answer) is sealed with the responses key
+    keyvault delivers to registered edges: the NATS store's files never hold it in plaintext,
+    and the other edge reads the turn back."""
+    _, key = new_user(gateway)
+    canary = "canary-" + secrets.token_hex(8)
+    first = client(edges[0], key).responses.create(model="gemini-2.5-flash", input=f"remember {canary}")
+    assert canary in first.output_text
+    again = client(edges[1], key).responses.retrieve(first.id)
+    assert canary in again.output_text
+    items = list(client(edges[1], key).responses.input_items.list(first.id))
+    assert canary in json.dumps([item.model_dump() for item in items])
+    assert not files_containing(gateway.info.data_dir / "nats", canary.encode())

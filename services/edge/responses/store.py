@@ -10,18 +10,23 @@ one concurrent get per turn and no entry repeats another's items. The bucket is 
 direct gets: the stream's leader answers, so a turn written on one edge is read on another
 the moment its write was acknowledged.
 
-Entries are not encrypted by the gateway: they are as private as the bus (NATS accounts
-grant the bucket to edges alone, docs/responses.md) and as safe at rest as JetStream's own
-encryption makes them.
+Entries are encrypted (AES-256-GCM, the response id as associated data) with the responses
+key keyvault keeps in Vault and delivers sealed to edges with a registered identity, beside the
+provider keys: the bucket, its stream's files and anyone reading the bus with the edges' NATS
+credentials see ciphertext. An entry stored before encryption (plaintext JSON) is still read.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+from collections.abc import Callable
 from typing import Any
 
 import nats.errors
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from nats.js.errors import KeyDeletedError, KeyNotFoundError
 from pydantic import BaseModel, ValidationError
 
@@ -31,8 +36,11 @@ from shared.subjects import RESPONSES_BUCKET
 
 log = logging.getLogger("switchyard.edge.responses")
 
-# What an entry may hold beside its items (the key, headers, the JSON envelope).
+# What an entry may hold beside its items (the key, headers, the JSON envelope, the cipher's
+# marker, nonce and tag).
 _ENVELOPE = 4096
+_SEALED = b"\x00sy1"  # an encrypted entry: this, a 12-byte nonce, the ciphertext and its tag
+_NONCE = 12
 
 
 class StoredResponse(BaseModel):
@@ -47,10 +55,17 @@ class StoredResponse(BaseModel):
 
 
 class ResponseStore:
-    def __init__(self, bus: Bus, timeout: float = 5.0) -> None:
+    def __init__(self, bus: Bus, key: Callable[[], bytes | None], timeout: float = 5.0) -> None:
         self.bus = bus
+        self.key = key  # the responses key, once keyvault has delivered it
         self.timeout = timeout
         self._kv: KeyValue | None = None
+
+    def _cipher(self) -> AESGCM:
+        key = self.key()
+        if key is None:
+            raise GatewayError(UNAVAILABLE, "The response store's key has not arrived from keyvault yet; try again.")
+        return AESGCM(key)
 
     async def _bucket(self) -> KeyValue:
         if self._kv is None:
@@ -78,8 +93,10 @@ class ResponseStore:
                 f"This response and its input ({len(payload)} bytes) are more than the response store keeps "
                 f"({self.room()} bytes); send store: false and pass the conversation as input.",
             )
+        nonce = os.urandom(_NONCE)
+        sealed = _SEALED + nonce + self._cipher().encrypt(nonce, payload, response_id.encode())
         kv = await self._bucket()
-        await self._io(kv.put(response_id, payload))
+        await self._io(kv.put(response_id, sealed))
 
     async def get(self, response_id: str, user: str | None) -> StoredResponse:
         """The entry, if ``user`` may read it (None: an admin); 404 otherwise."""
@@ -92,8 +109,16 @@ class ResponseStore:
             raise _missing(response_id) from None
         if entry.value is None:
             raise _missing(response_id)
+        value = entry.value
+        if value.startswith(_SEALED):
+            nonce, sealed = value[len(_SEALED) : len(_SEALED) + _NONCE], value[len(_SEALED) + _NONCE :]
+            try:
+                value = self._cipher().decrypt(nonce, sealed, response_id.encode())
+            except InvalidTag:  # another key (a Vault that was reset) or an altered entry
+                log.error("stored response %s does not open with this deployment's responses key", response_id)
+                raise _missing(response_id) from None
         try:
-            stored = StoredResponse.model_validate_json(entry.value)
+            stored = StoredResponse.model_validate_json(value)
         except ValidationError:
             log.error("stored response %s is unreadable", response_id)
             raise _missing(response_id) from None
