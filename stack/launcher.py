@@ -119,8 +119,11 @@ class Stack:
     def _start_nats(self) -> str:
         if self.settings.nats_url:
             return self.settings.nats_url
-        port, monitor = free_port(), free_port()
-        self.nats_monitor_url = f"http://127.0.0.1:{monitor}"
+        port = free_port()
+        monitor = None
+        if self.settings.nats_monitor_port is not None:
+            monitor = self.settings.nats_monitor_port or free_port()
+            self.nats_monitor_url = f"http://127.0.0.1:{monitor}"
         folder = self.data_dir / "nats"
         self.nats_users = nats_auth.load_or_create(folder / "users.json")
         config = write_config(

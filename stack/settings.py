@@ -28,6 +28,9 @@ class StackSettings(BaseSettings):
     # Which services this node runs (comma list): several machines, or one playing several nodes.
     services: str = Field(default="router,keyvault,metering,edge", validation_alias="GATEWAY_SERVICES")
     nats_url: str | None = Field(default=None, validation_alias="GATEWAY_NATS_URL")
+    # The embedded NATS's monitoring endpoint (/varz, /connz...), which answers anyone who can
+    # reach it without credentials: off unless asked for (0: a free loopback port).
+    nats_monitor_port: int | None = Field(default=None, ge=0, le=65535, validation_alias="GATEWAY_NATS_MONITOR_PORT")
     drain_seconds: float = Field(default=30.0, ge=0, le=3600, validation_alias="GATEWAY_DRAIN_SECONDS")
     vault_addr: str | None = Field(default=None, validation_alias="VAULT_ADDR")
     vault_token: SecretStr | None = Field(default=None, validation_alias="VAULT_TOKEN")

@@ -190,7 +190,10 @@ def launch(settings: StackSettings, environ: dict[str, str]) -> Stack:
 
 
 def start_stack(data_dir: Path, sim: OpenAISimulator, **extra: str) -> Stack:
-    settings = StackSettings(GATEWAY_DATA_DIR=data_dir, GATEWAY_PORT=0, GATEWAY_EDGE_WORKERS=1)
+    # NATS's monitoring endpoint is off by default; tests count the edges' messages there.
+    settings = StackSettings(
+        GATEWAY_DATA_DIR=data_dir, GATEWAY_PORT=0, GATEWAY_EDGE_WORKERS=1, GATEWAY_NATS_MONITOR_PORT=0
+    )
     return launch(settings, stack_environ(sim, **extra))
 
 

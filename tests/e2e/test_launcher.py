@@ -82,6 +82,13 @@ def test_make_up_supervises_stops_cleanly_and_keeps_data(tmp_path: Path, sim: Op
         assert oct(data.stat().st_mode & 0o777) == "0o700"  # nothing under it for other users
         logs = sorted((data / "logs").glob("*.log"))
         assert logs and all(oct(log.stat().st_mode & 0o777) == "0o600" for log in logs), logs
+        # NATS's monitoring endpoint answers anyone without credentials: not started unless asked.
+        assert "http_port" not in (data / "nats" / "nats.conf").read_text()
+        # The edge's identity, made here and registered with this node's keyvault.
+        assert oct((data / "identity" / "local.key").stat().st_mode & 0o777) == "0o600"
+        assert (data / "identity" / "edges" / "local.pub").read_bytes() == (
+            data / "identity" / "local.pub"
+        ).read_bytes()
 
         created = first.admin("POST", "/ai/keys", json={"user": "ivan", "name": "laptop"}).json()
         user_key = created["key"]
