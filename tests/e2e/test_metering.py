@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -15,9 +14,20 @@ MESSAGES = [{"role": "user", "content": "count me"}]
 COMPLETION = len(REPLY.split())
 
 
+def _waiting(gateway: Gateway) -> int:
+    """Events in the usage stream not yet stored and acknowledged (a redelivery among them)."""
+    resp = gateway.admin("GET", "/ai/usage/status")
+    return int(resp.json()["usage_stream_messages"]) if resp.status_code == 200 else -1
+
+
 def _settled(gateway: Gateway, user: str, requests: int) -> dict:
-    wait_until(lambda: gateway.requests_metered(user) >= requests, timeout=60, what=f"{requests} events for {user}")
-    time.sleep(1.0)  # anything extra (a double count) would arrive now
+    """The user's usage once every event is stored and none is left to be delivered again: a
+    double count would be in by then, so the numbers are final."""
+    wait_until(
+        lambda: gateway.requests_metered(user) >= requests and _waiting(gateway) == 0,
+        timeout=60,
+        what=f"{requests} events for {user}, and nothing left in the stream",
+    )
     return gateway.usage(user)
 
 
@@ -95,11 +105,12 @@ def test_readyz_and_healthz(gateway: Gateway) -> None:
     assert all(ready.json()["checks"].values())
 
 
-def _traffic(client, n: int, during) -> None:  # type: ignore[no-untyped-def]
-    """Send n requests from four threads, running ``during()`` once they are under way."""
+def _traffic(gateway: Gateway, client, n: int, during) -> None:  # type: ignore[no-untyped-def]
+    """Send n requests from four threads, running ``during()`` once a few have been answered."""
+    answered = len(gateway.sim.state.requests)
     with ThreadPoolExecutor(4) as pool:
         futures = [pool.submit(client.chat.completions.create, model="gpt-4o", messages=MESSAGES) for _ in range(n)]
-        time.sleep(0.3)
+        wait_until(lambda: len(gateway.sim.state.requests) >= answered + 8, what="the traffic to be under way")
         during()
         for f in futures:
             f.result()
@@ -111,11 +122,10 @@ def test_metering_killed_mid_batch_counts_exactly_once(gateway: Gateway) -> None
     n = 60
 
     def kill_and_restart() -> None:
-        gateway.stack.supervisor.stop("metering", signal.SIGKILL)
-        time.sleep(0.5)
+        gateway.stack.supervisor.stop("metering", signal.SIGKILL)  # returns once it is gone
         gateway.stack.supervisor.start("metering")
 
-    _traffic(client, n, kill_and_restart)
+    _traffic(gateway, client, n, kill_and_restart)
     summary = _settled(gateway, "oscar", n)
     assert summary["total_requests"] == n
     assert summary["prompt_tokens"] == n * PROMPT_TOKENS

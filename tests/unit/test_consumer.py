@@ -99,9 +99,11 @@ def test_clickhouse_down_keeps_events_in_jetstream(tmp_path: Path) -> None:
         """The real sink whose inserts fail until ``healed``: ClickHouse unreachable."""
 
         healed = False
+        failed = 0
 
         async def insert(self, rows, check=None):  # type: ignore[no-untyped-def]
             if not self.healed:
+                self.failed += 1
                 raise ConnectionError("clickhouse unreachable")
             return await super().insert(rows, check)
 
@@ -115,11 +117,13 @@ def test_clickhouse_down_keeps_events_in_jetstream(tmp_path: Path) -> None:
         await _publish(bus, [_event(i) for i in range(7)])
         stop = asyncio.Event()
         task = asyncio.create_task(consumer.run(stop))
-        await asyncio.sleep(1.5)
+        deadline = time.monotonic() + 20
+        while sink.failed < 2:  # the batch was tried, failed, and tried again
+            assert time.monotonic() < deadline, "the consumer never tried to store the batch"
+            await asyncio.sleep(0.05)
         assert consumer.inserted == 0
         assert await bus.consumer_pending(subjects.USAGE_STREAM, subjects.METERING_DURABLE) == 7
         sink.healed = True
-        deadline = time.monotonic() + 20
         while consumer.inserted < 7:
             assert time.monotonic() < deadline, "events were not written after ClickHouse came back"
             await asyncio.sleep(0.1)

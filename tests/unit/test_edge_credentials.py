@@ -43,7 +43,8 @@ def test_a_change_during_an_in_flight_fetch_is_not_lost(tmp_path: Path) -> None:
             if len(fetches) == 1:
                 await keyvault.publish(subjects.PROVIDER_KEYS_CHANGED, Empty())
                 await keyvault.nc.flush()
-                await asyncio.sleep(0.3)  # the edge has the change event before this answer
+                # The edge has heard the change before this answer goes.
+                await asyncio.wait_for(credentials._wake.wait(), 10)
                 return SealedProviderKeys(keys=[old])
             return SealedProviderKeys(keys=[old, key(request, "pk_new", "sk-added-mid-fetch")])
 
