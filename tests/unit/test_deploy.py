@@ -299,3 +299,18 @@ def test_each_service_installs_only_what_it_uses() -> None:
     assert "fastapi" not in metering and "hvac" not in metering
     keyvault = _locked_deps("switchyard-keyvault")
     assert "hvac==" in keyvault and "chdb" not in keyvault and "fastapi" not in keyvault
+
+
+def test_the_lock_installs_on_every_python_the_project_declares() -> None:
+    """requires-python says 3.11 to 3.13: every locked package has a wheel for each (or one for
+    any Python), so no install on 3.12 or 3.13 falls back to building from source."""
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    assert lock["requires-python"] == ">=3.11, <3.14"
+    missing = []
+    for package in lock["package"]:
+        wheels = [w["url"].rsplit("/", 1)[1] for w in package.get("wheels", [])]
+        if not wheels or any(re.search(r"-py3-none-|-py2\.py3-none-|-abi3-", w) for w in wheels):
+            continue  # a wheel for any Python 3 (a bundled binary, or the stable ABI)
+        tags = {m.group(1) for w in wheels if (m := re.search(r"-(cp3\d+)-", w))}
+        missing += [f"{package['name']} ({tag})" for tag in ("cp311", "cp312", "cp313") if tag not in tags]
+    assert not missing, missing
