@@ -13,6 +13,9 @@ from typing import Any
 
 import httpx
 
+from services.keyvault.app import Keyvault
+from services.keyvault.settings import KeyvaultSettings
+from services.keyvault.vault import Vault
 from shared.bus import Bus, Msg
 from stack import nats_auth
 from stack.nats import config_argv, nats_argv, write_config
@@ -230,3 +233,25 @@ class OtlpReceiver:
             if not self.arrived.wait_for(lambda: check(self.spans), timeout):
                 raise AssertionError(f"the spans never matched; received {len(self.spans)}")
             return list(self.spans)
+
+
+async def keyvault_service(nats_url: str, vault: VaultServer, edge_identities: Path) -> Keyvault:
+    """A keyvault (services/keyvault) on this NATS and OpenBao, its bus connected, not started:
+    the caller starts it (``start``, ``prepare_vault``) and stops it and closes ``.bus``."""
+    settings = KeyvaultSettings(
+        GATEWAY_NATS_URL=nats_url,
+        VAULT_ADDR=vault.addr,
+        VAULT_TOKEN=vault.token,
+        GATEWAY_KEYVAULT_PORT=0,
+        GATEWAY_EDGE_IDENTITIES_DIR=edge_identities,
+    )
+    bus = Bus.for_service(settings, "keyvault")
+    await bus.connect(deadline=10)
+    store = Vault(
+        vault.addr,
+        vault.token,
+        transit_mount=settings.vault_transit_mount,
+        transit_key=settings.vault_transit_key,
+        kv_mount=settings.vault_kv_mount,
+    )
+    return Keyvault(settings, bus, store)

@@ -28,7 +28,7 @@ from shared.events import AuditEvent
 from shared.identity import EdgeIdentity, IdentityError, Registry, create, main, public_pem
 from shared.messages import ProviderKeyFetch, SealedProviderKeys
 from shared.sealing import Recipient, SealingError
-from tests.servers import NatsServer, VaultServer
+from tests.servers import NatsServer, VaultServer, keyvault_service
 
 
 def _registry(tmp_path: Path, **identities: EdgeIdentity) -> Registry:
@@ -163,23 +163,8 @@ def test_keyvault_delivers_only_to_registered_edges_and_audits_who(
     vault.start()
 
     async def run() -> None:
-        settings = KeyvaultSettings(
-            GATEWAY_NATS_URL=nats_server.url,
-            VAULT_ADDR=vault.addr,
-            VAULT_TOKEN=vault.token,
-            GATEWAY_KEYVAULT_PORT=0,
-            GATEWAY_EDGE_IDENTITIES_DIR=registry.directory,
-        )
-        bus = Bus.for_service(settings, "keyvault")
-        await bus.connect(deadline=10)
-        store = Vault(
-            vault.addr,
-            vault.token,
-            transit_mount=settings.vault_transit_mount,
-            transit_key=settings.vault_transit_key,
-            kv_mount=settings.vault_kv_mount,
-        )
-        service = Keyvault(settings, bus, store)
+        service = await keyvault_service(nats_server.url, vault, registry.directory)
+        bus = service.bus
         edge_bus = Bus(nats_server.url, "edge-under-test")
         await edge_bus.connect(deadline=10)
         audit: list[AuditEvent] = []

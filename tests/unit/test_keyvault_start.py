@@ -9,13 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from services.keyvault.app import Keyvault
-from services.keyvault.settings import KeyvaultSettings
-from services.keyvault.vault import Vault
 from shared import subjects
 from shared.bus import Bus
 from shared.catalog import load_catalog
-from tests.servers import NatsServer, VaultServer
+from tests.servers import NatsServer, VaultServer, keyvault_service
 
 
 def test_keyvault_announces_when_vault_is_ready_even_with_nothing_to_import(
@@ -38,23 +35,8 @@ def test_keyvault_announces_when_vault_is_ready_even_with_nothing_to_import(
         await edge.subscribe(subjects.PROVIDER_KEYS_CHANGED, changed)
         await edge.nc.flush()
 
-        settings = KeyvaultSettings(
-            GATEWAY_NATS_URL=nats_server.url,
-            VAULT_ADDR=vault.addr,
-            VAULT_TOKEN=vault.token,
-            GATEWAY_KEYVAULT_PORT=0,
-            GATEWAY_EDGE_IDENTITIES_DIR=tmp_path,
-        )
-        bus = Bus.for_service(settings, "keyvault")
-        await bus.connect(deadline=10)
-        store = Vault(
-            vault.addr,
-            vault.token,
-            transit_mount=settings.vault_transit_mount,
-            transit_key=settings.vault_transit_key,
-            kv_mount=settings.vault_kv_mount,
-        )
-        service = Keyvault(settings, bus, store)
+        service = await keyvault_service(nats_server.url, vault, tmp_path)
+        bus = service.bus
         stop = asyncio.Event()
         try:
             await service.start()
