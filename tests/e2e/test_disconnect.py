@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import socket
+
 import httpx
 import pytest
 
@@ -77,3 +80,38 @@ def test_client_leaving_a_translated_stream_cancels_it_and_is_metered(
     assert summary["prompt_tokens"] == (
         30 + TEMPLATE_TOKENS + CACHE_READ + CACHE_WRITE if provider == "anthropic" else 30 + TEMPLATE_TOKENS
     )
+
+
+def test_a_client_that_leaves_before_the_first_token_is_metered_and_the_provider_cut_off(
+    gateway: Gateway,
+) -> None:
+    """The client gives up while the provider is still thinking: by the time the first token
+    arrives nobody is listening. The provider has started to bill, so the request is metered
+    (as a disconnect), and the provider's stream is closed at once, not whenever the garbage
+    collector gets to it."""
+    from tests.simulators.openai_sim import Fault
+
+    key = gateway.new_user_key("early-leaver")
+    model = "gpt-sim-early-leaver-long"
+    gateway.sim.state.faults[model] = [Fault(first_chunk_delay=1.0)]
+    before = len(gateway.sim.state.streams)
+    body = json.dumps({"model": model, "messages": [{"role": "user", "content": "go"}], "stream": True}).encode()
+    with socket.create_connection(("127.0.0.1", int(gateway.origin.rsplit(":", 1)[1])), timeout=10) as sock:
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Authorization: Bearer {key}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        wait_until(lambda: len(gateway.sim.state.streams) > before, what="the provider to be asked")
+    # Gone before the first token (a second away).
+    log = gateway.sim.state.streams[before]
+    wait_until(lambda: log.cancelled or log.completed, timeout=20, what="the upstream stream to end")
+    assert log.cancelled and not log.completed, "the provider kept streaming to nobody"
+
+    def metered() -> list[dict[str, object]]:
+        resp = gateway.admin("GET", "/ai/usage/requests", params={"user": "early-leaver"})
+        return list(resp.json()["data"]) if resp.status_code == 200 else []
+
+    wait_until(lambda: len(metered()) == 1, timeout=30, what="the abandoned stream's usage event")
+    row = metered()[0]
+    assert row["status"] == 499 and row["error_type"] == "client_disconnected"
