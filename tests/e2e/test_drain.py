@@ -28,8 +28,20 @@ def test_a_replica_serves_health_and_exits_0_on_sigterm(gateway: Gateway, servic
         {"router": "GATEWAY_ROUTER_PORT", "keyvault": "GATEWAY_KEYVAULT_PORT"}[service]
     ]
     origin = f"http://127.0.0.1:{port}"
-    wait_until(lambda: _status(origin + "/readyz") == 200, what=f"{name} to be ready")
-    body = httpx.get(origin + "/readyz").json()
+    ready: list[httpx.Response] = []
+
+    def answered_ready() -> bool:
+        try:
+            resp = httpx.get(origin + "/readyz", timeout=3)
+        except httpx.HTTPError:
+            return False
+        ready.append(resp)
+        return resp.status_code == 200
+
+    wait_until(answered_ready, what=f"{name} to be ready")
+    # The answer that said ready, not a second one: on a loaded machine a check may be slow
+    # (Vault's health within 2 s) a moment later, which is the probe's business, not this test's.
+    body = ready[-1].json()
     assert body["service"] == service and all(body["checks"].values())
     assert httpx.get(origin + "/healthz").json() == {"status": "ok", "service": service}
     assert gateway.stack.supervisor.stop(name, signal.SIGTERM) == 0
