@@ -291,6 +291,23 @@ class ClientKeyCreated(ClientKeyInfo):
     key: str
 
 
+# What the secret of a new client key is sealed under on its way back to the edge.
+CLIENT_KEY_REPLY_CONTEXT = b"switchyard client key created v1"
+
+
+class ClientKeyCreateSealed(BaseModel):
+    """The edge asks keyvault for a new key; the secret comes back sealed to ``seal_to``, an
+    ephemeral X25519 key of that one request: replies to edges cross the bus where anyone with
+    the edges' NATS credentials reads them."""
+
+    create: ClientKeyCreate
+    seal_to: str
+
+
+class ClientKeyCreatedSealed(ClientKeyInfo):
+    sealed_key: str
+
+
 class ClientKeyList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ClientKeyInfo]

@@ -24,13 +24,14 @@ from shared.errors import EDGE_IDENTITY_REFUSED, INVALID_REQUEST, UNAVAILABLE, G
 from shared.identity import IdentityError, Registry
 from shared.limits import BUDGET_BUCKET, RATE_BUCKET, RATE_BUCKET_TTL
 from shared.messages import (
+    CLIENT_KEY_REPLY_CONTEXT,
     PROVIDER_KEY_CREATE_CONTEXT,
     RESPONSES_KEY_CONTEXT,
     ById,
     ByName,
     ByUser,
-    ClientKeyCreate,
-    ClientKeyCreated,
+    ClientKeyCreatedSealed,
+    ClientKeyCreateSealed,
     ClientKeyInfo,
     ClientKeyList,
     ClientKeyPatchRequest,
@@ -170,7 +171,7 @@ class Keyvault:
         await serve(subjects.PROVIDER_KEYS_STATUS, q, ProviderKeyStatusChange, self.set_provider_key_status)
         await serve(subjects.PROVIDER_KEYS_DELETE, q, ById, self.delete_provider_key)
         await serve(subjects.PROVIDER_KEYS_FETCH, q, ProviderKeyFetch, self.fetch_provider_keys)
-        await serve(subjects.CLIENT_KEYS_CREATE, q, ClientKeyCreate, self.create_client_key)
+        await serve(subjects.CLIENT_KEYS_CREATE, q, ClientKeyCreateSealed, self.create_client_key)
         await serve(subjects.CLIENT_KEYS_LIST, q, Empty, self.list_client_keys)
         await serve(subjects.CLIENT_KEYS_DELETE, q, ById, self.delete_client_key)
         await serve(subjects.CLIENT_KEYS_PATCH, q, ClientKeyPatchRequest, self.client_keys.patch)
@@ -309,8 +310,16 @@ class Keyvault:
         )
         return SealedProviderKeys(keys=keys, refused=refused, responses_key=sealed_responses_key)
 
-    async def create_client_key(self, req: ClientKeyCreate) -> ClientKeyCreated:
-        return await self.client_keys.create(req)
+    async def create_client_key(self, req: ClientKeyCreateSealed) -> ClientKeyCreatedSealed:
+        """A new client key, its secret sealed to the asking request's key (never in plaintext
+        on the bus)."""
+        try:
+            seal(req.seal_to, b"", context=CLIENT_KEY_REPLY_CONTEXT)  # a key it can seal to, before one is made
+        except SealingError as exc:
+            raise GatewayError(INVALID_REQUEST, str(exc), param="seal_to") from exc
+        created = await self.client_keys.create(req.create)
+        sealed = seal(req.seal_to, created.key.encode(), context=CLIENT_KEY_REPLY_CONTEXT)
+        return ClientKeyCreatedSealed(sealed_key=sealed, **created.model_dump(exclude={"key", "object"}))
 
     async def list_client_keys(self, _: Empty) -> ClientKeyList:
         return ClientKeyList(data=await self.client_keys.list_all())

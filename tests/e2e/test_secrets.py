@@ -278,3 +278,23 @@ def test_no_secret_is_on_a_command_line_and_environments_are_private(gateway: Ga
             assert Path(f"/proc/{each}/environ").stat().st_mode & 0o077 == 0
             checked += 1
     assert checked >= 6  # NATS, OpenBao, the four services (and the edge's workers)
+
+
+def test_a_new_client_keys_secret_never_crosses_the_bus_in_plaintext(gateway: Gateway) -> None:
+    """Replies to edges are readable by anyone holding the edges' NATS credentials: keyvault
+    seals a new key's secret to the one request that asked for it."""
+    with BusRecorder(gateway.info.nats_url_for("admin")) as recorder:
+        created = gateway.admin("POST", "/ai/keys", json={"user": "sealed-sam", "name": "t"})
+        assert created.status_code == 201, created.text
+        secret = created.json()["key"]
+        assert secret.startswith("sk-sy-") and "sealed_key" not in created.json()
+        seen = recorder.seen
+        wait_until(
+            lambda: (
+                any(b"client_keys.create" in m for m in seen)
+                and any(b"_INBOX.edge." in m and b'"user":"sealed-sam"' in m for m in seen)
+            ),
+            what="the create request and its reply",
+        )
+    assert gateway.admin("GET", "/v1/models", key=secret).status_code == 200
+    assert not [m for m in recorder.seen if secret.encode() in m], "the new key's secret crossed the bus"

@@ -18,6 +18,7 @@ from shared import subjects
 from shared.errors import INVALID_REQUEST, MODEL_NOT_FOUND, NOT_FOUND, GatewayError
 from shared.gateway_config import NAME, Account, VirtualModel
 from shared.messages import (
+    CLIENT_KEY_REPLY_CONTEXT,
     PROJECT_NAME,
     PROVIDER_KEY_CREATE_CONTEXT,
     AccountObject,
@@ -28,6 +29,8 @@ from shared.messages import (
     ClearableKeyField,
     ClientKeyCreate,
     ClientKeyCreated,
+    ClientKeyCreatedSealed,
+    ClientKeyCreateSealed,
     ClientKeyInfo,
     ClientKeyList,
     ClientKeyPatch,
@@ -51,7 +54,7 @@ from shared.messages import (
     RoutePut,
     TransportKey,
 )
-from shared.sealing import seal
+from shared.sealing import Recipient, seal
 
 router = APIRouter()
 
@@ -148,10 +151,13 @@ async def create_client_key(
 ) -> ClientKeyCreated:
     require_admin(principal)
     req = await parse_body(request, ClientKeyCreate)
-    created = await change_everywhere(
-        edge.bus, response, "client_keys", subjects.CLIENT_KEYS_CREATE, req, ClientKeyCreated
+    reply_key = Recipient()  # this request's own: the new secret crosses the bus sealed to it
+    asked = ClientKeyCreateSealed(create=req, seal_to=reply_key.public_key_b64)
+    made = await change_everywhere(
+        edge.bus, response, "client_keys", subjects.CLIENT_KEYS_CREATE, asked, ClientKeyCreatedSealed
     )
-    return created
+    secret = reply_key.open(made.sealed_key, context=CLIENT_KEY_REPLY_CONTEXT).decode()
+    return ClientKeyCreated(key=secret, **made.model_dump(exclude={"sealed_key", "object"}))
 
 
 @router.get("/keys")
