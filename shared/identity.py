@@ -23,7 +23,6 @@ import base64
 import logging
 import os
 import re
-import stat
 import sys
 import time
 from dataclasses import dataclass
@@ -32,6 +31,8 @@ from pathlib import Path
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from shared.keyfile import private_file_problem
 
 log = logging.getLogger("switchyard.identity")
 
@@ -78,16 +79,11 @@ class EdgeIdentity:
     @classmethod
     def load(cls, path: Path) -> EdgeIdentity:
         """Read a PEM private key; like ssh, refuse a file other users could read."""
+        problem = private_file_problem(path)
+        if problem is not None:
+            raise IdentityError(f"edge identity: {problem}")
         try:
-            mode = path.stat().st_mode
-            data = path.read_bytes()
-        except OSError as exc:
-            raise IdentityError(f"cannot read the edge identity {path}: {exc.strerror}") from exc
-        # Like ssh, but a group may read it: Kubernetes mounts a Secret as root:fsGroup 0440.
-        if mode & (stat.S_IWGRP | stat.S_IRWXO):
-            raise IdentityError(f"the edge identity {path} is open to other users; chmod 600 it")
-        try:
-            key = serialization.load_pem_private_key(data, password=None)
+            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
         except (ValueError, TypeError) as exc:
             raise IdentityError(f"{path} is not an unencrypted PEM private key") from exc
         if not isinstance(key, Ed25519PrivateKey):

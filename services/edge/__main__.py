@@ -8,16 +8,14 @@ import sys
 
 from services.edge.settings import EdgeSettings
 from shared import logs
-from shared.identity import IdentityError
 
 
 def main() -> int:
     settings = EdgeSettings()
     logs.configure("edge", settings.log_level, settings.log_format)
-    try:
-        settings.identity()  # before any worker starts: a missing identity is one clear error
-    except IdentityError as exc:
-        logging.getLogger("switchyard.edge").error("%s", exc)
+    problem = settings.identity_problem()  # before any worker starts: one clear error
+    if problem is not None:
+        logging.getLogger("switchyard.edge").error("%s", problem)
         return 2
     if settings.workers == 1:
         from services.edge.server import serve  # the web stack: only where requests are served

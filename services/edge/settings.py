@@ -5,11 +5,15 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field, SecretStr
 
-from shared.identity import EdgeIdentity, IdentityError
+from shared.keyfile import private_file_problem
 from shared.settings import ServiceSettings
+
+if TYPE_CHECKING:
+    from shared.identity import EdgeIdentity
 
 
 class EdgeSettings(ServiceSettings):
@@ -75,12 +79,24 @@ class EdgeSettings(ServiceSettings):
     metrics_user_labels: bool = Field(default=False, validation_alias="GATEWAY_METRICS_USER_LABELS")
     otel_capture_content: bool = Field(default=False, validation_alias="GATEWAY_OTEL_CAPTURE_CONTENT")
 
-    def identity(self) -> EdgeIdentity:
+    def identity_problem(self) -> str | None:
+        """What keeps the identity file from being used, checked without loading the key (the
+        edge's parent, which serves nothing, stays without the cryptography library)."""
         if self.identity_file is None:
-            raise IdentityError(
+            return (
                 "GATEWAY_EDGE_IDENTITY_FILE is not set: keyvault gives provider keys only to an edge whose "
                 "identity it knows (`python -m shared.identity new NAME DIR`, docs/security.md)"
             )
+        problem = private_file_problem(self.identity_file)
+        return None if problem is None else f"edge identity: {problem}"
+
+    def identity(self) -> EdgeIdentity:
+        from shared.identity import EdgeIdentity, IdentityError
+
+        problem = self.identity_problem()
+        if problem is not None:
+            raise IdentityError(problem)
+        assert self.identity_file is not None
         return EdgeIdentity.load(self.identity_file)
 
     def media_fetch_allowed(self) -> frozenset[tuple[str, int]]:

@@ -251,3 +251,21 @@ def test_keyvault_will_not_start_without_a_registry(monkeypatch: pytest.MonkeyPa
     with pytest.raises(RuntimeError, match="GATEWAY_EDGE_IDENTITIES_DIR is not set"):
         vault = Vault("http://127.0.0.1:1", "token", transit_mount="t", transit_key="k", kv_mount="kv")
         Keyvault(settings, Bus(settings.nats_url, "kv"), vault)
+
+
+def test_the_edge_refuses_to_start_without_a_usable_identity(tmp_path: Path) -> None:
+    """Its parent checks the file before any worker starts (without loading the cryptography
+    library: it serves nothing), and says what is wrong."""
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    key, _ = create("edge-a", tmp_path)
+    os.chmod(key, 0o644)
+    for identity, said in ((None, "GATEWAY_EDGE_IDENTITY_FILE is not set"), (key, "open to other users")):
+        run_env = env | ({"GATEWAY_EDGE_IDENTITY_FILE": str(identity)} if identity else {})
+        done = subprocess.run(
+            [sys.executable, "-m", "services.edge"], env=run_env | {"GATEWAY_EDGE_WORKERS": "2"},
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 2 and said in done.stderr + done.stdout
