@@ -231,7 +231,7 @@ class Keyvault:
         if stored is not None:
             return Recipient.from_private_b64(str(stored["private_key"]))
         fresh = Recipient()
-        await self.vault.put(_TRANSPORT_KEY_PATH, {"private_key": fresh.private_b64()})
+        await self.vault.put_new(_TRANSPORT_KEY_PATH, {"private_key": fresh.private_b64()})
         # Another replica may have won the race: use whatever Vault now holds.
         stored = await self.vault.get(_TRANSPORT_KEY_PATH)
         return Recipient.from_private_b64(str(stored["private_key"])) if stored else fresh
@@ -241,8 +241,8 @@ class Keyvault:
         Vault, shared by every keyvault replica; edges get it sealed, with the provider keys."""
         stored = await self.vault.get(_RESPONSES_KEY_PATH)
         if stored is None:
-            await self.vault.put(_RESPONSES_KEY_PATH, {"key": base64.b64encode(os.urandom(32)).decode()})
-            stored = await self.vault.get(_RESPONSES_KEY_PATH)  # another replica may have won the race
+            await self.vault.put_new(_RESPONSES_KEY_PATH, {"key": base64.b64encode(os.urandom(32)).decode()})
+            stored = await self.vault.get(_RESPONSES_KEY_PATH)  # another replica's, if it wrote first
         assert stored is not None
         return base64.b64decode(str(stored["key"]))
 

@@ -174,6 +174,21 @@ class Vault:
             self._client.secrets.kv.v2.create_or_update_secret, path=path, secret=data, mount_point=self.kv_mount
         )
 
+    async def put_new(self, path: str, data: dict[str, Any]) -> None:
+        """Write ``data`` only if nothing is at ``path`` yet (KV v2 check-and-set 0): replicas
+        that start together each make a key, and the first one written is the one all use."""
+        try:
+            await self._run(
+                self._client.secrets.kv.v2.create_or_update_secret,
+                path=path,
+                secret=data,
+                cas=0,
+                mount_point=self.kv_mount,
+            )
+        except hvac.exceptions.InvalidRequest as exc:
+            if "check-and-set" not in str(exc):
+                raise
+
     async def get(self, path: str) -> dict[str, Any] | None:
         try:
             resp = await self._run(

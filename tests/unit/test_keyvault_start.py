@@ -52,3 +52,30 @@ def test_keyvault_announces_when_vault_is_ready_even_with_nothing_to_import(
         asyncio.run(run())
     finally:
         vault.stop()
+
+
+def test_keyvaults_starting_together_agree_on_their_shared_keys(tmp_path: Path, nats_server: NatsServer) -> None:
+    """The transport and responses keys are made by whichever keyvault starts first; one that
+    starts at the same moment must end up with the same keys, not its own (KV check-and-set)."""
+    vault = VaultServer(tmp_path / "vault")
+    vault.start()
+
+    async def run() -> None:
+        replicas = [await keyvault_service(nats_server.url, vault, tmp_path) for _ in range(3)]
+        try:
+            await replicas[0].vault.ensure_engines()
+            await replicas[0].vault.put_new("race/x", {"v": "first"})
+            await replicas[1].vault.put_new("race/x", {"v": "second"})  # refused quietly: it exists
+            assert await replicas[2].vault.get("race/x") == {"v": "first"}
+            keys = await asyncio.gather(*(r._responses_key() for r in replicas))
+            transports = await asyncio.gather(*(r._transport_key() for r in replicas))
+            assert len(set(keys)) == 1 and len(keys[0]) == 32
+            assert len({t.public_key_b64 for t in transports}) == 1
+        finally:
+            for replica in replicas:
+                await replica.bus.close()
+
+    try:
+        asyncio.run(run())
+    finally:
+        vault.stop()
