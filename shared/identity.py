@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from shared.keyfile import private_file_problem
+from shared.messages import ProviderKeyFetch
 
 log = logging.getLogger("switchyard.identity")
 
@@ -93,6 +94,18 @@ class EdgeIdentity:
     def sign_fetch(self, public_key: str, edge_instance: str, issued_at: float) -> str:
         signature = self._private.sign(fetch_payload(public_key, edge_instance, issued_at))
         return base64.b64encode(signature).decode()
+
+    def fetch(self, public_key: str, edge_instance: str, issued_at: float | None = None) -> ProviderKeyFetch:
+        """A provider-key fetch for keys sealed to ``public_key``, signed by this identity now
+        (or at ``issued_at``)."""
+        at = time.time() if issued_at is None else issued_at
+        return ProviderKeyFetch(
+            public_key=public_key,
+            edge_instance=edge_instance,
+            identity=self.public_key,
+            issued_at=at,
+            signature=self.sign_fetch(public_key, edge_instance, at),
+        )
 
 
 def create(name: str, directory: Path) -> tuple[Path, Path]:
@@ -169,29 +182,24 @@ class Registry:
             found[_raw_public(key)] = (name, key)
         return found
 
-    def verify(
-        self,
-        public_key: str,
-        edge_instance: str,
-        identity: str,
-        issued_at: float,
-        signature: str,
-        now: float | None = None,
-    ) -> Verified:
+    def verify(self, fetch: ProviderKeyFetch, now: float | None = None) -> Verified:
         """The registered identity that signed this fetch, or :class:`IdentityError` saying why not."""
-        if not identity or not signature:
+        if not fetch.identity or not fetch.signature:
             raise IdentityError("the fetch is not signed by an edge identity (set GATEWAY_EDGE_IDENTITY_FILE)")
-        entry = self.load().get(identity)
+        entry = self.load().get(fetch.identity)
         if entry is None:
             raise IdentityError(
-                f"edge identity {identity[:12]}... is not registered in keyvault's GATEWAY_EDGE_IDENTITIES_DIR"
+                f"edge identity {fetch.identity[:12]}... is not registered in keyvault's GATEWAY_EDGE_IDENTITIES_DIR"
             )
         name, key = entry
-        skew = abs((time.time() if now is None else now) - issued_at)
+        skew = abs((time.time() if now is None else now) - fetch.issued_at)
         if not skew <= MAX_SKEW_SECONDS:  # also refuses NaN
             raise IdentityError(f"the fetch signed by {name!r} is {skew:.0f} s away from keyvault's clock")
         try:
-            key.verify(base64.b64decode(signature, validate=True), fetch_payload(public_key, edge_instance, issued_at))
+            key.verify(
+                base64.b64decode(fetch.signature, validate=True),
+                fetch_payload(fetch.public_key, fetch.edge_instance, fetch.issued_at),
+            )
         except (InvalidSignature, ValueError) as exc:
             raise IdentityError(f"the signature does not match edge identity {name!r}") from exc
         return Verified(name)

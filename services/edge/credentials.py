@@ -29,7 +29,6 @@ from shared.errors import (
 from shared.identity import EdgeIdentity
 from shared.messages import (
     RESPONSES_KEY_CONTEXT,
-    ProviderKeyFetch,
     ProviderKeyInfo,
     ProviderKeyStatusChange,
     RefusedProviderKey,
@@ -184,14 +183,7 @@ class Credentials:
     async def refresh(self) -> None:
         async with self._refresh_lock:
             self._last_fetch = time.monotonic()
-            public_key, issued_at = self._recipient.public_key_b64, time.time()
-            fetch = ProviderKeyFetch(
-                public_key=public_key,
-                edge_instance=self.instance,
-                identity=self.identity.public_key,
-                issued_at=issued_at,
-                signature=self.identity.sign_fetch(public_key, self.instance, issued_at),
-            )
+            fetch = self.identity.fetch(self._recipient.public_key_b64, self.instance)
             try:
                 reply = await self.bus.request(subjects.PROVIDER_KEYS_FETCH, fetch, SealedProviderKeys, timeout=10.0)
             except GatewayError as exc:

@@ -227,23 +227,15 @@ class Keyvault:
     async def _transport_key(self) -> Recipient:
         """The X25519 key pair admins' new provider keys are sealed to, shared by every
         keyvault replica through Vault (so any replica in the queue group can open them)."""
-        stored = await self.vault.get(_TRANSPORT_KEY_PATH)
-        if stored is not None:
-            return Recipient.from_private_b64(str(stored["private_key"]))
-        fresh = Recipient()
-        await self.vault.put_new(_TRANSPORT_KEY_PATH, {"private_key": fresh.private_b64()})
-        # Another replica may have won the race: use whatever Vault now holds.
-        stored = await self.vault.get(_TRANSPORT_KEY_PATH)
-        return Recipient.from_private_b64(str(stored["private_key"])) if stored else fresh
+        stored = await self.vault.get_or_create(_TRANSPORT_KEY_PATH, lambda: {"private_key": Recipient().private_b64()})
+        return Recipient.from_private_b64(str(stored["private_key"]))
 
     async def _responses_key(self) -> bytes:
         """The AES-256 key edges encrypt stored Responses API turns with: made once, kept in
         Vault, shared by every keyvault replica; edges get it sealed, with the provider keys."""
-        stored = await self.vault.get(_RESPONSES_KEY_PATH)
-        if stored is None:
-            await self.vault.put_new(_RESPONSES_KEY_PATH, {"key": base64.b64encode(os.urandom(32)).decode()})
-            stored = await self.vault.get(_RESPONSES_KEY_PATH)  # another replica's, if it wrote first
-        assert stored is not None
+        stored = await self.vault.get_or_create(
+            _RESPONSES_KEY_PATH, lambda: {"key": base64.b64encode(os.urandom(32)).decode()}
+        )
         return base64.b64decode(str(stored["key"]))
 
     async def transport_key(self, _: Empty) -> TransportKey:
@@ -290,9 +282,7 @@ class Keyvault:
         """Provider keys sealed to the asking edge, once its identity is checked against the
         registry; a refusal is audited with the instance the fetch claimed."""
         try:
-            edge = self.edge_identities.verify(
-                req.public_key, req.edge_instance, req.identity, req.issued_at, req.signature
-            )
+            edge = self.edge_identities.verify(req)
         except IdentityError as exc:
             log.warning("refused provider keys to %r: %s", req.edge_instance, exc)
             self.auditor.record(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+from collections.abc import Callable
 from typing import Any
 
 import hvac
@@ -174,20 +175,28 @@ class Vault:
             self._client.secrets.kv.v2.create_or_update_secret, path=path, secret=data, mount_point=self.kv_mount
         )
 
-    async def put_new(self, path: str, data: dict[str, Any]) -> None:
-        """Write ``data`` only if nothing is at ``path`` yet (KV v2 check-and-set 0): replicas
-        that start together each make a key, and the first one written is the one all use."""
+    async def get_or_create(self, path: str, make: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """What is at ``path``, written first from ``make()`` if nothing is. The write is KV v2
+        check-and-set 0: replicas that start together each make one, the first written stands
+        and every one of them reads it back."""
+        stored = await self.get(path)
+        if stored is not None:
+            return stored
         try:
             await self._run(
                 self._client.secrets.kv.v2.create_or_update_secret,
                 path=path,
-                secret=data,
+                secret=make(),
                 cas=0,
                 mount_point=self.kv_mount,
             )
         except hvac.exceptions.InvalidRequest as exc:
             if "check-and-set" not in str(exc):
                 raise
+        stored = await self.get(path)
+        if stored is None:
+            raise VaultUnavailable(f"{path} was written but cannot be read back")
+        return stored
 
     async def get(self, path: str) -> dict[str, Any] | None:
         try:

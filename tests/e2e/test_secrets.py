@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -13,7 +12,7 @@ from openai import OpenAI
 from shared import subjects
 from shared.bus import Bus, Msg
 from shared.identity import EdgeIdentity, create
-from shared.messages import ProviderKeyFetch, SealedProviderKeys
+from shared.messages import SealedProviderKeys
 from shared.sealing import Recipient
 from tests.conftest import PROVIDER_KEY, Gateway, files_containing, wait_until
 
@@ -135,14 +134,7 @@ def _deliver(gateway: Gateway) -> dict[str, list[str]]:
     async def run() -> dict[str, list[str]]:
         me = Recipient()
         identity = EdgeIdentity.load(gateway.info.data_dir / "identity" / "local.key")  # the launcher's edge's
-        issued_at = time.time()
-        fetch = ProviderKeyFetch(
-            public_key=me.public_key_b64,
-            edge_instance="test",
-            identity=identity.public_key,
-            issued_at=issued_at,
-            signature=identity.sign_fetch(me.public_key_b64, "test", issued_at),
-        )
+        fetch = identity.fetch(me.public_key_b64, "test")
         bus = Bus(gateway.info.nats_url_for("edge"), "test-edge", service="edge")
         await bus.connect(deadline=10)
         try:

@@ -7,13 +7,22 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import NatsServer
+from tests.servers import NatsServer, VaultServer
 
 
 @pytest.fixture()
 def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
     """A nats-server of the test's own, without authentication, stopped at the test's end."""
     server = NatsServer(tmp_path / "nats")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def vault_server(tmp_path: Path) -> Iterator[VaultServer]:
+    """An OpenBao of the test's own, initialised and unsealed, stopped at the test's end."""
+    server = VaultServer(tmp_path / "vault")
     server.start()
     yield server
     server.stop()

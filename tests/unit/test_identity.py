@@ -39,20 +39,15 @@ def _registry(tmp_path: Path, **identities: EdgeIdentity) -> Registry:
     return Registry(folder)
 
 
-def _signed(identity: EdgeIdentity, public_key: str = "pk", instance: str = "edge-1", at: float | None = None) -> dict:  # type: ignore[type-arg]
-    issued_at = time.time() if at is None else at
-    return {
-        "public_key": public_key,
-        "edge_instance": instance,
-        "identity": identity.public_key,
-        "issued_at": issued_at,
-        "signature": identity.sign_fetch(public_key, instance, issued_at),
-    }
+def _signed(
+    identity: EdgeIdentity, public_key: str = "pk", instance: str = "edge-1", at: float | None = None
+) -> ProviderKeyFetch:
+    return identity.fetch(public_key, instance, issued_at=at)
 
 
 def test_a_fetch_signed_by_a_registered_identity_is_verified_and_named(tmp_path: Path) -> None:
     edge = EdgeIdentity.generate()
-    assert _registry(tmp_path, eu_west=edge).verify(**_signed(edge)).name == "eu_west"
+    assert _registry(tmp_path, eu_west=edge).verify(_signed(edge)).name == "eu_west"
 
 
 @pytest.mark.parametrize(
@@ -71,22 +66,22 @@ def test_a_changed_or_unsigned_fetch_is_refused(tmp_path: Path, change: dict, re
     edge = EdgeIdentity.generate()
     fetch = _signed(edge)
     if "issued_at" in change:  # relative to the signing time: parameters are made at collection
-        change = {"issued_at": fetch["issued_at"] + change["issued_at"]}
+        change = {"issued_at": fetch.issued_at + change["issued_at"]}
     with pytest.raises(IdentityError, match=reason):
-        _registry(tmp_path, edge_a=edge).verify(**(fetch | change))
+        _registry(tmp_path, edge_a=edge).verify(fetch.model_copy(update=change))
 
 
 def test_unregistered_stale_and_removed_identities_are_refused(tmp_path: Path) -> None:
     edge, stranger = EdgeIdentity.generate(), EdgeIdentity.generate()
     registry = _registry(tmp_path, edge_a=edge)
     with pytest.raises(IdentityError, match="not registered"):
-        registry.verify(**_signed(stranger))
+        registry.verify(_signed(stranger))
     for at in (time.time() - 400, time.time() + 400, math.nan):
         with pytest.raises(IdentityError, match="away from keyvault's clock"):
-            registry.verify(**_signed(edge, at=at))
+            registry.verify(_signed(edge, at=at))
     (registry.directory / "edge_a.pub").unlink()  # revoked: read again at the next fetch
     with pytest.raises(IdentityError, match="not registered"):
-        registry.verify(**_signed(edge))
+        registry.verify(_signed(edge))
 
 
 def test_a_bad_registry_entry_is_skipped_not_fatal(tmp_path: Path) -> None:
@@ -96,9 +91,9 @@ def test_a_bad_registry_entry_is_skipped_not_fatal(tmp_path: Path) -> None:
     (registry.directory / "-bad name.pub").write_bytes(EdgeIdentity.generate().public_pem())
     (registry.directory / "notes.txt").write_text("ignored: not a .pub")
     assert [name for name, _ in registry.load().values()] == ["edge_a"]
-    assert registry.verify(**_signed(edge)).name == "edge_a"
+    assert registry.verify(_signed(edge)).name == "edge_a"
     with pytest.raises(IdentityError, match="cannot read the edge identity registry"):
-        Registry(tmp_path / "missing").verify(**_signed(edge))
+        Registry(tmp_path / "missing").verify(_signed(edge))
 
 
 def test_identity_files_are_private_never_overwritten_and_openssl_compatible(tmp_path: Path) -> None:
@@ -151,7 +146,7 @@ def test_the_command_line_makes_and_prints_identities(tmp_path: Path, capsys: py
 
 
 def test_keyvault_delivers_only_to_registered_edges_and_audits_who(
-    tmp_path: Path, nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, nats_server: NatsServer, vault_server: VaultServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for provider in load_catalog().providers.values():
         if provider.key_env:
@@ -159,8 +154,7 @@ def test_keyvault_delivers_only_to_registered_edges_and_audits_who(
     monkeypatch.setenv("OPENAI_API_KEY", "sk-identity-canary-0001")  # imported into Vault at start
     edge_a, stranger = EdgeIdentity.generate(), EdgeIdentity.generate()
     registry = _registry(tmp_path, edge_a=edge_a)
-    vault = VaultServer(tmp_path / "vault")
-    vault.start()
+    vault = vault_server
 
     async def run() -> None:
         service = await keyvault_service(nats_server.url, vault, registry.directory)
@@ -214,7 +208,7 @@ def test_keyvault_delivers_only_to_registered_edges_and_audits_who(
             # edge's ephemeral key; with the attacker's key in its place it is refused.
             thief = Recipient()
             victim = Recipient()
-            signed = ProviderKeyFetch(**_signed(edge_a, public_key=victim.public_key_b64))
+            signed = _signed(edge_a, public_key=victim.public_key_b64)
             replayed = await edge_bus.request(subjects.PROVIDER_KEYS_FETCH, signed, SealedProviderKeys)
             sealed = replayed.keys[0]
             with pytest.raises(SealingError):
@@ -239,10 +233,7 @@ def test_keyvault_delivers_only_to_registered_edges_and_audits_who(
             await bus.close(2)
             await edge_bus.close()
 
-    try:
-        asyncio.run(run())
-    finally:
-        vault.stop()
+    asyncio.run(run())
 
 
 def test_keyvault_will_not_start_without_a_registry(monkeypatch: pytest.MonkeyPatch) -> None:

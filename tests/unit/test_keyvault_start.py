@@ -16,13 +16,12 @@ from tests.servers import NatsServer, VaultServer, keyvault_service
 
 
 def test_keyvault_announces_when_vault_is_ready_even_with_nothing_to_import(
-    tmp_path: Path, nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, nats_server: NatsServer, vault_server: VaultServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for provider in load_catalog().providers.values():
         if provider.key_env:
             monkeypatch.delenv(provider.key_env, raising=False)  # nothing to import
-    vault = VaultServer(tmp_path / "vault")
-    vault.start()
+    vault = vault_server
 
     async def run() -> None:
         edge = Bus(nats_server.url, "edge-under-test")
@@ -48,25 +47,35 @@ def test_keyvault_announces_when_vault_is_ready_even_with_nothing_to_import(
             await bus.close(2)
             await edge.close()
 
-    try:
-        asyncio.run(run())
-    finally:
-        vault.stop()
+    asyncio.run(run())
 
 
-def test_keyvaults_starting_together_agree_on_their_shared_keys(tmp_path: Path, nats_server: NatsServer) -> None:
+def test_keyvaults_starting_together_agree_on_their_shared_keys(
+    tmp_path: Path, nats_server: NatsServer, vault_server: VaultServer
+) -> None:
     """The transport and responses keys are made by whichever keyvault starts first; one that
     starts at the same moment must end up with the same keys, not its own (KV check-and-set)."""
-    vault = VaultServer(tmp_path / "vault")
-    vault.start()
+    vault = vault_server
 
     async def run() -> None:
         replicas = [await keyvault_service(nats_server.url, vault, tmp_path) for _ in range(3)]
         try:
             await replicas[0].vault.ensure_engines()
-            await replicas[0].vault.put_new("race/x", {"v": "first"})
-            await replicas[1].vault.put_new("race/x", {"v": "second"})  # refused quietly: it exists
+            assert await replicas[0].vault.get_or_create("race/x", lambda: {"v": "first"}) == {"v": "first"}
+            # Written already: the second maker's value is not written, the first is read back.
+            assert await replicas[1].vault.get_or_create("race/x", lambda: {"v": "second"}) == {"v": "first"}
             assert await replicas[2].vault.get("race/x") == {"v": "first"}
+
+            # Another replica writes between this one's read and its write: its value stands.
+            other = replicas[1].vault
+
+            def make_while_another_writes() -> dict[str, str]:
+                other._client.secrets.kv.v2.create_or_update_secret(
+                    path="race/y", secret={"v": "other"}, mount_point=other.kv_mount
+                )
+                return {"v": "mine"}
+
+            assert await replicas[0].vault.get_or_create("race/y", make_while_another_writes) == {"v": "other"}
             keys = await asyncio.gather(*(r._responses_key() for r in replicas))
             transports = await asyncio.gather(*(r._transport_key() for r in replicas))
             assert len(set(keys)) == 1 and len(keys[0]) == 32
@@ -75,7 +84,4 @@ def test_keyvaults_starting_together_agree_on_their_shared_keys(tmp_path: Path, 
             for replica in replicas:
                 await replica.bus.close()
 
-    try:
-        asyncio.run(run())
-    finally:
-        vault.stop()
+    asyncio.run(run())

@@ -31,7 +31,13 @@ from services.edge.providers.wire import read_reply
 from shared.catalog import ProviderConfig, Route
 from shared.errors import GatewayError
 from tests.simulators import anthropic_sim, bedrock_sim, cohere_sim, gemini_sim
-from tests.unit.test_translator_hostile_input import BEDROCK_EVENTS, BEDROCK_REPLY, COHERE_EVENTS, COHERE_REPLY
+from tests.unit.test_translator_hostile_input import (
+    BEDROCK_EVENTS,
+    BEDROCK_REPLY,
+    COHERE_EVENTS,
+    COHERE_REPLY,
+    _paths,
+)
 from tests.unit.test_translators import ANTHROPIC_REPLY, GEMINI_REPLY, anthropic_events, gemini_chunks
 
 # Deterministic: the same examples in every run, so a failure here is one anyone can replay.
@@ -216,23 +222,12 @@ def test_any_client_schema_becomes_one_in_the_providers_dialect(schema: dict[str
 # --- replies and streams -------------------------------------------------------------------------
 
 
-def _paths(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    out = [path] if path else []
-    if isinstance(node, dict):
-        for key, value in node.items():
-            out += _paths(value, (*path, key))
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            out += _paths(value, (*path, index))
-    return out
-
-
 @st.composite
 def _altered(draw: st.DrawFn, good: dict[str, Any]) -> dict[str, Any]:
     """``good`` with up to three of its parts replaced by any JSON value, or removed."""
     out = copy.deepcopy(good)
     for _ in range(draw(st.integers(1, 3))):
-        paths = _paths(out)
+        paths = list(_paths(out))
         if not paths:
             break
         path = draw(st.sampled_from(paths))
