@@ -7,6 +7,8 @@ PYTHON ?= python3
 # Debian, Ubuntu, Homebrew) refuses `pip install` outside a venv, and none is needed.
 UV ?= $(or $(shell command -v uv 2>/dev/null),$(shell $(PYTHON) -m uv --version >/dev/null 2>&1 && echo "$(PYTHON) -m uv"),$(CURDIR)/.tools/bin/uv)
 RUN     = $(UV) run --frozen --no-sync
+# Tests that call uv themselves (tests/unit/test_deploy.py) use the same one.
+export SWITCHYARD_UV = $(UV)
 
 .PHONY: install install-node install-browser screenshots up test lint typecheck unit e2e conformance docs bench bench-metering clean
 

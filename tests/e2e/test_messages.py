@@ -166,13 +166,19 @@ def test_the_raw_stream_is_anthropics_own(gateway: Gateway, edges: list[str], us
 def test_count_tokens_and_errors_in_anthropics_shape(
     gateway: Gateway, edges: list[str], user_key: tuple[str, str]
 ) -> None:
-    user, key = user_key
-    before = gateway.requests_metered(user)
-    client = _client(edges[1], key)
-    counted = client.messages.count_tokens(model=MODEL, messages=[{"role": "user", "content": "how many tokens"}])
+    _, key = user_key
+    # Counting is not a request for a model's answer. A user of its own, so that no other
+    # test's event is still on its way to the store: one answer after the count, from the same
+    # edge (whose events reach metering in order), is then the only request stored.
+    counter = "msg-count-" + secrets.token_hex(4)
+    counting = _client(edges[1], gateway.new_user_key(counter))
+    counted = counting.messages.count_tokens(model=MODEL, messages=[{"role": "user", "content": "how many tokens"}])
     assert counted.input_tokens > 0
     assert gateway.anthropic.state.requests[-1].path == "/v1/messages/count_tokens"
-    assert gateway.requests_metered(user) == before  # counting is not a request for a model's answer
+    counting.messages.create(model=MODEL, max_tokens=10, messages=[{"role": "user", "content": "x"}])
+    wait_until(lambda: gateway.requests_metered(counter) >= 1, what="the answer to be metered")
+    assert gateway.requests_metered(counter) == 1
+    client = _client(edges[1], key)
 
     with pytest.raises(anthropic.AuthenticationError) as bad_key:
         _client(edges[0], "sk-sy-nope").messages.create(

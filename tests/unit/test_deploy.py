@@ -9,6 +9,7 @@ import importlib.resources
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -275,10 +276,21 @@ def test_dockerfile_copies_every_workspace_member() -> None:
             assert f"COPY {member}/pyproject.toml" in dockerfile
 
 
+def _uv() -> list[str]:
+    """uv as the Makefile found it (it passes SWITCHYARD_UV to the tests), else found the same
+    way: on PATH, in .tools (where the Makefile installs it when there is none), or as a module
+    of this Python. The test venv itself has no uv."""
+    if os.environ.get("SWITCHYARD_UV"):
+        return shlex.split(os.environ["SWITCHYARD_UV"])
+    for candidate in (shutil.which("uv"), ROOT / ".tools" / "bin" / "uv"):
+        if candidate and Path(candidate).exists():
+            return [str(candidate)]
+    return [sys.executable, "-m", "uv"]
+
+
 def _locked_deps(package: str) -> str:
-    uv = [shutil.which("uv")] if shutil.which("uv") else [sys.executable, "-m", "uv"]
     out = subprocess.run(
-        [*uv, "export", "--frozen", "--no-dev", "--no-hashes", "--package", package],
+        [*_uv(), "export", "--frozen", "--no-dev", "--no-hashes", "--package", package],
         cwd=ROOT,
         check=True,
         capture_output=True,
