@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 
 from services.metering.app import Metering
 from services.metering.settings import MeteringSettings
@@ -21,7 +23,13 @@ async def main(stop: asyncio.Event) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     health = Health("metering", settings.host, settings.port, settings.metrics_token.get_secret_value())
     await health.start()
-    sink = Sink(settings.dsn(), settings.retention_days, cluster=settings.clickhouse_cluster)
+    sink = Sink(
+        settings.dsn(),
+        settings.retention_days,
+        audit_retention_days=settings.audit_retention_days,
+        cluster=settings.clickhouse_cluster,
+        instance=f"metering-{socket.gethostname()}-{os.getpid()}",
+    )
     await sink.open()
     install_stop_handlers(stop)  # the embedded engine replaced them while loading
     bus = Bus.for_service(settings, "metering")

@@ -1,16 +1,21 @@
 """The ClickHouse schema: a documented, stable interface (see docs/analytics.md).
 
-- ``usage_events``: one row per request, partitioned by month, kept for the retention TTL.
-- ``usage_hourly``: per hour, user, client key, model and provider, filled by a
-  materialized view as events are inserted; the usage API reads it.
+- ``usage_events``: one row per request, partitioned by month, kept for the retention TTL. An
+  event stored twice (a redelivery) is folded by the ReplacingMergeTree; every reader uses FINAL.
+- ``usage_hourly``: a view of ``usage_hourly_data FINAL``: per hour, user, client key, model and
+  provider, the sums of the deduplicated raw events. Rows of ``usage_hourly_data`` are only ever
+  written whole, recomputed from ``usage_events FINAL`` (``ROLLUP_REFRESH``), never added up from
+  inserts, so a repeated event cannot be counted twice; its version column is ``requests``.
 - ``prices``: prices admins added (the catalog's ship with the code); versioned, with
   effective dates.
+- ``audit_events``: admin changes, kept for their own retention TTL.
+- ``schema_migrations``: which migrations (services/metering/migrations.py) the store has had.
 
 With ``GATEWAY_CLICKHOUSE_CLUSTER`` set, each table is a Replicated table ``<name>_local`` made
 ``ON CLUSTER`` (every shard's replicas hold it, kept by ClickHouse Keeper), and ``<name>`` is a
 Distributed table over them: writes and queries use the same names in both forms. Usage events
 are sharded by event id, so an event and its repeats meet on one shard, where the
-ReplacingMergeTree folds them.
+ReplacingMergeTree folds them; rollup rows by user, so the versions of one group meet too.
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ import re
 from dataclasses import dataclass
 
 USAGE_TABLE = "usage_events"
-HOURLY_TABLE = "usage_hourly"
-HOURLY_VIEW = "usage_hourly_mv"
+HOURLY_TABLE = "usage_hourly"  # a view: the table's rows, folded
+HOURLY_DATA = "usage_hourly_data"
+LEGACY_HOURLY_VIEW = "usage_hourly_mv"  # the materialized view before migration 2
+MIGRATIONS_TABLE = "schema_migrations"
 PRICES_TABLE = "prices"
 AUDIT_TABLE = "audit_events"
 AUDIT_COLUMNS = ["event_id", "ts", "actor", "actor_user", "action", "target", "status", "source", "instance"]
@@ -114,7 +121,7 @@ class _Table:
     shard_key: str  # how the Distributed table spreads rows over shards
 
 
-def _tables(days: int) -> list[_Table]:
+def _tables(days: int, audit_days: int) -> list[_Table]:
     return [
         _Table(
             USAGE_TABLE,
@@ -160,7 +167,7 @@ def _tables(days: int) -> list[_Table]:
             "cityHash64(event_id)",
         ),
         _Table(
-            HOURLY_TABLE,
+            HOURLY_DATA,
             """
     hour DateTime('UTC'),
     user String,
@@ -177,8 +184,8 @@ def _tables(days: int) -> list[_Table]:
     total_tokens UInt64,
     cost_usd Float64
 """,
-            "SummingMergeTree",
-            "",
+            "ReplacingMergeTree",
+            "requests",  # a recomputation that saw more events is newer (see ROLLUP_REFRESH)
             "PARTITION BY toYYYYMM(hour)\nORDER BY (hour, user, client_key_id, model, provider)\n"
             f"TTL hour + INTERVAL {days} DAY",
             "cityHash64(user)",
@@ -218,8 +225,22 @@ def _tables(days: int) -> list[_Table]:
 """,
             "ReplacingMergeTree",
             "inserted_at",
-            "PARTITION BY toYYYYMM(ts)\nORDER BY (toDate(ts), event_id)",
+            "PARTITION BY toYYYYMM(ts)\nORDER BY (toDate(ts), event_id)\n"
+            f"TTL toDateTime(ts) + INTERVAL {audit_days} DAY",
             "cityHash64(event_id)",
+        ),
+        _Table(
+            MIGRATIONS_TABLE,
+            """
+    version UInt32,
+    description String,
+    applied_at DateTime64(3, 'UTC'),
+    applied_by String
+""",
+            "ReplacingMergeTree",
+            "",
+            "ORDER BY version",
+            "version",
         ),
     ]
 
@@ -244,46 +265,82 @@ SELECT
 """
 
 
+# What usage_hourly_data holds for a set of raw events: whole groups, recomputed.
+HOURLY_FROM_RAW = f"{HOURLY_SELECT}FROM {USAGE_TABLE} FINAL\n"
+HOURLY_GROUP_BY = "GROUP BY " + ", ".join(HOURLY_GROUP) + "\n"
+
+
+def rollup_refresh(where: str) -> str:
+    """The statement that rewrites every rollup group of the raw events ``where`` selects.
+
+    Why it is exact: a group's row is computed from ``usage_events FINAL``, the deduplicated
+    events, never added to. Events are only ever added, so of two computations of a group the
+    one that saw more events is the newer, and ``requests`` is the version the ReplacingMergeTree
+    keeps (equal counts saw the same events). Each batch is refreshed after its insert and
+    acknowledged after the refresh, so the last refresh of a group follows the last insert into
+    it, whatever was redelivered, replayed or crashed in between, and on any number of replicas.
+    """
+    return f"INSERT INTO {HOURLY_DATA} ({', '.join(HOURLY_COLUMNS)})\n{HOURLY_FROM_RAW}WHERE {where}\n{HOURLY_GROUP_BY}"
+
+
 def local_name(table: str, cluster: str | None) -> str:
     """Where rows are stored: the table itself, or on a cluster its Replicated ``_local`` table."""
     return f"{table}_local" if cluster else table
 
 
-def ddl(retention_days: int, cluster: str | None = None) -> list[str]:
-    """The statements that create the schema: for one server, or ``ON CLUSTER cluster``."""
-    days = int(retention_days)
-    on = f" ON CLUSTER {_ident(cluster)}" if cluster else ""
-    out = []
-    for table in _tables(days):
-        stored = local_name(table.name, cluster)
-        if cluster:
-            path = f"'/clickhouse/tables/{{shard}}/{{database}}/{stored}', '{{replica}}'"
-            args = ", ".join(a for a in (path, table.version) if a)
-            engine = f"Replicated{table.engine}({args})"
-        else:
-            engine = f"{table.engine}({table.version})" if table.version else table.engine
-        out.append(f"CREATE TABLE IF NOT EXISTS {stored}{on} ({table.columns})\nENGINE = {engine}\n{table.layout}\n")
-        if cluster:
-            out.append(
-                f"CREATE TABLE IF NOT EXISTS {table.name}{on} AS {stored}\n"
-                f"ENGINE = Distributed({_ident(cluster)}, currentDatabase(), {stored}, {table.shard_key})\n"
-            )
-    for stored in [local_name(USAGE_TABLE, cluster)] + ([USAGE_TABLE] if cluster else []):
+def on_cluster(cluster: str | None) -> str:
+    return f" ON CLUSTER {ident(cluster)}" if cluster else ""
+
+
+def table_ddl(name: str, retention_days: int, audit_days: int, cluster: str | None = None) -> list[str]:
+    """The statements that create one table: on one server, or ``ON CLUSTER`` a Replicated
+    ``_local`` table and a Distributed one over it."""
+    table = next(t for t in _tables(int(retention_days), int(audit_days)) if t.name == name)
+    on = on_cluster(cluster)
+    stored = local_name(table.name, cluster)
+    if cluster:
+        path = f"'/clickhouse/tables/{{shard}}/{{database}}/{stored}', '{{replica}}'"
+        args = ", ".join(a for a in (path, table.version) if a)
+        engine = f"Replicated{table.engine}({args})"
+    else:
+        engine = f"{table.engine}({table.version})" if table.version else table.engine
+    out = [f"CREATE TABLE IF NOT EXISTS {stored}{on} ({table.columns})\nENGINE = {engine}\n{table.layout}\n"]
+    if cluster:
         out.append(
-            f"ALTER TABLE {stored}{on} "
-            + ", ".join(f"ADD COLUMN IF NOT EXISTS {name} {kind}" for name, kind in ADDED_USAGE_COLUMNS)
-            + "\n"
+            f"CREATE TABLE IF NOT EXISTS {table.name}{on} AS {stored}\n"
+            f"ENGINE = Distributed({ident(cluster)}, currentDatabase(), {stored}, {table.shard_key})\n"
         )
-    # Each shard sums its own events: the view reads the table rows are stored in.
-    out.append(
-        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {HOURLY_VIEW}{on} TO {local_name(HOURLY_TABLE, cluster)} AS"
-        f"{HOURLY_SELECT}FROM {local_name(USAGE_TABLE, cluster)}\n"
-        "GROUP BY hour, user, client_key_id, model, provider\n"
-    )
     return out
 
 
-def _ident(name: str) -> str:
+def added_columns(cluster: str | None = None) -> list[str]:
+    """Columns added to usage_events after its first release, on each form of the table."""
+    on = on_cluster(cluster)
+    return [
+        f"ALTER TABLE {stored}{on} "
+        + ", ".join(f"ADD COLUMN IF NOT EXISTS {name} {kind}" for name, kind in ADDED_USAGE_COLUMNS)
+        + "\n"
+        for stored in [local_name(USAGE_TABLE, cluster)] + ([USAGE_TABLE] if cluster else [])
+    ]
+
+
+def hourly_view(cluster: str | None = None) -> str:
+    """usage_hourly: the rollup's rows folded, so that a plain ``sum()`` over it is exact."""
+    return (
+        f"CREATE VIEW IF NOT EXISTS {HOURLY_TABLE}{on_cluster(cluster)} AS\n"
+        f"SELECT {', '.join(HOURLY_COLUMNS)} FROM {HOURLY_DATA} FINAL\n"
+    )
+
+
+# Tables whose rows expire, with the setting that says when: (table, TTL expression, which).
+RETENTION = (
+    (USAGE_TABLE, "toDateTime(ts)", "usage"),
+    (HOURLY_DATA, "hour", "usage"),
+    (AUDIT_TABLE, "toDateTime(ts)", "audit"),
+)
+
+
+def ident(name: str) -> str:
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise ValueError(f"GATEWAY_CLICKHOUSE_CLUSTER must be a plain identifier, not {name!r}")
     return name

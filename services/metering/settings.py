@@ -21,6 +21,8 @@ class MeteringSettings(ServiceSettings):
         default=5.0, gt=0, le=3600, validation_alias="GATEWAY_BUDGET_RECONCILE_SECONDS"
     )
     retention_days: int = Field(default=400, ge=1, validation_alias="GATEWAY_USAGE_RETENTION_DAYS")
+    # How long audit_events keeps admin changes (applied at every start, like the usage retention).
+    audit_retention_days: int = Field(default=400, ge=1, validation_alias="GATEWAY_AUDIT_RETENTION_DAYS")
 
     def dsn(self) -> str:
         """The DSN to use: an external server's, or the embedded engine in the data dir."""

@@ -18,20 +18,16 @@ import clickhouse_connect
 from clickhouse_connect.driver import options as _clickhouse_options
 from clickhouse_connect.driver.client import Client
 
+from services.metering.migrations import Target, migrate
 from services.metering.pricing import Price
 from services.metering.schema import (
     AUDIT_COLUMNS,
     AUDIT_TABLE,
-    HOURLY_COLUMNS,
-    HOURLY_GROUP,
-    HOURLY_SELECT,
-    HOURLY_SUMS,
-    HOURLY_TABLE,
     PRICE_COLUMNS,
     PRICES_TABLE,
     USAGE_COLUMNS,
     USAGE_TABLE,
-    ddl,
+    rollup_refresh,
 )
 from shared.events import AuditEvent, UsageEvent
 from shared.memory import release_clean_pages
@@ -44,21 +40,41 @@ _clickhouse_options.pd_time_test = None
 
 log = logging.getLogger("switchyard.metering.sink")
 
-_GROUP_BY = ", ".join(HOURLY_GROUP)
-_ROLLUP_SUMS = ", ".join(f"sum({column})" for column in HOURLY_SUMS)
+# The rollup groups a batch touched: its events' days, hours and users (a superset of its groups).
+_TOUCHED = (
+    "toDate(ts) IN {days:Array(Date)} AND toStartOfHour(ts) IN {hours:Array(DateTime('UTC'))} "
+    "AND user IN {users:Array(String)}"
+)
 
 
 class Sink:
-    def __init__(self, dsn: str, retention_days: int, *, cluster: str | None = None) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        retention_days: int,
+        *,
+        audit_retention_days: int = 400,
+        cluster: str | None = None,
+        instance: str = "metering",
+    ) -> None:
         self.dsn = dsn
         self.retention_days = retention_days
+        self.audit_retention_days = audit_retention_days
         self.cluster = cluster
-        # On a cluster, an insert returns once the shards hold the rows, so the next batch's
-        # check for events already stored sees them.
-        self._insert_settings: dict[str, Any] = {"insert_distributed_sync": 1} if cluster else {}
+        self.instance = instance
+        # On a cluster, an insert returns once a majority of each shard's replicas hold the
+        # rows, and the rollup's refresh reads only replicas that have every such insert, so a
+        # refresh sees the batch it follows (and the next batch's lookup sees it too).
+        self._insert_settings: dict[str, Any] = (
+            {"insert_distributed_sync": 1, "insert_quorum": "auto"} if cluster else {}
+        )
+        self._refresh_settings: dict[str, Any] = (
+            {**self._insert_settings, "select_sequential_consistency": 1} if cluster else {}
+        )
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
         self._client: Client | None = None
         self.lookups = 0  # inserts that looked for events stored already
+        self.migrated: list[int] = []  # the migrations this process applied when it opened the store
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
@@ -66,8 +82,15 @@ class Sink:
     def _connect(self) -> Client:
         if self._client is None:
             client = clickhouse_connect.get_client(dsn=self.dsn)
-            for statement in ddl(self.retention_days, self.cluster):
-                client.command(statement)
+            target = Target(
+                client,
+                self.retention_days,
+                self.audit_retention_days,
+                self.cluster,
+                self.instance,
+                self._refresh_settings,
+            )
+            self.migrated = migrate(target)
             self._client = client
             if self.dsn.startswith("chdb:"):
                 _release_engine_start_up()
@@ -95,10 +118,11 @@ class Sink:
             return False
 
     async def insert(self, rows: list[tuple[UsageEvent, float, str]], check: set[str] | None = None) -> int:
-        """Insert events not stored yet; returns how many were new. Idempotent per event id
-        for the ids in ``check`` (all of them when it is None): the others are known to be
-        new (a message's first delivery, services/metering/consumer.suspect), so the lookup
-        that costs as much as the insert is made only when it can find something."""
+        """Store a batch of events and bring the rollup groups they belong to up to date;
+        returns how many events were new. The raw table folds repeats whatever ``check`` says;
+        the lookup of the ids in ``check`` (all of them when it is None; the others are a
+        message's first delivery, services/metering/consumer.suspect) only keeps repeats out
+        of it and counts them. The rollup never depends on that lookup: see :meth:`refresh`."""
         return int(await self._run(self._insert, rows, check))
 
     def _insert(self, rows: list[tuple[UsageEvent, float, str]], check: set[str] | None = None) -> int:
@@ -108,8 +132,8 @@ class Sink:
             unique.setdefault(row[0].event_id, row)
         if not unique:
             return 0
+        events = [row[0] for row in unique.values()]
         look = list(unique) if check is None else [i for i in unique if i in check]
-        stored: list[UsageEvent] = []
         if look:
             self.lookups += 1
             days = sorted({_utc(unique[i][0].ts).date() for i in look})
@@ -118,55 +142,46 @@ class Sink:
                 "AND event_id IN {ids:Array(String)}",
                 parameters={"days": days, "ids": look},
             ).result_rows
-            stored = [unique.pop(event_id)[0] for (event_id,) in present if event_id in unique]
+            for (event_id,) in present:
+                unique.pop(event_id, None)
         if unique:
             data = [_row(event, cost, version) for event, cost, version in unique.values()]
             client.insert(USAGE_TABLE, data, column_names=USAGE_COLUMNS, settings=self._insert_settings)
-        if stored:
-            # Events already stored come back when a metering process died before acking
-            # them, possibly mid-insert: ClickHouse writes the raw rows, then the rollup's, and
-            # a crash in between leaves the rollup short. Bring those hours up to the raw rows.
-            self._repair_rollup(client, stored)
+        # Every event of the batch, new or not: a repeat may be the redelivery of an insert whose
+        # refresh a crash prevented.
+        self._refresh(client, events)
         return len(unique)
 
-    def _repair_rollup(self, client: Client, events: list[UsageEvent]) -> None:
-        """Add to the hourly rollup what the raw rows of these events' hours and users hold
-        beyond it (runs on the sink's one thread, between this process's own inserts)."""
+    async def refresh(self, events: list[UsageEvent]) -> None:
+        """Recompute the rollup groups of these events from the deduplicated raw events
+        (schema.rollup_refresh says why the result is exact on any number of replicas)."""
+        await self._run(lambda: self._refresh(self._connect(), events))
+
+    def _refresh(self, client: Client, events: list[UsageEvent]) -> None:
         hours = sorted({_utc(e.ts).replace(minute=0, second=0, microsecond=0) for e in events})
         params = {
             "days": sorted({h.date() for h in hours}),
             "hours": hours,
             "users": sorted({e.user for e in events}),
         }
-        raw = client.query(
-            f"{HOURLY_SELECT}FROM {USAGE_TABLE} FINAL WHERE toDate(ts) IN {{days:Array(Date)}} "
-            "AND toStartOfHour(ts) IN {hours:Array(DateTime('UTC'))} AND user IN {users:Array(String)} "
-            f"GROUP BY {_GROUP_BY}",
-            parameters=params,
-        ).result_rows
-        rolled = client.query(
-            f"SELECT {_GROUP_BY}, {_ROLLUP_SUMS} FROM {HOURLY_TABLE} "
-            "WHERE hour IN {hours:Array(DateTime('UTC'))} AND user IN {users:Array(String)} "
-            f"GROUP BY {_GROUP_BY}",
-            parameters=params,
-        ).result_rows
-        width = len(HOURLY_GROUP)
-        have = {tuple(r[:width]): r[width:] for r in rolled}
-        fixes = []
-        for row in raw:
-            key, want = tuple(row[:width]), row[width:]
-            got = have.get(key, (0,) * len(want))
-            delta = [w - g for w, g in zip(want, got, strict=True)]
-            counts = delta[:-1]  # the last column is the cost, a float
-            if not any(counts):
-                continue
-            if any(d < 0 for d in counts):
-                log.error("hourly rollup holds more than the raw events for %s; left as it is", key)
-                continue
-            fixes.append([*key, *delta])
-        if fixes:
-            client.insert(HOURLY_TABLE, fixes, column_names=HOURLY_COLUMNS, settings=self._insert_settings)
-            log.warning("hourly rollup was short for %d group(s) after a redelivery; repaired", len(fixes))
+        client.command(rollup_refresh(_TOUCHED), parameters=params, settings=self._refresh_settings or None)
+
+    async def refresh_range(self, start: dt.datetime, end: dt.datetime) -> None:
+        """Recompute every rollup group of the whole hours that ``start`` to ``end`` touch (a
+        group computed from part of its hour would be short)."""
+        start = start.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
+        end = end.astimezone(dt.UTC)
+        if end.replace(minute=0, second=0, microsecond=0) != end:
+            end = end.replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=1)
+
+        def _go() -> None:
+            self._connect().command(
+                rollup_refresh("ts >= {start:DateTime64(3, 'UTC')} AND ts < {end:DateTime64(3, 'UTC')}"),
+                parameters={"start": start, "end": end},
+                settings=self._refresh_settings or None,
+            )
+
+        await self._run(_go)
 
     async def insert_audit(self, events: list[AuditEvent]) -> int:
         """Insert audit events not stored yet; idempotent per event id."""

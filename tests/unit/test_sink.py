@@ -82,34 +82,85 @@ def test_data_survives_reopening(tmp_path: Path) -> None:
     assert asyncio.run(run()) == 1
 
 
-def test_a_redelivered_batch_repairs_a_rollup_a_crash_left_short(tmp_path: Path) -> None:
-    """A metering process killed mid-insert can leave raw rows whose rollup rows were never
-    written (the cluster test saw it: 98 events stored, 91 in the summary). The redelivered
-    batch finds the events stored, and the rollup is brought up to them, once."""
+def test_the_rollup_equals_the_deduplicated_events_whatever_was_stored_twice(tmp_path: Path) -> None:
+    """Repeats the lookup never saw (a NATS crash loses acks, and their messages come back as
+    first deliveries, so the insert skips its lookup; the issue saw 2,016 requests in the
+    rollup against 2,000 events) reach the raw table, which folds them; the rollup is computed
+    from the folded events, so it does not count them either."""
 
     async def run() -> None:
         sink = Sink(f"chdb://{tmp_path / 'ch'}", retention_days=30)
         await sink.open()
         try:
             now = time.time()
-            kept = [(_event(i, user="ann", ts=now), 0.002, "v1") for i in range(3)]
-            assert await sink.insert(kept) == 3
-            lost = [(_event(i, user="ann", ts=now), 0.002, "v1") for i in range(3, 10)]
-            lost += [(_event(i, user="bob", ts=now - 7200), 0.002, "v1") for i in range(10, 12)]
-            assert await sink.insert(lost) == 9
-            # The crash: the rollup rows of the second batch are gone, the raw rows stay.
-            await sink.query("TRUNCATE TABLE usage_hourly", {})
-            assert await sink.insert(kept) == 0  # an earlier batch redelivered: repairs its hour
-            assert await sink.insert([*lost, (_event(12, user="ann", ts=now), 0.002, "v1")]) == 1
+            batch = [(_event(i, user="ann", ts=now), 0.002, "v1") for i in range(10)]
+            batch += [(_event(i, user="bob", ts=now - 7200), 0.002, "v1") for i in range(10, 12)]
+            assert await sink.insert(batch, check=set()) == 12
+            assert await sink.insert(batch[3:], check=set()) == 9  # not looked up: stored again
+            assert await sink.insert([*batch[:2], (_event(12, user="ann", ts=now), 0.002, "v1")], check=set()) == 3
+            assert sink.lookups == 0
 
+            raw = await sink.query("SELECT count() FROM usage_events", {})
+            assert raw[0][0] == 24  # the repeats are there, until a merge folds them
             ann = await usage_summary(sink, UsageFilter(period="24h", user="ann"))
             assert (ann.total_requests, ann.prompt_tokens, ann.completion_tokens) == (11, 110, 55)
             assert abs(ann.total_cost_usd - 0.022) < 1e-9
             bob = await usage_summary(sink, UsageFilter(period="24h", user="bob"))
             assert (bob.total_requests, bob.prompt_tokens) == (2, 20)
-            # A further redelivery finds nothing to repair: nothing is counted twice.
-            assert await sink.insert(lost) == 0
-            assert (await usage_summary(sink, UsageFilter(period="24h"))).total_requests == 13
+            series = await usage_timeseries(sink, TimeseriesQuery(period="24h", granularity="hour"))
+            assert sum(p.requests for p in series.data) == 13
+            # A plain sum() over the documented view, as a user's SQL or Grafana writes it.
+            hourly = await sink.query("SELECT sum(requests), sum(prompt_tokens) FROM usage_hourly", {})
+            assert hourly[0] == (13, 130)
+        finally:
+            await sink.close()
+
+    asyncio.run(run())
+
+
+def test_a_late_refresh_of_fewer_events_does_not_replace_a_newer_one(tmp_path: Path) -> None:
+    """Two metering replicas insert into one group at once: the refresh of the one that read
+    before the other's insert may be written last. The group keeps the row that counted more
+    events (its version is ``requests``), so it is still exact; and a batch whose refresh a
+    crash prevented is refreshed when it is redelivered."""
+
+    async def run() -> None:
+        sink = Sink(f"chdb://{tmp_path / 'ch'}", retention_days=30)
+        await sink.open()
+        try:
+            now = time.time()
+            first = [(_event(i, user="ann", ts=now), 0.002, "v1") for i in range(3)]
+            second = [(_event(i, user="ann", ts=now), 0.002, "v1") for i in range(3, 8)]
+            assert await sink.insert(first) == 3
+            stale = await sink.query(
+                "SELECT hour, user, client_key_id, model, provider, requests, errors, prompt_tokens, "
+                "completion_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, total_tokens, cost_usd "
+                "FROM usage_hourly",
+                {},
+            )
+            assert await sink.insert(second) == 5
+            # The other replica's refresh, read before ``second`` was stored, written now.
+            await sink.query(
+                "INSERT INTO usage_hourly_data SELECT * FROM "
+                "(SELECT {h:DateTime('UTC')}, {u:String}, '', 'gpt-4o', 'openai', 3, 0, 30, 15, 0, 0, 0, 45, 0.006)",
+                {"h": stale[0][0], "u": "ann"},
+            )
+            ann = await usage_summary(sink, UsageFilter(period="24h", user="ann"))
+            assert (ann.total_requests, ann.prompt_tokens) == (8, 80)
+
+            # A crash after the raw insert, before the refresh: the rollup is short until the
+            # batch is redelivered, and the redelivery (found stored) refreshes it.
+            crashed = [(_event(i, user="cy", ts=now), 0.002, "v1") for i in range(20, 24)]
+            await sink.query(
+                "INSERT INTO usage_events (event_id, ts, user, model, provider, prompt_tokens, completion_tokens, "
+                "total_tokens, cost_usd, price_version) SELECT concat('req_', toString(number)), now64(3), 'cy', "
+                "'gpt-4o', 'openai', 10, 5, 15, 0.002, 'v1' FROM numbers(20, 4)",
+                {},
+            )
+            assert (await usage_summary(sink, UsageFilter(period="24h", user="cy"))).total_requests == 0
+            assert await sink.insert(crashed) == 0
+            cy = await usage_summary(sink, UsageFilter(period="24h", user="cy"))
+            assert (cy.total_requests, cy.prompt_tokens) == (4, 40)
         finally:
             await sink.close()
 
