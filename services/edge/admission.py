@@ -6,7 +6,10 @@ estimated maximum tokens of each ``tpm`` and its estimated maximum cost of each 
 When it finishes, the reservations settle to what it consumed (tokens and cost as metered
 from its usage); a request refused anywhere gives back what it took. The estimate is an
 upper bound in the common case: prompt characters (a token is at least one character) plus
-per-message overhead, and ``max_tokens`` or the model's output limit.
+per-message overhead, and the largest of the output limits the body names (``max_tokens``,
+``max_completion_tokens``, ``max_output_tokens``) or the model's output limit, for each of the
+``n`` choices it asks for. A request that generates nothing (``count_tokens``) reserves one
+request of each ``rpm`` and a ``max_parallel`` slot, and no tokens or cost.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 from services.edge.auth import Principal
 from services.edge.governance import LimitBook
@@ -44,6 +47,11 @@ from shared.limits import (
 log = logging.getLogger("switchyard.edge.admission")
 
 Kind = Literal["rpm", "tpm", "par", "budget"]
+# What a request may consume: an answer (chat, Messages, Responses), embeddings (input tokens
+# only), or nothing but a request (count_tokens).
+Consumes = Literal["answer", "embeddings", "request"]
+# The fields that bound a request's output tokens, in every inbound API; the largest counts.
+OUTPUT_LIMITS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 UNLIMITED = "unlimited"
 _MESSAGE_OVERHEAD = 16  # tokens a message's role and framing may cost
 _PART_TOKENS = 2_000  # an image, audio or file part, whatever its bytes
@@ -151,7 +159,9 @@ class Admission:
         self.max_output = max_output
         self.refused = refused  # told (scope, limit) of every refusal: the metrics count them
 
-    async def admit(self, principal: Principal, plan: Plan, table: RouteTable, body: dict[str, Any]) -> Ticket:
+    async def admit(
+        self, principal: Principal, plan: Plan, table: RouteTable, body: dict[str, Any], consumes: Consumes = "answer"
+    ) -> Ticket:
         """Reserve what the request may consume in every limited scope, or raise a 429 (with
         the headers) having reserved nothing."""
         now = time.time()
@@ -161,8 +171,9 @@ class Admission:
         if not scopes:
             return ticket
         tokens = cost = 0.0
-        if any(limits.tpm is not None or limits.budget_usd is not None for _, _, limits in scopes):
-            prompt, output = self.estimate(body, plan, table)
+        priced = consumes != "request"
+        if priced and any(limits.tpm is not None or limits.budget_usd is not None for _, _, limits in scopes):
+            prompt, output = self.estimate(body, plan, table, consumes)
             tokens = float(prompt + output)
             cost = max_cost(plan, table, prompt, output)
         try:
@@ -175,10 +186,10 @@ class Admission:
                 if limits.rpm is not None:
                     view.rpm = self._minute("rpm", scope, ident, window, window_end)
                     await self._take(ticket, "rpm", view.rpm, 1, limits.rpm, scope, ident, now, window_end)
-                if limits.tpm is not None:
+                if limits.tpm is not None and priced:
                     view.tpm = self._minute("tpm", scope, ident, window, window_end)
                     await self._take(ticket, "tpm", view.tpm, tokens, limits.tpm, scope, ident, now, window_end)
-                if limits.budget_usd is not None:
+                if limits.budget_usd is not None and priced:
                     period = period_at(limits.budget_period, now)
                     view.budget = self.quotas.lease(
                         BUDGET_BUCKET,
@@ -279,8 +290,15 @@ class Admission:
             log.warning("budget of %s %s opened without the metered spend (%s); reconciled later", scope, ident, exc)
         return CounterState(taken=spent, scope=scope, ident=ident, period_start=start, period_end=end)
 
-    def estimate(self, body: dict[str, Any], plan: Plan, table: RouteTable) -> tuple[int, int]:
+    def estimate(
+        self, body: dict[str, Any], plan: Plan, table: RouteTable, consumes: Consumes = "answer"
+    ) -> tuple[int, int]:
         """An upper estimate of ``(prompt tokens, completion tokens)``."""
+        if consumes == "embeddings":
+            inputs = body.get("input")
+            items = inputs if isinstance(inputs, list) else [inputs]
+            prompt = sum(len(i) if isinstance(i, str) else len(i) if isinstance(i, list) else 0 for i in items)
+            return prompt + _MESSAGE_OVERHEAD * len(items), 0
         messages = body.get("messages")
         if isinstance(messages, list):
             prompt = prompt_chars(body) + _MESSAGE_OVERHEAD * len(messages)
@@ -292,18 +310,25 @@ class Admission:
                     )
                 if isinstance(message, dict) and message.get("tool_calls"):
                     prompt += len(json.dumps(message["tool_calls"]))
-            if body.get("tools"):
-                prompt += len(json.dumps(body["tools"]))
             system = body.get("system")  # the Messages API's system prompt (chat's is a message)
             if system:
                 prompt += len(system) if isinstance(system, str) else len(json.dumps(system))
-            limit = body.get("max_completion_tokens") or body.get("max_tokens")
-            output = limit if isinstance(limit, int) and limit > 0 else self.max_output
-            return prompt, output
-        inputs = body.get("input")
-        items = inputs if isinstance(inputs, list) else [inputs]
-        prompt = sum(len(i) if isinstance(i, str) else len(i) if isinstance(i, list) else 0 for i in items)
-        return prompt + _MESSAGE_OVERHEAD * len(items), 0
+        else:  # the Responses API: input items (or a string) and instructions, as sent
+            given = body.get("input")
+            prompt = len(given) if isinstance(given, str) else len(json.dumps(given or []))
+            instructions = body.get("instructions")
+            prompt += len(instructions) if isinstance(instructions, str) else 0
+            prompt += _MESSAGE_OVERHEAD * (len(given) if isinstance(given, list) else 1)
+        if body.get("tools"):
+            prompt += len(json.dumps(body["tools"]))
+        limits = [v for name in OUTPUT_LIMITS if _positive_int(v := body.get(name))]
+        output = max(limits) if limits else self.max_output
+        choices = body.get("n")
+        return prompt, output * (choices if _positive_int(choices) else 1)
+
+
+def _positive_int(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def max_cost(plan: Plan, table: RouteTable, prompt: int, output: int) -> float:

@@ -178,6 +178,7 @@ MAX_MESSAGES = 2048
 MAX_CONTENT_PARTS = 1024
 MAX_TOOLS = 128
 MAX_EMBEDDING_INPUTS = 2048
+MAX_CHOICES = 128  # OpenAI's bound on ``n``
 
 
 def check_length(items: list[Any], limit: int, param: str) -> None:
@@ -233,7 +234,72 @@ def check_chat(body: dict[str, Any]) -> None:
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
         raise GatewayError(INVALID_REQUEST, "'stream_options' must be an object.", param="stream_options")
+    for name in ("max_tokens", "max_completion_tokens"):
+        check_positive_int(body, name)
+    check_positive_int(body, "n", MAX_CHOICES)
     check_user(body)
+
+
+def check_responses(body: dict[str, Any]) -> None:
+    """A Responses API request: its model, its output limit, and no ``background`` run.
+
+    A background response is answered ``queued`` with no usage, and its cost is known only
+    when it finishes, maybe hours later, at the provider: it would be neither reserved nor
+    metered as it costs, so the gateway refuses it (docs/limits.md)."""
+    check_model(body)
+    check_positive_int(body, "max_output_tokens")
+    if body.get("background") not in (None, False):
+        raise GatewayError(
+            INVALID_REQUEST,
+            "background responses are not supported by this gateway: their usage is known only when they "
+            "finish, so they could not be held to limits and budgets or metered. Send the request without "
+            "'background' (stream it for long runs).",
+            param="background",
+            code="unsupported_parameter",
+        )
+
+
+def check_positive_int(body: dict[str, Any], name: str, most: int | None = None) -> None:
+    """A field that must be a positive integer when present (a token limit, a choice count):
+    the reservation is made from it, so ``true``, ``12.5`` or ``"8"`` cannot pass unchecked."""
+    value = body.get(name)
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise GatewayError(
+            INVALID_REQUEST,
+            f"Invalid type for '{name}': expected an integer, but got {_kind(value)} instead.",
+            param=name,
+            code="invalid_type",
+        )
+    if value < 1:
+        raise GatewayError(
+            INVALID_REQUEST,
+            f"Invalid '{name}': integer below minimum value. Expected a value >= 1, but got {value} instead.",
+            param=name,
+            code="integer_below_min_value",
+        )
+    if most is not None and value > most:
+        raise GatewayError(
+            INVALID_REQUEST,
+            f"Invalid '{name}': integer above maximum value. Expected a value <= {most}, but got {value} instead.",
+            param=name,
+            code="integer_above_max_value",
+        )
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, float):
+        return "a decimal number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return "a value of another type"
 
 
 def check_user(body: dict[str, Any]) -> None:

@@ -298,3 +298,30 @@ def test_a_key_holds_at_most_its_share_of_streams_on_an_edge_process(gateway: Ga
             stream.close()
         gateway.sim.state.faults.pop(model, None)
         gateway.stack.supervisor.stop("edge-streams")
+
+
+def test_a_reservation_counts_every_choice_and_the_largest_output_limit(gateway: Gateway, edges: list[str]) -> None:
+    """``n`` choices may each be ``max_tokens`` long, and a body naming two output limits may
+    be held to the larger by the provider: the reservation counts both ways, and a request
+    that could not fit is refused before any upstream call. Limits that are not positive
+    integers are a 400 (they were answered 200, reserving nothing of what they asked for)."""
+    key = _key(gateway, "limits-choices", tpm=1000)["key"]
+    sent = len(gateway.sim.state.requests)
+    many = _chat(edges[0], key, max_tokens=100, n=20)  # 2,000 tokens: one choice would fit
+    assert many.status_code == 429 and "lower max_tokens" in many.json()["error"]["message"]
+    both = _chat(edges[1], key, max_tokens=64_000, max_completion_tokens=1)
+    assert both.status_code == 429 and "lower max_tokens" in both.json()["error"]["message"]
+    assert len(gateway.sim.state.requests) == sent
+    assert _chat(edges[2], key, max_tokens=100, n=2).status_code == 200
+
+    for field, value, code in (
+        ("max_tokens", True, "invalid_type"),
+        ("max_tokens", 12.5, "invalid_type"),
+        ("max_completion_tokens", "8", "invalid_type"),
+        ("max_tokens", 0, "integer_below_min_value"),
+        ("n", 129, "integer_above_max_value"),
+    ):
+        bad = _chat(edges[0], key, **{field: value})
+        assert bad.status_code == 400, (field, value, bad.text)
+        assert bad.json()["error"]["param"] == field and bad.json()["error"]["code"] == code
+    assert len(gateway.sim.state.requests) == sent + 1

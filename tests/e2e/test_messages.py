@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from collections.abc import Iterator
 
 import anthropic
@@ -331,3 +332,29 @@ def test_count_tokens_for_another_providers_model_is_an_estimate(
     )
     assert counted.headers["x-switchyard-estimated"] == "true"
     assert 100 <= counted.parse().input_tokens <= 110  # four characters a token
+
+
+def _rpm_key(gateway: Gateway, rpm: int) -> str:
+    created = gateway.admin("POST", "/ai/keys", json={"user": "msg-count-rpm-" + secrets.token_hex(3), "rpm": rpm})
+    key = str(created.json()["key"])
+    wait_until(lambda: gateway.admin("GET", "/v1/models", key=key).status_code == 200, what="the key")
+    return key
+
+
+def test_count_tokens_counts_as_a_request_for_rpm(gateway: Gateway, edges: list[str]) -> None:
+    """Each count is an upstream call with the operator's key: it takes one of the key's
+    requests per minute (no tokens), on every edge, and the next is a 429 in Anthropic's shape."""
+    for _ in range(3):  # one minute's window must hold all four: run again if it crossed one
+        key, start = _rpm_key(gateway, 3), time.time()
+        counted = [
+            _client(edges[i % 2], key).messages.with_raw_response.count_tokens(
+                model=MODEL, messages=[{"role": "user", "content": "count me"}]
+            )
+            for i in range(3)
+        ]
+        with pytest.raises(anthropic.RateLimitError) as refused:
+            _client(edges[1], key).messages.count_tokens(model=MODEL, messages=[{"role": "user", "content": "x"}])
+        if int(start // 60) == int(time.time() // 60):
+            break
+    assert all(r.headers["x-ratelimit-limit-requests"] == "3" for r in counted)
+    assert refused.value.body["type"] == "error" and refused.value.body["error"]["type"] == "rate_limit_error"

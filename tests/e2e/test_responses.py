@@ -434,3 +434,32 @@ def test_stored_turns_are_ciphertext_on_the_bus_and_on_disk(gateway: Gateway, ed
     items = list(client(edges[1], key).responses.input_items.list(first.id))
     assert canary in json.dumps([item.model_dump() for item in items])
     assert not files_containing(gateway.info.data_dir / "nats", canary.encode())
+
+
+@pytest.mark.parametrize("model", ["gpt-4.1", "claude-sonnet-4-6"])
+def test_background_responses_are_refused_and_output_limits_are_reserved(
+    gateway: Gateway, edges: list[str], model: str
+) -> None:
+    """A background response is answered ``queued`` with no usage and costs only when it
+    finishes: passed through, it was metered at 0 tokens with its budget released (three
+    such calls on a $0.01 budget spent 450k tokens and showed $0.00). It is refused, passed
+    through or translated. ``max_output_tokens`` is reserved in full on both paths."""
+    user = "resp-bg-" + secrets.token_hex(4)
+    created = gateway.admin("POST", "/ai/keys", json={"user": user, "tpm": 2000})
+    assert created.status_code == 201, created.text
+    key = created.json()["key"]
+    wait_until(lambda: gateway.admin("GET", "/v1/models", key=key).status_code == 200, what="the key")
+    openai_calls, anthropic_calls = len(gateway.sim.state.requests), len(gateway.anthropic.state.requests)
+    sdk = client(edges[0], key)
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.responses.create(model=model, input="write a novel", background=True)
+    error = refused.value.body
+    assert isinstance(error, dict) and error["param"] == "background" and error["code"] == "unsupported_parameter"
+    with pytest.raises(openai.RateLimitError) as too_much:
+        client(edges[1], key).responses.create(model=model, input="x", max_output_tokens=5000)
+    assert "lower max_tokens" in str(too_much.value)
+    with pytest.raises(openai.BadRequestError) as not_integer:
+        sdk.responses.create(model=model, input="x", extra_body={"max_output_tokens": 12.5})
+    assert isinstance(not_integer.value.body, dict) and not_integer.value.body["param"] == "max_output_tokens"
+    assert (len(gateway.sim.state.requests), len(gateway.anthropic.state.requests)) == (openai_calls, anthropic_calls)
+    assert sdk.responses.create(model=model, input="x", max_output_tokens=500).status == "completed"

@@ -42,7 +42,7 @@ async def embeddings(request: Request) -> Response:
         plan = edge.routes.plan(str(body["model"]))
         require_model(principal, plan)
         table = edge.routes.current()
-        ticket = await edge.admission.admit(principal, plan, table, body)
+        ticket = await edge.admission.admit(principal, plan, table, body, consumes="embeddings")
 
         async def embed(route: Route) -> tuple[Call, Completion]:
             embedder = edge.registry.embedder(table.providers[route.provider].api, route.provider)

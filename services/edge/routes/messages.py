@@ -195,34 +195,36 @@ async def count_tokens(request: Request) -> Response:
     """Counted by Anthropic for a model whose targets are Anthropic's; estimated for other
     providers' models (as the gateway estimates prompts for limits: about four characters a
     token), with ``x-switchyard-estimated: true``. Not metered (nothing is generated, and
-    Anthropic does not bill it) and not held against limits."""
+    Anthropic does not bill it), and held against limits as a request with no tokens: one of
+    each ``rpm`` and a ``max_parallel`` slot (each count is an upstream call with the
+    operator's key)."""
     edge, record, drop = await begin(request, "messages.count_tokens", check_count, key_header=KEY_HEADER)
     version = request.headers.get(passthrough.VERSION_HEADER)
     beta = request.headers.get(passthrough.BETA_HEADER)
+    status, ticket = 500, None
     try:
         plan, table = _plan(edge, record)
+        ticket = await edge.admission.admit(record.principal, plan, table, record.body, consumes="request")
         if not _all_anthropic(plan, table):
             body = to_chat.chat_body(blocks.parse_request({**record.body, "max_tokens": 1}))
             chars = prompt_chars(body) + len(json.dumps(body.get("tools") or []))
-            edge.telemetry.close(record, 200)
-            return JSONResponse({"input_tokens": estimate_tokens(chars)}, headers={ESTIMATED_HEADER: "true"})
-    except GatewayError as exc:
-        edge.telemetry.close(record, exc.status)
-        raise
+            status = 200
+            headers = {ESTIMATED_HEADER: "true", **ticket.headers()}
+            return JSONResponse({"input_tokens": estimate_tokens(chars)}, headers=headers)
 
-    async def count(route: Route) -> tuple[Call, Completion]:
-        work = with_provider_keys(
-            edge, record, drop, route, lambda c: passthrough.count_tokens(c, record.raw_body, version, beta)
-        )
-        return await bounded(work, plan.timeouts.total_seconds, route, "answer")
+        async def count(route: Route) -> tuple[Call, Completion]:
+            work = with_provider_keys(
+                edge, record, drop, route, lambda c: passthrough.count_tokens(c, record.raw_body, version, beta)
+            )
+            return await bounded(work, plan.timeouts.total_seconds, route, "answer")
 
-    status = 500
-    try:
         _, counted = await failover.serve(plan, table, edge.health, count, edge.telemetry.attempts(record, table))
         status = 200
     except GatewayError as exc:
         status = exc.status
         raise
     finally:
+        if ticket is not None:
+            ticket.settle(0, 0.0)
         edge.telemetry.close(record, status)
-    return Response(counted.body, media_type="application/json")
+    return Response(counted.body, media_type="application/json", headers=ticket.headers() if ticket else None)

@@ -30,7 +30,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from services.edge import failover
 from services.edge.auth import Principal, require_model
-from services.edge.body import check_model
+from services.edge.body import check_responses
 from services.edge.metered import RequestRecord
 from services.edge.providers import openai_responses as passthrough
 from services.edge.providers.base import Call, Completion, StreamMeter
@@ -63,7 +63,7 @@ _ID_PREFIX = {"message": "msg", "function_call": "fc", "function_call_output": "
 
 
 async def create(request: Request) -> Response:
-    edge, record, drop = await begin(request, "responses", check_model)
+    edge, record, drop = await begin(request, "responses", check_responses)
     principal = record.principal
     stream = record.body.get("stream") is True
     try:
