@@ -9,6 +9,7 @@ import asyncio
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -22,6 +23,7 @@ from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
+    DiscardPolicy,
     KeyValueConfig,
     RetentionPolicy,
     StorageType,
@@ -99,11 +101,16 @@ class Bus:
         replicas: int = 1,
         creds: Path | None = None,
         ca_file: Path | None = None,
+        stream_max_bytes: int = 0,
+        stream_max_age: float = 0.0,
     ) -> None:
         self.url = url
         self.name = name
         self.service = service
         self.replicas = replicas
+        # The limits of the streams this bus creates (0: none); never applied to existing ones.
+        self.stream_max_bytes = stream_max_bytes
+        self.stream_max_age = stream_max_age
         self.creds = creds
         self.ca_file = ca_file
         self._nc: NatsClient | None = None
@@ -120,6 +127,8 @@ class Bus:
             replicas=settings.nats_replicas,
             creds=settings.nats_creds,
             ca_file=settings.nats_ca_file,
+            stream_max_bytes=settings.stream_max_bytes,
+            stream_max_age=settings.stream_max_age_days * 86_400,
         )
 
     def _connect_options(self) -> dict[str, Any]:
@@ -476,31 +485,60 @@ class Bus:
 
     async def ensure_stream(
         self, name: str, subjects: list[str], *, work_queue: bool = False, duplicate_window: float = 600.0
-    ) -> None:
-        """Create the stream, or bring an existing one's settings up to date.
+    ) -> StreamConfig:
+        """Create the stream, or add to an existing one only what Switchyard owns; returns
+        the stream's configuration as it now is.
 
         A work queue keeps each message until its consumer acknowledges it, then drops it: events
         wait as long as their writer is down, and the stream does not grow once they are stored.
+        A new stream is made with the size and age limits of ``GATEWAY_STREAM_MAX_BYTES`` and
+        ``GATEWAY_STREAM_MAX_AGE_DAYS``; when full it refuses new messages (publishers keep them,
+        an edge in its spool) rather than drop stored ones. Of an existing stream only its
+        subjects (ours added, others kept) and its replicas (raised to what this service was
+        asked for, never lowered) are changed: limits, retention, placement, the duplicate
+        window and everything else an operator set stay as they are, across every restart.
         """
-        config = StreamConfig(
-            name=name,
-            subjects=subjects,
-            storage=StorageType.FILE,
-            duplicate_window=duplicate_window,
-            retention=RetentionPolicy.WORK_QUEUE if work_queue else RetentionPolicy.LIMITS,
-            num_replicas=self.replicas,
-        )
         try:
             existing = (await self.js.stream_info(name)).config
         except nats.js.errors.NotFoundError:
-            await self.js.add_stream(config)
-            return
-        # Never lower the replicas: an operator may have raised them by hand.
-        config.num_replicas = max(self.replicas, existing.num_replicas or 1)
+            config = StreamConfig(
+                name=name,
+                subjects=subjects,
+                storage=StorageType.FILE,
+                duplicate_window=duplicate_window,
+                retention=RetentionPolicy.WORK_QUEUE if work_queue else RetentionPolicy.LIMITS,
+                num_replicas=self.replicas,
+                max_bytes=self.stream_max_bytes or -1,
+                max_age=self.stream_max_age or None,
+                discard=DiscardPolicy.NEW,
+            )
+            return (await self.js.add_stream(config)).config
+        wanted = RetentionPolicy.WORK_QUEUE if work_queue else RetentionPolicy.LIMITS
+        if existing.retention != wanted:
+            log.error(
+                "stream %s has retention %s where Switchyard needs %s (a retention cannot change in place); "
+                "left as it is: recreate the stream once it is empty",
+                name,
+                existing.retention,
+                wanted,
+            )
+        missing = [s for s in subjects if s not in (existing.subjects or [])]
+        replicas = max(self.replicas, existing.num_replicas or 1)
+        if not missing and replicas == (existing.num_replicas or 1):
+            return existing
+        update = replace(existing, subjects=[*(existing.subjects or []), *missing], num_replicas=replicas)
         try:
-            await self.js.update_stream(config)
-        except nats.js.errors.APIError as exc:  # e.g. a retention policy cannot change in place
-            log.warning("stream %s keeps its existing settings: %s", name, exc)
+            return (await self.js.update_stream(update)).config
+        except nats.js.errors.APIError as exc:
+            log.error(
+                "stream %s keeps its existing settings (%s would be changed): %s", name, missing or "replicas", exc
+            )
+            return existing
+
+    async def stream_state(self, stream: str) -> tuple[int, int, int]:
+        """(messages, bytes, its byte limit; -1 for none) of a stream."""
+        info = await self.js.stream_info(stream)
+        return int(info.state.messages or 0), int(info.state.bytes or 0), int(info.config.max_bytes or -1)
 
 
 async def _close_quietly(nc: NatsClient) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -23,6 +24,7 @@ log = logging.getLogger("switchyard.health")
 
 Check = Callable[[], Awaitable[bool]]
 Gauge = Callable[[], Awaitable[None]]  # brings gauges up to date before a scrape
+Detail = Callable[[], Awaitable[Any]]  # a fact /readyz reports without it deciding the answer
 
 _CHECK_TIMEOUT = 2.0
 
@@ -35,11 +37,17 @@ class Health:
         self.metrics_token = metrics_token
         self.checks: dict[str, Check] = {}
         self.gauges: list[Gauge] = []
+        self.details: dict[str, Detail] = {}
         self.draining = False
         self._runner: web.AppRunner | None = None
 
     def add_check(self, name: str, check: Check) -> None:
         self.checks[name] = check
+
+    def add_detail(self, name: str, detail: Detail) -> None:
+        """Facts ``/readyz`` reports beside its checks without changing the answer (how full
+        a stream is): worth an operator's look, not a reason to take the service out."""
+        self.details[name] = detail
 
     def add_gauge(self, update: Gauge) -> None:
         """``update`` runs before each scrape (a gauge read from elsewhere, like consumer lag)."""
@@ -82,6 +90,8 @@ class Health:
             "checks": checks,
             "missing": [name for name, ok in checks.items() if not ok],
         }
+        if self.details:
+            body["details"] = {name: await _detail(detail) for name, detail in self.details.items()}
         return web.json_response(body, status=200 if ready else 503)
 
     async def _metrics(self, request: web.Request) -> web.Response:
@@ -104,6 +114,13 @@ class Health:
             except Exception as exc:  # a gauge that cannot be read keeps its last value
                 log.debug("metrics update failed: %s", exc)
         return web.Response(body=metrics.exposition(), headers={"content-type": metrics.CONTENT_TYPE})
+
+
+async def _detail(detail: Detail) -> Any:
+    try:
+        return await asyncio.wait_for(detail(), timeout=_CHECK_TIMEOUT)
+    except Exception as exc:
+        return {"error": str(exc) or type(exc).__name__}
 
 
 async def _run(check: Check) -> bool:

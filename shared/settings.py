@@ -33,5 +33,10 @@ class ServiceSettings(BaseSettings):
     log_format: Literal["text", "json"] = Field(default="text", validation_alias="GATEWAY_LOG_FORMAT")
     # How often every service process says it is alive on the bus (GET /ai/status lists them).
     heartbeat_seconds: float = Field(default=10.0, gt=0, le=300, validation_alias="GATEWAY_HEARTBEAT_SECONDS")
+    # Limits of the streams Switchyard creates (usage, audit, dead letters; docs/analytics.md):
+    # a full stream refuses new events (an edge spools them) rather than drop stored ones. Set
+    # at creation only: a limit an operator changes on a stream stays. 0: no limit.
+    stream_max_bytes: int = Field(default=8 * 1024**3, ge=0, validation_alias="GATEWAY_STREAM_MAX_BYTES")
+    stream_max_age_days: float = Field(default=0.0, ge=0, validation_alias="GATEWAY_STREAM_MAX_AGE_DAYS")
     # GET /metrics wants this bearer token when set (every service's port).
     metrics_token: SecretStr = Field(default=SecretStr(""), validation_alias="GATEWAY_METRICS_TOKEN")

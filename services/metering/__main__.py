@@ -44,6 +44,7 @@ async def main(stop: asyncio.Event) -> None:
     health.add_check("nats", connected)
     health.add_check("clickhouse", sink.ping)
     health.add_gauge(service.update_gauges)
+    health.add_detail("streams", service.streams)
     consumers = [
         asyncio.create_task(service.consumer.run(stop)),
         asyncio.create_task(service.audit.run(stop)),

@@ -50,6 +50,7 @@ from shared.messages import (
 log = logging.getLogger("switchyard.metering")
 
 T = TypeVar("T")
+STREAM_NEARLY_FULL = 0.8  # a stream this full is reported (readiness detail, log) before it refuses events
 
 
 async def _store(call: Callable[[], Awaitable[T]]) -> T:
@@ -140,10 +141,27 @@ class Metering:
             log.warning("could not reload prices: %s", exc)
 
     async def update_gauges(self) -> None:
-        """Consumer lag, dead letters and ClickHouse's state, read before each metrics scrape."""
+        """Consumer lag, dead letters, how full the streams are and ClickHouse's state, read
+        before each metrics scrape."""
         metrics.PENDING.set(await self.bus.consumer_pending(subjects.USAGE_STREAM, subjects.METERING_DURABLE))
         metrics.DEAD_LETTERS.set(await self.bus.stream_messages(subjects.USAGE_DLQ_STREAM))
+        await self.streams()
         metrics.CLICKHOUSE_UP.set(1 if await self.sink.ping() else 0)
+
+    async def streams(self) -> dict[str, dict[str, float]]:
+        """Each stream metering reads, its bytes against its limit (a readiness detail and
+        gauges): a full stream refuses new events, which edges then keep in their spools."""
+        out: dict[str, dict[str, float]] = {}
+        for stream in (subjects.USAGE_STREAM, subjects.AUDIT_STREAM, subjects.USAGE_DLQ_STREAM):
+            messages, size, limit = await self.bus.stream_state(stream)
+            fill = size / limit if limit > 0 else 0.0
+            metrics.STREAM_BYTES.labels(stream).set(size)
+            metrics.STREAM_MAX_BYTES.labels(stream).set(limit)
+            metrics.STREAM_FILL.labels(stream).set(fill)
+            out[stream] = {"messages": messages, "bytes": size, "max_bytes": limit, "fill": round(fill, 4)}
+            if fill >= STREAM_NEARLY_FULL:
+                log.warning("stream %s is %.0f%% full (%d of %d bytes)", stream, fill * 100, size, limit)
+        return out
 
     async def status(self, _: Empty) -> MeteringStatus:
         pending, dlq, waiting = 0, 0, 0

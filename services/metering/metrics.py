@@ -19,3 +19,8 @@ INSERT_FAILURES = Counter(
 PENDING = Gauge("switchyard_usage_pending", "Usage events in JetStream not yet stored (the consumer's lag)")
 DEAD_LETTERS = Gauge("switchyard_usage_dead_letters", "Messages held in the dead-letter stream")
 CLICKHOUSE_UP = Gauge("switchyard_clickhouse_up", "1 while ClickHouse answers metering's ping")
+STREAM_BYTES = Gauge("switchyard_stream_bytes", "Bytes a JetStream stream holds", ["stream"])
+STREAM_MAX_BYTES = Gauge("switchyard_stream_max_bytes", "A stream's byte limit (-1: none)", ["stream"])
+STREAM_FILL = Gauge(
+    "switchyard_stream_fill_ratio", "How full a stream is against its byte limit (0 when it has none)", ["stream"]
+)

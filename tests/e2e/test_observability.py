@@ -178,6 +178,12 @@ def test_metrics_want_the_token_and_every_service_has_them(observed: Observed) -
         what="metering to catch up",
     )
     assert _sample(observed.metrics(health["metering"]), "switchyard_usage_dead_letters") == 0
+    # How full each stream is, against the size limit it was made with (GATEWAY_STREAM_MAX_BYTES).
+    text = observed.metrics(health["metering"])
+    assert _sample(text, "switchyard_stream_max_bytes", stream="SWITCHYARD_USAGE") == 8 * 1024**3
+    assert 0 <= _sample(text, "switchyard_stream_fill_ratio", stream="SWITCHYARD_USAGE") < 0.01
+    ready = httpx.get(health["metering"] + "/readyz").json()
+    assert ready["details"]["streams"]["SWITCHYARD_USAGE"]["max_bytes"] == 8 * 1024**3
 
 
 def test_limits_upstream_errors_and_fallbacks_are_counted(observed: Observed) -> None:

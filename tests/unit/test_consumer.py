@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from pathlib import Path
+
+from nats.js.api import DiscardPolicy, RetentionPolicy
 
 from services.metering.consumer import UsageConsumer
 from services.metering.prices import Prices
@@ -152,9 +155,10 @@ def test_only_a_message_that_may_be_a_repeat_is_looked_up(tmp_path: Path) -> Non
         sink = Sink(f"chdb://{tmp_path / 'ch'}", retention_days=30)
         await sink.open()
         consumer = UsageConsumer(bus, sink, Prices(load_catalog(), sink), batch_size=100, batch_wait=0.2)
-        await consumer.setup()
-        # A short duplicate window, so that a replay comes after it, as one may in production.
+        # A short duplicate window, so that a replay comes after it, as one may in production
+        # (made first: metering keeps the settings of a stream it finds).
         await bus.ensure_stream(subjects.USAGE_STREAM, [subjects.USAGE_SUBJECTS], work_queue=True, duplicate_window=0.5)
+        await consumer.setup()
         stop = asyncio.Event()
         task = asyncio.create_task(consumer.run(stop))
         deadline = time.monotonic() + 20
@@ -181,6 +185,71 @@ def test_only_a_message_that_may_be_a_repeat_is_looked_up(tmp_path: Path) -> Non
         assert summary.total_requests == 5
         await bus.close()
         await sink.close()
+
+    try:
+        asyncio.run(run())
+    finally:
+        nats.stop()
+
+
+def test_a_restart_keeps_what_an_operator_set_on_the_streams(tmp_path: Path) -> None:
+    """Metering (re)creating its streams sets only what it owns: a size and age limit, a
+    duplicate window and a placement an operator set by hand stay across restarts (they were
+    reset to unlimited); a subject it needs is added, one the operator added is kept; a new
+    stream gets the configured limits and refuses, rather than drops, events when full."""
+    nats = NatsServer(tmp_path / "nats")
+    nats.start()
+
+    async def run() -> None:
+        bus = Bus(nats.url, "test-metering", stream_max_bytes=64 * 1024**2, stream_max_age=7 * 86_400)
+        await bus.connect(deadline=10)
+        sink = Sink(f"chdb://{tmp_path / 'ch'}", retention_days=30)
+        await sink.open()
+        consumer = UsageConsumer(bus, sink, Prices(load_catalog(), sink), batch_size=100, batch_wait=0.2)
+        try:
+            await consumer.setup()
+            made = (await bus.js.stream_info(subjects.USAGE_STREAM)).config
+            assert made.max_bytes == 64 * 1024**2 and made.max_age == 7 * 86_400
+            assert made.discard == DiscardPolicy.NEW and made.retention == RetentionPolicy.WORK_QUEUE
+
+            # The operator's own settings (nats stream edit), and an extra subject.
+            await bus.js.update_stream(
+                replace(
+                    made,
+                    max_bytes=2 * 1024**3,
+                    max_age=3 * 86_400,
+                    duplicate_window=120,
+                    max_msgs=5_000_000,
+                    subjects=[*(made.subjects or []), "ops.usage.replayed"],
+                )
+            )
+            for _ in range(2):  # restarts, with other defaults configured
+                restarted = Bus(nats.url, "test-metering-2", stream_max_bytes=1024, stream_max_age=60)
+                await restarted.connect(deadline=10)
+                try:
+                    await UsageConsumer(
+                        restarted, sink, Prices(load_catalog(), sink), batch_size=100, batch_wait=0.2
+                    ).setup()
+                finally:
+                    await restarted.close()
+            kept = (await bus.js.stream_info(subjects.USAGE_STREAM)).config
+            assert (kept.max_bytes, kept.max_age, kept.duplicate_window, kept.max_msgs) == (
+                2 * 1024**3,
+                3 * 86_400,
+                120,
+                5_000_000,
+            )
+            assert set(kept.subjects or []) == {subjects.USAGE_SUBJECTS, "ops.usage.replayed"}
+
+            # A subject it needs and the stream lacks is added; nothing else changes.
+            await bus.js.update_stream(replace(kept, subjects=["ops.usage.replayed"]))
+            await consumer.setup()
+            again = (await bus.js.stream_info(subjects.USAGE_STREAM)).config
+            assert set(again.subjects or []) == {subjects.USAGE_SUBJECTS, "ops.usage.replayed"}
+            assert again.max_bytes == 2 * 1024**3
+        finally:
+            await bus.close()
+            await sink.close()
 
     try:
         asyncio.run(run())
