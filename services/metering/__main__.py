@@ -49,6 +49,7 @@ async def main(stop: asyncio.Event) -> None:
         asyncio.create_task(service.consumer.run(stop)),
         asyncio.create_task(service.audit.run(stop)),
         asyncio.create_task(service.budgets.run(stop)),
+        asyncio.create_task(service.reconcile_loop(stop)),
     ]
     await stop.wait()
     health.draining = True

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import logging
 import os
 import socket
@@ -20,6 +22,7 @@ from services.metering.queries import (
     usage_summary,
     usage_timeseries,
 )
+from services.metering.reconcile import reconcile
 from services.metering.settings import MeteringSettings
 from services.metering.sink import Sink
 from shared import subjects
@@ -101,6 +104,28 @@ class Metering:
         await self.bus.serve(subjects.PRICES_SET, q, PriceIn, self.set_price)
         await self.bus.serve(subjects.BUDGET_SPENT, q, BudgetSpentQuery, self.budget_spent)
         await self.bus.subscribe(subjects.PRICES_CHANGED, self._prices_changed)
+
+    async def reconcile_loop(self, stop: asyncio.Event) -> None:
+        """Every ``reconcile_seconds``, the last ``reconcile_hours`` of the rollup checked
+        against the raw events and repaired (services/metering/reconcile.py); what was found is
+        the ``switchyard_rollup_difference_groups`` gauge."""
+        every = self.settings.reconcile_seconds
+        while every > 0 and not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=every)
+                return
+            except TimeoutError:
+                pass
+            now = dt.datetime.now(dt.UTC)
+            try:
+                report = await reconcile(
+                    self.sink, now - dt.timedelta(hours=self.settings.reconcile_hours), now, repair=True
+                )
+            except Exception as exc:  # the store is away: next round
+                log.warning("rollup reconciliation failed: %s", exc)
+                continue
+            if report.differences:
+                log.warning("rollup differed from the raw events in %d group(s); repaired", len(report.differences))
 
     async def budget_spent(self, query: BudgetSpentQuery) -> BudgetSpent:
         return await _store(lambda: self.budgets.spent(query))

@@ -24,3 +24,8 @@ STREAM_MAX_BYTES = Gauge("switchyard_stream_max_bytes", "A stream's byte limit (
 STREAM_FILL = Gauge(
     "switchyard_stream_fill_ratio", "How full a stream is against its byte limit (0 when it has none)", ["stream"]
 )
+ROLLUP_DIFFERENCES = Gauge(
+    "switchyard_rollup_difference_groups",
+    "Hourly rollup groups that differed from the raw events at the last reconciliation (0: exact)",
+)
+ROLLUP_RECONCILED = Gauge("switchyard_rollup_reconciled_timestamp_seconds", "When the rollup was last reconciled")

@@ -20,6 +20,10 @@ class MeteringSettings(ServiceSettings):
     budget_reconcile_seconds: float = Field(
         default=5.0, gt=0, le=3600, validation_alias="GATEWAY_BUDGET_RECONCILE_SECONDS"
     )
+    # How often metering compares the last hours' rollup with the raw events and repairs it
+    # (services/metering/reconcile.py), and how many hours back; 0 turns it off.
+    reconcile_seconds: float = Field(default=600.0, ge=0, le=86_400, validation_alias="GATEWAY_RECONCILE_SECONDS")
+    reconcile_hours: int = Field(default=3, ge=1, le=24 * 31, validation_alias="GATEWAY_RECONCILE_HOURS")
     retention_days: int = Field(default=400, ge=1, validation_alias="GATEWAY_USAGE_RETENTION_DAYS")
     # How long audit_events keeps admin changes (applied at every start, like the usage retention).
     audit_retention_days: int = Field(default=400, ge=1, validation_alias="GATEWAY_AUDIT_RETENTION_DAYS")

@@ -23,10 +23,13 @@ from services.metering.pricing import Price
 from services.metering.schema import (
     AUDIT_COLUMNS,
     AUDIT_TABLE,
+    HOURLY_DATA,
     PRICE_COLUMNS,
     PRICES_TABLE,
     USAGE_COLUMNS,
     USAGE_TABLE,
+    local_name,
+    on_cluster,
     rollup_refresh,
 )
 from shared.events import AuditEvent, UsageEvent
@@ -182,6 +185,21 @@ class Sink:
             )
 
         await self._run(_go)
+
+    async def delete_rollup(self, hours: list[dt.datetime], users: list[str]) -> None:
+        """Remove the rollup rows of these hours and users (reconcile rewrites them after)."""
+        where = "hour IN {hours:Array(DateTime('UTC'))} AND user IN {users:Array(String)}"
+        if self.cluster:
+            statement = (
+                f"ALTER TABLE {local_name(HOURLY_DATA, self.cluster)}{on_cluster(self.cluster)} DELETE WHERE {where}"
+            )
+            settings: dict[str, Any] = {"mutations_sync": 2}
+        else:
+            statement, settings = f"DELETE FROM {HOURLY_DATA} WHERE {where}", {}
+        hours = [h.replace(tzinfo=dt.UTC) if h.tzinfo is None else h for h in hours]
+        await self._run(
+            lambda: self._connect().command(statement, parameters={"hours": hours, "users": users}, settings=settings)
+        )
 
     async def insert_audit(self, events: list[AuditEvent]) -> int:
         """Insert audit events not stored yet; idempotent per event id."""
