@@ -156,7 +156,13 @@ async def summary_path(workdir: Path, n: int, repeats: int) -> dict[str, float]:
         await sink.query(f"SELECT user, {sums} {where} GROUP BY user", {})
         raw.append(time.perf_counter() - t0)
     await sink.close()
-    return {"events": n, "fill_s": fill_s, "refresh_s": refresh_s, "summary_s": statistics.median(api), "raw_s": statistics.median(raw)}
+    return {
+        "events": n,
+        "fill_s": fill_s,
+        "refresh_s": refresh_s,
+        "summary_s": statistics.median(api),
+        "raw_s": statistics.median(raw),
+    }
 
 
 def main() -> None:
