@@ -39,6 +39,9 @@ class Health:
         self.gauges: list[Gauge] = []
         self.details: dict[str, Detail] = {}
         self.draining = False
+        # Set while the process waits to take over from another (services/metering/standby.py):
+        # /readyz is 503 with status "standby" and this reason.
+        self.standby: str | None = None
         self._runner: web.AppRunner | None = None
 
     def add_check(self, name: str, check: Check) -> None:
@@ -83,13 +86,15 @@ class Health:
         checks = dict(zip(self.checks, results, strict=True))
         if self.draining:
             checks["draining"] = False
-        ready = all(checks.values())
+        ready = all(checks.values()) and self.standby is None
         body = {
             "status": "ready" if ready else "not_ready",
             "service": self.service,
             "checks": checks,
             "missing": [name for name, ok in checks.items() if not ok],
         }
+        if self.standby is not None:
+            body["status"], body["standby"] = "standby", self.standby
         if self.details:
             body["details"] = {name: await _detail(detail) for name, detail in self.details.items()}
         return web.json_response(body, status=200 if ready else 503)

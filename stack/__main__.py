@@ -28,10 +28,18 @@ def main() -> int:
     if stop.is_set():
         stack.stop()
         return 0
-    others = "".join(f"\n  {name:<10} {url}/readyz" for name, url in info.health.items() if name != "edge")
+    others = "".join(
+        f"\n  {name:<10} {url}/readyz" + (" (standby)" if name in info.standby else "")
+        for name, url in info.health.items()
+        if name != "edge"
+    )
+    up = [name for name in info.health if name not in info.standby]
+    waiting = "".join(
+        f"\n  {name} is a standby: {why}; it takes over when that process stops." for name, why in info.standby.items()
+    )
     print(
         f"""
-Switchyard is up ({", ".join(info.health)}).
+Switchyard is up ({", ".join(up)}).{waiting}
 
   base URL   {info.base_url or "(no edge on this node)"}
   admin key  {info.admin_key}

@@ -56,6 +56,9 @@ class StackInfo:
     health: dict[str, str] = field(default_factory=dict)
     # The embedded NATS's credentials by user (the services' and "admin"), for tests and operators.
     nats_users: dict[str, str] = field(default_factory=dict)
+    # Services of this node that started as a standby (a metering waiting for the embedded
+    # engine another process holds), with the reason they gave.
+    standby: dict[str, str] = field(default_factory=dict)
 
     def nats_url_for(self, user: str) -> str:
         """The NATS URL with ``user``'s credentials (the URL itself against an external NATS)."""
@@ -265,8 +268,12 @@ class Stack:
             self._envs["keyvault"]["VAULT_TOKEN"] = self.vault_token  # the spec's environment
             self.supervisor.start("keyvault")
 
+        standby = {}
         for name in services:
-            self.wait_ready(health[name])
+            reason = self.wait_ready(health[name])
+            if reason:
+                log.warning("%s is a standby: %s", name, reason)
+                standby[name] = reason
         origin = health.get("edge")
         self.info = StackInfo(
             f"{origin}/v1" if origin else "",
@@ -277,6 +284,7 @@ class Stack:
             self.nats_monitor_url,
             health,
             dict(self.nats_users),
+            standby,
         )
         state = {
             "base_url": self.info.base_url,
@@ -291,7 +299,9 @@ class Stack:
             json.dump(state, fh)
         return self.info
 
-    def wait_ready(self, origin: str) -> None:
+    def wait_ready(self, origin: str) -> str | None:
+        """Wait until the service at ``origin`` is ready (None) or says it is a standby (its
+        reason): a standby is started, not ready, and never reported as up."""
         deadline = time.monotonic() + self.settings.ready_timeout
         last = "no answer"
         with httpx.Client(timeout=3.0) as client:
@@ -299,16 +309,21 @@ class Stack:
                 try:
                     resp = client.get(f"{origin}/readyz")
                     if resp.status_code == 200:
-                        return
+                        return None
                     last = resp.text
+                    if resp.headers.get("content-type", "").startswith("application/json"):
+                        body = resp.json()
+                        if body.get("status") == "standby":
+                            return str(body.get("standby") or "standby")
                 except httpx.HTTPError as exc:
                     last = type(exc).__name__
                 time.sleep(0.2)
         raise RuntimeError(f"{origin} did not become ready in {self.settings.ready_timeout:.0f}s: {last}")
 
-    def add_replica(self, service: str, name: str, env: dict[str, str | None]) -> None:
+    def add_replica(self, service: str, name: str, env: dict[str, str | None]) -> str:
         """Start one more process of ``service`` (a replica on this machine), its environment
-        changed by ``env`` (None removes a variable)."""
+        changed by ``env`` (None removes a variable); returns the origin of its port (its
+        /healthz and /readyz; the edge's API)."""
         changed = dict(self._envs[service])
         changed[PORT_VARIABLES[service]] = str(free_port())  # its own /healthz port (the edge's API)
         for key, value in env.items():
@@ -320,6 +335,7 @@ class Stack:
         spec.name, spec.log_file = name, self.data_dir / "logs" / f"{name}.log"
         self.supervisor.add(spec)
         self.supervisor.start(name)
+        return f"http://127.0.0.1:{changed[PORT_VARIABLES[service]]}"
 
     def add_edge(self, name: str, env: dict[str, str | None] | None = None, *, wait: bool = True) -> str:
         """A second edge on its own port, its environment changed by ``env``; returns its origin

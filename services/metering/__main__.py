@@ -10,6 +10,7 @@ import socket
 from services.metering.app import Metering
 from services.metering.settings import MeteringSettings
 from services.metering.sink import Sink
+from services.metering.standby import EngineLock
 from shared.bus import Bus
 from shared.health import Health
 from shared.heartbeat import start_heartbeat
@@ -22,7 +23,17 @@ async def main(stop: asyncio.Event) -> None:
     settings = MeteringSettings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     health = Health("metering", settings.host, settings.port, settings.metrics_token.get_secret_value())
+    health.add_check("clickhouse", _not_yet)  # never ready before the store is open
     await health.start()
+    lock = EngineLock(settings.data_dir / "clickhouse.lock")
+    if settings.dsn().startswith("chdb:") and not lock.try_acquire():
+        health.standby = f"the embedded engine in {settings.dsn()} is held by process {lock.holder()}"
+        log.info("standby: %s; taking over when it stops", health.standby)
+        if not await lock.wait(stop):
+            await health.stop()
+            return
+        health.standby = None
+        log.info("took over the embedded engine from process %s", lock.holder())
     sink = Sink(
         settings.dsn(),
         settings.retention_days,
@@ -66,6 +77,11 @@ async def main(stop: asyncio.Event) -> None:
     await bus.close(settings.drain_seconds)
     await sink.close()
     await health.stop()
+    lock.release()
+
+
+async def _not_yet() -> bool:
+    return False
 
 
 if __name__ == "__main__":

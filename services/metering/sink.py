@@ -112,8 +112,10 @@ class Sink:
         self._pool.shutdown(wait=True)
 
     async def ping(self) -> bool:
+        """Whether the store answers; never opens it (a standby must not try the engine)."""
+
         def _ping() -> bool:
-            return bool(self._connect().command("SELECT 1") == 1)
+            return self._client is not None and bool(self._client.command("SELECT 1") == 1)
 
         try:
             return bool(await self._run(_ping))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import signal
 from concurrent.futures import ThreadPoolExecutor
 
@@ -158,3 +159,46 @@ def test_nats_outage_spools_and_replays_exactly_once(gateway: Gateway) -> None:
     assert summary["prompt_tokens"] == 17 * PROMPT_TOKENS
     assert summary["completion_tokens"] == 17 * COMPLETION
     wait_until(lambda: not any((gateway.info.data_dir / "spool").glob("usage-*")), what="spool drained")
+
+
+def _readyz(origin: str) -> tuple[int, dict]:
+    try:
+        resp = httpx.get(origin + "/readyz", timeout=5)
+    except httpx.HTTPError:
+        return -1, {}
+    return resp.status_code, resp.json()
+
+
+def test_a_second_metering_is_a_standby_that_takes_over_when_the_first_is_killed(gateway: Gateway) -> None:
+    """The embedded engine can be opened by one process: a second metering on the machine
+    waits as a standby (never ready; it used to say 200, then die), and takes over when the
+    holder is SIGKILLed under load; the first, restarted, is the standby in turn. Every request
+    is stored once through both take-overs."""
+    assert gateway.stack.info is not None
+    first = gateway.stack.info.health["metering"]
+    second = gateway.stack.add_replica("metering", "metering-standby", {})
+    user = "standby-" + secrets.token_hex(3)
+    client = gateway.client(gateway.new_user_key(user))
+    n = 60
+    try:
+        wait_until(lambda: _readyz(second)[1].get("status") == "standby", what="the second metering to wait")
+        status, body = _readyz(second)
+        assert status == 503 and "held by process" in body["standby"]
+        assert _readyz(first)[0] == 200
+
+        _traffic(gateway, client, n, lambda: gateway.stack.supervisor.stop("metering", signal.SIGKILL))
+        wait_until(lambda: _readyz(second)[0] == 200, timeout=60, what="the standby to take over")
+        gateway.stack.supervisor.start("metering")
+        wait_until(lambda: _readyz(first)[1].get("status") == "standby", what="the restarted one to wait")
+
+        _traffic(gateway, client, n, lambda: gateway.stack.supervisor.stop("metering-standby", signal.SIGKILL))
+        wait_until(lambda: _readyz(first)[0] == 200, timeout=60, what="the first to take over again")
+    finally:
+        gateway.stack.supervisor.stop("metering-standby")
+        gateway.stack.supervisor.start("metering")
+    summary = _settled(gateway, user, 2 * n)
+    assert summary["total_requests"] == 2 * n
+    assert summary["prompt_tokens"] == 2 * n * PROMPT_TOKENS
+    assert summary["completion_tokens"] == 2 * n * COMPLETION
+    rows = gateway.admin("GET", "/ai/usage/requests", params={"user": user, "limit": 1000}).json()["data"]
+    assert len(rows) == len({r["id"] for r in rows}) == 2 * n

@@ -170,10 +170,24 @@ def test_the_edge_scales_and_keeps_serving_through_disruptions() -> None:
     (hpa,) = _of("HorizontalPodAutoscaler").values()
     assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "edge"}
     assert hpa["spec"]["minReplicas"] >= 2
-    (pdb,) = _of("PodDisruptionBudget").values()
+    pdb = _of("PodDisruptionBudget")["edge"]
     pod_labels = edge["spec"]["template"]["metadata"]["labels"]
     assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
     (container,) = edge["spec"]["template"]["spec"]["containers"]
     assert container["lifecycle"]["preStop"]["sleep"]["seconds"] > 0
     grace = edge["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     assert grace >= container["lifecycle"]["preStop"]["sleep"]["seconds"] + 30
+
+
+def test_metering_runs_two_replicas_that_a_rollout_or_a_drain_never_takes_both_of() -> None:
+    metering = _of("Deployment")["metering"]
+    assert metering["spec"]["replicas"] >= 2  # active-active on one durable consumer
+    rolling = metering["spec"]["strategy"]["rollingUpdate"]
+    assert metering["spec"]["strategy"]["type"] == "RollingUpdate" and rolling["maxUnavailable"] == 1
+    pdb = _of("PodDisruptionBudget")["metering"]
+    assert pdb["spec"]["minAvailable"] == 1
+    pod_labels = metering["spec"]["template"]["metadata"]["labels"]
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    (container,) = metering["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert "GATEWAY_CLICKHOUSE_DSN" in env  # a server: the embedded engine allows one process
