@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 USAGE_SCHEMA_VERSION = 1
@@ -44,6 +46,12 @@ class UsageEvent(BaseModel):
     # need not be unique, so it is not the event's identity).
     request_id: str = ""
     trace_id: str = ""  # W3C trace id (32 hex digits) of the request's trace, if it has one
+    # "admitted": published before the upstream call, with what the request may consume (its
+    # tokens are the reservation, ``deadline`` when it must have ended); the "final" event of
+    # the same id replaces it. An admitted request whose final event never comes (its edge
+    # died) is billed at the reservation by metering (services/metering/orphans.py).
+    phase: Literal["final", "admitted"] = "final"
+    deadline: float = 0.0
 
     @property
     def total_tokens(self) -> int:

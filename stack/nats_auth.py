@@ -164,6 +164,11 @@ def _grants() -> dict[str, list[Grant]]:
                 f"raise budget counters to the metered spend (read and write `{BUDGET_BUCKET}`)",
                 (*_stream_read(budgets), f"$KV.{BUDGET_BUCKET}.>"),
             ),
+            Grant(
+                f"hear the edges' heartbeats (`{s.STATUS_HEARTBEAT}.edge`: the requests of an edge that died "
+                "are billed at their reservation)",
+                subscribe=(f"{s.STATUS_HEARTBEAT}.edge",),
+            ),
             heartbeat("metering"),
             js,
             inbox("metering"),

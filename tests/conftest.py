@@ -228,9 +228,10 @@ def sims(sim: OpenAISimulator) -> Iterator[Simulators]:
             server.stop()
 
 
-def own_gateway(data_dir: Path, sims: Simulators) -> Iterator[Gateway]:
-    """A whole stack in ``data_dir`` against the simulators, stopped when the caller is done."""
-    stack = start_stack(data_dir, sims.openai, **sims.environ())
+def own_gateway(data_dir: Path, sims: Simulators, **extra: str) -> Iterator[Gateway]:
+    """A whole stack in ``data_dir`` against the simulators (its environment changed by
+    ``extra``), stopped when the caller is done."""
+    stack = start_stack(data_dir, sims.openai, **(sims.environ() | extra))
     assert stack.info is not None
     gw = Gateway(stack, stack.info, sims.openai, sims.anthropic, sims.gemini, sims.images, sims.bedrock, sims.cohere)
     try:

@@ -83,6 +83,8 @@ class Ticket:
     claims: list[Claim] = field(default_factory=list)
     settled: bool = False
     refused_budget: Scope | None = None  # a budget refused the request: its headers are shown
+    # The estimate the reservation was made from (None: no tpm or budget asked for one).
+    estimate: tuple[int, int] | None = None
 
     def settle(self, tokens: int, cost: float) -> None:
         if self.settled:
@@ -173,7 +175,7 @@ class Admission:
         tokens = cost = 0.0
         priced = consumes != "request"
         if priced and any(limits.tpm is not None or limits.budget_usd is not None for _, _, limits in scopes):
-            prompt, output = self.estimate(body, plan, table, consumes)
+            prompt, output = ticket.estimate = self.estimate(body, plan, table, consumes)
             tokens = float(prompt + output)
             cost = max_cost(plan, table, prompt, output)
         try:
@@ -321,10 +323,15 @@ class Admission:
             prompt += _MESSAGE_OVERHEAD * (len(given) if isinstance(given, list) else 1)
         if body.get("tools"):
             prompt += len(json.dumps(body["tools"]))
+        return prompt, self.output_bound(body)
+
+    def output_bound(self, body: dict[str, Any]) -> int:
+        """The most output tokens the request may make: the largest output limit it names (or
+        the default), for each of its ``n`` choices."""
         limits = [v for name in OUTPUT_LIMITS if _positive_int(v := body.get(name))]
         output = max(limits) if limits else self.max_output
         choices = body.get("n")
-        return prompt, output * (choices if _positive_int(choices) else 1)
+        return output * (choices if _positive_int(choices) else 1)
 
 
 def _positive_int(value: Any) -> TypeGuard[int]:

@@ -44,6 +44,35 @@ class RequestRecord:
     def __post_init__(self) -> None:
         self.event_id = self.event_id or self.request_id
 
+    def admitted(self, route: Route, prompt: int, output: int, deadline: float) -> UsageEvent:
+        """The record published before the upstream call: what the request may consume, on
+        its first target, by when it must have ended."""
+        user_field = self.body.get("user")
+        requested = self.body.get("model")
+        return UsageEvent(
+            event_id=self.event_id,
+            ts=self.started_wall,
+            client_key_id=self.principal.key_id,
+            user=self.principal.user,
+            request_user=user_field if isinstance(user_field, str) else "",
+            requested_model=requested if isinstance(requested, str) else "",
+            model=route.model,
+            provider=route.billed_provider,
+            provider_account=route.account,
+            endpoint=self.endpoint,
+            stream=self.body.get("stream") is True,
+            status=0,
+            prompt_tokens=prompt,
+            completion_tokens=output,
+            usage_estimated=True,
+            edge_instance=self.instance,
+            project=self.principal.project or "",
+            request_id=self.request_id,
+            trace_id=self.trace_id,
+            phase="admitted",
+            deadline=deadline,
+        )
+
     def event(
         self,
         *,

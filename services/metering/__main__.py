@@ -61,6 +61,7 @@ async def main(stop: asyncio.Event) -> None:
         asyncio.create_task(service.audit.run(stop)),
         asyncio.create_task(service.budgets.run(stop)),
         asyncio.create_task(service.reconcile_loop(stop)),
+        asyncio.create_task(service.orphans.run(stop)),
     ]
     await stop.wait()
     health.draining = True

@@ -13,6 +13,7 @@ from typing import TypeVar
 from services.metering import metrics
 from services.metering.budgets import BudgetReconciler
 from services.metering.consumer import AuditConsumer, UsageConsumer
+from services.metering.orphans import OrphanSweeper
 from services.metering.prices import Prices
 from services.metering.queries import (
     audit_log,
@@ -78,6 +79,15 @@ class Metering:
             bus, sink, batch_size=settings.batch_size, batch_wait=settings.batch_wait, ack_wait=settings.ack_wait
         )
         self.budgets = BudgetReconciler(bus, sink, settings.budget_reconcile_seconds)
+        self.orphans = OrphanSweeper(
+            bus,
+            sink,
+            self.prices,
+            heartbeat=settings.heartbeat_seconds,
+            every=settings.orphan_sweep_seconds,
+            grace=settings.orphan_grace_seconds,
+            lookback=settings.orphan_lookback_hours * 3600,
+        )
         self.consumer = UsageConsumer(
             bus,
             sink,
@@ -104,6 +114,7 @@ class Metering:
         await self.bus.serve(subjects.PRICES_SET, q, PriceIn, self.set_price)
         await self.bus.serve(subjects.BUDGET_SPENT, q, BudgetSpentQuery, self.budget_spent)
         await self.bus.subscribe(subjects.PRICES_CHANGED, self._prices_changed)
+        await self.orphans.start()
 
     async def reconcile_loop(self, stop: asyncio.Event) -> None:
         """Every ``reconcile_seconds``, the last ``reconcile_hours`` of the rollup checked

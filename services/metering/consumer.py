@@ -51,6 +51,10 @@ class BatchConsumer:
     def parse(self, data: bytes) -> Any:
         raise NotImplementedError
 
+    def counted(self, rows: list[Any]) -> int:
+        """How many of the rows are events (stored once each; the rest of a batch are notes)."""
+        return len(rows)
+
     async def write(self, rows: list[Any], suspect: list[bool]) -> int:
         """Store the rows not stored yet; returns how many were new. ``suspect`` says, row by
         row, which may have been stored already (see :func:`suspect`)."""
@@ -148,15 +152,16 @@ class BatchConsumer:
             for msg in good:
                 await _quiet(msg.nak(delay=retry_in))
             return False
+        events = self.counted(rows)
         self.inserted += new
-        self.duplicates += len(rows) - new
+        self.duplicates += events - new
         metrics.EVENTS_STORED.labels(self.table).inc(new)
-        if new != len(rows):
-            metrics.EVENTS_DUPLICATE.labels(self.table).inc(len(rows) - new)
+        if new != events:
+            metrics.EVENTS_DUPLICATE.labels(self.table).inc(events - new)
         for msg in good:
             await _quiet(msg.ack())
-        if new != len(rows):
-            log.info("stored %d event(s), skipped %d already stored", new, len(rows) - new)
+        if new != events:
+            log.info("stored %d event(s), skipped %d already stored", new, events - new)
         return True
 
     async def _parse_message(self, msg: Msg) -> list[Any] | None:
@@ -206,8 +211,19 @@ class UsageConsumer(BatchConsumer):
         event = UsageEvent.model_validate_json(data)
         return (event, *self.prices.book.cost(event))
 
+    def counted(self, rows: list[Any]) -> int:
+        return sum(1 for row in rows if row[0].phase == "final")
+
     async def write(self, rows: list[Any], suspect: list[bool]) -> int:
-        return await self.sink.insert(rows, check={row[0].event_id for row, s in zip(rows, suspect, strict=True) if s})
+        """Admission notes go to usage_admitted, then the events to usage_events: a note is
+        stored before its event is acknowledged, so a request is never without both."""
+        admitted = [row[0] for row in rows if row[0].phase == "admitted"]
+        if admitted:
+            await self.sink.insert_admitted(admitted)
+        final = [(row, s) for row, s in zip(rows, suspect, strict=True) if row[0].phase == "final"]
+        if not final:
+            return 0
+        return await self.sink.insert([r for r, _ in final], check={r[0].event_id for r, s in final if s})
 
 
 class AuditConsumer(BatchConsumer):

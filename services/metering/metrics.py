@@ -29,3 +29,7 @@ ROLLUP_DIFFERENCES = Gauge(
     "Hourly rollup groups that differed from the raw events at the last reconciliation (0: exact)",
 )
 ROLLUP_RECONCILED = Gauge("switchyard_rollup_reconciled_timestamp_seconds", "When the rollup was last reconciled")
+ORPHANS_BILLED = Counter(
+    "switchyard_usage_orphans_billed_total",
+    "Requests billed at their reservation because their edge died before they ended (error_type edge_lost)",
+)

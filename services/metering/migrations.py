@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from services.metering.schema import (
+    ADMITTED_TABLE,
     AUDIT_TABLE,
     HOURLY_DATA,
     HOURLY_TABLE,
@@ -103,11 +104,16 @@ def _exact_hourly_rollup(t: Target) -> None:
     t.run(rollup_refresh("1"))
 
 
+def _admitted_requests(t: Target) -> None:
+    t.create(ADMITTED_TABLE)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "usage_events, prices and audit_events with every column", _base_tables),
     Migration(
         2, "usage_hourly recomputed from the deduplicated events (replaces the summing view)", _exact_hourly_rollup
     ),
+    Migration(3, "usage_admitted: requests as admitted, billed from it if their edge dies", _admitted_requests),
 )
 LATEST = MIGRATIONS[-1].version
 

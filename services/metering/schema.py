@@ -9,6 +9,8 @@
 - ``prices``: prices admins added (the catalog's ship with the code); versioned, with
   effective dates.
 - ``audit_events``: admin changes, kept for their own retention TTL.
+- ``usage_admitted``: each request as admitted, before its upstream call, with what it
+  reserved; a request whose final event never comes is billed from it (orphans.py).
 - ``schema_migrations``: which migrations (services/metering/migrations.py) the store has had.
 
 With ``GATEWAY_CLICKHOUSE_CLUSTER`` set, each table is a Replicated table ``<name>_local`` made
@@ -28,6 +30,10 @@ HOURLY_TABLE = "usage_hourly"  # a view: the table's rows, folded
 HOURLY_DATA = "usage_hourly_data"
 LEGACY_HOURLY_VIEW = "usage_hourly_mv"  # the materialized view before migration 2
 MIGRATIONS_TABLE = "schema_migrations"
+ADMITTED_TABLE = "usage_admitted"
+ADMITTED_DAYS = 7  # an admitted request ends (or is billed as lost) within hours: kept a week
+# The error type of a request billed at its reservation because its edge died before it ended.
+EDGE_LOST = "edge_lost"
 PRICES_TABLE = "prices"
 AUDIT_TABLE = "audit_events"
 AUDIT_COLUMNS = ["event_id", "ts", "actor", "actor_user", "action", "target", "status", "source", "instance"]
@@ -96,6 +102,27 @@ HOURLY_SUMS = (
     "cost_usd",
 )
 HOURLY_COLUMNS = [*HOURLY_GROUP, *HOURLY_SUMS]
+
+ADMITTED_COLUMNS = [
+    "event_id",
+    "ts",
+    "deadline",
+    "edge_instance",
+    "client_key_id",
+    "user",
+    "request_user",
+    "requested_model",
+    "model",
+    "provider",
+    "provider_account",
+    "endpoint",
+    "stream",
+    "prompt_tokens",
+    "completion_tokens",
+    "project",
+    "request_id",
+    "trace_id",
+]
 
 PRICE_COLUMNS = [
     "provider",
@@ -227,6 +254,35 @@ def _tables(days: int, audit_days: int) -> list[_Table]:
             "inserted_at",
             "PARTITION BY toYYYYMM(ts)\nORDER BY (toDate(ts), event_id)\n"
             f"TTL toDateTime(ts) + INTERVAL {audit_days} DAY",
+            "cityHash64(event_id)",
+        ),
+        _Table(
+            ADMITTED_TABLE,
+            """
+    event_id String,
+    ts DateTime64(3, 'UTC'),
+    deadline DateTime64(3, 'UTC'),
+    edge_instance LowCardinality(String),
+    client_key_id String,
+    user String,
+    request_user String,
+    requested_model String,
+    model LowCardinality(String),
+    provider LowCardinality(String),
+    provider_account LowCardinality(String),
+    endpoint LowCardinality(String),
+    stream Bool,
+    prompt_tokens UInt64,
+    completion_tokens UInt64,
+    project LowCardinality(String),
+    request_id String,
+    trace_id String,
+    inserted_at DateTime64(3, 'UTC') DEFAULT now64(3)
+""",
+            "ReplacingMergeTree",
+            "inserted_at",
+            "PARTITION BY toYYYYMMDD(ts)\nORDER BY (toDate(ts), event_id)\n"
+            f"TTL toDateTime(ts) + INTERVAL {ADMITTED_DAYS} DAY",
             "cityHash64(event_id)",
         ),
         _Table(

@@ -24,6 +24,15 @@ class MeteringSettings(ServiceSettings):
     # (services/metering/reconcile.py), and how many hours back; 0 turns it off.
     reconcile_seconds: float = Field(default=600.0, ge=0, le=86_400, validation_alias="GATEWAY_RECONCILE_SECONDS")
     reconcile_hours: int = Field(default=3, ge=1, le=24 * 31, validation_alias="GATEWAY_RECONCILE_HOURS")
+    # Requests of an edge that died are billed at their reservation once it has missed three
+    # heartbeats and this many seconds more (for its last events to be stored), looked for every
+    # GATEWAY_ORPHAN_SWEEP_SECONDS (0: never) among the admissions of the last
+    # GATEWAY_ORPHAN_LOOKBACK_HOURS (longer than the longest total bound of a route: 1 h by default).
+    orphan_grace_seconds: float = Field(default=60.0, ge=0, le=3600, validation_alias="GATEWAY_ORPHAN_GRACE_SECONDS")
+    orphan_sweep_seconds: float = Field(default=15.0, ge=0, le=3600, validation_alias="GATEWAY_ORPHAN_SWEEP_SECONDS")
+    orphan_lookback_hours: float = Field(
+        default=26.0, gt=0, le=24 * 7, validation_alias="GATEWAY_ORPHAN_LOOKBACK_HOURS"
+    )
     retention_days: int = Field(default=400, ge=1, validation_alias="GATEWAY_USAGE_RETENTION_DAYS")
     # How long audit_events keeps admin changes (applied at every start, like the usage retention).
     audit_retention_days: int = Field(default=400, ge=1, validation_alias="GATEWAY_AUDIT_RETENTION_DAYS")

@@ -21,8 +21,11 @@ from clickhouse_connect.driver.client import Client
 from services.metering.migrations import Target, migrate
 from services.metering.pricing import Price
 from services.metering.schema import (
+    ADMITTED_COLUMNS,
+    ADMITTED_TABLE,
     AUDIT_COLUMNS,
     AUDIT_TABLE,
+    EDGE_LOST,
     HOURLY_DATA,
     PRICE_COLUMNS,
     PRICES_TABLE,
@@ -142,9 +145,11 @@ class Sink:
         if look:
             self.lookups += 1
             days = sorted({_utc(unique[i][0].ts).date() for i in look})
+            # A bill for a request whose edge died (orphans.py) is not the event: the event,
+            # arriving late, is stored and replaces it.
             present = client.query(
                 f"SELECT event_id FROM {USAGE_TABLE} WHERE toDate(ts) IN {{days:Array(Date)}} "
-                "AND event_id IN {ids:Array(String)}",
+                f"AND event_id IN {{ids:Array(String)}} AND error_type != '{EDGE_LOST}'",
                 parameters={"days": days, "ids": look},
             ).result_rows
             for (event_id,) in present:
@@ -187,6 +192,78 @@ class Sink:
             )
 
         await self._run(_go)
+
+    async def insert_admitted(self, events: list[UsageEvent]) -> None:
+        """Note requests as admitted (a repeat is folded by the table)."""
+        rows = [_admitted_row(e) for e in {e.event_id: e for e in events}.values()]
+        if rows:
+            await self._run(
+                lambda: self._connect().insert(
+                    ADMITTED_TABLE, rows, column_names=ADMITTED_COLUMNS, settings=self._insert_settings
+                )
+            )
+
+    async def orphans(
+        self, *, instances: list[str] | None = None, since: float = 0.0, due_after: float = 0.0, due_by: float = 0.0
+    ) -> list[UsageEvent]:
+        """Admitted requests with no event stored (nor a bill): those ``instances`` admitted
+        from ``since`` on, or those whose deadline fell after ``due_after`` and by ``due_by``.
+        Only the candidates' own ids are looked up among the events."""
+        if instances is not None:
+            where = "edge_instance IN {instances:Array(String)} AND ts >= fromUnixTimestamp64Milli({since:Int64})"
+        else:
+            where = (
+                "deadline > fromUnixTimestamp64Milli({after:Int64}) "
+                "AND deadline <= fromUnixTimestamp64Milli({by:Int64}) "
+                "AND ts >= fromUnixTimestamp64Milli({since:Int64})"
+            )
+        params = {
+            "instances": instances or [],
+            "since": int(since * 1000),
+            "after": int(due_after * 1000),
+            "by": int(due_by * 1000),
+        }
+        rows = await self.query(
+            f"WITH candidates AS (SELECT * FROM {ADMITTED_TABLE} FINAL WHERE {where}) "
+            f"SELECT {', '.join(ADMITTED_COLUMNS[:2])}, toUnixTimestamp64Milli(deadline) / 1000, "
+            f"{', '.join(ADMITTED_COLUMNS[3:])} FROM candidates WHERE event_id NOT IN ("
+            f"SELECT event_id FROM {USAGE_TABLE} WHERE toDate(ts) IN (SELECT DISTINCT toDate(ts) FROM candidates) "
+            "AND event_id IN (SELECT event_id FROM candidates)) ORDER BY ts LIMIT 100000",
+            params,
+        )
+        out = []
+        for r in rows:
+            fields = dict(zip(ADMITTED_COLUMNS, r, strict=True))
+            fields["ts"] = _seconds(fields["ts"])
+            out.append(UsageEvent.model_validate(fields))
+        return out
+
+    async def admitting_instances(self, since: float) -> list[str]:
+        """The edge processes that admitted requests from ``since`` on."""
+        rows = await self.query(
+            f"SELECT DISTINCT edge_instance FROM {ADMITTED_TABLE} "
+            "WHERE ts >= fromUnixTimestamp64Milli({since:Int64})",
+            {"since": int(since * 1000)},
+        )
+        return [str(r[0]) for r in rows]
+
+    async def bill_orphans(self, rows: list[tuple[UsageEvent, float, str]]) -> int:
+        """Store, as their usage, requests whose edge died before they ended: each at what it
+        reserved, flagged (error type ``edge_lost``, estimated), written as if stored when the
+        request started, so that its own event, should it still come, replaces the bill
+        whenever it is stored. Their rollup groups are refreshed."""
+
+        def _bill() -> int:
+            client = self._connect()
+            data = [[*_row(e, cost, version), _utc(e.ts)] for e, cost, version in rows]
+            if data:
+                client.insert(
+                    USAGE_TABLE, data, column_names=[*USAGE_COLUMNS, "inserted_at"], settings=self._insert_settings
+                )
+                self._refresh(client, [e for e, _, _ in rows])
+            return len(data)
+
+        return int(await self._run(_bill))
 
     async def delete_rollup(self, hours: list[dt.datetime], users: list[str]) -> None:
         """Remove the rollup rows of these hours and users (reconcile rewrites them after)."""
@@ -283,6 +360,19 @@ def _release_engine_start_up() -> None:
 
 def _utc(ts: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(ts, tz=dt.UTC)
+
+
+def _seconds(value: Any) -> float:
+    return value.timestamp() if isinstance(value, dt.datetime) else float(value)
+
+
+def _admitted_row(e: UsageEvent) -> list[Any]:
+    row = {
+        **e.model_dump(include=set(ADMITTED_COLUMNS)),
+        "ts": _utc(e.ts),
+        "deadline": _utc(e.deadline or e.ts),
+    }
+    return [row[c] for c in ADMITTED_COLUMNS]
 
 
 def _row(e: UsageEvent, cost: float, version: str) -> list[Any]:

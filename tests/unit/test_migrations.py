@@ -52,7 +52,7 @@ def test_a_previous_release_store_is_upgraded_in_place(tmp_path: Path) -> None:
         sink = Sink(f"chdb://{store}", retention_days=60, audit_retention_days=90)
         await sink.open()
         try:
-            assert sink.migrated == [1, 2]
+            assert sink.migrated == [1, 2, 3]
             tables = dict(
                 await sink.query("SELECT name, engine FROM system.tables WHERE database = currentDatabase()", {})
             )

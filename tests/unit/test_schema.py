@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from services.metering.schema import (
+    ADMITTED_TABLE,
     AUDIT_TABLE,
     HOURLY_DATA,
     HOURLY_TABLE,
@@ -23,7 +24,7 @@ from services.metering.schema import (
 )
 from services.metering.sink import Sink
 
-TABLES = (USAGE_TABLE, HOURLY_DATA, PRICES_TABLE, AUDIT_TABLE, MIGRATIONS_TABLE)
+TABLES = (USAGE_TABLE, HOURLY_DATA, PRICES_TABLE, AUDIT_TABLE, ADMITTED_TABLE, MIGRATIONS_TABLE)
 
 
 def test_single_server_form_has_no_cluster_parts() -> None:

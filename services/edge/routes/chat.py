@@ -21,7 +21,7 @@ from starlette.responses import Response, StreamingResponse
 
 from services.edge import failover, metadata
 from services.edge.access import new_request_id
-from services.edge.admission import Ticket, settled_cost
+from services.edge.admission import Consumes, Ticket, settled_cost
 from services.edge.auth import require_model
 from services.edge.body import check_chat, parse_json, read_body
 from services.edge.metered import RequestRecord
@@ -77,6 +77,34 @@ async def begin(
     return edge, record, drop
 
 
+# How long after its own bound (the plan's total_seconds) an admitted request's final event may
+# take to reach metering before the request is billed at its reservation.
+_SETTLE_MARGIN = 120.0
+_UNBOUNDED = 3600.0
+
+
+async def admit(
+    edge: Edge,
+    record: RequestRecord,
+    plan: Plan,
+    table: RouteTable,
+    body: dict[str, Any],
+    consumes: Consumes = "answer",
+) -> Ticket:
+    """Reserve the request's limits and budgets, then note it as admitted on the bus (off the
+    request path, before any upstream call): if this process dies before the request ends,
+    metering bills it at what it reserved (services/metering/orphans.py)."""
+    ticket = await edge.admission.admit(record.principal, plan, table, body, consumes)
+    prompt, output = ticket.estimate or (len(record.raw_body), edge.admission.output_bound(body))
+    if consumes == "embeddings":
+        output = 0
+    # A request with no total bound that outlives this is billed at its reservation until its
+    # final event comes and replaces the bill.
+    deadline = record.started_wall + (plan.timeouts.total_seconds or _UNBOUNDED) + _SETTLE_MARGIN
+    edge.telemetry.usage.submit(record.admitted(plan.targets[0], prompt, output, deadline))
+    return ticket
+
+
 async def chat_completions(request: Request) -> Response:
     edge, record, drop = await begin(request, "chat.completions", check_chat)
     body, principal = record.body, record.principal
@@ -86,7 +114,7 @@ async def chat_completions(request: Request) -> Response:
         plan = edge.routes.plan(body["model"])
         require_model(principal, plan)
         table = edge.routes.current()
-        ticket = await edge.admission.admit(principal, plan, table, body)
+        ticket = await admit(edge, record, plan, table, body)
         call, served, upstream_ms = await attempt(edge, record, drop, plan, table, stream=stream)
     except GatewayError as exc:
         failed(edge, record, exc, plan, ticket, stream=stream)

@@ -15,7 +15,7 @@ from services.edge import failover, metadata
 from services.edge.auth import require_model
 from services.edge.body import MAX_EMBEDDING_INPUTS, check_length, check_model, check_user
 from services.edge.providers.base import Call, Completion
-from services.edge.routes.chat import begin, bounded, failed, response_headers, settle, with_provider_keys
+from services.edge.routes.chat import admit, begin, bounded, failed, response_headers, settle, with_provider_keys
 from shared.catalog import Route
 from shared.errors import INVALID_REQUEST, MISSING_PARAM, GatewayError
 
@@ -42,7 +42,7 @@ async def embeddings(request: Request) -> Response:
         plan = edge.routes.plan(str(body["model"]))
         require_model(principal, plan)
         table = edge.routes.current()
-        ticket = await edge.admission.admit(principal, plan, table, body, consumes="embeddings")
+        ticket = await admit(edge, record, plan, table, body, consumes="embeddings")
 
         async def embed(route: Route) -> tuple[Call, Completion]:
             embedder = edge.registry.embedder(table.providers[route.provider].api, route.provider)

@@ -34,6 +34,7 @@ from services.edge.providers import anthropic_passthrough as passthrough
 from services.edge.providers.base import Call, Completion, StreamMeter, estimate_tokens, prompt_chars
 from services.edge.routes.chat import (
     Opened,
+    admit,
     attempt,
     begin,
     bounded,
@@ -119,7 +120,7 @@ async def _passed_through(
     beta = request.headers.get(passthrough.BETA_HEADER)
     ticket = None
     try:
-        ticket = await edge.admission.admit(record.principal, plan, table, record.body)
+        ticket = await admit(edge, record, plan, table, record.body)
         attempts = edge.telemetry.attempts(record, table)
         timeouts = plan.timeouts
         if stream:
@@ -168,7 +169,7 @@ async def _translated(
     try:
         req = blocks.parse_request(record.body)
         record.body = to_chat.chat_body(req)
-        ticket = await edge.admission.admit(record.principal, plan, table, record.body)
+        ticket = await admit(edge, record, plan, table, record.body)
         call, served, upstream_ms = await attempt(edge, record, drop, plan, table, stream=stream)
     except GatewayError as exc:
         failed(edge, record, exc, plan, ticket, stream=stream)

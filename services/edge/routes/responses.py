@@ -40,6 +40,7 @@ from services.edge.responses.store import StoredResponse
 from services.edge.responses.to_chat import chat_body
 from services.edge.routes.chat import (
     Opened,
+    admit,
     attempt,
     begin,
     bounded,
@@ -131,7 +132,7 @@ async def _translated(
             )
         record.body = chat_body(req, context)
         draft = Draft(req)
-        ticket = await edge.admission.admit(principal, plan, table, record.body)
+        ticket = await admit(edge, record, plan, table, record.body)
         call, served, upstream_ms = await attempt(edge, record, drop, plan, table, stream=stream)
     except GatewayError as exc:
         failed(edge, record, exc, plan, ticket, stream=stream)
@@ -194,7 +195,7 @@ async def _passed_through(
     principal = record.principal
     ticket = None
     try:
-        ticket = await edge.admission.admit(principal, plan, table, chat_body(req, []))
+        ticket = await admit(edge, record, plan, table, chat_body(req, []))
         attempts = edge.telemetry.attempts(record, table)
         if stream:
             adapter = _Passthrough(record.raw_body)
