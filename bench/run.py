@@ -303,7 +303,7 @@ def table(
             1.5,
         ),
     )
-    metering = stack_cost.cpu_ms.get("metering", 0.0)
+    metering = stack_cost.cpu_ms.get("metering", 0.0) + stack_cost.cpu_ms.get("metering-2", 0.0)
     rows += [
         "",
         f"Whole stack, {stack_cost.requests:,} requests, every event stored {stack_cost.settled_s:.1f} s after the "
@@ -329,7 +329,7 @@ def table(
         met = "" if not op else ("yes" if (ratio >= target if op == ">=" else ratio <= target) else "**no**")
         rows.append(f"| {label} | {ratio:.2f}x | {op + ' ' + str(target) + 'x' if op else '-'} | {met} |")
     met = "yes" if metering <= 0.1 else "**no**"
-    rows.append(f"| metering CPU per event (absolute) | {metering:.3f} ms | <= 0.1 ms | {met} |")
+    rows.append(f"| metering CPU per event, both meterings (absolute) | {metering:.3f} ms | <= 0.1 ms | {met} |")
     met = "yes" if laptop.total_mib <= 450 else "**no**"
     rows.append(f"| make up idle memory, every process (absolute) | {laptop.total_mib:.0f} MiB | <= 450 MiB | {met} |")
     met = "yes" if multi.ratio >= 1.6 else "**no**"
@@ -441,6 +441,9 @@ def main() -> None:
             info = stack.start()
             edge_pid = stack.supervisor.pid("edge")
             assert edge_pid is not None
+            # Two meterings, as production runs them: on the embedded engine the second is the
+            # standby (services/metering/standby.py); the whole-stack row counts both.
+            stack.add_replica("metering", "metering-2", {})
 
             print("measuring ...", flush=True)
             results["direct"] = measure("direct", upstream_url, "none", upstream.pid, args)

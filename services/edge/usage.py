@@ -113,7 +113,7 @@ class UsagePublisher:
         stored with its ack lost, and a replay can come after the stream's duplicate window,
         so metering checks it against what it stored."""
         await self.bus.publish_durable(
-            USAGE_SUBJECT, _encoded(event), msg_id=event.event_id, timeout=2.0, replayed=True
+            USAGE_SUBJECT, _encoded(event), msg_id=_replay_id(event), timeout=2.0, replayed=True
         )
 
     async def _spool(self, events: list[UsageEvent]) -> None:
@@ -158,6 +158,12 @@ class UsagePublisher:
             await asyncio.to_thread(claimed.unlink)
             log.info("replayed %d spooled usage event(s) from %s", len(lines), path.name)
         self._spool_pending = bool(await asyncio.to_thread(_pending_files, self.spool_dir))
+
+
+def _replay_id(event: UsageEvent) -> str:
+    """A replayed event's Nats-Msg-Id: its id, and for a request's admission note a suffix, as
+    the note and the event of one request share their id (the stream would drop the second)."""
+    return event.event_id if event.phase == "final" else f"{event.event_id}.{event.phase}"
 
 
 def _encoded(event: UsageEvent) -> bytes:

@@ -71,7 +71,7 @@ class OrphanSweeper:
         self.watch = EdgeWatch(heartbeat)
         self.due_checked = time.time() - lookback  # deadlines after this are still to check
         self.billed = 0
-        self.swept: set[str] = set()  # instances found dead and swept
+        self.swept: set[str] = set()  # instances found dead (logged once)
 
     async def start(self) -> None:
         await self.bus.subscribe(f"{subjects.STATUS_HEARTBEAT}.edge", self._beat)
@@ -98,15 +98,17 @@ class OrphanSweeper:
     async def sweep(self, now: float) -> int:
         """Bill what is orphaned now; returns how many requests were billed."""
         billed = 0
-        known = set(await self.sink.admitting_instances(since=now - self.lookback)) - self.swept
+        known = set(await self.sink.admitting_instances(since=now - self.lookback))
+        # Every sweep, as long as the dead process's admissions are within the lookback: its
+        # notes may still arrive (another edge replaying its spool), and billed ones are not
+        # found again. A late event of its replaces a bill in any case.
         for instance, last in self.watch.dead(now, self.grace, known).items():
-            if instance in self.swept:
-                continue
-            log.info("edge %s has been silent for %.0f s: looking for its open requests", instance, now - last)
+            if instance not in self.swept:
+                log.info("edge %s has been silent for %.0f s: billing its open requests", instance, now - last)
+                self.swept.add(instance)
             found = await self.sink.orphans(instances=[instance], since=last - self.lookback)
             billed += await self._bill(found, f"edge {instance} died")
-            self.swept.add(instance)  # once: a late event of its replaces a bill anyway
-            self.watch.last.pop(instance, None)
+        self.swept &= known | set(self.watch.last)
         found = await self.sink.orphans(due_after=self.due_checked, due_by=now, since=now - self.lookback)
         billed += await self._bill(found, "no event by its deadline")
         self.due_checked = now

@@ -59,27 +59,30 @@ def test_an_edge_that_died_has_its_open_requests_billed_once_at_their_reservatio
 
             assert await sweeper.sweep(now) == 3
             assert await sweeper.sweep(now + 1) == 0  # never twice
+            # A note of the dead edge that arrives late (its spool replayed elsewhere) is billed too.
+            await sink.insert_admitted([_note(5)])
+            assert await sweeper.sweep(now + 2) == 1
             summary = await usage_summary(sink, UsageFilter(period="24h", user="ann"))
-            assert summary.total_requests == 4 and summary.total_errors == 3
-            assert summary.completion_tokens == 7 + 3 * 1000  # billed at the reservation
+            assert summary.total_requests == 5 and summary.total_errors == 4
+            assert summary.completion_tokens == 7 + 4 * 1000  # billed at the reservation
             per = prices.book.cost(_final(notes[1], completion=1000))[0]
-            assert abs(summary.total_cost_usd - (3 * per + prices.book.cost(_final(notes[0]))[0])) < 1e-12
+            assert abs(summary.total_cost_usd - (4 * per + prices.book.cost(_final(notes[0]))[0])) < 1e-12
             log = await request_log(sink, RequestsQuery(period="24h", user="ann", limit=10))
             lost = {r.id for r in log.data if r.error_type == "edge_lost"}
-            assert lost == {"req_1", "req_2", "req_3"}
+            assert lost == {"req_1", "req_2", "req_3", "req_5"}
             assert all(r.usage_estimated for r in log.data if r.id in lost)
 
             # The real event of one still comes (a spool replayed): it replaces the bill.
             late = _final(notes[1], completion=11)
             assert await sink.insert([(late, *prices.book.cost(late))]) == 1
             summary = await usage_summary(sink, UsageFilter(period="24h", user="ann"))
-            assert summary.total_requests == 4 and summary.total_errors == 2
-            assert summary.completion_tokens == 7 + 11 + 2 * 1000
+            assert summary.total_requests == 5 and summary.total_errors == 3
+            assert summary.completion_tokens == 7 + 11 + 3 * 1000
 
             # A bill written after the event (two replicas, a slow sweep) does not replace it.
             await sink.bill_orphans([(_final(notes[0], completion=1000), 0.5, "v")])
             summary = await usage_summary(sink, UsageFilter(period="24h", user="ann"))
-            assert summary.completion_tokens == 7 + 11 + 2 * 1000
+            assert summary.completion_tokens == 7 + 11 + 3 * 1000
         finally:
             await sink.close()
 
