@@ -95,6 +95,7 @@ class Metering:
             batch_size=settings.batch_size,
             batch_wait=settings.batch_wait,
             ack_wait=settings.ack_wait,
+            refresh_every=settings.rollup_refresh,
         )
 
     async def start(self) -> None:

@@ -7,6 +7,7 @@ unavailable (events wait in JetStream), and moves poison messages to a dead-lett
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import time
 from typing import Any
@@ -15,7 +16,7 @@ from pydantic import ValidationError
 
 from services.metering import metrics
 from services.metering.prices import Prices
-from services.metering.sink import Sink
+from services.metering.sink import Sink, groups
 from shared import subjects
 from shared.bus import BATCH_HEADER, REPLAYED_HEADER, Bus, BusUnavailable, Msg
 from shared.events import AuditEvent, UsageEvent
@@ -64,10 +65,25 @@ class BatchConsumer:
         await self.bus.ensure_stream(self.stream, [self.subject], work_queue=True)
         await self.bus.ensure_stream(subjects.USAGE_DLQ_STREAM, [subjects.USAGE_DEAD_LETTER])
 
+    async def settle(self, msgs: list[Msg]) -> bool:
+        """Messages whose rows were written: acknowledged now (a subclass may hold them until
+        what depends on them is written too, :meth:`flush`)."""
+        for msg in msgs:
+            await _quiet(msg.ack())
+        return True
+
+    def flush_due(self) -> bool:
+        return False
+
+    async def flush(self) -> bool:
+        """Write what was held and acknowledge its messages; True when nothing is left held."""
+        return True
+
     async def run(self, stop: asyncio.Event) -> None:
         sub = await self.bus.pull_consumer(self.stream, self.subject, self.durable, ack_wait=self.ack_wait)
         try:
             await self._loop(sub, stop)
+            await self.flush()  # what was written and held: refreshed and acknowledged before going
         finally:
             try:
                 await sub.unsubscribe()  # the durable consumer stays; only this reader goes
@@ -95,9 +111,13 @@ class BatchConsumer:
                 log.info("fetching from %s again", self.stream)
             failing_since, warned = None, 0.0
             if not msgs:
+                await self.flush()  # idle: nothing to wait for
                 continue
             msgs += await self._more(sub, sum(_count(m) for m in msgs), stop)
-            if await self.handle(msgs, retry_in=backoff):
+            stored = await self.handle(msgs, retry_in=backoff)
+            if stored and self.flush_due():
+                stored = await self.flush()
+            if stored:
                 backoff = 1.0
             else:
                 # Wait before the next try, but not past a stop: the batch was nak'ed already.
@@ -140,10 +160,8 @@ class BatchConsumer:
             rows += parsed
             suspects += [suspect(msg)] * len(parsed)
             good.append(msg)
-        if not rows:
-            for msg in good:  # every event of these went to the dead-letter subject
-                await _quiet(msg.ack())
-            return True
+        if not rows:  # every event of these went to the dead-letter subject
+            return await self.settle(good)
         try:
             new = await self.write(rows, suspects)
         except Exception as exc:
@@ -158,11 +176,8 @@ class BatchConsumer:
         metrics.EVENTS_STORED.labels(self.table).inc(new)
         if new != events:
             metrics.EVENTS_DUPLICATE.labels(self.table).inc(events - new)
-        for msg in good:
-            await _quiet(msg.ack())
-        if new != events:
             log.info("stored %d event(s), skipped %d already stored", new, events - new)
-        return True
+        return await self.settle(good)
 
     async def _parse_message(self, msg: Msg) -> list[Any] | None:
         """The rows of a message's events, its invalid ones moved to the dead-letter subject;
@@ -196,34 +211,82 @@ class BatchConsumer:
 
 
 class UsageConsumer(BatchConsumer):
+    """Usage events into usage_events at every batch; their rollup groups refreshed and the
+    admission notes stored at most every ``refresh_every`` seconds (each refresh costs the
+    engine a scan of the touched groups' events, whatever the batch's size), and only then
+    their messages acknowledged: a crash before the refresh redelivers them, and the
+    redelivery refreshes (services/metering/schema.rollup_refresh)."""
+
     stream = subjects.USAGE_STREAM
     subject = subjects.USAGE_SUBJECTS
     durable = subjects.METERING_DURABLE
     table = "usage_events"
 
     def __init__(
-        self, bus: Bus, sink: Sink, prices: Prices, *, batch_size: int, batch_wait: float, ack_wait: float = 30.0
+        self,
+        bus: Bus,
+        sink: Sink,
+        prices: Prices,
+        *,
+        batch_size: int,
+        batch_wait: float,
+        ack_wait: float = 30.0,
+        refresh_every: float = 0.0,
     ) -> None:
         super().__init__(bus, sink, batch_size=batch_size, batch_wait=batch_wait, ack_wait=ack_wait)
         self.prices = prices
+        self.refresh_every = refresh_every
+        self._held: list[Msg] = []  # written, not yet refreshed and acknowledged
+        self._touched: set[tuple[dt.datetime, str]] = set()
+        self._notes: list[UsageEvent] = []
+        self._since = 0.0
 
     def parse(self, data: bytes) -> tuple[UsageEvent, float, str]:
         event = UsageEvent.model_validate_json(data)
+        if event.phase != "final":
+            return (event, 0.0, "")  # a note is priced only if it is ever billed (orphans.py)
         return (event, *self.prices.book.cost(event))
 
     def counted(self, rows: list[Any]) -> int:
         return sum(1 for row in rows if row[0].phase == "final")
 
     async def write(self, rows: list[Any], suspect: list[bool]) -> int:
-        """Admission notes go to usage_admitted, then the events to usage_events: a note is
-        stored before its event is acknowledged, so a request is never without both."""
-        admitted = [row[0] for row in rows if row[0].phase == "admitted"]
-        if admitted:
-            await self.sink.insert_admitted(admitted)
+        self._notes += [row[0] for row in rows if row[0].phase == "admitted"]
         final = [(row, s) for row, s in zip(rows, suspect, strict=True) if row[0].phase == "final"]
         if not final:
             return 0
-        return await self.sink.insert([r for r, _ in final], check={r[0].event_id for r, s in final if s})
+        new = await self.sink.insert([r for r, _ in final], check={r[0].event_id for r, s in final if s}, refresh=False)
+        self._touched |= groups([r[0] for r, _ in final])
+        return new
+
+    async def settle(self, msgs: list[Msg]) -> bool:
+        if not self._held:
+            self._since = time.monotonic()
+        self._held += msgs
+        return True
+
+    def flush_due(self) -> bool:
+        return bool(self._held) and time.monotonic() - self._since >= self.refresh_every
+
+    async def flush(self) -> bool:
+        if not self._held:
+            return True
+        held, self._held = self._held, []
+        try:
+            if self._notes:
+                await self.sink.insert_admitted(self._notes)
+            await self.sink.refresh(self._touched)
+        except Exception as exc:
+            metrics.INSERT_FAILURES.labels(self.table).inc()
+            log.warning("rollup refresh of %d message(s) failed (%s); will redeliver", len(held), exc)
+            for msg in held:
+                await _quiet(msg.nak(delay=1.0))
+            self._notes, self._touched = [], set()
+            return False
+        self._notes, self._touched = [], set()
+        for msg in held:
+            await _quiet(msg.ack())
+        return True
 
 
 class AuditConsumer(BatchConsumer):

@@ -125,15 +125,20 @@ class Sink:
         except Exception:
             return False
 
-    async def insert(self, rows: list[tuple[UsageEvent, float, str]], check: set[str] | None = None) -> int:
-        """Store a batch of events and bring the rollup groups they belong to up to date;
-        returns how many events were new. The raw table folds repeats whatever ``check`` says;
+    async def insert(
+        self, rows: list[tuple[UsageEvent, float, str]], check: set[str] | None = None, *, refresh: bool = True
+    ) -> int:
+        """Store a batch of events and (unless ``refresh`` is False: the caller refreshes
+        their groups itself, before it acknowledges them) bring the rollup groups they belong
+        to up to date; returns how many events were new. The raw table folds repeats whatever ``check`` says;
         the lookup of the ids in ``check`` (all of them when it is None; the others are a
         message's first delivery, services/metering/consumer.suspect) only keeps repeats out
         of it and counts them. The rollup never depends on that lookup: see :meth:`refresh`."""
-        return int(await self._run(self._insert, rows, check))
+        return int(await self._run(self._insert, rows, check, refresh))
 
-    def _insert(self, rows: list[tuple[UsageEvent, float, str]], check: set[str] | None = None) -> int:
+    def _insert(
+        self, rows: list[tuple[UsageEvent, float, str]], check: set[str] | None = None, refresh: bool = True
+    ) -> int:
         client = self._connect()
         unique: dict[str, tuple[UsageEvent, float, str]] = {}
         for row in rows:
@@ -159,20 +164,22 @@ class Sink:
             client.insert(USAGE_TABLE, data, column_names=USAGE_COLUMNS, settings=self._insert_settings)
         # Every event of the batch, new or not: a repeat may be the redelivery of an insert whose
         # refresh a crash prevented.
-        self._refresh(client, events)
+        if refresh:
+            self._refresh(client, groups(events))
         return len(unique)
 
-    async def refresh(self, events: list[UsageEvent]) -> None:
-        """Recompute the rollup groups of these events from the deduplicated raw events
-        (schema.rollup_refresh says why the result is exact on any number of replicas)."""
-        await self._run(lambda: self._refresh(self._connect(), events))
+    async def refresh(self, touched: set[tuple[dt.datetime, str]]) -> None:
+        """Recompute the rollup groups of these (hour, user) pairs from the deduplicated raw
+        events (schema.rollup_refresh says why the result is exact on any number of replicas)."""
+        if touched:
+            await self._run(lambda: self._refresh(self._connect(), touched))
 
-    def _refresh(self, client: Client, events: list[UsageEvent]) -> None:
-        hours = sorted({_utc(e.ts).replace(minute=0, second=0, microsecond=0) for e in events})
+    def _refresh(self, client: Client, touched: set[tuple[dt.datetime, str]]) -> None:
+        hours = sorted({hour for hour, _ in touched})
         params = {
             "days": sorted({h.date() for h in hours}),
             "hours": hours,
-            "users": sorted({e.user for e in events}),
+            "users": sorted({user for _, user in touched}),
         }
         client.command(rollup_refresh(_TOUCHED), parameters=params, settings=self._refresh_settings or None)
 
@@ -260,7 +267,7 @@ class Sink:
                 client.insert(
                     USAGE_TABLE, data, column_names=[*USAGE_COLUMNS, "inserted_at"], settings=self._insert_settings
                 )
-                self._refresh(client, [e for e, _, _ in rows])
+                self._refresh(client, groups([e for e, _, _ in rows]))
             return len(data)
 
         return int(await self._run(_bill))
@@ -362,17 +369,37 @@ def _utc(ts: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(ts, tz=dt.UTC)
 
 
+def groups(events: list[UsageEvent]) -> set[tuple[dt.datetime, str]]:
+    """The (hour, user) pairs of these events: what a rollup refresh of them recomputes."""
+    return {(_utc(e.ts).replace(minute=0, second=0, microsecond=0), e.user) for e in events}
+
+
 def _seconds(value: Any) -> float:
     return value.timestamp() if isinstance(value, dt.datetime) else float(value)
 
 
 def _admitted_row(e: UsageEvent) -> list[Any]:
-    row = {
-        **e.model_dump(include=set(ADMITTED_COLUMNS)),
-        "ts": _utc(e.ts),
-        "deadline": _utc(e.deadline or e.ts),
-    }
-    return [row[c] for c in ADMITTED_COLUMNS]
+    """In ADMITTED_COLUMNS' order."""
+    return [
+        e.event_id,
+        _utc(e.ts),
+        _utc(e.deadline or e.ts),
+        e.edge_instance,
+        e.client_key_id,
+        e.user,
+        e.request_user,
+        e.requested_model,
+        e.model,
+        e.provider,
+        e.provider_account,
+        e.endpoint,
+        e.stream,
+        e.prompt_tokens,
+        e.completion_tokens,
+        e.project,
+        e.request_id,
+        e.trace_id,
+    ]
 
 
 def _row(e: UsageEvent, cost: float, version: str) -> list[Any]:

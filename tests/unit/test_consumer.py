@@ -104,11 +104,11 @@ def test_clickhouse_down_keeps_events_in_jetstream(tmp_path: Path) -> None:
         healed = False
         failed = 0
 
-        async def insert(self, rows, check=None):  # type: ignore[no-untyped-def]
+        async def insert(self, rows, check=None, *, refresh=True):  # type: ignore[no-untyped-def]
             if not self.healed:
                 self.failed += 1
                 raise ConnectionError("clickhouse unreachable")
-            return await super().insert(rows, check)
+            return await super().insert(rows, check, refresh=refresh)
 
     async def run() -> None:
         bus = Bus(nats.url, "test-metering")
@@ -248,6 +248,54 @@ def test_a_restart_keeps_what_an_operator_set_on_the_streams(tmp_path: Path) -> 
             assert set(again.subjects or []) == {subjects.USAGE_SUBJECTS, "ops.usage.replayed"}
             assert again.max_bytes == 2 * 1024**3
         finally:
+            await bus.close()
+            await sink.close()
+
+    try:
+        asyncio.run(run())
+    finally:
+        nats.stop()
+
+
+def test_messages_are_acknowledged_only_once_their_rollup_is_refreshed(tmp_path: Path) -> None:
+    """The refresh of a batch's rollup groups may come seconds after its insert; its
+    messages are held unacknowledged until then. A refresh that fails gives them back, and
+    their redelivery is refreshed: an empty stream means an exact rollup."""
+    nats = NatsServer(tmp_path / "nats")
+    nats.start()
+
+    class FlakyRefresh(Sink):
+        failures = 1
+
+        async def refresh(self, touched):  # type: ignore[no-untyped-def]
+            if self.failures:
+                self.failures -= 1
+                raise ConnectionError("clickhouse went away mid-refresh")
+            await super().refresh(touched)
+
+    async def run() -> None:
+        bus = Bus(nats.url, "test-metering")
+        await bus.connect(deadline=10)
+        sink = FlakyRefresh(f"chdb://{tmp_path / 'ch'}", retention_days=30)
+        await sink.open()
+        consumer = UsageConsumer(
+            bus, sink, Prices(load_catalog(), sink), batch_size=100, batch_wait=0.2, ack_wait=3.0, refresh_every=1.0
+        )
+        await consumer.setup()
+        stop = asyncio.Event()
+        task = asyncio.create_task(consumer.run(stop))
+        try:
+            await _publish(bus, [_event(i) for i in range(10)])
+            deadline = time.monotonic() + 30
+            while await bus.consumer_pending(subjects.USAGE_STREAM, subjects.METERING_DURABLE):
+                assert time.monotonic() < deadline, "the events were never acknowledged"
+                await asyncio.sleep(0.1)
+            assert sink.failures == 0  # the first refresh failed, and the messages came back
+            summary = await usage_summary(sink, UsageFilter(period="24h"))
+            assert (summary.total_requests, summary.prompt_tokens) == (10, 1000)
+        finally:
+            stop.set()
+            await task
             await bus.close()
             await sink.close()
 
