@@ -51,6 +51,9 @@ log = logging.getLogger(__name__)
 REPLAYED_HEADER = "Switchyard-Replayed"
 # On a message that holds a batch of events, one JSON object a line: how many.
 BATCH_HEADER = "Switchyard-Events"
+# Of a batch's lines, how many are admission notes rather than events (a reader sizes its
+# own batches by events).
+NOTES_HEADER = "Switchyard-Notes"
 
 T = TypeVar("T", bound=BaseModel)
 M = TypeVar("M", bound=BaseModel)
@@ -462,6 +465,7 @@ class Bus:
         timeout: float = 5.0,
         replayed: bool = False,
         events: int | None = None,
+        notes: int = 0,
     ) -> None:
         """Publish to JetStream and wait for the ack; ``msg_id`` lets the stream drop repeats
         within its duplicate window. ``replayed`` marks a message published before whose first
@@ -473,6 +477,8 @@ class Bus:
             headers[REPLAYED_HEADER] = "1"
         if events is not None:
             headers[BATCH_HEADER] = str(events)
+        if notes:
+            headers[NOTES_HEADER] = str(notes)
         await self.js.publish(subject, payload, timeout=timeout, headers=headers)
 
     async def consumer_pending(self, stream: str, durable: str) -> int:

@@ -99,7 +99,12 @@ class UsagePublisher:
             msg_id = batch.id if k == 0 else f"{batch.id}-{k}"
             try:
                 await self.bus.publish_durable(
-                    USAGE_SUBJECT, b"\n".join(lines[start:end]), msg_id=msg_id, timeout=2.0, events=end - start
+                    USAGE_SUBJECT,
+                    b"\n".join(lines[start:end]),
+                    msg_id=msg_id,
+                    timeout=2.0,
+                    events=end - start,
+                    notes=sum(1 for e in batch.events[start:end] if e.phase != "final"),
                 )
                 self.published += end - start
             except Exception:  # NATS did not take it (or did, and its ack was lost: replays are looked up)

@@ -303,3 +303,44 @@ def test_messages_are_acknowledged_only_once_their_rollup_is_refreshed(tmp_path:
         asyncio.run(run())
     finally:
         nats.stop()
+
+
+def test_a_note_is_kept_only_while_its_request_has_not_ended(tmp_path: Path) -> None:
+    """Admission notes reach usage_admitted only for requests still open when their window is
+    acknowledged: a request whose event came in the same window needs none (most of them)."""
+    nats = NatsServer(tmp_path / "nats")
+    nats.start()
+
+    async def run() -> None:
+        bus = Bus(nats.url, "test-metering")
+        await bus.connect(deadline=10)
+        sink = Sink(f"chdb://{tmp_path / 'ch'}", retention_days=30)
+        await sink.open()
+        consumer = UsageConsumer(bus, sink, Prices(load_catalog(), sink), batch_size=100, batch_wait=0.2)
+        await consumer.setup()
+        ended, still_open = _event(1), _event(2)
+        notes = [
+            e.model_copy(update={"phase": "admitted", "status": 0, "deadline": e.ts + 60}) for e in (ended, still_open)
+        ]
+        lines = [n.model_dump_json().encode() for n in notes] + [ended.model_dump_json().encode()]
+        await bus.publish_durable(subjects.USAGE_SUBJECT, b"\n".join(lines), msg_id="batch-1", events=3, notes=2)
+        stop = asyncio.Event()
+        task = asyncio.create_task(consumer.run(stop))
+        try:
+            deadline = time.monotonic() + 20
+            while consumer.inserted < 1 or await bus.consumer_pending(subjects.USAGE_STREAM, subjects.METERING_DURABLE):
+                assert time.monotonic() < deadline, "the batch was not stored"
+                await asyncio.sleep(0.05)
+            kept = await sink.query("SELECT event_id, prompt_tokens FROM usage_admitted FINAL", {})
+            assert kept == [(still_open.event_id, still_open.prompt_tokens)]
+            assert consumer.inserted == 1 and consumer.duplicates == 0  # notes are not events
+        finally:
+            stop.set()
+            await task
+            await bus.close()
+            await sink.close()
+
+    try:
+        asyncio.run(run())
+    finally:
+        nats.stop()
