@@ -95,7 +95,7 @@ class Metering:
             batch_size=settings.batch_size,
             batch_wait=settings.batch_wait,
             ack_wait=settings.ack_wait,
-            refresh_every=settings.rollup_refresh,
+            refresh_every=settings.refresh_every(),
         )
 
     async def start(self) -> None:

@@ -162,8 +162,10 @@ class BatchConsumer:
             rows += parsed
             suspects += [suspect(msg)] * len(parsed)
             good.append(msg)
-        if not rows:  # every event of these went to the dead-letter subject
-            return await self.settle(good)
+        if not rows:  # every event of these went to the dead-letter subject: nothing to refresh
+            for msg in good:
+                await _quiet(msg.ack())
+            return True
         try:
             new = await self.write(rows, suspects)
         except Exception as exc:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from shared.settings import ServiceSettings
 
@@ -17,7 +17,8 @@ class MeteringSettings(ServiceSettings):
     batch_wait: float = Field(default=0.5, gt=0, le=30, validation_alias="GATEWAY_METERING_BATCH_WAIT_SECONDS")
     ack_wait: float = Field(default=30.0, ge=1, le=3600, validation_alias="GATEWAY_METERING_ACK_WAIT_SECONDS")
     # The rollup groups of what was stored are recomputed (and its messages acknowledged) at
-    # most this often: each refresh scans the touched groups' events (docs/analytics.md).
+    # most this often (and under a third of the ack wait): each refresh scans the touched
+    # groups' events (docs/analytics.md).
     rollup_refresh: float = Field(default=2.0, ge=0, le=60, validation_alias="GATEWAY_ROLLUP_REFRESH_SECONDS")
     # How often open budget counters are raised to the metered spend (docs/limits.md).
     budget_reconcile_seconds: float = Field(
@@ -40,14 +41,10 @@ class MeteringSettings(ServiceSettings):
     # How long audit_events keeps admin changes (applied at every start, like the usage retention).
     audit_retention_days: int = Field(default=400, ge=1, validation_alias="GATEWAY_AUDIT_RETENTION_DAYS")
 
-    @model_validator(mode="after")
-    def _refresh_within_ack_wait(self) -> MeteringSettings:
-        if self.rollup_refresh * 2 >= self.ack_wait:
-            raise ValueError(
-                "GATEWAY_ROLLUP_REFRESH_SECONDS must be under half of GATEWAY_METERING_ACK_WAIT_SECONDS "
-                "(messages are held unacknowledged until their refresh)"
-            )
-        return self
+    def refresh_every(self) -> float:
+        """The rollup refresh's cadence: ``rollup_refresh``, held under a third of the ack wait
+        (its messages wait unacknowledged until it, and must not be redelivered meanwhile)."""
+        return min(self.rollup_refresh, self.ack_wait / 3)
 
     def dsn(self) -> str:
         """The DSN to use: an external server's, or the embedded engine in the data dir."""
