@@ -19,7 +19,7 @@ class MeteringSettings(ServiceSettings):
     # The rollup groups of what was stored are recomputed (and its messages acknowledged) at
     # most this often (and under a third of the ack wait): each refresh scans the touched
     # groups' events (docs/analytics.md).
-    rollup_refresh: float = Field(default=2.0, ge=0, le=60, validation_alias="GATEWAY_ROLLUP_REFRESH_SECONDS")
+    rollup_refresh: float = Field(default=5.0, ge=0, le=60, validation_alias="GATEWAY_ROLLUP_REFRESH_SECONDS")
     # How often open budget counters are raised to the metered spend (docs/limits.md).
     budget_reconcile_seconds: float = Field(
         default=5.0, gt=0, le=3600, validation_alias="GATEWAY_BUDGET_RECONCILE_SECONDS"
