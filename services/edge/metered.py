@@ -47,31 +47,37 @@ class RequestRecord:
     def admitted(self, route: Route, prompt: int, output: int, deadline: float) -> UsageEvent:
         """The record published before the upstream call: what the request may consume, on
         its first target, by when it must have ended."""
-        user_field = self.body.get("user")
-        requested = self.body.get("model")
         return UsageEvent(
-            event_id=self.event_id,
-            ts=self.started_wall,
-            client_key_id=self.principal.key_id,
-            user=self.principal.user,
-            request_user=user_field if isinstance(user_field, str) else "",
-            requested_model=requested if isinstance(requested, str) else "",
-            model=route.model,
-            provider=route.billed_provider,
-            provider_account=route.account,
-            endpoint=self.endpoint,
+            **self._identity(route),
             stream=self.body.get("stream") is True,
             status=0,
             prompt_tokens=prompt,
             completion_tokens=output,
             usage_estimated=True,
-            edge_instance=self.instance,
-            project=self.principal.project or "",
-            request_id=self.request_id,
-            trace_id=self.trace_id,
             phase="admitted",
             deadline=deadline,
         )
+
+    def _identity(self, route: Route | None) -> dict[str, Any]:
+        """What the request's note and its event both say of it: who, what, where."""
+        user_field = self.body.get("user")
+        requested = self.body.get("model")
+        return {
+            "event_id": self.event_id,
+            "ts": self.started_wall,
+            "client_key_id": self.principal.key_id,
+            "user": self.principal.user,
+            "request_user": user_field if isinstance(user_field, str) else "",
+            "requested_model": requested if isinstance(requested, str) else "",
+            "model": route.model if route else "",
+            "provider": route.billed_provider if route else "",
+            "provider_account": route.account if route else "",
+            "endpoint": self.endpoint,
+            "edge_instance": self.instance,
+            "project": self.principal.project or "",
+            "request_id": self.request_id,
+            "trace_id": self.trace_id,
+        }
 
     def event(
         self,
@@ -84,20 +90,9 @@ class RequestRecord:
         upstream_ms: float = 0.0,
     ) -> UsageEvent:
         usage = usage or Usage()
-        user_field = self.body.get("user")
-        requested = self.body.get("model")
         return UsageEvent(
-            event_id=self.event_id,
-            ts=self.started_wall,
-            client_key_id=self.principal.key_id,
-            user=self.principal.user,
-            request_user=user_field if isinstance(user_field, str) else "",
-            requested_model=requested if isinstance(requested, str) else "",
-            model=self.route.model if self.route else "",
-            provider=self.route.billed_provider if self.route else "",
-            provider_account=self.route.account if self.route else "",
+            **self._identity(self.route),
             provider_key_id=self.provider_key_id,
-            endpoint=self.endpoint,
             stream=stream,
             status=status,
             error_type=error_type,
@@ -110,10 +105,6 @@ class RequestRecord:
             ttft_ms=ttft_ms,
             latency_ms=(time.perf_counter() - self.started) * 1000,
             upstream_latency_ms=upstream_ms,
-            edge_instance=self.instance,
             routing_decision_id=self.routing_decision_id,
             attempts=self.attempts,
-            project=self.principal.project or "",
-            request_id=self.request_id,
-            trace_id=self.trace_id,
         )

@@ -14,6 +14,7 @@ from services.metering import metrics
 from services.metering.budgets import BudgetReconciler
 from services.metering.consumer import AuditConsumer, UsageConsumer
 from services.metering.orphans import OrphanSweeper
+from services.metering.periodic import every
 from services.metering.prices import Prices
 from services.metering.queries import (
     audit_log,
@@ -121,23 +122,13 @@ class Metering:
         """Every ``reconcile_seconds``, the last ``reconcile_hours`` of the rollup checked
         against the raw events and repaired (services/metering/reconcile.py); what was found is
         the ``switchyard_rollup_difference_groups`` gauge."""
-        every = self.settings.reconcile_seconds
-        while every > 0 and not stop.is_set():
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=every)
-                return
-            except TimeoutError:
-                pass
-            now = dt.datetime.now(dt.UTC)
-            try:
-                report = await reconcile(
-                    self.sink, now - dt.timedelta(hours=self.settings.reconcile_hours), now, repair=True
-                )
-            except Exception as exc:  # the store is away: next round
-                log.warning("rollup reconciliation failed: %s", exc)
-                continue
-            if report.differences:
-                log.warning("rollup differed from the raw events in %d group(s); repaired", len(report.differences))
+        await every(self.settings.reconcile_seconds, stop, self._reconcile_round, "rollup reconciliation")
+
+    async def _reconcile_round(self) -> None:
+        now = dt.datetime.now(dt.UTC)
+        report = await reconcile(self.sink, now - dt.timedelta(hours=self.settings.reconcile_hours), now, repair=True)
+        if report.differences:
+            log.warning("rollup differed from the raw events in %d group(s); repaired", len(report.differences))
 
     async def budget_spent(self, query: BudgetSpentQuery) -> BudgetSpent:
         return await _store(lambda: self.budgets.spent(query))

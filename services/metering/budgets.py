@@ -17,6 +17,7 @@ import time
 
 from nats.js.errors import KeyDeletedError, KeyNotFoundError, KeyWrongLastSequenceError
 
+from services.metering.periodic import every
 from services.metering.schema import USAGE_TABLE
 from services.metering.sink import Sink
 from shared.bus import Bus
@@ -53,18 +54,12 @@ class BudgetReconciler:
         return BudgetSpent(spent_usd=await metered_spend(self.sink, query.scope, query.ident, query.start))
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=self.every)
-                return
-            except TimeoutError:
-                pass
-            try:
-                raised = await self.reconcile_once()
-                if raised:
-                    log.info("budgets: %d counter(s) raised to the metered spend", raised)
-            except Exception as exc:  # the bus or the store is away: next round
-                log.warning("budget reconciliation failed: %s", exc)
+        await every(self.every, stop, self._round, "budget reconciliation")
+
+    async def _round(self) -> None:
+        raised = await self.reconcile_once()
+        if raised:
+            log.info("budgets: %d counter(s) raised to the metered spend", raised)
 
     async def reconcile_once(self) -> int:
         kv = await self.bus.kv(BUDGET_BUCKET, create=False)

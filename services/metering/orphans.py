@@ -23,6 +23,7 @@ import logging
 import time
 
 from services.metering import metrics
+from services.metering.periodic import every
 from services.metering.prices import Prices
 from services.metering.schema import EDGE_LOST
 from services.metering.sink import Sink
@@ -84,16 +85,7 @@ class OrphanSweeper:
         self.watch.heard(beat.instance, time.time())
 
     async def run(self, stop: asyncio.Event) -> None:
-        while self.every > 0 and not stop.is_set():
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=self.every)
-                return
-            except TimeoutError:
-                pass
-            try:
-                await self.sweep(time.time())
-            except Exception as exc:  # the store is away: next round
-                log.warning("could not look for requests of edges that died: %s", exc)
+        await every(self.every, stop, lambda: self.sweep(time.time()), "looking for requests of edges that died")
 
     async def sweep(self, now: float) -> int:
         """Bill what is orphaned now; returns how many requests were billed."""

@@ -28,7 +28,7 @@ from typing import Any
 
 from services.metering import metrics
 from services.metering.schema import HOURLY_COLUMNS, HOURLY_FROM_RAW, HOURLY_GROUP, HOURLY_TABLE
-from services.metering.sink import Sink
+from services.metering.sink import Sink, whole_hours
 from shared import subjects
 from shared.bus import Bus
 
@@ -68,12 +68,6 @@ class Report:
         return not self.differences
 
 
-def _hours(start: dt.datetime, end: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
-    start = start.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0, tzinfo=None)
-    top = end.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0, tzinfo=None)
-    return start, top if top == end.astimezone(dt.UTC).replace(tzinfo=None) else top + dt.timedelta(hours=1)
-
-
 async def _groups(sink: Sink, sql: str, start: dt.datetime, end: dt.datetime) -> dict[tuple[Any, ...], tuple[Any, ...]]:
     rows = await sink.query(sql, {"start": start, "end": end})
     return {tuple(r[:_WIDTH]): tuple(r[_WIDTH:]) for r in rows}
@@ -89,7 +83,7 @@ async def reconcile(
 ) -> Report:
     """Compare every rollup group of the whole hours from ``start`` to ``end`` with the
     deduplicated raw events; with ``repair``, rewrite the groups that differ from them."""
-    start, end = _hours(start, end)
+    start, end = whole_hours(start, end)
     raw_sql = (
         f"{HOURLY_FROM_RAW}WHERE ts >= {{start:DateTime('UTC')}} AND ts < {{end:DateTime('UTC')}}\n"
         f"GROUP BY {', '.join(HOURLY_GROUP)}"
@@ -98,7 +92,7 @@ async def reconcile(
     raw = await _groups(sink, raw_sql, start, end)
     rolled = await _groups(sink, rollup_sql, start, end)
     zero = (0,) * len(_SUMS)
-    report = Report(start=start.isoformat() + "Z", end=end.isoformat() + "Z", groups=len(raw))
+    report = Report(start=start.isoformat(), end=end.isoformat(), groups=len(raw))
     index = {name: i for i, name in enumerate(_SUMS)}
     for values, total in ((raw, "raw"), (rolled, "rollup")):
         setattr(report, f"{total}_requests", sum(int(v[index["requests"]]) for v in values.values()))
@@ -141,7 +135,7 @@ async def _repair(sink: Sink, over: list[tuple[Any, ...]], start: dt.datetime, e
     if over:
         await sink.delete_rollup(sorted({k[0] for k in over}), sorted({str(k[1]) for k in over}))
         log.warning("rollup held more than the raw events for %d group(s); rewritten", len(over))
-    await sink.refresh_range(start.replace(tzinfo=dt.UTC), end.replace(tzinfo=dt.UTC))
+    await sink.refresh_range(start, end)
 
 
 def _when(value: str) -> dt.datetime:

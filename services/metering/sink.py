@@ -186,10 +186,7 @@ class Sink:
     async def refresh_range(self, start: dt.datetime, end: dt.datetime) -> None:
         """Recompute every rollup group of the whole hours that ``start`` to ``end`` touch (a
         group computed from part of its hour would be short)."""
-        start = start.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
-        end = end.astimezone(dt.UTC)
-        if end.replace(minute=0, second=0, microsecond=0) != end:
-            end = end.replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=1)
+        start, end = whole_hours(start, end)
 
         def _go() -> None:
             self._connect().command(
@@ -367,6 +364,14 @@ def _release_engine_start_up() -> None:
 
 def _utc(ts: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(ts, tz=dt.UTC)
+
+
+def whole_hours(start: dt.datetime, end: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    """``start`` down and ``end`` up to the hour, in UTC: the rollup's grain."""
+    start = start.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
+    end = end.astimezone(dt.UTC)
+    top = end.replace(minute=0, second=0, microsecond=0)
+    return start, top if top == end else top + dt.timedelta(hours=1)
 
 
 def groups(events: list[UsageEvent]) -> set[tuple[dt.datetime, str]]:

@@ -15,13 +15,13 @@ import signal
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
 import pytest
 
+from stack import procs
 from tests.conftest import Gateway, Simulators, own_gateway, wait_until
 
 MESSAGES = [{"role": "user", "content": "count me"}]
@@ -137,20 +137,6 @@ def _ready(origin: str) -> tuple[int, dict[str, Any]]:
         return -1, {}
 
 
-def _children(pid: int) -> list[int]:
-    """The processes whose parent is ``pid`` (an edge's workers)."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                out.append(int(entry.name))
-    return out
-
-
 def _raw(gateway: Gateway, user: str) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     cursor = None
@@ -224,7 +210,7 @@ def test_nothing_is_lost_or_doubled_when_nats_each_metering_and_an_edge_are_kill
         )
         parent = gateway.stack.supervisor.pid(EDGE_B)
         assert parent is not None
-        for worker in _children(parent):
+        for worker in procs.children(parent):
             os.kill(worker, signal.SIGKILL)
         gateway.stack.supervisor.stop(EDGE_B, signal.SIGKILL)
         for thread in streams:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -192,16 +194,14 @@ def test_only_a_message_that_may_be_a_repeat_is_looked_up(tmp_path: Path) -> Non
         nats.stop()
 
 
-def test_a_restart_keeps_what_an_operator_set_on_the_streams(tmp_path: Path) -> None:
+def test_a_restart_keeps_what_an_operator_set_on_the_streams(nats_server: NatsServer, tmp_path: Path) -> None:
     """Metering (re)creating its streams sets only what it owns: a size and age limit, a
     duplicate window and a placement an operator set by hand stay across restarts (they were
     reset to unlimited); a subject it needs is added, one the operator added is kept; a new
     stream gets the configured limits and refuses, rather than drops, events when full."""
-    nats = NatsServer(tmp_path / "nats")
-    nats.start()
 
     async def run() -> None:
-        bus = Bus(nats.url, "test-metering", stream_max_bytes=64 * 1024**2, stream_max_age=7 * 86_400)
+        bus = Bus(nats_server.url, "test-metering", stream_max_bytes=64 * 1024**2, stream_max_age=7 * 86_400)
         await bus.connect(deadline=10)
         sink = Sink(f"chdb://{tmp_path / 'ch'}", retention_days=30)
         await sink.open()
@@ -224,7 +224,7 @@ def test_a_restart_keeps_what_an_operator_set_on_the_streams(tmp_path: Path) -> 
                 )
             )
             for _ in range(2):  # restarts, with other defaults configured
-                restarted = Bus(nats.url, "test-metering-2", stream_max_bytes=1024, stream_max_age=60)
+                restarted = Bus(nats_server.url, "test-metering-2", stream_max_bytes=1024, stream_max_age=60)
                 await restarted.connect(deadline=10)
                 try:
                     await UsageConsumer(
@@ -251,18 +251,33 @@ def test_a_restart_keeps_what_an_operator_set_on_the_streams(tmp_path: Path) -> 
             await bus.close()
             await sink.close()
 
+    asyncio.run(run())
+
+
+@contextlib.asynccontextmanager
+async def _running(consumer: UsageConsumer) -> AsyncIterator[None]:
+    """The consumer's loop, stopped (its held messages flushed) on the way out."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
     try:
-        asyncio.run(run())
+        yield
     finally:
-        nats.stop()
+        stop.set()
+        await task
 
 
-def test_messages_are_acknowledged_only_once_their_rollup_is_refreshed(tmp_path: Path) -> None:
+async def _all_acknowledged(bus: Bus, stored: Callable[[], bool], what: str) -> None:
+    """Wait until ``stored()`` and nothing is left unacknowledged on the usage consumer."""
+    deadline = time.monotonic() + 30
+    while not stored() or await bus.consumer_pending(subjects.USAGE_STREAM, subjects.METERING_DURABLE):
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.05)
+
+
+def test_messages_are_acknowledged_only_once_their_rollup_is_refreshed(nats_server: NatsServer, tmp_path: Path) -> None:
     """The refresh of a batch's rollup groups may come seconds after its insert; its
     messages are held unacknowledged until then. A refresh that fails gives them back, and
     their redelivery is refreshed: an empty stream means an exact rollup."""
-    nats = NatsServer(tmp_path / "nats")
-    nats.start()
 
     class FlakyRefresh(Sink):
         failures = 1
@@ -274,7 +289,7 @@ def test_messages_are_acknowledged_only_once_their_rollup_is_refreshed(tmp_path:
             await super().refresh(touched)
 
     async def run() -> None:
-        bus = Bus(nats.url, "test-metering")
+        bus = Bus(nats_server.url, "test-metering")
         await bus.connect(deadline=10)
         sink = FlakyRefresh(f"chdb://{tmp_path / 'ch'}", retention_days=30)
         await sink.open()
@@ -282,37 +297,26 @@ def test_messages_are_acknowledged_only_once_their_rollup_is_refreshed(tmp_path:
             bus, sink, Prices(load_catalog(), sink), batch_size=100, batch_wait=0.2, ack_wait=3.0, refresh_every=1.0
         )
         await consumer.setup()
-        stop = asyncio.Event()
-        task = asyncio.create_task(consumer.run(stop))
         try:
-            await _publish(bus, [_event(i) for i in range(10)])
-            deadline = time.monotonic() + 30
-            while await bus.consumer_pending(subjects.USAGE_STREAM, subjects.METERING_DURABLE):
-                assert time.monotonic() < deadline, "the events were never acknowledged"
-                await asyncio.sleep(0.1)
+            async with _running(consumer):
+                await _publish(bus, [_event(i) for i in range(10)])
+                await _all_acknowledged(bus, lambda: True, "the events were never acknowledged")
             assert sink.failures == 0  # the first refresh failed, and the messages came back
             summary = await usage_summary(sink, UsageFilter(period="24h"))
             assert (summary.total_requests, summary.prompt_tokens) == (10, 1000)
         finally:
-            stop.set()
-            await task
             await bus.close()
             await sink.close()
 
-    try:
-        asyncio.run(run())
-    finally:
-        nats.stop()
+    asyncio.run(run())
 
 
-def test_a_note_is_kept_only_while_its_request_has_not_ended(tmp_path: Path) -> None:
+def test_a_note_is_kept_only_while_its_request_has_not_ended(nats_server: NatsServer, tmp_path: Path) -> None:
     """Admission notes reach usage_admitted only for requests still open when their window is
     acknowledged: a request whose event came in the same window needs none (most of them)."""
-    nats = NatsServer(tmp_path / "nats")
-    nats.start()
 
     async def run() -> None:
-        bus = Bus(nats.url, "test-metering")
+        bus = Bus(nats_server.url, "test-metering")
         await bus.connect(deadline=10)
         sink = Sink(f"chdb://{tmp_path / 'ch'}", retention_days=30)
         await sink.open()
@@ -324,23 +328,14 @@ def test_a_note_is_kept_only_while_its_request_has_not_ended(tmp_path: Path) -> 
         ]
         lines = [n.model_dump_json().encode() for n in notes] + [ended.model_dump_json().encode()]
         await bus.publish_durable(subjects.USAGE_SUBJECT, b"\n".join(lines), msg_id="batch-1", events=3, notes=2)
-        stop = asyncio.Event()
-        task = asyncio.create_task(consumer.run(stop))
         try:
-            deadline = time.monotonic() + 20
-            while consumer.inserted < 1 or await bus.consumer_pending(subjects.USAGE_STREAM, subjects.METERING_DURABLE):
-                assert time.monotonic() < deadline, "the batch was not stored"
-                await asyncio.sleep(0.05)
+            async with _running(consumer):
+                await _all_acknowledged(bus, lambda: consumer.inserted >= 1, "the batch was not stored")
             kept = await sink.query("SELECT event_id, prompt_tokens FROM usage_admitted FINAL", {})
             assert kept == [(still_open.event_id, still_open.prompt_tokens)]
             assert consumer.inserted == 1 and consumer.duplicates == 0  # notes are not events
         finally:
-            stop.set()
-            await task
             await bus.close()
             await sink.close()
 
-    try:
-        asyncio.run(run())
-    finally:
-        nats.stop()
+    asyncio.run(run())

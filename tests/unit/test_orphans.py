@@ -4,7 +4,9 @@ their reservation and flagged; an event that still comes replaces the bill, in e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from services.metering.orphans import EdgeWatch, OrphanSweeper
@@ -42,13 +44,24 @@ def _final(note: UsageEvent, completion: int = 7) -> UsageEvent:
     )
 
 
+@contextlib.asynccontextmanager
+async def _sweeper(tmp_path: Path, *, heartbeat: float, grace: float) -> AsyncIterator[tuple[Sink, OrphanSweeper]]:
+    """A store on the real engine and a sweeper over it. A sweep reads only the store; the bus
+    is for hearing heartbeats (``start``), which these tests tell the watch themselves."""
+    sink = Sink(f"chdb://{tmp_path / 'ch'}", retention_days=30)
+    await sink.open()
+    prices = Prices(load_catalog(), sink)
+    sweeper = OrphanSweeper(None, sink, prices, heartbeat=heartbeat, every=0, grace=grace, lookback=7200)  # type: ignore[arg-type]
+    try:
+        yield sink, sweeper
+    finally:
+        await sink.close()
+
+
 def test_an_edge_that_died_has_its_open_requests_billed_once_at_their_reservation(tmp_path: Path) -> None:
     async def run() -> None:
-        sink = Sink(f"chdb://{tmp_path / 'ch'}", retention_days=30)
-        await sink.open()
-        prices = Prices(load_catalog(), sink)
-        sweeper = OrphanSweeper(None, sink, prices, heartbeat=1.0, every=0, grace=0, lookback=7200)  # type: ignore[arg-type]
-        try:
+        async with _sweeper(tmp_path, heartbeat=1.0, grace=0) as (sink, sweeper):
+            prices = sweeper.prices
             notes = [_note(i) for i in range(4)]
             await sink.insert_admitted(notes)
             await sink.insert([(_final(notes[0]), *prices.book.cost(_final(notes[0])))])
@@ -83,27 +96,19 @@ def test_an_edge_that_died_has_its_open_requests_billed_once_at_their_reservatio
             await sink.bill_orphans([(_final(notes[0], completion=1000), 0.5, "v")])
             summary = await usage_summary(sink, UsageFilter(period="24h", user="ann"))
             assert summary.completion_tokens == 7 + 11 + 3 * 1000
-        finally:
-            await sink.close()
 
     asyncio.run(run())
 
 
 def test_a_request_past_its_deadline_is_billed_whatever_its_edge(tmp_path: Path) -> None:
     async def run() -> None:
-        sink = Sink(f"chdb://{tmp_path / 'ch'}", retention_days=30)
-        await sink.open()
-        prices = Prices(load_catalog(), sink)
-        sweeper = OrphanSweeper(None, sink, prices, heartbeat=10.0, every=0, grace=60, lookback=7200)  # type: ignore[arg-type]
-        try:
+        async with _sweeper(tmp_path, heartbeat=10.0, grace=60) as (sink, sweeper):
             now = time.time()
             await sink.insert_admitted([_note(1, deadline=now - 5), _note(2, deadline=now + 600)])
             sweeper.watch.heard("edge-a-1", now)
             assert await sweeper.sweep(now) == 1
             ids = {r.id for r in (await request_log(sink, RequestsQuery(period="24h", user="ann"))).data}
             assert ids == {"req_1"}
-        finally:
-            await sink.close()
 
     asyncio.run(run())
 
@@ -122,17 +127,11 @@ def test_an_edge_is_dead_after_three_missed_beats_and_the_grace() -> None:
 
 def test_a_metering_that_never_heard_the_dead_edge_still_bills_its_requests(tmp_path: Path) -> None:
     async def run() -> None:
-        sink = Sink(f"chdb://{tmp_path / 'ch'}", retention_days=30)
-        await sink.open()
-        prices = Prices(load_catalog(), sink)
-        sweeper = OrphanSweeper(None, sink, prices, heartbeat=1.0, every=0, grace=0, lookback=7200)  # type: ignore[arg-type]
-        try:
+        async with _sweeper(tmp_path, heartbeat=1.0, grace=0) as (sink, sweeper):
             await sink.insert_admitted([_note(1, instance="edge-gone-1"), _note(2, instance="edge-gone-1")])
             now = time.time()
             assert await sweeper.sweep(sweeper.watch.since + 1) == 0  # not long enough to know
             assert await sweeper.sweep(max(now, sweeper.watch.since) + 4) == 2
             assert await sweeper.sweep(max(now, sweeper.watch.since) + 5) == 0
-        finally:
-            await sink.close()
 
     asyncio.run(run())
