@@ -1,4 +1,8 @@
-"""The model catalog (data in ``catalog.toml``) and the route table compiled from it.
+"""The model catalog and the route table compiled from it.
+
+The catalog is the pricing dataset's models and prices (``catalog_prices.json``, made from
+genai-prices by ``make catalog``) under Switchyard's overlay (``catalog.toml``: providers,
+routing, families, dates, successors, capabilities); shared/catalog_build.py merges them.
 
 The router compiles the catalog, the operator's base-URL overrides and the routing
 configuration (accounts, virtual models, aliases, deprecations; ``shared.gateway_config``)
@@ -14,13 +18,16 @@ import tomllib
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError
 
+from shared.cost import PriceSpec, rate_at
 from shared.gateway_config import RetryPolicy, Strategy, Timeouts, VirtualModel
+from shared.price_dataset import matches
 
 CATALOG_PATH = Path(__file__).with_name("catalog.toml")
+PRICES_PATH = Path(__file__).with_name("catalog_prices.json")
 
 log = logging.getLogger("switchyard.catalog")
 
@@ -36,21 +43,27 @@ class ProviderConfig(BaseModel):
     api_version: str = ""  # Azure OpenAI's api-version query parameter; Anthropic's anthropic-version
     account_of: str = ""  # set for a named account: the catalog provider whose models it serves
     location: str = ""  # Vertex AI's location (global, us-central1, ...)
+    dataset: str = ""  # the pricing dataset's id of this provider (google for gemini)
 
 
-class ModelEntry(BaseModel):
+class ModelEntry(PriceSpec):
+    """A catalog model: where it routes, what it can do, and its price in force (rates None
+    when nobody priced it: then no budget admits it, shared.pricing_policy)."""
+
     provider: str
     upstream_model: str | None = None
-    input: float = 0.0
-    output: float = 0.0
-    cached_input: float | None = None
-    cache_write: float | None = None
-    reasoning: float | None = None  # only where reasoning tokens are billed unlike output
     capabilities: tuple[str, ...] = ()  # a tuple, so each Route shares it as it is
     family: str = ""  # e.g. claude-sonnet: the family alias names the newest stable member
     released: date | None = None
     retired: date | None = None  # from this day on, requests go to the successor
     successor: str | None = None
+    context_window: int | None = None
+    max_output: int | None = None
+    name: str = ""  # the provider's display name
+    match: dict[str, object] | None = None  # the dataset's rule for the names it goes by
+    price_source: str = ""  # the dataset version, or why the overlay prices it
+    price_since: date | None = None  # the day its price took effect
+    price_version: str = ""
 
 
 class Deprecation(BaseModel):
@@ -60,26 +73,32 @@ class Deprecation(BaseModel):
     retired: date | None = None
 
 
-class PastPrice(BaseModel):
+class PastPrice(PriceSpec):
     """A price a model had before the catalog's current one (USD per million tokens)."""
 
     model: str
     provider: str
     effective_from: date
     version: str
-    input: float
-    output: float
-    cached_input: float | None = None
-    cache_write: float | None = None
-    reasoning: float | None = None
+
+
+class Family(BaseModel):
+    """Catalog ids (globs) whose newest released member the family's name stands for."""
+
+    provider: str
+    match: list[str]
+    exclude: list[str] = []
+    pin: str = ""  # a name the provider gives its current member (matched by the dataset's rules)
 
 
 class Catalog(BaseModel):
     version: str
+    dataset: str = ""  # the pricing dataset the prices come from
     prices_effective_from: date = date(2024, 1, 1)
     providers: dict[str, ProviderConfig]
     models: dict[str, ModelEntry]
     aliases: dict[str, str] = {}
+    families: dict[str, Family] = {}
     deprecated: dict[str, Deprecation] = {}  # retired names that are no longer catalog models
     price_history: list[PastPrice] = []
     stream_timeouts: Timeouts = Timeouts(first_token_seconds=120, idle_seconds=120, total_seconds=3600)
@@ -99,9 +118,17 @@ def self_hosted_providers(spec: str) -> dict[str, str]:
     return out
 
 
-def load_catalog(path: Path = CATALOG_PATH) -> Catalog:
+def load_overlay(path: Path = CATALOG_PATH) -> dict[str, Any]:
     with path.open("rb") as fh:
-        return Catalog.model_validate(tomllib.load(fh))
+        return tomllib.load(fh)
+
+
+def load_catalog(path: Path = CATALOG_PATH, prices: Path = PRICES_PATH) -> Catalog:
+    """The shipped catalog: the overlay over the dataset file ``make catalog`` wrote."""
+    from shared.catalog_build import merge
+    from shared.price_dataset import Dataset
+
+    return merge(load_overlay(path), Dataset.model_validate_json(prices.read_bytes()))
 
 
 class Route(BaseModel):
@@ -209,7 +236,24 @@ class RouteTable(BaseModel):
         for pname, pcfg in self.providers.items():
             for pattern in pcfg.prefixes:
                 if fnmatch.fnmatchcase(name, pattern):
+                    known = self._matched(pname, name)
+                    if known is not None:  # a dated or spelled-out name of a catalog model
+                        return Route(
+                            model=known,
+                            provider=pname,
+                            upstream_model=name,
+                            capabilities=self.models[known].capabilities,
+                            catalog_provider=pname,
+                        )
                     return Route(model=name, provider=pname, upstream_model=name, catalog_provider=pname)
+        return None
+
+    def _matched(self, provider: str, name: str) -> str | None:
+        """The catalog model of ``provider`` whose dataset match rule fits ``name``
+        (``claude-opus-4-8-20261105`` is ``claude-opus-4-8``), for its price and capabilities."""
+        for model, entry in self.models.items():
+            if entry.provider == provider and entry.match is not None and matches(entry.match, name):
+                return model
         return None
 
     def successor(self, name: str) -> str | None:
@@ -287,7 +331,7 @@ class RouteTable(BaseModel):
         entry = self.models.get(route.model)
         if entry is None or entry.provider != route.billed_provider:
             return None
-        return (3 * entry.input + entry.output) / 4
+        return (3 * (rate_at(entry.input, 0) or 0.0) + (rate_at(entry.output, 0) or 0.0)) / 4
 
 
 def published_table(entries: dict[str, bytes], key: str) -> RouteTable | None:

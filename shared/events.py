@@ -30,6 +30,7 @@ class UsageEvent(BaseModel):
     completion_tokens: int = 0
     cached_tokens: int = 0  # cache reads, part of prompt_tokens
     cache_write_tokens: int = 0  # cache writes, part of prompt_tokens
+    cache_write_1h_tokens: int = 0  # the cache writes with a 1-hour TTL, part of cache_write_tokens
     reasoning_tokens: int = 0  # part of completion_tokens
     usage_estimated: bool = False
     ttft_ms: float = 0.0
@@ -52,6 +53,9 @@ class UsageEvent(BaseModel):
     # died) is billed at the reservation by metering (services/metering/orphans.py).
     phase: Literal["final", "admitted"] = "final"
     deadline: float = 0.0
+    # The kind of request, where it changes the price (``key=value``, comma separated):
+    # ``service_tier=priority``, ``speed=fast``, ``processing=batch`` (shared/cost.py).
+    price_context: str = ""
 
     @property
     def total_tokens(self) -> int:

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.cost import PriceSpec
 from shared.errors import ErrorBody
 from shared.gateway_config import Account, VirtualModel
 from shared.limits import BudgetPeriod, LimitFields, Scope
@@ -499,26 +500,58 @@ class PriceIn(BaseModel):
     output: float = Field(ge=0, le=100_000)
     cached_input: float | None = Field(default=None, ge=0, le=100_000)
     cache_write: float | None = Field(default=None, ge=0, le=100_000)
+    cache_write_1h: float | None = Field(default=None, ge=0, le=100_000)
     reasoning: float | None = Field(default=None, ge=0, le=100_000)
     effective_from: float | None = Field(default=None, ge=0)
 
 
-class PriceOut(BaseModel):
+class PriceOut(PriceSpec):
+    """A price in force (rates as the dataset writes them: a number, or a base with tiers)."""
+
     provider: str
     model: str
     effective_from: float
     version: str
-    input: float
-    output: float
-    cached_input: float | None
-    cache_write: float | None
-    reasoning: float | None
     source: str
 
 
 class PriceList(BaseModel):
     object: Literal["list"] = "list"
     data: list[PriceOut]
+
+
+class CatalogLoad(BaseModel):
+    """``POST /ai/catalog``: a newer pricing dataset, prices, or models allowed unpriced.
+
+    ``dataset`` is a genai-prices ``data.json`` (a list of providers), or a Switchyard
+    ``catalog_prices.json`` (what ``make catalog`` writes). Its prices for the catalog's
+    providers take effect at ``effective_from`` (default: now), for every model whose price
+    it changes; earlier requests keep the prices they were costed at (re-cost them with
+    ``python -m services.metering.recost``)."""
+
+    dataset: list[Any] | dict[str, Any] | None = None
+    prices: list[PriceIn] = Field(default_factory=list, max_length=10_000)
+    allow_unpriced: list[str] | None = Field(
+        default=None, max_length=10_000, description="models (or provider/model) budgets admit with no price"
+    )
+    version: str | None = Field(default=None, min_length=1, max_length=100)
+    effective_from: float | None = Field(default=None, ge=0)
+
+
+class CatalogLoaded(BaseModel):
+    version: str
+    effective_from: float
+    changed: list[str]  # provider/model of each price that took effect (GET /ai/prices shows them)
+    unchanged: int  # models whose price the load left as it was
+    allow_unpriced: list[str]
+
+
+class PricesInForce(BaseModel):
+    """What every edge holds of the prices set at run time (metering's, in the prices
+    bucket): each model's price in force and any to come, and the models allowed unpriced."""
+
+    prices: list[PriceOut] = []
+    allow_unpriced: list[str] = []
 
 
 class MeteringStatus(BaseModel):
@@ -643,7 +676,7 @@ class HealthReport(BaseModel):
     leaving: bool = False  # the edge is shutting down: do not wait for it to confirm changes
 
 
-SyncKind = Literal["routes", "client_keys", "provider_keys", "projects", "users"]
+SyncKind = Literal["routes", "client_keys", "provider_keys", "projects", "users", "prices"]
 
 
 class SyncRequest(BaseModel):

@@ -89,3 +89,8 @@ BUDGET_SPENT = f"{PREFIX}.metering.budget.spent"
 QUEUE_ROUTER = "router"
 QUEUE_KEYVAULT = "keyvault"
 QUEUE_METERING = "metering"
+
+# Prices set at run time, as every edge holds them (metering's; shared.messages.PricesInForce).
+PRICES_BUCKET = "switchyard_prices"
+PRICES_KEY = "in_force"
+CATALOG_LOAD = f"{PREFIX}.metering.catalog.load"

@@ -81,6 +81,7 @@ def _grants() -> dict[str, list[Grant]]:
     projects, users = _kv(s.PROJECTS_BUCKET), _kv(s.USERS_BUCKET)
     rate, budgets = _kv(RATE_BUCKET), _kv(BUDGET_BUCKET)
     responses = _kv(s.RESPONSES_BUCKET)
+    prices = _kv(s.PRICES_BUCKET)
     js = Grant("JetStream account info", ("$JS.API.INFO",))
 
     def inbox(user: str) -> Grant:
@@ -161,6 +162,10 @@ def _grants() -> dict[str, list[Grant]]:
             ),
             Grant(f"announce price changes (`{s.PRICES_CHANGED}`)", (s.PRICES_CHANGED,)),
             Grant(
+                f"own the bucket of prices in force `{s.PRICES_BUCKET}` (create, raise replicas, read, write)",
+                (*_stream_manage(prices), *_stream_read(prices), f"$KV.{s.PRICES_BUCKET}.>"),
+            ),
+            Grant(
                 f"raise budget counters to the metered spend (read and write `{BUDGET_BUCKET}`)",
                 (*_stream_read(budgets), f"$KV.{BUDGET_BUCKET}.>"),
             ),
@@ -180,8 +185,14 @@ def _grants() -> dict[str, list[Grant]]:
                 (s.USAGE_SUBJECT, s.AUDIT_SUBJECT, *_stream_manage(s.AUDIT_STREAM)),
             ),
             Grant(
-                "read (watch) the route, client-key, project and user buckets, never write them",
-                (*_stream_read(routes), *_stream_read(client_keys), *_stream_read(projects), *_stream_read(users)),
+                "read (watch) the route, client-key, project, user and price buckets, never write them",
+                (
+                    *_stream_read(routes),
+                    *_stream_read(client_keys),
+                    *_stream_read(projects),
+                    *_stream_read(users),
+                    *_stream_read(prices),
+                ),
             ),
             Grant(
                 f"lease quota: read and compare-and-set the counters in `{RATE_BUCKET}` and `{BUDGET_BUCKET}`, "

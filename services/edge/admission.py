@@ -25,13 +25,14 @@ from typing import Any, Literal, TypeGuard
 
 from services.edge.auth import Principal
 from services.edge.governance import LimitBook
+from services.edge.prices import EdgePrices, price_context
 from services.edge.providers.base import Usage, prompt_chars
 from services.edge.quota import Lease, Quotas, QuotaUnavailable
 from services.edge.spend import metered_spend
 from shared.bus import Bus
 from shared.catalog import Plan, Route, RouteTable
 from shared.cost import Tokens, cost_usd
-from shared.errors import BUDGET_EXCEEDED, LIMITS_UNAVAILABLE, RATE_LIMITED, GatewayError
+from shared.errors import BUDGET_EXCEEDED, LIMITS_UNAVAILABLE, PERMISSION, RATE_LIMITED, GatewayError
 from shared.limits import (
     BUDGET_BUCKET,
     RATE_BUCKET,
@@ -149,6 +150,7 @@ class Admission:
         bus: Bus,
         book: LimitBook,
         quotas: Quotas,
+        prices: EdgePrices,
         *,
         fail_open: bool,
         max_output: int,
@@ -157,6 +159,7 @@ class Admission:
         self.bus = bus
         self.book = book
         self.quotas = quotas
+        self.prices = prices
         self.fail_open = fail_open
         self.max_output = max_output
         self.refused = refused  # told (scope, limit) of every refusal: the metrics count them
@@ -177,7 +180,10 @@ class Admission:
         if priced and any(limits.tpm is not None or limits.budget_usd is not None for _, _, limits in scopes):
             prompt, output = ticket.estimate = self.estimate(body, plan, table, consumes)
             tokens = float(prompt + output)
-            cost = max_cost(plan, table, prompt, output)
+            budgeted = [(scope, ident) for scope, ident, limits in scopes if limits.budget_usd is not None]
+            if budgeted:
+                self._priced_or_refuse(plan, table, budgeted)
+                cost = self.max_cost(plan, table, prompt, output, price_context(body))
         try:
             for scope, ident, limits in scopes:
                 view = ScopeView(scope, ident, limits)
@@ -206,6 +212,38 @@ class Admission:
             exc.headers.update(ticket.headers())
             raise
         return ticket
+
+    def _priced_or_refuse(self, plan: Plan, table: RouteTable, budgeted: list[tuple[Scope, str]]) -> None:
+        """A budget cannot bound spending on a model nobody priced: refuse it (403) unless an
+        admin priced it or allowed it unpriced."""
+        for route in plan.targets:
+            if self.prices.price(route, table) is None and not self.prices.allows_unpriced(route):
+                scope, ident = budgeted[0]
+                self._count_refusal(scope, "budget")
+                raise GatewayError(
+                    PERMISSION,
+                    f"Model {route.model!r} ({route.billed_provider}) has no price, and the budget of {scope} "
+                    f"{ident!r} applies to this request, so its spending could not be counted. An admin can set "
+                    f"its price (POST /ai/prices) or allow it unpriced (POST /ai/catalog with allow_unpriced).",
+                    param="model",
+                )
+
+    def max_cost(self, plan: Plan, table: RouteTable, prompt: int, output: int, context: str) -> float:
+        """The most the request may cost on any of its targets (a tier by the prompt's upper
+        estimate, the variant its kind asks for)."""
+        worst, now = 0.0, time.time()
+        for route in plan.targets:
+            price = self.prices.price(route, table, now)
+            if price is not None:
+                tokens = Usage(prompt_tokens=prompt, completion_tokens=output)
+                worst = max(worst, cost_usd(price, tokens, context, now))
+        return worst
+
+    def settled_cost(
+        self, route: Route | None, table: RouteTable, usage: Tokens, body: dict[str, Any], at: float
+    ) -> float:
+        """What a request that started at ``at`` cost (what metering stores for it)."""
+        return self.prices.cost(route, table, usage, price_context(body), at)
 
     def _minute(self, kind: Literal["rpm", "tpm"], scope: Scope, ident: str, window: int, end: float) -> Lease:
         """This edge's lease on a per-minute counter."""
@@ -261,7 +299,7 @@ class Admission:
         if kind == "budget":
             message = (
                 f"The budget of {what} (${limit:g}) does not cover this request's reservation (${amount:.6f}, "
-                f"its maximum cost at catalog prices); lower max_tokens, or raise the budget."
+                f"its maximum cost at the model's price); lower max_tokens, or raise the budget."
                 if never
                 else f"The budget of {what} (${limit:g}) is used up for this period."
             )
@@ -336,20 +374,3 @@ class Admission:
 
 def _positive_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
-def max_cost(plan: Plan, table: RouteTable, prompt: int, output: int) -> float:
-    """The most the request may cost on any of its targets, at catalog prices."""
-    worst = 0.0
-    for route in plan.targets:
-        entry = table.models.get(route.model)
-        if entry is not None:
-            worst = max(worst, cost_usd(entry, Usage(prompt_tokens=prompt, completion_tokens=output)))
-    return worst
-
-
-def settled_cost(route: Route | None, table: RouteTable, usage: Tokens) -> float:
-    """What a finished request cost at catalog prices (what metering stores, short of an
-    admin-set price)."""
-    entry = table.models.get(route.model) if route is not None else None
-    return cost_usd(entry, usage) if entry is not None else 0.0

@@ -9,6 +9,7 @@ from typing import Any
 from opentelemetry.trace import Span
 
 from services.edge.auth import Principal
+from services.edge.prices import price_context
 from services.edge.providers.base import Usage
 from services.edge.streams import Slot
 from shared.catalog import Route
@@ -77,6 +78,7 @@ class RequestRecord:
             "project": self.principal.project or "",
             "request_id": self.request_id,
             "trace_id": self.trace_id,
+            "price_context": price_context(self.body),
         }
 
     def event(
@@ -100,6 +102,7 @@ class RequestRecord:
             completion_tokens=usage.completion_tokens,
             cached_tokens=usage.cached_tokens,
             cache_write_tokens=usage.cache_write_tokens,
+            cache_write_1h_tokens=usage.cache_write_1h_tokens,
             reasoning_tokens=usage.reasoning_tokens,
             usage_estimated=usage.estimated,
             ttft_ms=ttft_ms,

@@ -19,6 +19,7 @@ from services.edge.governance import LimitBook
 from services.edge.health import HealthReporter
 from services.edge.media import MediaFetcher
 from services.edge.metrics import EdgeMetrics, edge_metrics
+from services.edge.prices import EdgePrices
 from services.edge.providers.registry import Registry
 from services.edge.quota import Quotas
 from services.edge.responses.store import ResponseStore
@@ -54,6 +55,7 @@ class Edge:
     health: HealthReporter
     limits: LimitBook
     quotas: Quotas
+    prices: EdgePrices
     admission: Admission
     metrics: EdgeMetrics
     telemetry: Telemetry
@@ -79,6 +81,7 @@ class Edge:
         metrics = edge_metrics(user_labels=settings.metrics_user_labels)
         usage = UsagePublisher(bus, settings.spool_dir, instance)
         credentials = Credentials(bus, instance, settings.provider_key_ttl, settings.identity())
+        prices = EdgePrices(bus)
         tracing = Tracing.from_environment(capture_content=settings.otel_capture_content)
         return cls(
             settings=settings,
@@ -96,16 +99,18 @@ class Edge:
             health=HealthReporter(bus, instance, settings.health_report_seconds),
             limits=limits,
             quotas=quotas,
+            prices=prices,
             admission=Admission(
                 bus,
                 limits,
                 quotas,
+                prices,
                 fail_open=settings.limits_fail_open,
                 max_output=settings.default_max_output_tokens,
                 refused=metrics.refused,
             ),
             metrics=metrics,
-            telemetry=Telemetry(usage, metrics, tracing),
+            telemetry=Telemetry(usage, metrics, tracing, prices),
             status=StatusBoard(bus, "edge", instance, settings.heartbeat_seconds),
             responses=ResponseStore(bus, lambda: credentials.responses_key),
             instance=instance,
@@ -121,6 +126,7 @@ class Edge:
             "client_keys": self.client_keys.mirror,
             "projects": self.limits.project_mirror,
             "users": self.limits.user_mirror,
+            "prices": self.prices.mirror,
         }
         sync = SyncResponder(self.bus, self.instance, mirrors, self.credentials.refresh)
         await sync.start()
@@ -134,13 +140,16 @@ class Edge:
             ("health", self.health.run()),
             ("projects", self.limits.project_mirror.run()),
             ("users", self.limits.user_mirror.run()),
+            ("prices", self.prices.mirror.run()),
             ("quotas", self.quotas.run()),
             ("status", self.status.run()),
             ("metrics", self.metrics.keep_flushing()),
         ):
             self.tasks.append(asyncio.create_task(coro, name=name))
         # Serve once the caches hold the current state, so the first request is not refused.
-        waits = [mirror.ready.wait() for mirror in mirrors.values()]
+        # (Not the prices set at run time: metering makes their bucket, and until it is read
+        # the catalog's prices hold.)
+        waits = [mirror.ready.wait() for kind, mirror in mirrors.items() if kind != "prices"]
         try:
             await asyncio.wait_for(asyncio.gather(*waits), timeout=30)
         except TimeoutError:

@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from services.edge.admission import settled_cost
 from services.edge.metered import RequestRecord
 from services.edge.metrics import EdgeMetrics
+from services.edge.prices import EdgePrices
 from services.edge.tracing import Tracing, trace_id_of
 from services.edge.usage import UsagePublisher
 from shared.catalog import Route, RouteTable
@@ -25,10 +25,11 @@ log = logging.getLogger("switchyard.edge.telemetry")
 
 
 class Telemetry:
-    def __init__(self, usage: UsagePublisher, metrics: EdgeMetrics, tracing: Tracing) -> None:
+    def __init__(self, usage: UsagePublisher, metrics: EdgeMetrics, tracing: Tracing, prices: EdgePrices) -> None:
         self.usage = usage
         self.metrics = metrics
         self.tracing = tracing
+        self.prices = prices
 
     def open(self, record: RequestRecord, headers: Mapping[str, str]) -> None:
         """The request's trace span (continuing the caller's) and trace id."""
@@ -86,7 +87,7 @@ class Telemetry:
         try:
             cost = 0.0
             if route_table is not None and (event.prompt_tokens or event.completion_tokens):
-                cost = settled_cost(record.route, route_table, event)
+                cost = self.prices.cost(record.route, route_table, event, event.price_context, event.ts)
             self.metrics.observe(event, cost)
             if record.attempt_span is not None:  # an attempt still open: the request ended in it
                 Tracing.attempt_ended(record.attempt_span, event.error_type or None, None)

@@ -36,6 +36,8 @@ from shared.messages import (
     AuditQuery,
     BudgetSpent,
     BudgetSpentQuery,
+    CatalogLoad,
+    CatalogLoaded,
     Empty,
     KeysLastUsed,
     MeteringStatus,
@@ -75,7 +77,7 @@ class Metering:
         self.bus = bus
         self.sink = sink
         self.instance = f"metering-{socket.gethostname()}-{os.getpid()}"
-        self.prices = Prices(load_catalog(), sink)
+        self.prices = Prices(load_catalog(), sink, bus)
         self.audit = AuditConsumer(
             bus, sink, batch_size=settings.batch_size, batch_wait=settings.batch_wait, ack_wait=settings.ack_wait
         )
@@ -100,7 +102,9 @@ class Metering:
         )
 
     async def start(self) -> None:
+        await self.bus.ensure_kv(subjects.PRICES_BUCKET)
         await self.prices.reload()
+        await self.prices.publish()  # heals a lost bucket; the prices stored are the truth
         await self.consumer.setup()
         await self.audit.setup()
         await self.bus.serve(subjects.AUDIT_LIST, subjects.QUEUE_METERING, AuditQuery, self.audit_log)
@@ -114,6 +118,7 @@ class Metering:
         await self.bus.serve(subjects.USAGE_KEYS_LAST_USED, q, Empty, self.keys_last_used)
         await self.bus.serve(subjects.PRICES_LIST, q, Empty, self.list_prices)
         await self.bus.serve(subjects.PRICES_SET, q, PriceIn, self.set_price)
+        await self.bus.serve(subjects.CATALOG_LOAD, q, CatalogLoad, self.load_catalog)
         await self.bus.serve(subjects.BUDGET_SPENT, q, BudgetSpentQuery, self.budget_spent)
         await self.bus.subscribe(subjects.PRICES_CHANGED, self._prices_changed)
         await self.orphans.start()
@@ -161,6 +166,11 @@ class Metering:
         price = await _store(lambda: self.prices.add(request))
         await self.bus.publish(subjects.PRICES_CHANGED, Empty())  # other metering replicas reload
         return price
+
+    async def load_catalog(self, request: CatalogLoad) -> CatalogLoaded:
+        loaded = await _store(lambda: self.prices.load(request))
+        await self.bus.publish(subjects.PRICES_CHANGED, Empty())  # other metering replicas reload
+        return loaded
 
     async def _prices_changed(self, _: Msg) -> None:
         try:

@@ -108,12 +108,18 @@ def _admitted_requests(t: Target) -> None:
     t.create(ADMITTED_TABLE)
 
 
+def _price_variants(t: Target) -> None:
+    for statement in added_columns(t.cluster):
+        t.run(statement)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "usage_events, prices and audit_events with every column", _base_tables),
     Migration(
         2, "usage_hourly recomputed from the deduplicated events (replaces the summing view)", _exact_hourly_rollup
     ),
     Migration(3, "usage_admitted: requests as admitted, billed from it if their edge dies", _admitted_requests),
+    Migration(4, "prices keep tiers, variants and windows; events their 1-hour cache writes and kind", _price_variants),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -1,9 +1,12 @@
 """Prices with effective dates, and the cost of a usage event (USD per million tokens).
 
-The price book holds the catalog's current prices, the catalog's price history, and prices
-admins added; for an event it picks the newest price of that provider and model that took
-effect at or before the event's time. Cost is computed once, when the event is written, and
-the row keeps the version of the price used.
+The price book holds the catalog's current prices, the catalog's price history, and the
+prices loaded at run time (an admin's, or a newer dataset's: ``prices`` in ClickHouse); for
+an event it picks the newest price of that provider and model that took effect at or before
+the event's time, and within it the rates for the event's kind of request (batch, service
+tier, fast mode), its prompt's size (long-context tiers) and its time of day (off-peak).
+Cost is computed once, when the event is written, and the row keeps the version of the
+price used; a correction later is a new row (services/metering/recost.py).
 """
 
 from __future__ import annotations
@@ -12,37 +15,33 @@ import bisect
 import datetime as dt
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from shared.catalog import Catalog
-from shared.cost import cost_usd
+from shared.cost import PriceSpec, cost_usd
 from shared.events import UsageEvent
 
 UNPRICED = "unpriced"
+PriceSource = Literal["catalog", "admin", "dataset"]
 
 
-class Price(BaseModel):
+class Price(PriceSpec):
     provider: str = Field(min_length=1, max_length=64)
     model: str = Field(min_length=1, max_length=256)
     effective_from: float = Field(ge=0, description="seconds since the epoch (UTC)")
     version: str = Field(min_length=1, max_length=128)
-    input: float = Field(ge=0)
-    output: float = Field(ge=0)
-    cached_input: float | None = Field(default=None, ge=0)
-    cache_write: float | None = Field(default=None, ge=0)
-    reasoning: float | None = Field(default=None, ge=0)
-    source: Literal["catalog", "admin"] = "catalog"
+    source: PriceSource = "catalog"
 
 
 def _epoch(day: dt.date) -> float:
     return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp()
 
 
-_RATES = ("input", "output", "cached_input", "cache_write", "reasoning")
+_SPEC = frozenset(PriceSpec.model_fields)
 
 
-def _rates(source: object) -> dict[str, Any]:
-    return {name: getattr(source, name) for name in _RATES}
+def _rates(source: PriceSpec) -> dict[str, Any]:
+    return {name: getattr(source, name) for name in _SPEC}
 
 
 def catalog_prices(catalog: Catalog) -> list[Price]:
@@ -57,10 +56,16 @@ def catalog_prices(catalog: Catalog) -> list[Price]:
         )
         for p in catalog.price_history
     ]
-    since = _epoch(catalog.prices_effective_from)
     prices += [
-        Price(provider=e.provider, model=model, effective_from=since, version=catalog.version, **_rates(e))
+        Price(
+            provider=e.provider,
+            model=model,
+            effective_from=_epoch(e.price_since or catalog.prices_effective_from),
+            version=e.price_version or catalog.version,
+            **_rates(e),
+        )
         for model, e in catalog.models.items()
+        if e.priced
     ]
     return prices
 
@@ -89,6 +94,6 @@ class PriceBook:
     def cost(self, event: UsageEvent) -> tuple[float, str]:
         """``(cost_usd, price_version)``; a model without a price costs 0 and says so."""
         price = self.price_at(event.provider, event.model, event.ts)
-        if price is None:
+        if price is None or not price.priced:
             return 0.0, UNPRICED
-        return cost_usd(price, event), price.version
+        return cost_usd(price, event, event.price_context, event.ts), price.version

@@ -72,6 +72,8 @@ USAGE_COLUMNS = [
     "project",
     "request_id",
     "trace_id",
+    "cache_write_1h_tokens",
+    "price_context",
 ]
 
 # Columns added to usage_events after its first release: a table made before gets them with
@@ -86,6 +88,15 @@ ADDED_USAGE_COLUMNS = (
     # Tokens costed at $0 because no price was found (price_version "unpriced"): computed
     # from the row, so rows stored before this column have it too.
     ("price_missing", "Bool ALIAS (price_version = 'unpriced') AND (total_tokens > 0)"),
+    # Migration 4: what a price variant or a 1-hour cache write needs to re-cost a row.
+    ("cache_write_1h_tokens", "UInt64 DEFAULT 0"),
+    ("price_context", "LowCardinality(String) DEFAULT ''"),
+)
+# Columns added to prices by migration 4: the whole price (tiers, variants, windows) as JSON,
+# and where it came from. A row stored before reads its flat rates.
+ADDED_PRICE_COLUMNS = (
+    ("spec", "String DEFAULT ''"),
+    ("source", "LowCardinality(String) DEFAULT 'admin'"),
 )
 
 # The rollup's grouping and the sums it keeps, in the order of HOURLY_SELECT's columns.
@@ -135,6 +146,8 @@ PRICE_COLUMNS = [
     "cache_write",
     "reasoning",
     "created_at",
+    "spec",
+    "source",
 ]
 
 
@@ -186,7 +199,9 @@ def _tables(days: int, audit_days: int) -> list[_Table]:
     provider_account LowCardinality(String),
     project LowCardinality(String),
     request_id String,
-    trace_id String
+    trace_id String,
+    cache_write_1h_tokens UInt64 DEFAULT 0,
+    price_context LowCardinality(String) DEFAULT ''
 """,
             "ReplacingMergeTree",
             "inserted_at",
@@ -229,7 +244,9 @@ def _tables(days: int, audit_days: int) -> list[_Table]:
     cached_input Nullable(Float64),
     cache_write Nullable(Float64),
     reasoning Nullable(Float64),
-    created_at DateTime64(3, 'UTC')
+    created_at DateTime64(3, 'UTC'),
+    spec String DEFAULT '',
+    source LowCardinality(String) DEFAULT 'admin'
 """,
             "ReplacingMergeTree",
             "created_at",
@@ -370,13 +387,15 @@ def table_ddl(name: str, retention_days: int, audit_days: int, cluster: str | No
 
 
 def added_columns(cluster: str | None = None) -> list[str]:
-    """Columns added to usage_events after its first release, on each form of the table."""
+    """Columns added to usage_events and prices after their first release, on each form of
+    each table."""
     on = on_cluster(cluster)
     return [
         f"ALTER TABLE {stored}{on} "
-        + ", ".join(f"ADD COLUMN IF NOT EXISTS {name} {kind}" for name, kind in ADDED_USAGE_COLUMNS)
+        + ", ".join(f"ADD COLUMN IF NOT EXISTS {name} {kind}" for name, kind in added)
         + "\n"
-        for stored in [local_name(USAGE_TABLE, cluster)] + ([USAGE_TABLE] if cluster else [])
+        for table, added in ((USAGE_TABLE, ADDED_USAGE_COLUMNS), (PRICES_TABLE, ADDED_PRICE_COLUMNS))
+        for stored in [local_name(table, cluster)] + ([table] if cluster else [])
     ]
 
 

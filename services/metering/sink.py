@@ -19,7 +19,7 @@ from clickhouse_connect.driver import options as _clickhouse_options
 from clickhouse_connect.driver.client import Client
 
 from services.metering.migrations import Target, migrate
-from services.metering.pricing import Price
+from services.metering.pricing import Price, PriceSource
 from services.metering.schema import (
     ADMITTED_COLUMNS,
     ADMITTED_TABLE,
@@ -35,6 +35,7 @@ from services.metering.schema import (
     on_cluster,
     rollup_refresh,
 )
+from shared.cost import PriceSpec, highest, spec_fields
 from shared.events import AuditEvent, UsageEvent
 from shared.memory import release_clean_pages
 
@@ -306,45 +307,49 @@ class Sink:
 
         return int(await self._run(_insert))
 
-    async def insert_price(self, price: Price) -> None:
+    async def insert_prices(self, prices: list[Price]) -> None:
         def _insert() -> None:
-            row = [
-                price.provider,
-                price.model,
-                _utc(price.effective_from),
-                price.version,
-                price.input,
-                price.output,
-                price.cached_input,
-                price.cache_write,
-                price.reasoning,
-                dt.datetime.now(dt.UTC),
+            rows = [
+                [
+                    price.provider,
+                    price.model,
+                    _utc(price.effective_from),
+                    price.version,
+                    highest(price.input),
+                    highest(price.output),
+                    None if price.cached_input is None else highest(price.cached_input),
+                    None if price.cache_write is None else highest(price.cache_write),
+                    None if price.reasoning is None else highest(price.reasoning),
+                    dt.datetime.now(dt.UTC),
+                    PriceSpec(**spec_fields(price)).model_dump_json(exclude_defaults=True),
+                    price.source,
+                ]
+                for price in prices
             ]
-            self._connect().insert(PRICES_TABLE, [row], column_names=PRICE_COLUMNS, settings=self._insert_settings)
+            if rows:
+                self._connect().insert(PRICES_TABLE, rows, column_names=PRICE_COLUMNS, settings=self._insert_settings)
 
         await self._run(_insert)
 
     async def stored_prices(self) -> list[Price]:
+        """Every price loaded at run time; a row stored before migration 4 has only flat rates."""
         rows = await self.query(
             f"SELECT provider, model, toUnixTimestamp64Milli(effective_from), version, input, output, "
-            f"cached_input, cache_write, reasoning FROM {PRICES_TABLE} FINAL",
+            f"cached_input, cache_write, reasoning, spec, source FROM {PRICES_TABLE} FINAL",
             {},
         )
-        return [
-            Price(
-                provider=r[0],
-                model=r[1],
-                effective_from=r[2] / 1000,
-                version=r[3],
-                input=r[4],
-                output=r[5],
-                cached_input=r[6],
-                cache_write=r[7],
-                reasoning=r[8],
-                source="admin",
+        out = []
+        for r in rows:
+            rates = (
+                PriceSpec.model_validate_json(r[9]).model_dump()
+                if r[9]
+                else {"input": r[4], "output": r[5], "cached_input": r[6], "cache_write": r[7], "reasoning": r[8]}
             )
-            for r in rows
-        ]
+            source: PriceSource = "dataset" if r[10] == "dataset" else "admin"
+            out.append(
+                Price(provider=r[0], model=r[1], effective_from=r[2] / 1000, version=r[3], source=source, **rates)
+            )
+        return out
 
     async def query(self, sql: str, parameters: dict[str, Any]) -> list[tuple[Any, ...]]:
         def _query() -> list[tuple[Any, ...]]:
@@ -442,4 +447,6 @@ def _row(e: UsageEvent, cost: float, version: str) -> list[Any]:
         e.project,
         e.request_id or e.event_id,
         e.trace_id,
+        e.cache_write_1h_tokens,
+        e.price_context,
     ]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 
 from shared.catalog import Catalog, Deprecation, ModelEntry, ProviderConfig, RouteTable
+from shared.catalog_build import newest
 from shared.gateway_config import ConfigError, GatewayConfig
 
 
@@ -61,7 +62,7 @@ def compile_routes(
         catalog_version=catalog.version,
         providers=providers,
         models=models,
-        aliases={**_family_aliases(models), **catalog.aliases, **config.aliases},
+        aliases={**_family_aliases(catalog, models, today), **catalog.aliases, **config.aliases},
         virtual=config.models,
         deprecated=deprecated,
         stream_timeouts=catalog.stream_timeouts,
@@ -91,14 +92,21 @@ def _as_of(entry: ModelEntry, today: dt.date) -> ModelEntry:
     return entry
 
 
-def _family_aliases(models: dict[str, ModelEntry]) -> dict[str, str]:
-    """Each family's name, for the newest member released and not retired."""
-    newest: dict[str, tuple[dt.date, str]] = {}
+def _family_aliases(catalog: Catalog, models: dict[str, ModelEntry], today: dt.date) -> dict[str, str]:
+    """Each family's name, for its newest member released and not retired (and the
+    families the overlay names on a model, by release day)."""
+    out: dict[str, str] = {}
+    for family in catalog.families:
+        member = newest(catalog, family, models, today)
+        if member is not None:
+            out[family] = member
+    dated: dict[str, tuple[dt.date, str]] = {}
     for model, entry in models.items():
-        if entry.family and entry.released is not None and entry.retired is None:
-            if entry.family not in newest or entry.released > newest[entry.family][0]:
-                newest[entry.family] = (entry.released, model)
-    return {family: model for family, (_, model) in newest.items()}
+        if entry.family and entry.family not in catalog.families and entry.released is not None:
+            if entry.retired is None and (entry.family not in dated or entry.released > dated[entry.family][0]):
+                dated[entry.family] = (entry.released, model)
+    out.update({family: model for family, (_, model) in dated.items()})
+    return out
 
 
 def catalog_listing(table: RouteTable) -> list[dict[str, object]]:

@@ -52,7 +52,18 @@ def test_a_previous_release_store_is_upgraded_in_place(tmp_path: Path) -> None:
         sink = Sink(f"chdb://{store}", retention_days=60, audit_retention_days=90)
         await sink.open()
         try:
-            assert sink.migrated == [1, 2, 3]
+            assert sink.migrated == [1, 2, 3, 4]
+            columns = await sink.query(
+                "SELECT table, name FROM system.columns WHERE database = currentDatabase() AND name IN "
+                "('spec', 'source', 'cache_write_1h_tokens', 'price_context')",
+                {},
+            )
+            assert set(columns) >= {
+                ("prices", "spec"),
+                ("prices", "source"),
+                ("usage_events", "cache_write_1h_tokens"),
+                ("usage_events", "price_context"),
+            }
             tables = dict(
                 await sink.query("SELECT name, engine FROM system.tables WHERE database = currentDatabase()", {})
             )

@@ -35,7 +35,8 @@ def table():  # type: ignore[no-untyped-def]
         ("openai/gpt-4o", "openai", "gpt-4o"),
         ("echo/anything", "echo", "anything"),
         ("echo/echo-1", "echo", "echo-1"),
-        ("claude-sonnet", "anthropic", "claude-sonnet-4-6"),
+        ("claude-sonnet", "anthropic", "claude-sonnet-5-5"),
+        ("claude-opus-4-8-20261105", "anthropic", "claude-opus-4-8-20261105"),
     ],
 )
 def test_resolution(table, name: str, provider: str, upstream: str) -> None:  # type: ignore[no-untyped-def]
@@ -76,8 +77,20 @@ def test_every_live_catalog_model_is_priced_and_listed(table) -> None:  # type: 
     assert {r["id"] for r in rows} == {m for m, e in table.models.items() if e.retired is None}
     assert "claude-sonnet-4-5" not in {r["id"] for r in rows}  # retired on 2026-11-30
     for row in rows:
-        assert row["pricing"]["input"] >= 0 and row["pricing"]["output"] >= 0  # type: ignore[index]
-        assert row["capabilities"]
+        assert table.models[str(row["id"])].priced, row["id"]
+        assert row["pricing"]["version"]  # type: ignore[index]
+    chat = {str(r["id"]) for r in rows if "chat" in r["capabilities"]}  # type: ignore[operator]
+    assert {"claude-opus-5-5", "gpt-6.2-sol", "gemini-4-argon", "grok-4.7", "deepseek-v4-pro"} <= chat
+    assert "gpt-4o-mini-tts" not in chat  # a speech model is listed and priced, not offered for chat
+
+
+def test_a_dated_name_of_a_catalog_model_is_priced_as_that_model(table) -> None:  # type: ignore[no-untyped-def]
+    """The dataset's match rules: a snapshot name routes as sent, billed as its catalog model."""
+    route = table.resolve("claude-opus-4-8-20261105")
+    assert route is not None and (route.model, route.upstream_model) == ("claude-opus-4-8", "claude-opus-4-8-20261105")
+    assert route.capabilities == table.models["claude-opus-4-8"].capabilities
+    unknown = table.resolve("claude-nonesuch-9")  # still routed by prefix, with no price
+    assert unknown is not None and unknown.model == "claude-nonesuch-9" and "claude-nonesuch-9" not in table.models
 
 
 def test_compile_rejects_a_dangling_alias() -> None:
@@ -93,13 +106,15 @@ def test_compile_rejects_a_dangling_alias() -> None:
 @pytest.mark.parametrize(
     ("name", "model"),
     [
-        ("claude-sonnet", "claude-sonnet-4-6"),
-        ("claude-opus", "claude-opus-4-1"),
-        ("claude-haiku", "claude-haiku-4-5"),
-        ("gemini-pro", "gemini-2.5-pro"),
-        ("gemini-flash", "gemini-2.5-flash"),
-        ("gpt-latest", "gpt-5"),
-        ("gpt-mini-latest", "gpt-5-mini"),
+        ("claude-sonnet", "claude-sonnet-5-5"),
+        ("claude-opus", "claude-opus-5-5"),
+        ("claude-haiku", "claude-haiku-5-5"),
+        # Google's own gemini-pro-latest names a preview (the dataset's match rules say so)
+        ("gemini-pro", "gemini-3.1-pro-preview"),
+        ("gemini-flash", "gemini-3.8-flash"),
+        ("gpt-latest", "gpt-6.2-sol"),
+        ("gpt-mini-latest", "gpt-6-luna"),
+        ("grok", "grok-4.7"),
     ],
 )
 def test_family_aliases_name_the_newest_live_member(table, name: str, model: str) -> None:  # type: ignore[no-untyped-def]
@@ -110,12 +125,27 @@ def test_family_aliases_name_the_newest_live_member(table, name: str, model: str
 
 def test_a_family_alias_skips_a_retired_member() -> None:
     catalog = load_catalog()
-    catalog.models["claude-sonnet-4-6"] = catalog.models["claude-sonnet-4-6"].model_copy(
-        update={"retired": dt.date(2026, 1, 1), "successor": "claude-sonnet-4-5"}
+    catalog.models["claude-sonnet-5-5"] = catalog.models["claude-sonnet-5-5"].model_copy(
+        update={"retired": dt.date(2026, 1, 1), "successor": "claude-sonnet-5"}
     )
-    catalog.models["claude-sonnet-4-5"] = catalog.models["claude-sonnet-4-5"].model_copy(update={"retired": None})
     table = compile_routes(catalog, {}, today=dt.date(2026, 12, 1))
-    assert table.plan("claude-sonnet").model == "claude-sonnet-4-5"  # type: ignore[union-attr]
+    assert table.plan("claude-sonnet").model == "claude-sonnet-5"  # type: ignore[union-attr]
+
+
+def test_a_family_alias_waits_for_a_release_day() -> None:
+    catalog = load_catalog()
+    catalog.models["claude-opus-5-5"] = catalog.models["claude-opus-5-5"].model_copy(
+        update={"released": dt.date(2027, 3, 1)}
+    )
+    table = compile_routes(catalog, {}, today=dt.date(2026, 12, 1))
+    assert table.plan("claude-opus").model == "claude-opus-5"  # type: ignore[union-attr]
+    later = compile_routes(catalog, {}, today=dt.date(2027, 3, 1))
+    assert later.plan("claude-opus").model == "claude-opus-5-5"  # type: ignore[union-attr]
+
+
+def test_a_retired_dated_name_goes_to_the_successor_the_provider_names(table) -> None:  # type: ignore[no-untyped-def]
+    plan = table.plan("claude-opus-4-20250514")  # retired on 2026-06-15; Anthropic named Opus 4.8
+    assert plan is not None and plan.successor == "claude-opus-4-8" and plan.model == "claude-opus-4-8"
 
 
 @pytest.mark.parametrize(
@@ -169,7 +199,7 @@ def test_accounts_virtual_models_aliases_and_deprecations_compile() -> None:
     assert [t.target for t in smart.targets] == [
         "anthropic/claude-sonnet-4-6",
         "openai-main/gpt-4o",
-        "gemini/gemini-2.5-pro",
+        "gemini/gemini-3.1-pro-preview",
     ]
     assert smart.timeouts.first_token_seconds == 5 and smart.timeouts.idle_seconds == 120  # catalog default
     assert smart.timeouts.total_seconds == 3600  # no stream is unbounded unless a model says so

@@ -59,7 +59,12 @@ def test_cluster_form_replicates_each_table_and_distributes_over_it() -> None:
     hourly_local, hourly = table_ddl(HOURLY_DATA, 30, 30, "prod")
     assert ", requests)" in hourly_local and "cityHash64(user))" in hourly
     assert hourly_view("prod").startswith(f"CREATE VIEW IF NOT EXISTS {HOURLY_TABLE} ON CLUSTER prod AS")
-    assert [s.split()[2] for s in added_columns("prod")] == [f"{USAGE_TABLE}_local", USAGE_TABLE]
+    assert [s.split()[2] for s in added_columns("prod")] == [
+        f"{USAGE_TABLE}_local",
+        USAGE_TABLE,
+        f"{PRICES_TABLE}_local",
+        PRICES_TABLE,
+    ]
 
 
 def test_cluster_name_must_be_an_identifier() -> None:

@@ -368,12 +368,16 @@ def usage_of(usage: Mapping[str, Any]) -> Usage:
     read = common.count(usage.get("cache_read_input_tokens"))
     write = common.count(usage.get("cache_creation_input_tokens"))
     details = usage.get("output_tokens_details")
+    ttl = usage.get("cache_creation")  # the writes by TTL: ephemeral_5m/1h_input_tokens
     return Usage(
         prompt_tokens=fresh + read + write,
         completion_tokens=common.count(usage.get("output_tokens")),
         reasoning_tokens=common.count(details.get("thinking_tokens")) if isinstance(details, Mapping) else 0,
         cached_tokens=read,
         cache_write_tokens=write,
+        cache_write_1h_tokens=min(common.count(ttl.get("ephemeral_1h_input_tokens")), write)
+        if isinstance(ttl, Mapping)
+        else 0,
     )
 
 

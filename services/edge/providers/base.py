@@ -52,6 +52,7 @@ class Usage:
     completion_tokens: int = 0
     cached_tokens: int = 0
     cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0  # the writes with a 1-hour TTL (Anthropic), part of cache_write_tokens
     reasoning_tokens: int = 0
     estimated: bool = False
 

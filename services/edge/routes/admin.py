@@ -72,8 +72,8 @@ class _Empty(BaseModel):
     pass
 
 
-async def parse_body(request: Request, model: type[BaseModel]) -> Any:
-    body = await read_json(request, 64 * 1024, request.app.state.edge.settings.body_timeout)
+async def parse_body(request: Request, model: type[BaseModel], limit: int = 64 * 1024) -> Any:
+    body = await read_json(request, limit, request.app.state.edge.settings.body_timeout)
     try:
         return model.model_validate(body)
     except ValidationError as exc:

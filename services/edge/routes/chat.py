@@ -21,7 +21,7 @@ from starlette.responses import Response, StreamingResponse
 
 from services.edge import failover, metadata
 from services.edge.access import new_request_id
-from services.edge.admission import Consumes, Ticket, settled_cost
+from services.edge.admission import Consumes, Ticket
 from services.edge.auth import require_model
 from services.edge.body import check_chat, parse_json, read_body
 from services.edge.metered import RequestRecord
@@ -179,7 +179,7 @@ def failed(
 def settle(edge: Edge, record: RequestRecord, ticket: Ticket, usage: Usage) -> None:
     """Settle a finished request's reservations to what it consumed."""
     if ticket.claims:
-        cost = settled_cost(record.route, edge.routes.current(), usage)
+        cost = edge.admission.settled_cost(record.route, edge.routes.current(), usage, record.body, record.started_wall)
         ticket.settle(usage.prompt_tokens + usage.completion_tokens, cost)
 
 

@@ -5,21 +5,27 @@ Admin keys see everything; a user key sees only its own usage, whatever filter i
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel
 
 from services.edge.auth import require_admin
 from services.edge.openapi import request_body
 from services.edge.routes.admin import parse_body
 from services.edge.state import EdgeDep, PrincipalDep
+from services.edge.sync import change_everywhere
 from shared import subjects
+from shared.catalog import load_overlay
+from shared.catalog_build import dataset_ids
 from shared.errors import INVALID_REQUEST, GatewayError
 from shared.messages import (
     AuditLog,
     AuditQuery,
+    CatalogLoad,
+    CatalogLoaded,
     GroupBy,
     MeteringStatus,
     PriceIn,
@@ -33,6 +39,7 @@ from shared.messages import (
     UsageSummary,
     UsageTimeseries,
 )
+from shared.price_dataset import from_json
 
 router = APIRouter()
 
@@ -127,10 +134,30 @@ async def list_prices(edge: EdgeDep, principal: PrincipalDep) -> PriceList:
 
 
 @router.post("/prices", status_code=201, openapi_extra=request_body(PriceIn))
-async def set_price(request: Request, edge: EdgeDep, principal: PrincipalDep) -> PriceOut:
+async def set_price(request: Request, response: Response, edge: EdgeDep, principal: PrincipalDep) -> PriceOut:
+    """A price for a model, in force in metering and on every live edge when this answers."""
     require_admin(principal)
     body = await parse_body(request, PriceIn)
-    return await edge.bus.request(subjects.PRICES_SET, body, PriceOut, timeout=_TIMEOUT)
+    return await change_everywhere(edge.bus, response, "prices", subjects.PRICES_SET, body, PriceOut)
+
+
+@router.post("/catalog", openapi_extra=request_body(CatalogLoad))
+async def load_catalog(request: Request, response: Response, edge: EdgeDep, principal: PrincipalDep) -> CatalogLoaded:
+    """A newer pricing dataset (a genai-prices data.json, or a catalog_prices.json), prices,
+    or the models budgets may admit unpriced; in force in metering and on every live edge
+    when this answers, from ``effective_from`` (default now). Earlier requests keep their cost."""
+    require_admin(principal)
+    body: CatalogLoad = await parse_body(request, CatalogLoad, edge.settings.max_body_bytes)
+    if isinstance(body.dataset, list):  # the whole dataset: only the catalog's providers travel on
+        raw = body.dataset
+        try:
+            dataset = await asyncio.to_thread(
+                from_json, raw, dataset_ids(load_overlay()), body.version or "genai-prices data.json"
+            )
+        except ValueError as exc:
+            raise GatewayError(INVALID_REQUEST, str(exc).splitlines()[0], param="dataset") from exc
+        body = body.model_copy(update={"dataset": dataset.model_dump(mode="json", exclude_defaults=True)})
+    return await change_everywhere(edge.bus, response, "prices", subjects.CATALOG_LOAD, body, CatalogLoaded)
 
 
 @router.get("/audit")
