@@ -10,7 +10,7 @@ RUN     = $(UV) run --frozen --no-sync
 # Tests that call uv themselves (tests/unit/test_deploy.py) use the same one.
 export SWITCHYARD_UV = $(UV)
 
-.PHONY: install install-node install-browser screenshots up test lint typecheck unit e2e conformance docs bench bench-metering clean
+.PHONY: install install-node install-browser screenshots up test lint typecheck unit e2e conformance docs catalog bench bench-metering clean
 
 install: $(if $(findstring /.tools/,$(UV)),.tools/bin/uv)
 	@$(UV) sync --all-packages --frozen --quiet
@@ -59,6 +59,11 @@ conformance: install install-node
 # docs/compatibility.md is generated from the conformance matrix (tests/conformance/matrix.py).
 docs: install
 	$(RUN) python -m tests.conformance.report > docs/compatibility.md
+
+# shared/catalog_prices.json from the pricing dataset (genai-prices in uv.lock; after
+# `uv lock --upgrade-package genai-prices`), printing what changed (docs/catalog.md).
+catalog: install
+	$(RUN) python -m shared.catalog_build $(if $(DATASET),--dataset $(DATASET))
 
 bench: install
 	$(RUN) python -m bench.run

@@ -88,8 +88,8 @@ class PriceSpec(Rates):
         """The rates in force for a request of ``context`` (its ``key=value`` kinds, comma
         separated) at ``ts``: a window's rates if one holds then, over which, rate by rate,
         the first variant that applies."""
-        if not self.variants and not self.windows:
-            return self
+        if not self.windows and (not context or not self.variants):
+            return self  # the common case: standard rates
         base: Rates = self
         if ts is not None:
             base = next((w for w in self.windows if w.contains(ts)), self)
@@ -177,3 +177,28 @@ def highest(rate: Rate | None) -> float:
     if rate is None:
         return 0.0
     return rate.highest if isinstance(rate, Tiered) else float(rate)
+
+
+def describe(price: PriceSpec | None, version: str) -> dict[str, Any] | None:
+    """A price as ``/v1/models`` and the admin API show it: USD per million tokens at the
+    standard rates (a tiered rate's base), the long-context tiers, the variants by name."""
+    if price is None or not price.priced:
+        return None
+    out: dict[str, Any] = {"currency": "USD", "unit": "1M tokens"}
+    tiers: dict[int, dict[str, float]] = {}
+    for name in RATE_FIELDS:
+        rate = getattr(price, name)
+        if rate is None:
+            continue
+        out[name] = rate.base if isinstance(rate, Tiered) else float(rate)
+        if isinstance(rate, Tiered):
+            for start, tier_rate in rate.tiers:
+                tiers.setdefault(start, {})[name] = tier_rate
+    if tiers:
+        out["tiers"] = [{"above_prompt_tokens": start, **rates} for start, rates in sorted(tiers.items())]
+    if price.variants:
+        out["variants"] = sorted({v.when for v in price.variants})
+    if price.windows:
+        out["time_of_day"] = [f"{w.start.isoformat('minutes')}-{w.end.isoformat('minutes')} UTC" for w in price.windows]
+    out["version"] = version
+    return out

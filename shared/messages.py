@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from shared.cost import PriceSpec
 from shared.errors import ErrorBody
@@ -368,6 +368,15 @@ class UserUsage(TokenCounts):
     user: str
 
 
+class PriceVersionUsage(BaseModel):
+    """The requests that consumed tokens costed at one price version (after any re-costing),
+    and their cost."""
+
+    version: str
+    requests: int
+    cost_usd: float
+
+
 class UsageSummary(BaseModel):
     object: Literal["usage.summary"] = "usage.summary"
     period: str
@@ -384,9 +393,33 @@ class UsageSummary(BaseModel):
     total_cost_usd: float
     # Requests costed at $0 for want of a price: total_cost_usd leaves them out.
     unpriced_requests: int = 0
+    # What re-costing changed (services/metering/recost.py), included in total_cost_usd.
+    corrections_usd: float = 0.0
     by_model: list[ModelUsage]
     by_provider: list[ProviderUsage]
     by_user: list[UserUsage]
+    by_price_version: list[PriceVersionUsage] = []
+
+
+class RecostQuery(BaseModel):
+    """``POST /ai/usage/recost``: re-price the stored usage of a window at today's prices."""
+
+    start: float = Field(ge=0, validation_alias=AliasChoices("start", "from"))
+    end: float = Field(ge=0, validation_alias=AliasChoices("end", "to"))
+    model: str | None = Field(default=None, max_length=256)
+    provider: str | None = Field(default=None, max_length=64)
+    user: str | None = Field(default=None, max_length=256)
+    dry_run: bool = False
+    correction_id: str | None = Field(default=None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")
+
+
+class RecostReport(BaseModel):
+    object: Literal["usage.recost"] = "usage.recost"
+    correction_id: str
+    dry_run: bool
+    events_checked: int
+    events_corrected: int
+    delta_usd: float
 
 
 GroupBy = Literal["model", "provider", "user", "project"]

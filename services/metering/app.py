@@ -25,12 +25,13 @@ from services.metering.queries import (
     usage_timeseries,
 )
 from services.metering.reconcile import reconcile
+from services.metering.recost import recost
 from services.metering.settings import MeteringSettings
 from services.metering.sink import Sink
 from shared import subjects
 from shared.bus import Bus, Msg
 from shared.catalog import load_catalog
-from shared.errors import UNAVAILABLE, GatewayError
+from shared.errors import INVALID_REQUEST, UNAVAILABLE, GatewayError
 from shared.messages import (
     AuditLog,
     AuditQuery,
@@ -45,6 +46,8 @@ from shared.messages import (
     PriceIn,
     PriceList,
     PriceOut,
+    RecostQuery,
+    RecostReport,
     RequestLog,
     RequestsQuery,
     TimeseriesQuery,
@@ -119,6 +122,7 @@ class Metering:
         await self.bus.serve(subjects.PRICES_LIST, q, Empty, self.list_prices)
         await self.bus.serve(subjects.PRICES_SET, q, PriceIn, self.set_price)
         await self.bus.serve(subjects.CATALOG_LOAD, q, CatalogLoad, self.load_catalog)
+        await self.bus.serve(subjects.USAGE_RECOST, q, RecostQuery, self.recost)
         await self.bus.serve(subjects.BUDGET_SPENT, q, BudgetSpentQuery, self.budget_spent)
         await self.bus.subscribe(subjects.PRICES_CHANGED, self._prices_changed)
         await self.orphans.start()
@@ -171,6 +175,11 @@ class Metering:
         loaded = await _store(lambda: self.prices.load(request))
         await self.bus.publish(subjects.PRICES_CHANGED, Empty())  # other metering replicas reload
         return loaded
+
+    async def recost(self, query: RecostQuery) -> RecostReport:
+        if query.start >= query.end:
+            raise GatewayError(INVALID_REQUEST, "'from' must be before 'to'", param="from")
+        return await _store(lambda: recost(self.sink, self.prices.book, query))
 
     async def _prices_changed(self, _: Msg) -> None:
         try:

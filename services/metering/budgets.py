@@ -18,7 +18,7 @@ import time
 from nats.js.errors import KeyDeletedError, KeyNotFoundError, KeyWrongLastSequenceError
 
 from services.metering.periodic import every
-from services.metering.schema import USAGE_TABLE
+from services.metering.schema import CORRECTIONS_TABLE, USAGE_TABLE
 from services.metering.sink import Sink
 from shared.bus import Bus
 from shared.limits import BUDGET_BUCKET, CounterState, Scope
@@ -36,9 +36,11 @@ async def metered_spend(sink: Sink, scope: Scope, ident: str, start: float, end:
     if end is not None:
         params["end"] = end
         until = " AND ts < toDateTime64({end:Float64}, 3, 'UTC')"
+    where = f"{column} = {{ident:String}} AND ts >= toDateTime64({{start:Float64}}, 3, 'UTC'){until}"
+    # The events' costs, and what re-costing changed of them (services/metering/recost.py).
     rows = await sink.query(
-        f"SELECT sum(cost_usd) FROM {USAGE_TABLE} FINAL WHERE {column} = {{ident:String}}"
-        f" AND ts >= toDateTime64({{start:Float64}}, 3, 'UTC'){until}",
+        f"SELECT (SELECT sum(cost_usd) FROM {USAGE_TABLE} FINAL WHERE {where}) + "
+        f"(SELECT sum(delta_usd) FROM {CORRECTIONS_TABLE} FINAL WHERE {where})",
         params,
     )
     return float(rows[0][0] or 0.0) if rows else 0.0

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from services.metering.schema import (
     ADMITTED_TABLE,
     AUDIT_TABLE,
+    CORRECTIONS_TABLE,
     HOURLY_DATA,
     HOURLY_TABLE,
     LEGACY_HOURLY_VIEW,
@@ -111,6 +112,7 @@ def _admitted_requests(t: Target) -> None:
 def _price_variants(t: Target) -> None:
     for statement in added_columns(t.cluster):
         t.run(statement)
+    t.create(CORRECTIONS_TABLE)
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -119,7 +121,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         2, "usage_hourly recomputed from the deduplicated events (replaces the summing view)", _exact_hourly_rollup
     ),
     Migration(3, "usage_admitted: requests as admitted, billed from it if their edge dies", _admitted_requests),
-    Migration(4, "prices keep tiers, variants and windows; events their 1-hour cache writes and kind", _price_variants),
+    Migration(
+        4,
+        "prices keep tiers, variants and windows; events their 1-hour cache writes and kind; cost_corrections",
+        _price_variants,
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

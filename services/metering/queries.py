@@ -7,7 +7,7 @@ import base64
 import time
 from typing import Any
 
-from services.metering.schema import AUDIT_TABLE, HOURLY_TABLE, USAGE_TABLE
+from services.metering.schema import AUDIT_TABLE, CORRECTIONS_TABLE, HOURLY_TABLE, USAGE_TABLE
 from services.metering.sink import Sink
 from shared.errors import INVALID_REQUEST, GatewayError
 from shared.messages import (
@@ -18,6 +18,7 @@ from shared.messages import (
     ModelUsage,
     Percentiles,
     Performance,
+    PriceVersionUsage,
     ProviderUsage,
     RequestLog,
     RequestLogEntry,
@@ -99,6 +100,20 @@ async def usage_summary(sink: Sink, query: UsageFilter) -> UsageSummary:
         )
     }
     total = _counts(totals[0]) if totals else _counts((0,) * 9)
+    # Re-costings (services/metering/recost.py) of the same events: added to the totals, and
+    # each event that consumed tokens counted under the price version its cost stands at now.
+    corrected = (
+        f"SELECT event_id, sum(delta_usd) AS delta, argMax(version_after, created_at) AS version "
+        f"FROM {CORRECTIONS_TABLE} FINAL WHERE {raw} GROUP BY event_id"
+    )
+    corrections = await sink.query(f"SELECT sum(delta) FROM ({corrected})", params)
+    correction_usd = round(float(corrections[0][0] or 0.0), 10) if corrections else 0.0
+    versions = await sink.query(
+        f"SELECT if(c.version != '', c.version, e.price_version) AS v, count(), sum(e.cost_usd + c.delta) "
+        f"FROM {USAGE_TABLE} AS e FINAL LEFT JOIN ({corrected}) AS c ON e.event_id = c.event_id "
+        f"WHERE {raw} AND e.total_tokens > 0 GROUP BY v ORDER BY v",
+        params,
+    )
     return UsageSummary(
         period=query.period or ("custom" if query.start is not None else "7d"),
         start=start,
@@ -111,7 +126,8 @@ async def usage_summary(sink: Sink, query: UsageFilter) -> UsageSummary:
         cached_tokens=total["cached_tokens"],
         cache_write_tokens=total["cache_write_tokens"],
         reasoning_tokens=total["reasoning_tokens"],
-        total_cost_usd=total["cost_usd"],
+        total_cost_usd=round(total["cost_usd"] + correction_usd, 10),
+        corrections_usd=correction_usd,
         unpriced_requests=sum(unpriced.values()),
         by_model=[
             ModelUsage(
@@ -125,6 +141,10 @@ async def usage_summary(sink: Sink, query: UsageFilter) -> UsageSummary:
         ],
         by_provider=[ProviderUsage(provider=r[0], **_counts(r[1:])) for r in by_provider],
         by_user=[UserUsage(user=r[0], **_counts(r[1:])) for r in by_user],
+        by_price_version=[
+            PriceVersionUsage(version=str(r[0]), requests=int(r[1]), cost_usd=round(float(r[2] or 0.0), 10))
+            for r in versions
+        ],
     )
 
 

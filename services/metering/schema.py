@@ -35,6 +35,25 @@ ADMITTED_DAYS = 7  # an admitted request ends (or is billed as lost) within hour
 # The error type of a request billed at its reservation because its edge died before it ended.
 EDGE_LOST = "edge_lost"
 PRICES_TABLE = "prices"
+# Re-costings of stored events after a price correction (services/metering/recost.py): an
+# event's cost is its row's cost_usd plus the deltas of its corrections; history is never edited.
+CORRECTIONS_TABLE = "cost_corrections"
+CORRECTION_COLUMNS = [
+    "correction_id",
+    "event_id",
+    "ts",
+    "user",
+    "client_key_id",
+    "project",
+    "model",
+    "provider",
+    "cost_before",
+    "cost_after",
+    "delta_usd",
+    "version_before",
+    "version_after",
+    "created_at",
+]
 AUDIT_TABLE = "audit_events"
 AUDIT_COLUMNS = ["event_id", "ts", "actor", "actor_user", "action", "target", "status", "source", "instance"]
 
@@ -303,6 +322,31 @@ def _tables(days: int, audit_days: int) -> list[_Table]:
             "cityHash64(event_id)",
         ),
         _Table(
+            CORRECTIONS_TABLE,
+            """
+    correction_id String,
+    event_id String,
+    ts DateTime64(3, 'UTC'),
+    user String,
+    client_key_id String,
+    project LowCardinality(String),
+    model LowCardinality(String),
+    provider LowCardinality(String),
+    cost_before Float64,
+    cost_after Float64,
+    delta_usd Float64,
+    version_before LowCardinality(String),
+    version_after LowCardinality(String),
+    created_at DateTime64(3, 'UTC')
+""",
+            "ReplacingMergeTree",
+            "created_at",
+            # one row per correction and event: a re-run of the same correction replaces its rows
+            "PARTITION BY toYYYYMM(ts)\nORDER BY (toDate(ts), event_id, correction_id)\n"
+            f"TTL toDateTime(ts) + INTERVAL {days} DAY",
+            "cityHash64(event_id)",
+        ),
+        _Table(
             MIGRATIONS_TABLE,
             """
     version UInt32,
@@ -410,6 +454,7 @@ def hourly_view(cluster: str | None = None) -> str:
 # Tables whose rows expire, with the setting that says when: (table, TTL expression, which).
 RETENTION = (
     (USAGE_TABLE, "toDateTime(ts)", "usage"),
+    (CORRECTIONS_TABLE, "toDateTime(ts)", "usage"),
     (HOURLY_DATA, "hour", "usage"),
     (AUDIT_TABLE, "toDateTime(ts)", "audit"),
 )

@@ -307,6 +307,13 @@ class Sink:
 
         return int(await self._run(_insert))
 
+    async def insert_rows(self, table: str, rows: list[list[Any]], columns: list[str]) -> None:
+        def _insert() -> None:
+            if rows:
+                self._connect().insert(table, rows, column_names=columns, settings=self._insert_settings)
+
+        await self._run(_insert)
+
     async def insert_prices(self, prices: list[Price]) -> None:
         def _insert() -> None:
             rows = [

@@ -8,6 +8,7 @@ import datetime as dt
 
 from shared.catalog import Catalog, Deprecation, ModelEntry, ProviderConfig, RouteTable
 from shared.catalog_build import newest
+from shared.cost import describe
 from shared.gateway_config import ConfigError, GatewayConfig
 
 
@@ -122,15 +123,9 @@ def catalog_listing(table: RouteTable) -> list[dict[str, object]]:
                 "owned_by": entry.provider,
                 "provider": entry.provider,
                 "upstream_model": entry.upstream_model or model_id,
-                "pricing": {
-                    "currency": "USD",
-                    "unit": "1M tokens",
-                    "input": entry.input,
-                    "output": entry.output,
-                    "cached_input": entry.cached_input,
-                    "cache_write": entry.cache_write,
-                    "version": table.catalog_version,
-                },
+                "pricing": describe(entry, entry.price_version or table.catalog_version),
+                "context_window": entry.context_window,
+                "max_output_tokens": entry.max_output,
                 "capabilities": entry.capabilities,
                 "aliases": sorted(a for a, t in table.aliases.items() if t == model_id),
             }

@@ -27,6 +27,7 @@ from tests.simulators.server import LongStream, ProviderState, Recorded, Threade
 
 CACHE_READ = 4
 CACHE_WRITE = 2
+CACHE_WRITE_1H = 1  # of CACHE_WRITE, written with the 1-hour TTL (usage.cache_creation says which)
 IMAGE_TYPES = {"image/jpeg", "image/png", "image/gif", "image/webp"}
 ERROR_TYPES = {
     400: "invalid_request_error",
@@ -465,6 +466,10 @@ def message_json(model: str, reply: script.Answer) -> dict[str, Any]:
             "input_tokens": reply.prompt_tokens,
             "cache_creation_input_tokens": CACHE_WRITE,
             "cache_read_input_tokens": CACHE_READ,
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": CACHE_WRITE - CACHE_WRITE_1H,
+                "ephemeral_1h_input_tokens": CACHE_WRITE_1H,
+            },
             "output_tokens": cand.output_tokens + cand.thinking_tokens,
             **_output_details(cand),
         },

@@ -18,7 +18,6 @@ from shared.catalog_build import dataset_ids
 from shared.cost import cost_usd
 from shared.price_dataset import DatasetModel, from_json, matches, pinned
 
-
 _PUBLISHED = Path(__file__).parent / "fixtures" / "genai_prices_data_2026-08-21.json"
 
 
@@ -64,7 +63,9 @@ def test_every_price_costs_what_the_dataset_computes() -> None:
                 for context in _CONTEXTS:
                     prompt = rng.choice([900, 250_000, 1_200_000])
                     write = rng.randint(0, prompt // 4)
-                    tokens = _Tokens(prompt, rng.randint(0, 9000), rng.randint(0, prompt // 4), write, rng.randint(0, write))
+                    tokens = _Tokens(
+                        prompt, rng.randint(0, 9000), rng.randint(0, prompt // 4), write, rng.randint(0, write)
+                    )
                     kind = ",".join(f"{k}={v}" for k, v in sorted(context.items()))
                     ours = cost_usd(_price_at(model, when), tokens, kind, when.timestamp())
                     usage = Usage(

@@ -15,6 +15,8 @@ from services.edge.spend import budget_status
 from services.edge.state import Edge, EdgeDep, PrincipalDep
 from services.edge.sync import change_everywhere
 from shared import subjects
+from shared.catalog import Route, RouteTable
+from shared.cost import PriceSpec, describe
 from shared.errors import INVALID_REQUEST, MODEL_NOT_FOUND, NOT_FOUND, GatewayError
 from shared.gateway_config import NAME, Account, VirtualModel
 from shared.messages import (
@@ -39,6 +41,7 @@ from shared.messages import (
     EncryptionRotated,
     KeysLastUsed,
     LimitField,
+    PriceOut,
     Project,
     ProjectCreate,
     ProjectList,
@@ -287,6 +290,7 @@ async def explain_route(edge: EdgeDep, principal: PrincipalDep, model: str) -> d
     rows = []
     for route in [*ordered, *skipped]:
         circuit = table.circuits.get(route.target)
+        price = edge.prices.price(route, table)
         rows.append(
             {
                 "target": route.target,
@@ -298,6 +302,7 @@ async def explain_route(edge: EdgeDep, principal: PrincipalDep, model: str) -> d
                 "skipped": route in skipped,
                 "provider_keys": edge.credentials.usable(route.provider),
                 "blended_price_usd_per_mtok": table.blended_price(route),
+                "price": describe(price, _version(price, table, route)),  # None: nothing prices it
             }
         )
     return {
@@ -312,6 +317,14 @@ async def explain_route(edge: EdgeDep, principal: PrincipalDep, model: str) -> d
         "timeouts": plan.timeouts.model_dump(),
         "targets": rows,
     }
+
+
+def _version(price: PriceSpec | None, table: RouteTable, route: Route) -> str:
+    """Which price a target is billed at: one set at run time has its own version."""
+    if isinstance(price, PriceOut):
+        return price.version
+    entry = table.models.get(route.model)
+    return entry.price_version if entry is not None else ""
 
 
 async def _one(edge: Edge, subject: str, name: str, kind: str) -> RouteObject | AccountObject:

@@ -6,8 +6,10 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from services.edge.prices import EdgePrices
 from services.edge.state import EdgeDep, PrincipalDep
 from shared.catalog import RouteTable
+from shared.cost import describe
 from shared.errors import MODEL_NOT_FOUND, GatewayError
 
 router = APIRouter()
@@ -15,15 +17,21 @@ router = APIRouter()
 _CREATED = 1_730_419_200  # catalog epoch: models carry no creation date of their own
 
 
-def _model(table: RouteTable, model_id: str) -> dict[str, Any]:
+def _model(table: RouteTable, prices: EdgePrices, model_id: str) -> dict[str, Any]:
     entry = table.models.get(model_id)
     if entry is not None:
+        route = table.resolve(model_id)
+        price = prices.price(route, table) if route is not None else None
         return {
             "id": model_id,
             "object": "model",
             "created": _CREATED,
             "owned_by": entry.provider,
             "capabilities": entry.capabilities,
+            "context_window": entry.context_window,
+            "max_output_tokens": entry.max_output,
+            # the price this gateway bills it at (one set at run time, else the catalog's)
+            "pricing": describe(price, getattr(price, "version", "") or entry.price_version),
         }
     plan = table.plan(model_id)  # a virtual model: what every one of its targets can do
     targets = plan.targets if plan is not None else ()
@@ -44,7 +52,8 @@ def _model(table: RouteTable, model_id: str) -> dict[str, Any]:
 async def list_models(edge: EdgeDep, principal: PrincipalDep) -> dict[str, Any]:
     """The models this key may use (all of them for a key without ``allowed_models``)."""
     table = edge.routes.current()
-    return {"object": "list", "data": [_model(table, m) for m in table.live_models() if principal.may_use(m)]}
+    data = [_model(table, edge.prices, m) for m in table.live_models() if principal.may_use(m)]
+    return {"object": "list", "data": data}
 
 
 @router.get("/models/{model_id:path}")
@@ -56,4 +65,4 @@ async def get_model(model_id: str, edge: EdgeDep, principal: PrincipalDep) -> di
         raise GatewayError(
             MODEL_NOT_FOUND, f"The model `{model_id}` does not exist or you do not have access to it.", param="model"
         )
-    return _model(table, name)
+    return _model(table, edge.prices, name)

@@ -31,6 +31,8 @@ from shared.messages import (
     PriceIn,
     PriceList,
     PriceOut,
+    RecostQuery,
+    RecostReport,
     RequestLog,
     RequestsQuery,
     TimeseriesQuery,
@@ -119,6 +121,15 @@ async def requests(
 ) -> RequestLog:
     query = RequestsQuery.model_validate(fields | {"limit": limit, "before": before, "status": status})
     return await edge.bus.request(subjects.USAGE_REQUESTS, query, RequestLog, timeout=_TIMEOUT)
+
+
+@router.post("/usage/recost", openapi_extra=request_body(RecostQuery))
+async def recost(request: Request, edge: EdgeDep, principal: PrincipalDep) -> RecostReport:
+    """Re-price the stored usage of a window at the prices in force (after a correction with an
+    effective time in the past): new correction rows, history kept (services/metering/recost.py)."""
+    require_admin(principal)
+    query = await parse_body(request, RecostQuery)
+    return await edge.bus.request(subjects.USAGE_RECOST, query, RecostReport, timeout=_TIMEOUT)
 
 
 @router.get("/usage/status")
