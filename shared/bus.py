@@ -36,6 +36,7 @@ from shared import metrics
 from shared.errors import (
     INTERNAL,
     INVALID_REQUEST,
+    TOO_LARGE,
     UNAVAILABLE,
     ErrorBody,
     GatewayError,
@@ -273,6 +274,12 @@ class Bus:
             raise GatewayError(UNAVAILABLE, f"no service answers {subject}") from exc
         except (TimeoutError, nats.errors.TimeoutError) as exc:
             raise GatewayError(UNAVAILABLE, f"timed out waiting for {subject}") from exc
+        except nats.errors.MaxPayloadError as exc:  # the caller's doing: a 413, not an outage
+            raise GatewayError(
+                TOO_LARGE,
+                f"The request is {len(payload)} bytes, more than the message bus carries "
+                f"({self.nc.max_payload} bytes): send it in parts.",
+            ) from exc
         except (nats.errors.Error, BusUnavailable) as exc:
             raise GatewayError(UNAVAILABLE, f"message bus unavailable: {exc}") from exc
         return msg.data

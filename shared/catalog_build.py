@@ -31,6 +31,7 @@ from shared.catalog import (
     ModelEntry,
     PastPrice,
     ProviderConfig,
+    RouteTable,
 )
 from shared.cost import PRICE_FIELDS, RATE_FIELDS, spec_fields
 from shared.price_dataset import Dataset, DatasetModel, from_json, matches, pinned
@@ -100,7 +101,7 @@ def merge(overlay: dict[str, Any], dataset: Dataset) -> Catalog:
     history: list[PastPrice] = []
     for pname, cfg in providers.items():
         for model in dataset.providers.get(cfg.dataset, {}).values() if cfg.dataset else ():
-            if _routes(cfg, model.id):
+            if _routes(cfg, model.id) and not model.id.endswith("-"):  # "ft:gpt-4o-..-": a prefix, not a name
                 fields, past, price_version = _from_dataset(pname, model, dataset.source, since_default)
                 fields["capabilities"] = _capabilities(rules, pname, model.id)
                 fields["price_version"] = price_version
@@ -194,6 +195,15 @@ def newest(catalog: Catalog, family_name: str, models: dict[str, ModelEntry], to
 # --- make catalog ---------------------------------------------------------------------------
 
 
+def release_day(catalog: Catalog) -> dt.date:
+    """The day the overlay was released (its version): the docs show the lineup of that day."""
+    return dt.date.fromisoformat(catalog.version.split("/")[0])
+
+
+def load_catalog_from(overlay: Path, prices: Path) -> Catalog:
+    return merge(_load_overlay(overlay), Dataset.model_validate_json(prices.read_bytes()))
+
+
 def _load_overlay(path: Path) -> dict[str, Any]:
     import tomllib
 
@@ -222,12 +232,37 @@ def changes(before: Catalog | None, after: Catalog, today: dt.date) -> list[str]
     return lines
 
 
+def lineup_markdown(table: RouteTable) -> str:
+    """The catalog's lineup as docs/catalog.md shows it (``--lineup``; a test keeps the two
+    the same): each provider's live models today, and what each family name stands for."""
+    families = {e.family for e in table.models.values() if e.family}
+    lines = ["| provider | family aliases | live models |", "|---|---|---|"]
+    for provider in sorted({e.provider for e in table.models.values()}):
+        live = sorted(m for m, e in table.models.items() if e.provider == provider and e.retired is None)
+        named = ", ".join(
+            f"`{f}` → `{table.aliases[f]}`"
+            for f in sorted(families & table.aliases.keys())
+            if table.models[table.aliases[f]].provider == provider
+        )
+        lines.append(f"| {provider} | {named or '-'} | {', '.join(f'`{m}`' for m in live)} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make catalog", description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", type=Path, help="a genai-prices data.json (default: the installed package's)")
     parser.add_argument("--out", type=Path, default=PRICES_PATH)
     parser.add_argument("--overlay", type=Path, default=CATALOG_PATH)
+    parser.add_argument(
+        "--lineup", action="store_true", help="print the lineup table of docs/catalog.md, write nothing"
+    )
     args = parser.parse_args(argv)
+    if args.lineup:
+        from services.router.compile import compile_routes
+
+        catalog = load_catalog_from(args.overlay, args.out)
+        print(lineup_markdown(compile_routes(catalog, {}, today=release_day(catalog))), end="")
+        return 0
     overlay = _load_overlay(args.overlay)
     ids = dataset_ids(overlay)
     if args.dataset is not None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Tiered(BaseModel):
@@ -67,8 +67,16 @@ class Window(Rates):
     start: dt.time
     end: dt.time
 
+    @field_validator("start", "end")
+    @classmethod
+    def _in_utc(cls, value: dt.time) -> dt.time:
+        """A time of day in UTC, said so (``16:30:00Z``): RFC 3339's full-time."""
+        if value.tzinfo is not None and value.utcoffset() != dt.timedelta(0):
+            value = dt.datetime.combine(dt.date(2000, 1, 3), value).astimezone(dt.UTC).timetz()
+        return value.replace(tzinfo=dt.UTC)
+
     def contains(self, ts: float) -> bool:
-        now = dt.datetime.fromtimestamp(ts, dt.UTC).time()
+        now = dt.datetime.fromtimestamp(ts, dt.UTC).timetz()
         if self.end < self.start:
             return now >= self.start or now < self.end
         return self.start <= now < self.end
@@ -199,6 +207,6 @@ def describe(price: PriceSpec | None, version: str) -> dict[str, Any] | None:
     if price.variants:
         out["variants"] = sorted({v.when for v in price.variants})
     if price.windows:
-        out["time_of_day"] = [f"{w.start.isoformat('minutes')}-{w.end.isoformat('minutes')} UTC" for w in price.windows]
+        out["time_of_day"] = [f"{w.start:%H:%M}-{w.end:%H:%M} UTC" for w in price.windows]
     out["version"] = version
     return out

@@ -6,9 +6,10 @@ and its HTTP status, so an error raised in a service reaches the client unchange
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from shared.cost import PriceSpec
 from shared.errors import ErrorBody
@@ -412,6 +413,18 @@ class RecostQuery(BaseModel):
     dry_run: bool = False
     correction_id: str | None = Field(default=None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")
 
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _moment(cls, value: Any) -> Any:
+        """Seconds since the epoch, or an ISO 8601 time (UTC unless it says)."""
+        if isinstance(value, str):
+            try:
+                moment = dt.datetime.fromisoformat(value)
+            except ValueError:
+                return value  # not a time: the float check says so
+            return (moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).timestamp()
+        return value
+
 
 class RecostReport(BaseModel):
     object: Literal["usage.recost"] = "usage.recost"
@@ -563,9 +576,9 @@ class CatalogLoad(BaseModel):
     ``python -m services.metering.recost``)."""
 
     dataset: list[Any] | dict[str, Any] | None = None
-    prices: list[PriceIn] = Field(default_factory=list, max_length=10_000)
+    prices: list[PriceIn] = Field(default_factory=list, max_length=1000)
     allow_unpriced: list[str] | None = Field(
-        default=None, max_length=10_000, description="models (or provider/model) budgets admit with no price"
+        default=None, max_length=1000, description="models (or provider/model) budgets admit with no price"
     )
     version: str | None = Field(default=None, min_length=1, max_length=100)
     effective_from: float | None = Field(default=None, ge=0)

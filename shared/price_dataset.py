@@ -124,7 +124,7 @@ def _dated_prices(model: Any) -> list[DatedPrice]:
     for constraint, model_price in entries:
         rates = _rates(model_price)
         if constraint is not None and hasattr(constraint, "start_time"):
-            windows.append(Window(start=_utc_time(constraint.start_time), end=_utc_time(constraint.end_time), **rates))
+            windows.append(Window(start=constraint.start_time, end=constraint.end_time, **rates))
         else:
             periods.append((getattr(constraint, "start_date", None), rates))
     if not periods or all(r["input"] is None and r["output"] is None for _, r in periods):
@@ -139,12 +139,6 @@ def _dated_prices(model: Any) -> list[DatedPrice]:
     )
     periods.sort(key=lambda p: p[0] or dt.date.min)
     return [DatedPrice(since=since, variants=variants, windows=tuple(windows), **rates) for since, rates in periods]
-
-
-def _utc_time(value: dt.time) -> dt.time:
-    if value.tzinfo is None:
-        return value
-    return dt.datetime.combine(dt.date(2000, 1, 3), value).astimezone(dt.UTC).time()
 
 
 def _clause(clause: Any) -> dict[str, Any]:

@@ -359,7 +359,7 @@ def test_seed_names_resolve_and_retired_models_say_so(edges: Edges) -> None:
     listed = {m.id for m in edges.client(1).models.list().data}
     assert {"cfg-smart", "fo-503", "claude-sonnet-4-6"} <= listed
     assert "claude-sonnet-4-5" not in listed and "claude-3-5-sonnet-20240620" not in listed
-    for alias, model in [("claude-opus", "claude-opus-4-1"), ("gemini-pro", "gemini-2.5-pro")]:
+    for alias, model in [("claude-opus", "claude-opus-5-5"), ("gemini-pro", "gemini-3.1-pro-preview")]:
         explained = edges.admin("GET", "/ai/routes/explain", params={"model": alias}).json()
         assert explained["resolved"] == model and explained["targets"][0]["upstream_model"] == model
 

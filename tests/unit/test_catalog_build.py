@@ -86,3 +86,9 @@ def test_make_catalog_writes_the_file_and_prints_what_changed(
     report = capsys.readouterr().out
     assert "added    claude-opus-5-5 (anthropic)" in report and "added    gpt-6.2-sol (openai)" in report
     assert Dataset.model_validate_json(out.read_bytes()) == Dataset.model_validate_json(PRICES_PATH.read_bytes())
+
+
+def test_the_docs_show_the_lineup(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--lineup"]) == 0
+    table = capsys.readouterr().out
+    assert table in (Path(__file__).parents[2] / "docs" / "catalog.md").read_text(), "run --lineup into docs/catalog.md"

@@ -98,7 +98,7 @@ def test_a_published_data_json_is_read_with_its_history_and_variants() -> None:
     assert now.cache_write_1h == 2.0 and [v.when for v in now.variants] == ["processing=batch"]
     assert "claude-opus-5-5" not in loaded.providers["anthropic"]  # released after that file
     deepseek = loaded.providers["deepseek"]["deepseek-chat"].prices[-1]
-    assert deepseek.windows and deepseek.windows[0].start == dt.time(0, 30)  # its peak-hour price
+    assert deepseek.windows and deepseek.windows[0].start == dt.time(0, 30, tzinfo=dt.UTC)  # its peak-hour price
     with pytest.raises(ValueError, match="list of providers"):
         from_json({"not": "a list"}, ["anthropic"], "x")
     with pytest.raises(ValueError, match="not a genai-prices dataset"):
