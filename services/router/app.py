@@ -119,7 +119,7 @@ class Router:
         unless this router's circuits changed since it last wrote (routers do not take turns
         rewriting the table with their own timestamps)."""
         kv = await self.bus.kv(subjects.ROUTES_BUCKET)
-        payload = self.table.model_dump_json().encode()
+        payload = self.table.model_dump_json(exclude_defaults=True).encode()  # every edge parses it: lean
         try:
             current = await kv.get(subjects.ROUTES_KEY)
             if current.value == payload:
