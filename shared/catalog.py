@@ -60,6 +60,7 @@ class ModelEntry(PriceSpec):
     context_window: int | None = None
     max_output: int | None = None
     name: str = ""  # the provider's display name
+    deprecated: bool = False  # the dataset says the provider deprecated it (give it a retirement day)
     match: dict[str, object] | None = None  # the dataset's rule for the names it goes by
     price_source: str = ""  # the dataset version, or why the overlay prices it
     price_since: date | None = None  # the day its price took effect

@@ -74,6 +74,7 @@ def _from_dataset(
         **spec_fields(current),
         "provider": provider,
         "name": model.name,
+        "deprecated": model.deprecated,
         "context_window": model.context_window,
         "match": model.match,
         "price_source": source,
@@ -229,6 +230,8 @@ def changes(before: Catalog | None, after: Catalog, today: dt.date) -> list[str]
     for name, entry in sorted(after.models.items()):
         if entry.retired is not None and entry.retired <= today and (name not in old or old[name].retired is None):
             lines.append(f"retired  {name} on {entry.retired} -> {entry.successor}")
+        elif entry.deprecated and entry.retired is None and (name not in old or not old[name].deprecated):
+            lines.append(f"deprecated {name}: the dataset says so; give it `retired` and `successor` in the overlay")
     return lines
 
 

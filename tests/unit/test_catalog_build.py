@@ -85,6 +85,7 @@ def test_make_catalog_writes_the_file_and_prints_what_changed(
     assert main(["--out", str(out), "--overlay", str(overlay)]) == 0
     report = capsys.readouterr().out
     assert "added    claude-opus-5-5 (anthropic)" in report and "added    gpt-6.2-sol (openai)" in report
+    assert "deprecated gemini-2.0-flash" in report  # the dataset flags it; the overlay gives no retirement yet
     assert Dataset.model_validate_json(out.read_bytes()) == Dataset.model_validate_json(PRICES_PATH.read_bytes())
 
 
