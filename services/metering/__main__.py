@@ -56,11 +56,19 @@ async def main(stop: asyncio.Event) -> None:
     health.add_check("clickhouse", sink.ping)
     health.add_gauge(service.update_gauges)
     health.add_detail("streams", service.streams)
+    if service.price_file is not None:
+        price_file = service.price_file
+
+        async def price_file_state() -> dict[str, str]:
+            return {"path": str(price_file.path), "error": price_file.error}
+
+        health.add_detail("price_file", price_file_state)
     consumers = [
         asyncio.create_task(service.consumer.run(stop)),
         asyncio.create_task(service.audit.run(stop)),
         asyncio.create_task(service.budgets.run(stop)),
         asyncio.create_task(service.reconcile_loop(stop)),
+        asyncio.create_task(service.price_file_loop(stop)),
         asyncio.create_task(service.orphans.run(stop)),
     ]
     await stop.wait()

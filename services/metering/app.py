@@ -15,6 +15,7 @@ from services.metering.budgets import BudgetReconciler
 from services.metering.consumer import AuditConsumer, UsageConsumer
 from services.metering.orphans import OrphanSweeper
 from services.metering.periodic import every
+from services.metering.price_file import PriceFile
 from services.metering.prices import Prices
 from services.metering.queries import (
     audit_log,
@@ -81,6 +82,7 @@ class Metering:
         self.sink = sink
         self.instance = f"metering-{socket.gethostname()}-{os.getpid()}"
         self.prices = Prices(load_catalog(), sink, bus)
+        self.price_file = PriceFile(settings.prices_file) if settings.prices_file is not None else None
         self.audit = AuditConsumer(
             bus, sink, batch_size=settings.batch_size, batch_wait=settings.batch_wait, ack_wait=settings.ack_wait
         )
@@ -108,6 +110,7 @@ class Metering:
         await self.bus.ensure_kv(subjects.PRICES_BUCKET)
         await self.prices.reload()
         await self.prices.publish()  # heals a lost bucket; the prices stored are the truth
+        await self._price_file_round()  # a mounted price file, as it is now
         await self.consumer.setup()
         await self.audit.setup()
         await self.bus.serve(subjects.AUDIT_LIST, subjects.QUEUE_METERING, AuditQuery, self.audit_log)
@@ -126,6 +129,24 @@ class Metering:
         await self.bus.serve(subjects.BUDGET_SPENT, q, BudgetSpentQuery, self.budget_spent)
         await self.bus.subscribe(subjects.PRICES_CHANGED, self._prices_changed)
         await self.orphans.start()
+
+    async def price_file_loop(self, stop: asyncio.Event) -> None:
+        """Every ``GATEWAY_PRICES_FILE_POLL_SECONDS``, the mounted price file if it changed."""
+        if self.price_file is not None:
+            await every(self.settings.prices_file_poll_seconds, stop, self._price_file_round, "price file")
+
+    async def _price_file_round(self) -> None:
+        load = self.price_file.changed() if self.price_file is not None else None
+        if load is None:
+            return
+        try:
+            loaded = await self.prices.load(load)
+        except GatewayError as exc:
+            assert self.price_file is not None
+            self.price_file.refused(exc.message)
+            return
+        log.info("price file: %s in force, %d price(s) changed", loaded.version, len(loaded.changed))
+        await self.bus.publish(subjects.PRICES_CHANGED, Empty())  # other metering replicas reload
 
     async def reconcile_loop(self, stop: asyncio.Event) -> None:
         """Every ``reconcile_seconds``, the last ``reconcile_hours`` of the rollup checked

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 
 from shared.settings import ServiceSettings
@@ -40,6 +42,12 @@ class MeteringSettings(ServiceSettings):
     retention_days: int = Field(default=400, ge=1, validation_alias="GATEWAY_USAGE_RETENTION_DAYS")
     # How long audit_events keeps admin changes (applied at every start, like the usage retention).
     audit_retention_days: int = Field(default=400, ge=1, validation_alias="GATEWAY_AUDIT_RETENTION_DAYS")
+    # A mounted price file (what POST /ai/catalog takes: a dataset, prices, models allowed
+    # unpriced), read at start and again whenever its content changes (services/metering/price_file.py).
+    prices_file: Path | None = Field(default=None, validation_alias="GATEWAY_PRICES_FILE")
+    prices_file_poll_seconds: float = Field(
+        default=2.0, gt=0, le=3600, validation_alias="GATEWAY_PRICES_FILE_POLL_SECONDS"
+    )
 
     def refresh_every(self) -> float:
         """The rollup refresh's cadence: ``rollup_refresh``, held under a third of the ack wait

@@ -290,3 +290,84 @@ def test_bad_catalog_loads_are_refused_in_the_callers_shape(two_edges: tuple[Gat
         assert resp.status_code == 400, (body, resp.text)
         assert what in resp.json()["error"]["message"], resp.text
     assert gateway.admin("POST", "/ai/usage/recost", json={"from": 10, "to": 5}).status_code == 400
+
+
+def _filed_cost(gateway: Gateway, origin: str, key: str, user: str, n: int) -> tuple[float, dict[str, Any]]:
+    """One budgeted request for the filed model; the summary once it (the n-th) is metered."""
+    resp = _chat(origin, key, "gpt-7-filed")
+    assert resp.status_code == 200, resp.text
+    return float(_metered(gateway, user, n)["total_cost_usd"]), resp.json()["usage"]
+
+
+def _filed(input_price: float, output_price: float) -> str:
+    return json.dumps(
+        {"prices": [{"model": "gpt-7-filed", "provider": "openai", "input": input_price, "output": output_price}]}
+    )
+
+
+@pytest.fixture
+def filed_stack(tmp_path: Path, sims: Simulators) -> Iterator[tuple[Gateway, Path]]:
+    filed = tmp_path / "prices.json"
+    filed.write_text(_filed(1, 2))
+    env = {"GATEWAY_PRICES_FILE": str(filed), "GATEWAY_PRICES_FILE_POLL_SECONDS": "0.2"}
+    for gateway in own_gateway(tmp_path / "stack", sims, **env):
+        yield gateway, filed
+
+
+def test_a_mounted_price_file_is_read_at_start_and_when_it_changes(filed_stack: tuple[Gateway, Path]) -> None:
+    """GATEWAY_PRICES_FILE, as a ConfigMap mounts it: its prices hold from the start, a new
+    content is in force on the edges soon after, a broken one changes nothing and says why,
+    and a metering SIGKILLed and started again reads the same file without a new price row."""
+    gateway, filed = filed_stack
+    metering = gateway.stack.info.health["metering"]
+    user = "catalog-filed"
+    key = _key_one_edge(gateway, user)
+    spent, usage = _filed_cost(gateway, gateway.origin, key, user, 1)
+    assert spent == pytest.approx((usage["prompt_tokens"] * 1 + usage["completion_tokens"] * 2) / 1e6, rel=1e-9)
+
+    filed.write_text(_filed(3, 4))
+    wait_until(lambda: _filed_price(gateway) == 3.0, what="the new file's price in metering")
+    wait_until(lambda: _explained_price(gateway) == 3.0, what="the new file's price on the edge")
+    before = spent
+    spent, usage = _filed_cost(gateway, gateway.origin, key, user, 2)
+    assert spent - before == pytest.approx((usage["prompt_tokens"] * 3 + usage["completion_tokens"] * 4) / 1e6)
+
+    filed.write_text("{not json")
+    wait_until(lambda: "not a price file" in _price_file_error(metering), what="the broken file to be reported")
+    assert _filed_price(gateway) == 3.0  # the prices in force stay
+    versions = {p["version"] for p in gateway.admin("GET", "/ai/prices").json()["data"] if p["model"] == "gpt-7-filed"}
+
+    filed.write_text(_filed(3, 4))
+    gateway.stack.supervisor.stop("metering", signal.SIGKILL)
+    gateway.stack.supervisor.start("metering")
+    wait_until(lambda: _price_file_error(metering) == "", timeout=60, what="metering back, the file read")
+    after = {p["version"] for p in gateway.admin("GET", "/ai/prices").json()["data"] if p["model"] == "gpt-7-filed"}
+    assert after == versions  # the same content read again changes nothing
+
+
+def _key_one_edge(gateway: Gateway, user: str) -> str:
+    resp = gateway.admin(
+        "POST", "/ai/keys", json={"user": user, "name": "filed", "budget_usd": 5, "budget_period": "day"}
+    )
+    assert resp.status_code == 201, resp.text
+    return str(resp.json()["key"])
+
+
+def _explained_price(gateway: Gateway) -> float | None:
+    price = gateway.admin("GET", "/ai/routes/explain", params={"model": "gpt-7-filed"}).json()["targets"][0]["price"]
+    return float(price["input"]) if price else None
+
+
+def _filed_price(gateway: Gateway) -> float | None:
+    resp = gateway.admin("GET", "/ai/prices")
+    if resp.status_code != 200:
+        return None
+    return next((float(p["input"]) for p in resp.json()["data"] if p["model"] == "gpt-7-filed"), None)
+
+
+def _price_file_error(metering: str) -> str:
+    try:
+        detail = httpx.get(metering + "/readyz", timeout=5).json()
+    except (httpx.HTTPError, ValueError):
+        return "unreachable"
+    return str(detail.get("details", {}).get("price_file", {}).get("error", "no detail"))
