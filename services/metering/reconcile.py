@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from services.metering import metrics
+from services.metering.commands import moment, open_store
 from services.metering.schema import HOURLY_COLUMNS, HOURLY_FROM_RAW, HOURLY_GROUP, HOURLY_TABLE
 from services.metering.sink import Sink, whole_hours
 from shared import subjects
@@ -138,29 +139,13 @@ async def _repair(sink: Sink, over: list[tuple[Any, ...]], start: dt.datetime, e
     await sink.refresh_range(start, end)
 
 
-def _when(value: str) -> dt.datetime:
-    parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
-
-
 async def _main(args: argparse.Namespace) -> int:
     from services.metering.settings import MeteringSettings
 
-    settings = MeteringSettings()
-    sink = Sink(
-        settings.dsn(),
-        settings.retention_days,
-        audit_retention_days=settings.audit_retention_days,
-        cluster=settings.clickhouse_cluster,
-        instance="reconcile",
-    )
-    try:
-        await sink.open()
-    except Exception as exc:
-        print(f"cannot open the usage store {settings.dsn()!r}: {exc}", file=sys.stderr)
-        if settings.dsn().startswith("chdb:"):
-            print("the embedded engine is held by a running metering: stop it first", file=sys.stderr)
+    sink = await open_store("reconcile")
+    if sink is None:
         return 2
+    settings = MeteringSettings()
     bus = Bus.for_service(settings, "metering", "switchyard-reconcile")
     try:
         await bus.connect(deadline=2)
@@ -168,7 +153,7 @@ async def _main(args: argparse.Namespace) -> int:
         print(f"NATS not reachable ({exc}); the usage stream is not compared", file=sys.stderr)
         bus = None  # type: ignore[assignment]
     try:
-        report = await reconcile(sink, _when(args.start), _when(args.end), repair=args.repair, bus=bus)
+        report = await reconcile(sink, moment(args.start), moment(args.end), repair=args.repair, bus=bus)
     finally:
         await sink.close()
         if bus is not None:

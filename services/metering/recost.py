@@ -26,6 +26,7 @@ import secrets
 import sys
 import time
 
+from services.metering.commands import moment, open_store
 from services.metering.pricing import PriceBook
 from services.metering.schema import CORRECTION_COLUMNS, CORRECTIONS_TABLE, USAGE_TABLE
 from services.metering.sink import Sink
@@ -110,39 +111,19 @@ async def recost(sink: Sink, book: PriceBook, query: RecostQuery) -> RecostRepor
     )
 
 
-def _epoch(text: str) -> float:
-    moment = dt.datetime.fromisoformat(text)
-    return (moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).timestamp()
-
-
 async def _main(args: argparse.Namespace) -> int:
     from services.metering.prices import Prices
-    from services.metering.settings import MeteringSettings
     from shared.catalog import load_catalog
 
-    settings = MeteringSettings()
-    sink = Sink(
-        settings.dsn(),
-        settings.retention_days,
-        audit_retention_days=settings.audit_retention_days,
-        cluster=settings.clickhouse_cluster,
-        instance="recost",
-    )
-    try:
-        await sink.open()
-    except Exception as exc:
-        print(f"cannot open the usage store {settings.dsn()!r}: {exc}", file=sys.stderr)
-        if settings.dsn().startswith("chdb:"):
-            print(
-                "the embedded engine opens in one process: stop metering, or use POST /ai/usage/recost", file=sys.stderr
-            )
+    sink = await open_store("recost")
+    if sink is None:
         return 2
     try:
         prices = Prices(load_catalog(), sink)
         await prices.reload()
         query = RecostQuery(
-            start=_epoch(args.start),
-            end=_epoch(args.end),
+            start=moment(args.start).timestamp(),
+            end=moment(args.end).timestamp(),
             model=args.model,
             provider=args.provider,
             user=args.user,

@@ -5,7 +5,13 @@ kept, a repeat of the same correction harmless, and prices loaded from a dataset
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -36,13 +42,22 @@ def _event(i: int, ts: float, model: str = "gpt-4o", **extra: object) -> UsageEv
     )
 
 
+@contextlib.asynccontextmanager
+async def _store(path: Path) -> AsyncIterator[tuple[Sink, Prices]]:
+    """A store on the real embedded engine, with metering's price book over it."""
+    sink = Sink(f"chdb://{path}", retention_days=30)
+    await sink.open()
+    try:
+        prices = Prices(load_catalog(), sink)
+        await prices.reload()
+        yield sink, prices
+    finally:
+        await sink.close()
+
+
 def test_a_correction_recosts_stored_usage_as_new_rows(tmp_path: Path) -> None:
     async def run() -> None:
-        sink = Sink(f"chdb://{tmp_path / 'ch'}", retention_days=30)
-        await sink.open()
-        try:
-            prices = Prices(load_catalog(), sink)
-            await prices.reload()
+        async with _store(tmp_path / "ch") as (sink, prices):
             now = time.time()
             events = [_event(i, now - 600 + i) for i in range(3)] + [_event(9, now - 300, model="gpt-9")]
             await sink.insert([(e, *prices.book.cost(e)) for e in events])
@@ -79,19 +94,13 @@ def test_a_correction_recosts_stored_usage_as_new_rows(tmp_path: Path) -> None:
             # Filters narrow it
             narrow = await recost(sink, prices.book, window.model_copy(update={"model": "gpt-4o", "dry_run": True}))
             assert narrow.events_checked == 3
-        finally:
-            await sink.close()
 
     asyncio.run(run())
 
 
 def test_a_dataset_load_changes_only_the_prices_it_changes(tmp_path: Path) -> None:
     async def run() -> None:
-        sink = Sink(f"chdb://{tmp_path / 'ch'}", retention_days=30)
-        await sink.open()
-        try:
-            prices = Prices(load_catalog(), sink)
-            await prices.reload()
+        async with _store(tmp_path / "ch") as (sink, prices):
             same = pinned(["anthropic"])
             unchanged = await prices.load(CatalogLoad(dataset=same.model_dump(mode="json")))
             assert unchanged.changed == [] and unchanged.unchanged > 20  # the pinned dataset: nothing to do
@@ -109,7 +118,26 @@ def test_a_dataset_load_changes_only_the_prices_it_changes(tmp_path: Path) -> No
             await fresh.reload()
             again = fresh.book.price_at("anthropic", "claude-opus-4-8", time.time())
             assert again is not None and again.input == 7.5 and again.variants  # fast mode and batch kept
-        finally:
-            await sink.close()
 
     asyncio.run(run())
+
+
+def test_the_command_recosts_a_store_it_opens_itself(tmp_path: Path) -> None:
+    """``python -m services.metering.recost`` with metering's settings, against a store no
+    metering holds (the embedded engine opens in one process)."""
+    store = tmp_path / "ch"
+
+    async def fill() -> None:
+        async with _store(store) as (sink, prices):
+            now = time.time()
+            event = _event(1, now - 60, model="gpt-9")  # unpriced when written
+            await sink.insert([(event, *prices.book.cost(event))])
+            await prices.add(PriceIn(model="gpt-9", provider="openai", input=1, output=1, effective_from=now - 3600))
+
+    asyncio.run(fill())
+    env = {**os.environ, "GATEWAY_CLICKHOUSE_DSN": f"chdb://{store}", "GATEWAY_DATA_DIR": str(tmp_path)}
+    command = [sys.executable, "-m", "services.metering.recost", "--from", "2020-01-01", "--to", "2100-01-01Z"]
+    out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=True)
+    report = json.loads(out.stdout)
+    assert (report["events_checked"], report["events_corrected"]) == (1, 1)
+    assert report["delta_usd"] == 1.1
