@@ -322,6 +322,9 @@ def test_a_mounted_price_file_is_read_at_start_and_when_it_changes(filed_stack: 
     metering = gateway.stack.info.health["metering"]
     user = "catalog-filed"
     key = _key_one_edge(gateway, user)
+    # The file is read when metering starts; an edge holds its prices once it has read the
+    # prices bucket (until then a budget refuses the model, which it does not know priced).
+    wait_until(lambda: _explained_price(gateway) == 1.0, what="the file's price on the edge")
     spent, usage = _filed_cost(gateway, gateway.origin, key, user, 1)
     assert spent == pytest.approx((usage["prompt_tokens"] * 1 + usage["completion_tokens"] * 2) / 1e6, rel=1e-9)
 
