@@ -30,8 +30,8 @@ from services.edge.providers.base import Usage, prompt_chars
 from services.edge.quota import Lease, Quotas, QuotaUnavailable
 from services.edge.spend import metered_spend
 from shared.bus import Bus
-from shared.catalog import Plan, Route, RouteTable
-from shared.cost import Tokens, cost_usd
+from shared.catalog import Plan, RouteTable
+from shared.cost import cost_usd
 from shared.errors import BUDGET_EXCEEDED, LIMITS_UNAVAILABLE, PERMISSION, RATE_LIMITED, GatewayError
 from shared.limits import (
     BUDGET_BUCKET,
@@ -230,20 +230,15 @@ class Admission:
 
     def max_cost(self, plan: Plan, table: RouteTable, prompt: int, output: int, context: str) -> float:
         """The most the request may cost on any of its targets (a tier by the prompt's upper
-        estimate, the variant its kind asks for)."""
+        estimate; the variant its kind asks for, or the standard rates should a target drop
+        the field that asks)."""
         worst, now = 0.0, time.time()
+        tokens = Usage(prompt_tokens=prompt, completion_tokens=output)
         for route in plan.targets:
             price = self.prices.price(route, table, now)
             if price is not None:
-                tokens = Usage(prompt_tokens=prompt, completion_tokens=output)
-                worst = max(worst, cost_usd(price, tokens, context, now))
+                worst = max(worst, *(cost_usd(price, tokens, kind, now) for kind in {context, ""}))
         return worst
-
-    def settled_cost(
-        self, route: Route | None, table: RouteTable, usage: Tokens, body: dict[str, Any], at: float
-    ) -> float:
-        """What a request that started at ``at`` cost (what metering stores for it)."""
-        return self.prices.cost(route, table, usage, price_context(body), at)
 
     def _minute(self, kind: Literal["rpm", "tpm"], scope: Scope, ident: str, window: int, end: float) -> Lease:
         """This edge's lease on a per-minute counter."""

@@ -41,9 +41,16 @@ class RequestRecord:
     # translation): then the client's bytes can go upstream as they are.
     exact_body: dict[str, Any] | None = None
     stream_slot: Slot | None = None  # a stream's place among its key's open streams on this process
+    # The fields the serving attempt dropped as its provider cannot honour them (its Call's list).
+    dropped: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.event_id = self.event_id or self.request_id
+
+    @property
+    def price_context(self) -> str:
+        """The kind of request it was billed as: what it asked for and its provider was sent."""
+        return price_context(self.body, self.dropped)
 
     def admitted(self, route: Route, prompt: int, output: int, deadline: float) -> UsageEvent:
         """The record published before the upstream call: what the request may consume, on
@@ -78,7 +85,7 @@ class RequestRecord:
             "project": self.principal.project or "",
             "request_id": self.request_id,
             "trace_id": self.trace_id,
-            "price_context": price_context(self.body),
+            "price_context": self.price_context,
         }
 
     def event(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import bisect
 import logging
 import time
+from collections.abc import Collection
 from typing import Any
 
 from pydantic import ValidationError
@@ -31,15 +32,15 @@ log = logging.getLogger("switchyard.edge.prices")
 _TIERS = frozenset({"default", "flex", "priority", "fast", "ultrafast", "scale"})
 
 
-def price_context(body: dict[str, Any]) -> str:
+def price_context(body: dict[str, Any], dropped: Collection[str] = ()) -> str:
     """The request's kind where it changes the price (shared.cost): ``service_tier=flex``,
-    ``speed=fast``; "" for a standard request."""
+    ``speed=fast``; "" for a standard request. A field the provider could not honour and the
+    gateway dropped (``x-switchyard-drop-params``) never reached it: it does not count."""
     kinds = []
     tier = body.get("service_tier")
-    if isinstance(tier, str) and tier in _TIERS:
+    if isinstance(tier, str) and tier in _TIERS and "service_tier" not in dropped:
         kinds.append(f"service_tier={tier}")
-    speed = body.get("speed")
-    if speed == "fast":
+    if body.get("speed") == "fast" and "speed" not in dropped:
         kinds.append("speed=fast")
     return ",".join(kinds)
 

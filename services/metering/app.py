@@ -200,7 +200,15 @@ class Metering:
     async def recost(self, query: RecostQuery) -> RecostReport:
         if query.start >= query.end:
             raise GatewayError(INVALID_REQUEST, "'from' must be before 'to'", param="from")
-        return await _store(lambda: recost(self.sink, self.prices.book, query))
+        report = await _store(lambda: recost(self.sink, self.prices.book, query))
+        if report.events_corrected and not report.dry_run:
+            # Budgets whose spend the correction raised: their counters now, not at the next
+            # round (a counter edges hold leases on is raised once they are returned).
+            try:
+                await self.budgets.reconcile_once()
+            except Exception as exc:
+                log.warning("budgets not reconciled after %s (the next round does): %s", report.correction_id, exc)
+        return report
 
     async def _prices_changed(self, _: Msg) -> None:
         try:

@@ -84,10 +84,11 @@ class Prices:
         candidates: list[Price] = []
         version = request.version or f"load-{_stamp(now)}"
         if request.dataset is not None:
-            dataset = self._dataset(request.dataset, request.version)
+            overlay = load_overlay()
+            dataset = self._dataset(request.dataset, request.version, overlay)
             version = request.version or dataset.source
             try:
-                newer = merge(load_overlay(), dataset)
+                newer = merge(overlay, dataset)
             except CatalogError as exc:
                 raise GatewayError(
                     INVALID_REQUEST, f"the dataset does not fit the catalog: {exc}", param="dataset"
@@ -137,11 +138,11 @@ class Prices:
         return same_price(held, price)
 
     @staticmethod
-    def _dataset(raw: list[Any] | dict[str, Any], version: str | None) -> Dataset:
+    def _dataset(raw: list[Any] | dict[str, Any], version: str | None, overlay: dict[str, Any]) -> Dataset:
         try:
             if isinstance(raw, dict):  # a catalog_prices.json, as `make catalog` writes it
                 return Dataset.model_validate(raw)
-            return from_json(raw, dataset_ids(load_overlay()), version or "genai-prices data.json")
+            return from_json(raw, dataset_ids(overlay), version or "genai-prices data.json")
         except ValueError as exc:  # pydantic's ValidationError is one
             message = str(exc).splitlines()[0]
             raise GatewayError(INVALID_REQUEST, f"not a pricing dataset: {message}", param="dataset") from exc

@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -395,65 +397,32 @@ def _seconds(value: Any) -> float:
     return value.timestamp() if isinstance(value, dt.datetime) else float(value)
 
 
+# A row of usage_events or usage_admitted: each column the event's field of that name (the
+# column lists in schema.py give the order), but for the columns read otherwise here.
+_TIMES: dict[str, Callable[[UsageEvent], Any]] = {
+    "ts": lambda e: _utc(e.ts),
+    "deadline": lambda e: _utc(e.deadline or e.ts),
+}
+_USAGE_READ: list[Callable[[UsageEvent], Any]] = [
+    {
+        **_TIMES,
+        "attempts": lambda e: min(e.attempts, 255),
+        "request_id": lambda e: e.request_id or e.event_id,
+        "cost_usd": lambda e: 0.0,  # the price book's answer: set by _row
+        "price_version": lambda e: "",
+    }.get(c)
+    or attrgetter(c)
+    for c in USAGE_COLUMNS
+]
+_ADMITTED_READ: list[Callable[[UsageEvent], Any]] = [_TIMES.get(c) or attrgetter(c) for c in ADMITTED_COLUMNS]
+_COST, _VERSION = USAGE_COLUMNS.index("cost_usd"), USAGE_COLUMNS.index("price_version")
+
+
 def _admitted_row(e: UsageEvent) -> list[Any]:
-    """In ADMITTED_COLUMNS' order."""
-    return [
-        e.event_id,
-        _utc(e.ts),
-        _utc(e.deadline or e.ts),
-        e.edge_instance,
-        e.client_key_id,
-        e.user,
-        e.request_user,
-        e.requested_model,
-        e.model,
-        e.provider,
-        e.provider_account,
-        e.endpoint,
-        e.stream,
-        e.prompt_tokens,
-        e.completion_tokens,
-        e.project,
-        e.request_id,
-        e.trace_id,
-    ]
+    return [read(e) for read in _ADMITTED_READ]
 
 
 def _row(e: UsageEvent, cost: float, version: str) -> list[Any]:
-    return [
-        e.event_id,
-        _utc(e.ts),
-        e.schema_version,
-        e.client_key_id,
-        e.user,
-        e.request_user,
-        e.requested_model,
-        e.model,
-        e.provider,
-        e.provider_key_id,
-        e.endpoint,
-        e.stream,
-        e.status,
-        e.error_type,
-        e.prompt_tokens,
-        e.completion_tokens,
-        e.cached_tokens,
-        e.cache_write_tokens,
-        e.reasoning_tokens,
-        e.total_tokens,
-        e.usage_estimated,
-        cost,
-        version,
-        e.ttft_ms,
-        e.latency_ms,
-        e.upstream_latency_ms,
-        e.edge_instance,
-        e.routing_decision_id,
-        min(e.attempts, 255),
-        e.provider_account,
-        e.project,
-        e.request_id or e.event_id,
-        e.trace_id,
-        e.cache_write_1h_tokens,
-        e.price_context,
-    ]
+    row = [read(e) for read in _USAGE_READ]
+    row[_COST], row[_VERSION] = cost, version
+    return row

@@ -374,3 +374,37 @@ def _price_file_error(metering: str) -> str:
     except (httpx.HTTPError, ValueError):
         return "unreachable"
     return str(detail.get("details", {}).get("price_file", {}).get("error", "no detail"))
+
+
+def test_a_price_variant_applies_only_when_the_provider_was_asked(two_edges: tuple[Gateway, list[str]]) -> None:
+    """``service_tier: flex`` sent on to OpenAI is billed at flex rates (half, for gpt-5.4-mini);
+    dropped for a provider that cannot honour it (Gemini, with x-switchyard-drop-params) it is
+    billed at the standard rates the request ran at. Each pair on both edges: same tokens."""
+    gateway, edges = two_edges
+    costs: dict[str, float] = {}
+    for user, model, extra, headers in (
+        ("catalog-tier-standard", "gpt-5.4-mini", {}, {}),
+        ("catalog-tier-flex", "gpt-5.4-mini", {"service_tier": "flex"}, {}),
+        ("catalog-tier-gemini", "gemini-4-argon", {}, {}),
+        (
+            "catalog-tier-gemini-dropped",
+            "gemini-4-argon",
+            {"service_tier": "flex"},
+            {"x-switchyard-drop-params": "true"},
+        ),
+    ):
+        key = _key(gateway, user, budget_usd=5, budget_period="day")
+        for origin in edges:
+            resp = httpx.post(
+                origin + "/v1/chat/completions",
+                headers={"authorization": f"Bearer {key}", **headers},
+                json={"model": model, "messages": MESSAGES, "max_tokens": 64, **extra},
+                timeout=60,
+            )
+            assert resp.status_code == 200, resp.text
+            if headers:
+                assert "service_tier" in resp.headers["x-switchyard-dropped-params"]
+        costs[user] = _metered(gateway, user, 2)["total_cost_usd"]
+    assert costs["catalog-tier-standard"] > 0 and costs["catalog-tier-gemini"] > 0
+    assert costs["catalog-tier-flex"] == pytest.approx(costs["catalog-tier-standard"] / 2, rel=1e-9)
+    assert costs["catalog-tier-gemini-dropped"] == pytest.approx(costs["catalog-tier-gemini"], rel=1e-9)

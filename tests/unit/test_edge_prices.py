@@ -85,3 +85,9 @@ def test_anthropic_one_hour_cache_writes_are_counted_apart() -> None:
         {"input_tokens": 1, "cache_creation_input_tokens": 1, "cache_creation": {"ephemeral_1h_input_tokens": 9}}
     )
     assert lying.cache_write_1h_tokens == 1  # never more than the writes
+
+
+def test_a_dropped_field_does_not_choose_the_price() -> None:
+    body = {"service_tier": "flex", "speed": "fast"}
+    assert price_context(body, ["service_tier"]) == "speed=fast"
+    assert price_context(body, ["service_tier", "speed"]) == ""

@@ -179,7 +179,7 @@ def failed(
 def settle(edge: Edge, record: RequestRecord, ticket: Ticket, usage: Usage) -> None:
     """Settle a finished request's reservations to what it consumed."""
     if ticket.claims:
-        cost = edge.admission.settled_cost(record.route, edge.routes.current(), usage, record.body, record.started_wall)
+        cost = edge.prices.cost(record.route, edge.routes.current(), usage, record.price_context, record.started_wall)
         ticket.settle(usage.prompt_tokens + usage.completion_tokens, cost)
 
 
@@ -365,6 +365,7 @@ async def with_provider_keys(
         call = Call(
             route, provider, credential, record.body, record.request_id, edge.http, drop, media=edge.media, raw=raw
         )
+        record.dropped = call.dropped  # filled as the adapter checks the request: what it is billed as
         try:
             return call, await attempt(call)
         except GatewayError as exc:
