@@ -306,33 +306,39 @@ def _filed(input_price: float, output_price: float) -> str:
 
 
 @pytest.fixture
-def filed_stack(tmp_path: Path, sims: Simulators) -> Iterator[tuple[Gateway, Path]]:
+def filed_stack(tmp_path: Path, sims: Simulators) -> Iterator[tuple[Gateway, Path, list[str]]]:
     filed = tmp_path / "prices.json"
     filed.write_text(_filed(1, 2))
     env = {"GATEWAY_PRICES_FILE": str(filed), "GATEWAY_PRICES_FILE_POLL_SECONDS": "0.2"}
     for gateway in own_gateway(tmp_path / "stack", sims, **env):
-        yield gateway, filed
+        other = gateway.stack.add_edge("edge-filed-b")
+        wait_until(lambda gw=gateway: _heard(gw), what="the router to hear both edges")
+        yield gateway, filed, [gateway.origin, other]
 
 
-def test_a_mounted_price_file_is_read_at_start_and_when_it_changes(filed_stack: tuple[Gateway, Path]) -> None:
+def test_a_mounted_price_file_is_read_at_start_and_when_it_changes(
+    filed_stack: tuple[Gateway, Path, list[str]],
+) -> None:
     """GATEWAY_PRICES_FILE, as a ConfigMap mounts it: its prices hold from the start, a new
     content is in force on the edges soon after, a broken one changes nothing and says why,
     and a metering SIGKILLed and started again reads the same file without a new price row."""
-    gateway, filed = filed_stack
+    gateway, filed, edges = filed_stack
     metering = gateway.stack.info.health["metering"]
     user = "catalog-filed"
     key = _key_one_edge(gateway, user)
     # The file is read when metering starts; an edge holds its prices once it has read the
     # prices bucket (until then a budget refuses the model, which it does not know priced).
-    wait_until(lambda: _explained_price(gateway) == 1.0, what="the file's price on the edge")
+    for origin in edges:
+        wait_until(lambda o=origin: _explained_price(gateway, o) == 1.0, what="the file's price on each edge")
     spent, usage = _filed_cost(gateway, gateway.origin, key, user, 1)
     assert spent == pytest.approx((usage["prompt_tokens"] * 1 + usage["completion_tokens"] * 2) / 1e6, rel=1e-9)
 
     filed.write_text(_filed(3, 4))
     wait_until(lambda: _filed_price(gateway) == 3.0, what="the new file's price in metering")
-    wait_until(lambda: _explained_price(gateway) == 3.0, what="the new file's price on the edge")
+    for origin in edges:
+        wait_until(lambda o=origin: _explained_price(gateway, o) == 3.0, what="the new file's price on each edge")
     before = spent
-    spent, usage = _filed_cost(gateway, gateway.origin, key, user, 2)
+    spent, usage = _filed_cost(gateway, edges[1], key, user, 2)
     assert spent - before == pytest.approx((usage["prompt_tokens"] * 3 + usage["completion_tokens"] * 4) / 1e6)
 
     filed.write_text("{not json")
@@ -356,8 +362,14 @@ def _key_one_edge(gateway: Gateway, user: str) -> str:
     return str(resp.json()["key"])
 
 
-def _explained_price(gateway: Gateway) -> float | None:
-    price = gateway.admin("GET", "/ai/routes/explain", params={"model": "gpt-7-filed"}).json()["targets"][0]["price"]
+def _explained_price(gateway: Gateway, origin: str) -> float | None:
+    resp = httpx.get(
+        origin + "/ai/routes/explain",
+        params={"model": "gpt-7-filed"},
+        headers={"authorization": f"Bearer {gateway.info.admin_key}"},
+        timeout=30,
+    )
+    price = resp.json()["targets"][0]["price"]
     return float(price["input"]) if price else None
 
 
